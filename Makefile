@@ -1,0 +1,179 @@
+# shiftforge build.  Folders are discovered, not listed: a new module is a new
+# .c file in its folder and a new unit test is tests/unit/test_<module>.c.
+#
+#   make            build everything (installs missing Debian packages first)
+#   make test       unit + integration tests
+#   make demo       local cluster on the embedded world
+#   make bench      benchmarks (not tests)
+#   make NO_TORCH=1 coordinator, sfctl and a worker with the non-model kinds
+#   make SANITIZE=address,undefined test
+
+CC       ?= cc
+CXX      ?= g++
+OPT      ?= -O2
+SANITIZE ?=
+NO_TORCH ?=
+LIBTORCH ?=
+
+BUILD := build
+ifneq ($(SANITIZE),)
+BUILD := build/san
+endif
+ifneq ($(NO_TORCH),)
+BUILD := $(BUILD)/notorch
+endif
+
+CPPFLAGS := -I. -I$(BUILD) -D_GNU_SOURCE -MMD -MP
+CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-missing-field-initializers -fPIC
+CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC
+LDFLAGS  :=
+LDLIBS   := -lzmq -luv -lhiredis -lprotobuf-c -lcjson -lpng -lm -lpthread
+
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+CXXFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+
+# libtorch: Debian's libtorch-dev by default, or another tree (CUDA nodes).
+ifeq ($(NO_TORCH),)
+ifneq ($(LIBTORCH),)
+TORCH_INC  := -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/csrc/api/include
+TORCH_LIBS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
+              $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
+else
+TORCH_INC  := -isystem /usr/include/torch/csrc/api/include
+TORCH_LIBS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed
+endif
+CPPFLAGS += -DSF_HAVE_TORCH=1
+endif
+
+PROTO_SRC := $(wildcard proto/*.proto)
+PROTO_C   := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
+PROTO_H   := $(PROTO_C:.c=.h)
+DATA_C    := $(BUILD)/gen/sf_data.c
+
+COMMON_SRC := $(wildcard common/*.c)
+WORLD_SRC  := $(wildcard world/*.c)
+ML_SRC     := $(if $(NO_TORCH),,$(wildcard ml/*.cpp))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.cpp,$(BUILD)/obj/%.o,$(1)))
+
+COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(BUILD)/obj/gen/sf_data.o \
+              $(patsubst $(BUILD)/proto/%.c,$(BUILD)/obj/proto/%.o,$(PROTO_C))
+WORLD_OBJ  := $(call obj,$(WORLD_SRC))
+ML_OBJ     := $(call obj,$(ML_SRC))
+
+LIB_COMMON := $(BUILD)/lib/libsfcommon.a
+LIB_WORLD  := $(BUILD)/lib/libsfworld.a
+LIB_ML     := $(if $(NO_TORCH),,$(BUILD)/lib/libsfml.a)
+
+PROGS := sf-coordinator sf-worker sfctl $(if $(NO_TORCH),,sf-learner)
+PROG_DIR_sf-coordinator := coordinator
+PROG_DIR_sf-worker      := worker
+PROG_DIR_sf-learner     := learner
+PROG_DIR_sfctl          := cli
+BINS := $(addprefix $(BUILD)/bin/,$(PROGS))
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_SRC   := $(if $(NO_TORCH),$(filter-out tests/unit/test_ml_%,$(UNIT_SRC)),$(UNIT_SRC))
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+BENCH_SRC  := $(wildcard tests/bench/bench_*.c)
+BENCH_SRC  := $(if $(NO_TORCH),$(filter-out tests/bench/bench_ml_%,$(BENCH_SRC)),$(BENCH_SRC))
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all deps build test unit integration demo bench clean models fuzz
+.DEFAULT_GOAL := all
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+deps:
+	@tools/deps.sh
+
+build: $(BINS) $(UNIT_BINS) $(BENCH_BINS)
+	@ln -sfn $(CURDIR)/$(BUILD)/bin $(CURDIR)/build/current
+
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)
+	protoc-c --c_out=$(BUILD) $<
+
+$(DATA_C): $(wildcard data/*.tsv) tools/embed.sh
+	@mkdir -p $(dir $@)
+	tools/embed.sh $@ $(wildcard data/*.tsv)
+
+# Every object waits for the generated headers, so that a fresh tree builds in
+# one pass.
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cpp | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(TORCH_INC) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/proto/%.o: $(BUILD)/proto/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB_COMMON): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIB_WORLD): $(WORLD_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/lib/libsfml.a: $(ML_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+.SECONDEXPANSION:
+# Only programs and tests that need models link libtorch: the coordinator and
+# sfctl never do.
+needs_torch = $(if $(NO_TORCH),,$(filter sf-worker sf-learner test_ml_% bench_ml_%,$(1)))
+libs_for    = $(if $(call needs_torch,$(1)),$(LIB_ML)) $(LIB_WORLD) $(LIB_COMMON)
+link_for    = $(if $(call needs_torch,$(1)),$(CXX),$(CC))
+ldlibs_for  = $(LDLIBS) $(if $(call needs_torch,$(1)),$(TORCH_LIBS))
+
+$(BUILD)/bin/%: $$(call obj,$$(wildcard $$(PROG_DIR_$$*)/*.c)) $$(call libs_for,$$*)
+	@mkdir -p $(dir $@)
+	$(call link_for,$*) $(LDFLAGS) -o $@ $(filter %.o,$^) $(call libs_for,$*) $(call ldlibs_for,$*)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call libs_for,$$*)
+	@mkdir -p $(dir $@)
+	$(call link_for,$*) $(LDFLAGS) -o $@ $< $(call libs_for,$*) $(call ldlibs_for,$*)
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $$(call libs_for,$$*)
+	@mkdir -p $(dir $@)
+	$(call link_for,$*) $(LDFLAGS) -o $@ $< $(call libs_for,$*) $(call ldlibs_for,$*)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@SF_BUILD=$(BUILD) tests/run.sh
+
+unit: build
+	@SF_BUILD=$(BUILD) tests/run.sh unit
+
+integration: build
+	@SF_BUILD=$(BUILD) tests/run.sh integration
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@SF_BUILD=$(BUILD) tools/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@SF_BUILD=$(BUILD) tools/bench.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

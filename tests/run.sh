@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every unit test binary and every integration script, each in its own
+# process with a timeout, and ends with one line "N passed, N failed".
+#   tests/run.sh [unit|integration] [NAME-FILTER]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${SF_BUILD:-build}
+what=${1:-all}
+filter=${2:-}
+export SF_BIN="$PWD/$BUILD/bin"
+export SF_ROOT="$PWD"
+
+pass=0; fail=0; failed=()
+run_one() {  # name timeout cmd...
+    local name=$1 t=$2; shift 2
+    [ -n "$filter" ] && [[ "$name" != *"$filter"* ]] && return
+    local log; log=$(mktemp)
+    local start=$SECONDS
+    if timeout -k 10 "$t" "$@" >"$log" 2>&1; then
+        pass=$((pass+1)); printf 'PASS %-40s %4ds\n' "$name" $((SECONDS-start))
+    else
+        local rc=$?
+        fail=$((fail+1)); failed+=("$name")
+        printf 'FAIL %-40s %4ds (exit %d)\n' "$name" $((SECONDS-start)) "$rc"
+        sed 's/^/    | /' "$log" | tail -n 40
+    fi
+    rm -f "$log"
+}
+
+if [ "$what" = all ] || [ "$what" = unit ]; then
+    for t in "$BUILD"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run_one "unit/$(basename "$t")" 300 "$t"
+    done
+fi
+if [ "$what" = all ] || [ "$what" = integration ]; then
+    for t in tests/integration/test_*.sh; do
+        [ -f "$t" ] || continue
+        run_one "integration/$(basename "$t" .sh)" 600 bash "$t"
+    done
+fi
+
+[ ${#failed[@]} -gt 0 ] && printf 'failed: %s\n' "${failed[*]}"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
