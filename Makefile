@@ -135,6 +135,7 @@ $(BUILD)/lib/libsfml.a: $(ML_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+.SECONDARY:
 .SECONDEXPANSION:
 # Only programs and tests that need models link libtorch: the coordinator and
 # sfctl never do.

@@ -1,0 +1,76 @@
+/* Unit tests for common/classes: built-in lists, parsing and validation of
+ * users' lists, and the "class mentioned" check. */
+#include "common/classes.h"
+#include "common/error.h"
+#include "sf_test.h"
+
+TEST(builtin_lists_load) {
+    sf_classlist_t *cl = NULL;
+    char err[256];
+    CHECK_EQ_INT(sf_classes_load("builtin:imagenet-1k", &cl, err, sizeof err), 0);
+    CHECK_EQ_INT(cl->n, 1000);
+    CHECK_EQ_STR(cl->v[0].wnid, "n01440764");
+    CHECK_EQ_STR(cl->v[0].name, "tench");
+    CHECK_EQ_INT(cl->v[2].n_lemmas, 5);
+    CHECK_EQ_STR(cl->v[2].lemmas[1], "white shark");
+    sf_classes_free(&cl);
+    CHECK(cl == NULL);
+    CHECK_EQ_INT(sf_classes_load("builtin:imagenet-a-r-86", &cl, err, sizeof err), 0);
+    CHECK_EQ_INT(cl->n, 86);
+    CHECK_EQ_STR(cl->v[0].name, "stingray");
+    CHECK_EQ_INT(cl->v[0].index, 6);
+    sf_classes_free(&cl);
+    CHECK(sf_classes_load("builtin:nope", &cl, err, sizeof err) == SF_EINVAL);
+    CHECK(strstr(err, "nope") != NULL);
+}
+
+TEST(parse_by_wnid_and_name) {
+    const char *txt = "# my classes\nn01440764\nGoldfish\n  junco  # a bird\n\n";
+    sf_classlist_t *cl = NULL;
+    char err[256];
+    CHECK_EQ_INT(sf_classes_parse(txt, strlen(txt), &cl, err, sizeof err), 0);
+    CHECK_EQ_INT(cl->n, 3);
+    CHECK_EQ_STR(cl->v[1].wnid, "n01443537");
+    CHECK_EQ_STR(cl->v[2].name, "junco");
+    sf_classes_free(&cl);
+}
+
+TEST(bad_lists_name_the_line) {
+    sf_classlist_t *cl = NULL;
+    char err[256];
+    const char *unk = "tench\ngoldfish\ndgo\n";
+    CHECK_EQ_INT(sf_classes_parse(unk, strlen(unk), &cl, err, sizeof err), SF_EINVAL);
+    CHECK(cl == NULL);
+    CHECK(strstr(err, "line 3") && strstr(err, "dgo"));
+    const char *dup = "tench\nn01440764\n";
+    CHECK_EQ_INT(sf_classes_parse(dup, strlen(dup), &cl, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "line 2") && strstr(err, "duplicate"));
+    const char *empty = "# nothing\n\n";
+    CHECK_EQ_INT(sf_classes_parse(empty, strlen(empty), &cl, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "empty"));
+    const char *amb = "missile\n";
+    CHECK_EQ_INT(sf_classes_parse(amb, strlen(amb), &cl, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "ambiguous"));
+    CHECK(sf_classes_load("/nonexistent/list.txt", &cl, err, sizeof err) == SF_EIO);
+}
+
+TEST(mentioned_by_name_or_lemma) {
+    const sf_class_t *shark = sf_classes_lookup("great white shark");
+    CHECK(shark != NULL);
+    CHECK(sf_classes_mentioned(shark, "A Great White Shark in the snow."));
+    CHECK(sf_classes_mentioned(shark, "a man-eater at night"));
+    CHECK(sf_classes_mentioned(shark, "two white sharks on the road"));
+    CHECK(!sf_classes_mentioned(shark, "a whiteshark"));
+    CHECK(!sf_classes_mentioned(shark, "a shark in the sky"));
+    const sf_class_t *junco = sf_classes_lookup("n01534433");
+    CHECK(sf_classes_mentioned(junco, "a snowbird on a branch"));
+    CHECK(!sf_classes_mentioned(junco, "snowbirding is fun"));
+}
+
+int main(void) {
+    SF_RUN(builtin_lists_load);
+    SF_RUN(parse_by_wnid_and_name);
+    SF_RUN(bad_lists_name_the_line);
+    SF_RUN(mentioned_by_name_or_lemma);
+    SF_DONE();
+}
