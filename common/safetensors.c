@@ -1,0 +1,454 @@
+/* safetensors.c: the safetensors format (see safetensors.h).
+ *
+ * Data is little-endian on disk and read with memcpy, so an unaligned tensor
+ * (the format only aligns the header to 8 bytes) is fine.  The code assumes a
+ * little-endian host, which every machine shiftforge targets is.
+ */
+#include "common/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors.c assumes little-endian");
+
+/* A header larger than this is refused: HF's own limit is 100 MB. */
+#define ST_MAX_HEADER (100u << 20)
+
+static const struct { const char *name; size_t size; } dtypes[] = {
+    [SF_ST_F32] = {"F32", 4}, [SF_ST_F16] = {"F16", 2}, [SF_ST_BF16] = {"BF16", 2},
+    [SF_ST_F64] = {"F64", 8}, [SF_ST_I64] = {"I64", 8}, [SF_ST_I32] = {"I32", 4},
+    [SF_ST_I16] = {"I16", 2}, [SF_ST_I8] = {"I8", 1},   [SF_ST_U8] = {"U8", 1},
+    [SF_ST_BOOL] = {"BOOL", 1},
+};
+#define N_DTYPES ((int)(sizeof dtypes / sizeof dtypes[0]))
+
+size_t sf_st_dtype_size(sf_st_dtype_t dt) {
+    return (int)dt >= 0 && (int)dt < N_DTYPES ? dtypes[dt].size : 0;
+}
+
+const char *sf_st_dtype_name(sf_st_dtype_t dt) {
+    return (int)dt >= 0 && (int)dt < N_DTYPES ? dtypes[dt].name : "?";
+}
+
+struct sf_st_s {
+    uint8_t *owned;          /* the image when copied or loaded from a file */
+    cJSON *header;
+    sf_st_tensor_t *t;
+    int n;
+};
+
+static void tensors_free(sf_st_t *st) {
+    free(st->t);
+    st->t = NULL;
+    st->n = 0;
+}
+
+void sf_st_free(sf_st_t **stp) {
+    if (!stp || !*stp) return;
+    sf_st_t *st = *stp;
+    tensors_free(st);
+    cJSON_Delete(st->header);
+    free(st->owned);
+    free(st);
+    *stp = NULL;
+}
+
+/* Parses one header entry into t, checking it against the data section of
+ * data_len bytes. */
+static int parse_entry(const cJSON *e, const uint8_t *data, size_t data_len, sf_st_tensor_t *t,
+                       char *err, size_t errlen) {
+    const char *name = e->string;
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(shape) ||
+        !cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
+        return sf_errf(SF_EFORMAT, err, errlen, "tensor '%s': malformed header entry", name);
+    int k;
+    for (k = 0; k < N_DTYPES; k++)
+        if (strcmp(dt->valuestring, dtypes[k].name) == 0) break;
+    if (k == N_DTYPES)
+        return sf_errf(SF_EFORMAT, err, errlen, "tensor '%s': unknown dtype '%s'", name,
+                       dt->valuestring);
+    t->name = name;
+    t->dtype = (sf_st_dtype_t)k;
+    t->ndim = cJSON_GetArraySize(shape);
+    if (t->ndim > SF_ST_MAX_DIMS)
+        return sf_errf(SF_EFORMAT, err, errlen, "tensor '%s': %d dims", name, t->ndim);
+    /* Byte counts are checked in double first so that a lying shape cannot
+     * overflow the int64 product. */
+    double dnumel = 1;
+    int64_t numel = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        const cJSON *d = cJSON_GetArrayItem(shape, i);
+        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 9.0e15 ||
+            d->valuedouble != (double)(int64_t)d->valuedouble)
+            return sf_errf(SF_EFORMAT, err, errlen, "tensor '%s': bad shape", name);
+        t->shape[i] = (int64_t)d->valuedouble;
+        dnumel *= d->valuedouble;
+        if (dnumel * (double)dtypes[k].size > (double)data_len + 1)
+            return sf_errf(SF_EFORMAT, err, errlen,
+                           "tensor '%s': shape needs more bytes than the file has", name);
+        numel *= t->shape[i];
+    }
+    t->numel = numel;
+    const cJSON *b = cJSON_GetArrayItem(offs, 0), *en = cJSON_GetArrayItem(offs, 1);
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
+        en->valuedouble < b->valuedouble || en->valuedouble > (double)data_len)
+        return sf_errf(SF_EFORMAT, err, errlen,
+                       "tensor '%s': data_offsets outside the %zu-byte data section", name,
+                       data_len);
+    size_t begin = (size_t)b->valuedouble, end = (size_t)en->valuedouble;
+    t->nbytes = end - begin;
+    if ((uint64_t)numel * dtypes[k].size != t->nbytes)
+        return sf_errf(SF_EFORMAT, err, errlen,
+                       "tensor '%s': %zu bytes for %lld elements of %s", name, t->nbytes,
+                       (long long)numel, dtypes[k].name);
+    t->data = data + begin;
+    return 0;
+}
+
+int sf_st_parse(const void *buf, size_t len, int copy, sf_st_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!buf && len) return SF_EINVAL;
+    if (len < 8) return sf_errf(SF_EFORMAT, err, errlen, "file of %zu bytes has no header", len);
+    uint64_t hlen;
+    memcpy(&hlen, buf, 8);
+    if (hlen > ST_MAX_HEADER || hlen > len - 8)
+        return sf_errf(SF_EFORMAT, err, errlen,
+                       "header length %llu does not fit the %zu-byte file",
+                       (unsigned long long)hlen, len);
+    sf_st_t *st = calloc(1, sizeof *st);
+    if (!st) return SF_ENOMEM;
+    const uint8_t *img = buf;
+    if (copy) {
+        st->owned = malloc(len ? len : 1);
+        if (!st->owned) { free(st); return SF_ENOMEM; }
+        memcpy(st->owned, buf, len);
+        img = st->owned;
+    }
+    int rc = 0;
+    st->header = cJSON_ParseWithLength((const char *)img + 8, (size_t)hlen);
+    if (!cJSON_IsObject(st->header)) {
+        rc = sf_errf(SF_EFORMAT, err, errlen, "header is not a JSON object");
+        goto fail;
+    }
+    int n = cJSON_GetArraySize(st->header);
+    st->t = calloc((size_t)n + 1, sizeof *st->t);
+    if (!st->t) { rc = SF_ENOMEM; goto fail; }
+    const uint8_t *data = img + 8 + hlen;
+    size_t data_len = len - 8 - (size_t)hlen;
+    for (cJSON *e = st->header->child; e; e = e->next) {
+        if (strcmp(e->string, "__metadata__") == 0) {
+            if (!cJSON_IsObject(e)) {
+                rc = sf_errf(SF_EFORMAT, err, errlen, "__metadata__ is not an object");
+                goto fail;
+            }
+            for (cJSON *m = e->child; m; m = m->next)
+                if (!cJSON_IsString(m)) {
+                    rc = sf_errf(SF_EFORMAT, err, errlen, "__metadata__.%s is not a string",
+                                 m->string);
+                    goto fail;
+                }
+            continue;
+        }
+        if ((rc = parse_entry(e, data, data_len, &st->t[st->n], err, errlen)) != 0) goto fail;
+        st->n++;
+    }
+    *out = st;
+    return 0;
+fail:
+    sf_st_free(&st);
+    return rc;
+}
+
+int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
+    if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return sf_errf(SF_EIO, err, errlen, "cannot seek %s", path); }
+    off_t size = ftello(f);
+    fseeko(f, 0, SEEK_SET);
+    uint8_t *buf = malloc(size > 0 ? (size_t)size : 1);
+    if (!buf) { fclose(f); return sf_errf(SF_ENOMEM, err, errlen, "%s: out of memory", path); }
+    size_t got = size > 0 ? fread(buf, 1, (size_t)size, f) : 0;
+    fclose(f);
+    if (got != (size_t)size) {
+        free(buf);
+        return sf_errf(SF_EIO, err, errlen, "short read on %s", path);
+    }
+    char sub[256] = "";
+    int rc = sf_st_parse(buf, got, 0, out, sub, sizeof sub);
+    if (rc) {
+        free(buf);
+        return sf_errf(rc, err, errlen, "%s: %s", path, sub);
+    }
+    (*out)->owned = buf;   /* the parsed view now owns the image */
+    return 0;
+}
+
+int sf_st_count(const sf_st_t *st) { return st ? st->n : 0; }
+
+const sf_st_tensor_t *sf_st_get(const sf_st_t *st, int i) {
+    return st && i >= 0 && i < st->n ? &st->t[i] : NULL;
+}
+
+const sf_st_tensor_t *sf_st_find(const sf_st_t *st, const char *name) {
+    if (!st || !name) return NULL;
+    for (int i = 0; i < st->n; i++)
+        if (strcmp(st->t[i].name, name) == 0) return &st->t[i];
+    return NULL;
+}
+
+const char *sf_st_meta(const sf_st_t *st, const char *key) {
+    if (!st || !key) return NULL;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(st->header, "__metadata__");
+    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- half precision ---- */
+
+float sf_st_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {   /* subnormal: renormalise */
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3FF) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t sf_st_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t exp = (x >> 23) & 0xFF, man = x & 0x7FFFFF;
+    if (exp == 0xFF) return sign | 0x7C00 | (man ? 0x200 : 0);
+    int e = (int)exp - 127 + 15;
+    if (e >= 31) return sign | 0x7C00;
+    if (e <= 0) {
+        if (e < -10) return sign;
+        man |= 0x800000;
+        int shift = 14 - e;
+        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return sign | (uint16_t)half;
+    }
+    uint32_t half = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;   /* may carry into exp: fine */
+    return sign | (uint16_t)half;
+}
+
+float sf_st_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t sf_st_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7FFFFFFF) > 0x7F800000) return (uint16_t)((x >> 16) | 0x40);   /* NaN stays NaN */
+    x += 0x7FFF + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+int sf_st_to_f32(const sf_st_tensor_t *t, float *out, size_t n) {
+    if (!t || (size_t)t->numel != n) return SF_EINVAL;
+    const uint8_t *p = t->data;
+    switch (t->dtype) {
+    case SF_ST_F32:
+        memcpy(out, p, n * 4);
+        return 0;
+    case SF_ST_F16:
+    case SF_ST_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = t->dtype == SF_ST_F16 ? sf_st_f16_to_f32(h) : sf_st_bf16_to_f32(h);
+        }
+        return 0;
+    case SF_ST_F64:
+        for (size_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, p + 8 * i, 8);
+            out[i] = (float)d;
+        }
+        return 0;
+    default:
+        return SF_EUNSUPPORTED;
+    }
+}
+
+/* ---- writing ---- */
+
+typedef struct {
+    char *name;
+    sf_st_dtype_t dtype;
+    int ndim;
+    int64_t shape[SF_ST_MAX_DIMS];
+    const void *data;
+    size_t nbytes;
+} wentry_t;
+
+struct sf_st_writer_s {
+    wentry_t *e;
+    int n, cap;
+    cJSON *meta;
+};
+
+int sf_st_writer_new(sf_st_writer_t **out) {
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : SF_ENOMEM;
+}
+
+void sf_st_writer_free(sf_st_writer_t **wp) {
+    if (!wp || !*wp) return;
+    sf_st_writer_t *w = *wp;
+    for (int i = 0; i < w->n; i++) free(w->e[i].name);
+    free(w->e);
+    cJSON_Delete(w->meta);
+    free(w);
+    *wp = NULL;
+}
+
+int sf_st_writer_add(sf_st_writer_t *w, const char *name, sf_st_dtype_t dtype, int ndim,
+                     const int64_t *shape, const void *data, size_t nbytes) {
+    if (!w || !name || !*name || strcmp(name, "__metadata__") == 0 || ndim < 0 ||
+        ndim > SF_ST_MAX_DIMS || (int)dtype < 0 || (int)dtype >= N_DTYPES || (!data && nbytes))
+        return SF_EINVAL;
+    uint64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return SF_EINVAL;
+        numel *= (uint64_t)shape[i];
+    }
+    if (numel * dtypes[dtype].size != nbytes) return SF_EINVAL;
+    for (int i = 0; i < w->n; i++)
+        if (strcmp(w->e[i].name, name) == 0) return SF_EEXIST;
+    if (w->n == w->cap) {
+        int cap = w->cap ? w->cap * 2 : 32;
+        wentry_t *ne = realloc(w->e, (size_t)cap * sizeof *ne);
+        if (!ne) return SF_ENOMEM;
+        w->e = ne;
+        w->cap = cap;
+    }
+    wentry_t *e = &w->e[w->n];
+    memset(e, 0, sizeof *e);
+    if (!(e->name = strdup(name))) return SF_ENOMEM;
+    e->dtype = dtype;
+    e->ndim = ndim;
+    for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
+    e->data = data;
+    e->nbytes = nbytes;
+    w->n++;
+    return 0;
+}
+
+int sf_st_writer_meta(sf_st_writer_t *w, const char *key, const char *value) {
+    if (!w || !key || !value) return SF_EINVAL;
+    if (!w->meta && !(w->meta = cJSON_CreateObject())) return SF_ENOMEM;
+    cJSON_DeleteItemFromObjectCaseSensitive(w->meta, key);
+    return cJSON_AddStringToObject(w->meta, key, value) ? 0 : SF_ENOMEM;
+}
+
+/* Builds the JSON header, padded with spaces to a multiple of 8 bytes so
+ * that the data section starts aligned. */
+static char *build_header(const sf_st_writer_t *w, size_t *hlen, size_t *data_len) {
+    cJSON *h = cJSON_CreateObject();
+    if (!h) return NULL;
+    if (w->meta) cJSON_AddItemToObject(h, "__metadata__", cJSON_Duplicate(w->meta, 1));
+    size_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        const wentry_t *e = &w->e[i];
+        cJSON *o = cJSON_AddObjectToObject(h, e->name);
+        cJSON *sh = o ? cJSON_AddArrayToObject(o, "shape") : NULL;
+        cJSON *of = o ? cJSON_AddArrayToObject(o, "data_offsets") : NULL;
+        if (!of || !cJSON_AddStringToObject(o, "dtype", dtypes[e->dtype].name)) {
+            cJSON_Delete(h);
+            return NULL;
+        }
+        for (int k = 0; k < e->ndim; k++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)e->shape[k]));
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + e->nbytes)));
+        off += e->nbytes;
+    }
+    char *s = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    if (!s) return NULL;
+    size_t l = strlen(s), pl = (l + 7) & ~(size_t)7;
+    char *p = realloc(s, pl + 1);
+    if (!p) { free(s); return NULL; }
+    memset(p + l, ' ', pl - l);
+    p[pl] = 0;
+    *hlen = pl;
+    *data_len = off;
+    return p;
+}
+
+int sf_st_writer_bytes(sf_st_writer_t *w, uint8_t **buf, size_t *len) {
+    *buf = NULL;
+    size_t hlen, dlen;
+    char *h = build_header(w, &hlen, &dlen);
+    if (!h) return SF_ENOMEM;
+    uint8_t *out = malloc(8 + hlen + dlen);
+    if (!out) { free(h); return SF_ENOMEM; }
+    uint64_t hl = hlen;
+    memcpy(out, &hl, 8);
+    memcpy(out + 8, h, hlen);
+    free(h);
+    size_t off = 8 + hlen;
+    for (int i = 0; i < w->n; i++) {
+        if (w->e[i].nbytes) memcpy(out + off, w->e[i].data, w->e[i].nbytes);
+        off += w->e[i].nbytes;
+    }
+    *buf = out;
+    *len = off;
+    return 0;
+}
+
+int sf_st_writer_save(sf_st_writer_t *w, const char *path) {
+    size_t hlen, dlen;
+    char *h = build_header(w, &hlen, &dlen);
+    if (!h) return SF_ENOMEM;
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 16);
+    if (!tmp) { free(h); return SF_ENOMEM; }
+    snprintf(tmp, pl + 16, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int rc = 0;
+    if (!f) {
+        rc = SF_EIO;
+    } else {
+        uint64_t hl = hlen;
+        int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(h, 1, hlen, f) == hlen;
+        for (int i = 0; ok && i < w->n; i++)
+            ok = !w->e[i].nbytes || fwrite(w->e[i].data, 1, w->e[i].nbytes, f) == w->e[i].nbytes;
+        if (fclose(f) != 0) ok = 0;
+        if (!ok || rename(tmp, path) != 0) {
+            unlink(tmp);
+            rc = SF_EIO;
+        }
+    }
+    free(tmp);
+    free(h);
+    return rc;
+}
