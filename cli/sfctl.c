@@ -1,0 +1,297 @@
+/* sfctl: the operator's client.
+ *
+ *   sfctl [--coordinator EP] [--timeout MS] COMMAND [ARGS]
+ *   submit   --classes SPEC [--kind K] [--items-per-class N] [--shard-size N]
+ *            [--payload JSON] [--priority P] [--max-attempts N] [--lease-ms MS]
+ *            [--name TEXT] [--spec FILE] [--set KEY=JSON …] [--json] [--wait]
+ *   status RUN [--json]      watch RUN [--interval MS]     cancel RUN
+ *   runs [--json]            workers [--json]              stats [--json]
+ *   up --dir DIR [--workers N] [worker flags…]             down --dir DIR
+ *   world …                  (the embedded world: sheets, corpus)
+ *
+ * Exit codes a script can rely on: 0 success; 1 the coordinator refused or
+ * the run failed; 2 bad usage or bad input (e.g. an unknown class); 3 the
+ * coordinator did not answer in time; 4 the run was cancelled.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cli/sfctl.h"
+#include "common/classes.h"
+#include "common/error.h"
+#include "common/wire.h"
+
+#ifndef SFCTL_WORLD
+#define SFCTL_WORLD(c, v) (fprintf(stderr, "sfctl: this build has no world command\n"), SFCTL_EXIT_USAGE)
+#endif
+
+sfctl_opts_t g_opts = {NULL, 5000, 0};
+
+static void usage(FILE *f) {
+    fputs("usage: sfctl [--coordinator EP] [--timeout MS] COMMAND [ARGS]\n"
+          "commands:\n"
+          "  submit   submit a run (--classes SPEC, --kind, --items-per-class, --shard-size,\n"
+          "           --payload JSON, --priority, --max-attempts, --lease-ms, --name,\n"
+          "           --spec FILE, --set KEY=JSON, --json, --wait)\n"
+          "  status   RUN: the run's state, phases, classes and dead jobs\n"
+          "  watch    RUN: live progress bars until the run ends\n"
+          "  cancel   RUN: cancel a run; leased jobs are cancelled on their workers\n"
+          "  runs     list runs          workers  list workers      stats  coordinator counters\n"
+          "  up       --dir DIR [--workers N]: a local cluster (redis, coordinator, workers)\n"
+          "  down     --dir DIR: stop a local cluster\n"
+          "  world    the embedded world (sfctl world --help)\n"
+          "SPEC is a file of wnids or class names, '-' for stdin, builtin:imagenet-a-r-86 or\n"
+          "builtin:imagenet-1k.  The coordinator endpoint defaults to $SF_COORDINATOR or\n"
+          "tcp://127.0.0.1:5556.\n",
+          f);
+}
+
+int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out) {
+    memset(out, 0, sizeof *out);
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, rc = SFCTL_EXIT_UNREACHABLE;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    int64_t maxmsg = SF_WIRE_MAX_FRAME;
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(s, g_opts.coordinator) != 0) {
+        snprintf(out->error, sizeof out->error, "bad coordinator endpoint '%s': %s", g_opts.coordinator,
+                 zmq_strerror(zmq_errno()));
+        rc = SFCTL_EXIT_USAGE;
+        goto done;
+    }
+    Sf__Request q = SF__REQUEST__INIT;
+    q.tag = (uint64_t)getpid() << 20 | (uint64_t)(time(NULL) & 0xfffff);
+    q.op = (Sf__Request__Op)op;
+    q.run = (char *)(run ? run : "");
+    q.spec_json = (char *)(spec ? spec : "");
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_REQUEST;
+    env.request = &q;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    long n = sf_wire_pack(&env, &buf, &cap);
+    if (n < 0 || zmq_send(s, buf, (size_t)n, 0) < 0) {
+        free(buf);
+        snprintf(out->error, sizeof out->error, "cannot send to the coordinator");
+        goto done;
+    }
+    free(buf);
+    zmq_pollitem_t pi = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&pi, 1, g_opts.timeout_ms) <= 0) {
+        snprintf(out->error, sizeof out->error, "no answer from the coordinator at %s within %ld ms",
+                 g_opts.coordinator, g_opts.timeout_ms);
+        goto done;
+    }
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    zmq_msg_recv(&m, s, 0);
+    Sf__Envelope *r = NULL;
+    char err[256];
+    if (sf_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err) != 0 ||
+        r->body_case != SF__ENVELOPE__BODY_REPLY) {
+        snprintf(out->error, sizeof out->error, "bad reply from the coordinator: %s", r ? "not a reply" : err);
+        sf_wire_free(r);
+        zmq_msg_close(&m);
+        rc = SFCTL_EXIT_FAIL;
+        goto done;
+    }
+    zmq_msg_close(&m);
+    out->code = r->reply->code;
+    snprintf(out->error, sizeof out->error, "%s", r->reply->error);
+    snprintf(out->run, sizeof out->run, "%s", r->reply->run);
+    out->json = strdup(r->reply->json);
+    sf_wire_free(r);
+    rc = out->code == 0 ? 0 : out->code == SF_EINVAL || out->code == SF_ENOTFOUND ? SFCTL_EXIT_USAGE : SFCTL_EXIT_FAIL;
+done:
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return rc;
+}
+
+static char *read_file(const char *path, char *err, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, n, "cannot open '%s': %s", path, strerror(errno)); return NULL; }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) { free(b); b = NULL; }
+    fclose(f);
+    if (!b) { snprintf(err, n, "cannot read '%s'", path); return NULL; }
+    b[len] = 0;
+    return b;
+}
+
+static int set_number_flag(cJSON *spec, const char *key, const char *val) {
+    char *end;
+    double v = strtod(val, &end);
+    if (!*val || *end) {
+        fprintf(stderr, "sfctl submit: --%s needs a number, got '%s'\n", key, val);
+        return -1;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
+    cJSON_AddNumberToObject(spec, key, v);
+    return 0;
+}
+
+static int cmd_submit(int argc, char **argv) {
+    cJSON *spec = cJSON_CreateObject();
+    const char *classes = NULL;
+    int json = 0, wait = 0, rc = SFCTL_EXIT_USAGE;
+    char err[600];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDV() do { if (!v) { fprintf(stderr, "sfctl submit: %s needs a value\n", a); goto out; } i++; } while (0)
+        if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--wait")) wait = 1;
+        else if (!strcmp(a, "--classes")) { NEEDV(); classes = v; }
+        else if (!strcmp(a, "--spec")) {
+            NEEDV();
+            char *txt = read_file(v, err, sizeof err);
+            if (!txt) { fprintf(stderr, "sfctl submit: %s\n", err); goto out; }
+            cJSON *f = cJSON_Parse(txt);
+            free(txt);
+            if (!cJSON_IsObject(f)) {
+                fprintf(stderr, "sfctl submit: --spec %s is not a JSON object\n", v);
+                cJSON_Delete(f);
+                goto out;
+            }
+            for (cJSON *it = f->child; it; it = it->next) {
+                cJSON_DeleteItemFromObjectCaseSensitive(spec, it->string);
+                cJSON_AddItemToObject(spec, it->string, cJSON_Duplicate(it, 1));
+            }
+            cJSON_Delete(f);
+        } else if (!strcmp(a, "--kind") || !strcmp(a, "--name") || !strcmp(a, "--method")) {
+            NEEDV();
+            cJSON_DeleteItemFromObjectCaseSensitive(spec, a + 2);
+            cJSON_AddStringToObject(spec, a + 2, v);
+        } else if (!strcmp(a, "--payload") || !strcmp(a, "--set")) {
+            NEEDV();
+            const char *key = "payload", *val = v;
+            char kbuf[64];
+            if (!strcmp(a, "--set")) {
+                const char *eq = strchr(v, '=');
+                if (!eq || eq == v || (size_t)(eq - v) >= sizeof kbuf) {
+                    fprintf(stderr, "sfctl submit: --set needs KEY=JSON, got '%s'\n", v);
+                    goto out;
+                }
+                snprintf(kbuf, sizeof kbuf, "%.*s", (int)(eq - v), v);
+                key = kbuf;
+                val = eq + 1;
+            }
+            cJSON *pv = cJSON_Parse(val);
+            if (!pv) { fprintf(stderr, "sfctl submit: %s: '%s' is not JSON\n", a, val); goto out; }
+            cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
+            cJSON_AddItemToObject(spec, key, pv);
+        } else if (!strncmp(a, "--", 2) && v &&
+                   (!strcmp(a, "--items-per-class") || !strcmp(a, "--shard-size") || !strcmp(a, "--priority") ||
+                    !strcmp(a, "--max-attempts") || !strcmp(a, "--lease-ms") || !strcmp(a, "--retry-base-ms") ||
+                    !strcmp(a, "--retry-max-ms"))) {
+            char key[64];
+            snprintf(key, sizeof key, "%s", a + 2);
+            for (char *q = key; *q; q++) if (*q == '-') *q = '_';
+            i++;
+            if (set_number_flag(spec, key, v)) goto out;
+        } else {
+            fprintf(stderr, "sfctl submit: unknown option '%s'\n", a);
+            goto out;
+        }
+#undef NEEDV
+    }
+    if (classes) {
+        sf_classlist_t *cl = NULL;
+        if (sf_classes_load(classes, &cl, err, sizeof err) != 0) {
+            fprintf(stderr, "sfctl submit: %s\n", err);
+            goto out;
+        }
+        cJSON *arr = cJSON_CreateArray();
+        for (int i = 0; i < cl->n; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(cl->v[i].wnid));
+        sf_classes_free(&cl);
+        cJSON_DeleteItemFromObjectCaseSensitive(spec, "classes");
+        cJSON_AddItemToObject(spec, "classes", arr);
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(spec, "classes")) {
+        fprintf(stderr, "sfctl submit: no classes (use --classes SPEC or a spec file with \"classes\")\n");
+        goto out;
+    }
+    char *js = cJSON_PrintUnformatted(spec);
+    sfctl_reply_t rep;
+    rc = sfctl_request(SF__REQUEST__OP__SUBMIT, NULL, js, &rep);
+    free(js);
+    if (rc) {
+        fprintf(stderr, "sfctl submit: %s\n", rep.error);
+        free(rep.json);
+        goto out;
+    }
+    if (json) printf("{\"run\":\"%s\"}\n", rep.run);
+    else printf("%s\n", rep.run);
+    fflush(stdout);
+    free(rep.json);
+    if (wait) rc = sfctl_watch(rep.run, 500, 1);
+out:
+    cJSON_Delete(spec);
+    return rc;
+}
+
+static int simple(int op, const char *name, const char *run, int json) {
+    sfctl_reply_t rep;
+    int rc = sfctl_request(op, run, NULL, &rep);
+    if (rc) {
+        fprintf(stderr, "sfctl %s: %s\n", name, rep.error);
+        free(rep.json);
+        return rc;
+    }
+    if (op == SF__REQUEST__OP__CANCEL) printf("%s cancelled\n", rep.run);
+    else if (json) printf("%s\n", rep.json);
+    else rc = sfctl_print_table(op, rep.json);
+    free(rep.json);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    g_opts.coordinator = getenv("SF_COORDINATOR") ? getenv("SF_COORDINATOR") : "tcp://127.0.0.1:5556";
+    int i = 1;
+    for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+        if (!strcmp(argv[i], "--coordinator") && i + 1 < argc) g_opts.coordinator = argv[++i];
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) g_opts.timeout_ms = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        else { fprintf(stderr, "sfctl: unknown option '%s'\n", argv[i]); usage(stderr); return SFCTL_EXIT_USAGE; }
+    }
+    if (i >= argc) { usage(stderr); return SFCTL_EXIT_USAGE; }
+    const char *cmd = argv[i];
+    int sub_argc = argc - i;
+    char **sub = argv + i;
+    int json = 0;
+    const char *run = NULL;
+    for (int k = 1; k < sub_argc; k++) {
+        if (!strcmp(sub[k], "--json")) json = 1;
+        else if (!run && sub[k][0] != '-') run = sub[k];
+    }
+    if (!strcmp(cmd, "submit")) return cmd_submit(sub_argc, sub);
+    if (!strcmp(cmd, "runs")) return simple(SF__REQUEST__OP__LIST_RUNS, cmd, NULL, json);
+    if (!strcmp(cmd, "workers")) return simple(SF__REQUEST__OP__LIST_WORKERS, cmd, NULL, json);
+    if (!strcmp(cmd, "stats")) return simple(SF__REQUEST__OP__STATS, cmd, NULL, json);
+    if (!strcmp(cmd, "up")) return sfctl_up(sub_argc, sub);
+    if (!strcmp(cmd, "down")) return sfctl_down(sub_argc, sub);
+    if (!strcmp(cmd, "world")) return SFCTL_WORLD(sub_argc, sub);
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "cancel") || !strcmp(cmd, "watch")) {
+        if (!run) { fprintf(stderr, "sfctl %s: which run? (e.g. sfctl %s r1)\n", cmd, cmd); return SFCTL_EXIT_USAGE; }
+        if (!strcmp(cmd, "status")) return simple(SF__REQUEST__OP__STATUS, cmd, run, json);
+        if (!strcmp(cmd, "cancel")) return simple(SF__REQUEST__OP__CANCEL, cmd, run, json);
+        long interval = 500;
+        for (int k = 1; k + 1 < sub_argc; k++)
+            if (!strcmp(sub[k], "--interval")) interval = atol(sub[k + 1]);
+        return sfctl_watch(run, interval > 0 ? interval : 500, 0);
+    }
+    fprintf(stderr, "sfctl: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return SFCTL_EXIT_USAGE;
+}

@@ -1,0 +1,50 @@
+/* config.h: daemon configuration from one JSON file plus command-line flags.
+ *
+ * A daemon describes its settings as a table of sf_cfg_field_t (key, type,
+ * offset into its config struct, default, bounds, doc).  Loading a file
+ * rejects unknown keys, wrong types and out-of-range values with a message
+ * naming the key; flags (`--key value` or `--key=value`) override the file.
+ * docs/configuration.md documents every table, and a test checks that it does.
+ */
+#ifndef SF_CONFIG_H
+#define SF_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum { SF_CFG_STRING, SF_CFG_INT, SF_CFG_DOUBLE, SF_CFG_BOOL } sf_cfg_type_t;
+
+typedef struct sf_cfg_field_s {
+    const char *key;
+    sf_cfg_type_t type;
+    size_t offset;       /* char * (owned), long, double or int */
+    const char *def;     /* default as text; NULL means "" / 0 */
+    double min, max;     /* bounds for numbers; min > max means unbounded */
+    const char *doc;
+} sf_cfg_field_t;
+
+/* Fills obj with the defaults of schema (terminated by a NULL key). */
+int sf_config_defaults(const sf_cfg_field_t *schema, void *obj);
+
+/* Applies a JSON object file.  Unknown keys are errors. */
+int sf_config_load_file(const sf_cfg_field_t *schema, void *obj, const char *path,
+                        char *err, size_t errlen);
+
+/* Sets one key from text (as a flag would). */
+int sf_config_set(const sf_cfg_field_t *schema, void *obj, const char *key,
+                  const char *value, char *err, size_t errlen);
+
+/* Parses argv: `--config FILE` is applied first, then every `--key value` /
+ * `--key=value` in order (booleans also as bare `--key`).  Non-option words
+ * are left in argv and their count returned through *nrest (argv is
+ * reordered so they come first).  `--help` sets *help. */
+int sf_config_args(const sf_cfg_field_t *schema, void *obj, int argc, char **argv,
+                   int *nrest, int *help, char *err, size_t errlen);
+
+/* Prints "--key (type, default X): doc" lines. */
+void sf_config_usage(const sf_cfg_field_t *schema, FILE *out);
+
+/* Frees the strings of obj. */
+void sf_config_free(const sf_cfg_field_t *schema, void *obj);
+
+#endif

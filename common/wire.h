@@ -1,0 +1,56 @@
+/* wire.h: shiftforge's wire protocol constants and the checked codec.
+ *
+ * Every frame of application data is one sf.Envelope (proto/shiftforge.proto).
+ * sf_wire_decode() never trusts a peer: it bounds the frame size, decodes with
+ * protobuf-c, checks the protocol version, that a body is set, and per-field
+ * caps (strings, payloads, repeated counts).  A frame that fails any check is
+ * rejected with a message saying which; callers count it and drop it.
+ *
+ * Protocol constants live here, in the spirit of the zguide's mdp.h.
+ */
+#ifndef SF_WIRE_H
+#define SF_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/shiftforge.pb-c.h"
+
+#define SF_PROTO_VERSION 1u
+
+#define SF_WIRE_MAX_FRAME (16u << 20)   /* ZMQ_MAXMSGSIZE on every socket */
+#define SF_WIRE_MAX_STRING 4096u        /* ids, kinds, errors */
+#define SF_WIRE_MAX_PAYLOAD (4u << 20)  /* job and result payloads */
+#define SF_WIRE_MAX_SPEC (8u << 20)     /* a run spec (class lists of 1000+) */
+#define SF_WIRE_MAX_BATCH 8192u         /* jobs or results in one envelope */
+#define SF_WIRE_MAX_KINDS 64u
+
+#define SF_HEARTBEAT_MS 1000u           /* default heartbeat interval */
+#define SF_LIVENESS 3u                  /* silent intervals before death */
+
+/* Job ids: run number in the high 32 bits, job index in the run below. */
+static inline uint64_t sf_job_id(uint32_t run, uint32_t index) { return ((uint64_t)run << 32) | index; }
+static inline uint32_t sf_job_run(uint64_t id) { return (uint32_t)(id >> 32); }
+static inline uint32_t sf_job_index(uint64_t id) { return (uint32_t)id; }
+
+/* Decodes and checks a frame.  On success *out is a message freed with
+ * sf_wire_free().  On failure returns SF_EPROTO and writes why into err. */
+int sf_wire_decode(const void *buf, size_t len, Sf__Envelope **out, char *err, size_t errlen);
+void sf_wire_free(Sf__Envelope *env);
+
+/* Packs env (its version is set here) into *buf, growing it as needed: *buf
+ * and *cap belong to the caller and are reused between calls, so the hot path
+ * does not allocate.  Returns the packed length, or a negative code. */
+long sf_wire_pack(Sf__Envelope *env, uint8_t **buf, size_t *cap);
+
+/* Sends [rid][env] (rid may be NULL for a DEALER) without blocking.
+ * Returns 0, SF_EIO with errno set (EAGAIN at the high-water mark,
+ * EHOSTUNREACH for a gone ROUTER peer). */
+int sf_wire_send(void *sock, const void *rid, size_t rid_len, Sf__Envelope *env,
+                 uint8_t **buf, size_t *cap);
+
+/* Applies the socket options every shiftforge socket has: ZMQ_MAXMSGSIZE,
+ * linger, high-water marks. */
+int sf_wire_sockopts(void *sock);
+
+#endif

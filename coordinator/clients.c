@@ -1,0 +1,146 @@
+/* clients.c: requests from sfctl (and any client): submit, status, cancel,
+ * list runs, list workers, stats.  A submit or cancel is answered only after
+ * Redis acknowledged it, so an accepted run survives a coordinator crash. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/coord.h"
+
+void sf_clients_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t tag, int code, const char *error,
+                      const char *run, const char *json) {
+    Sf__Reply rep = SF__REPLY__INIT;
+    rep.tag = tag;
+    rep.code = code;
+    rep.error = (char *)(error ? error : "");
+    rep.run = (char *)(run ? run : "");
+    rep.json = (char *)(json ? json : "");
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_REPLY;
+    env.reply = &rep;
+    if (sf_wire_send(c->csock, rid, rid_len, &env, &c->sbuf, &c->sbuf_cap) != 0) c->st.send_errors++;
+}
+
+static void reply_json(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t tag, cJSON *o) {
+    char *js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    sf_clients_reply(c, rid, rid_len, tag, js ? 0 : SF_ENOMEM, js ? NULL : "out of memory", NULL, js);
+    free(js);
+}
+
+static cJSON *stats_json(sf_coord_t *c) {
+    cJSON *o = cJSON_CreateObject();
+    const sf_stats_t *s = &c->st;
+#define N(f) cJSON_AddNumberToObject(o, #f, (double)s->f)
+    N(frames_in); N(frames_bad); N(frames_out); N(results_ok); N(results_failed); N(results_dup);
+    N(results_stale); N(results_unknown); N(dispatched); N(requeued); N(expired); N(dead_lettered);
+    N(workers_died); N(redis_batches); N(redis_errors); N(redis_reconnects); N(send_errors);
+#undef N
+    cJSON_AddNumberToObject(o, "epoch", (double)c->epoch);
+    cJSON *lat = cJSON_AddObjectToObject(o, "latency_us");
+    cJSON_AddNumberToObject(lat, "count", (double)c->latency.count);
+    cJSON_AddNumberToObject(lat, "p50", (double)sf_hist_quantile(&c->latency, 0.50));
+    cJSON_AddNumberToObject(lat, "p99", (double)sf_hist_quantile(&c->latency, 0.99));
+    cJSON_AddNumberToObject(lat, "max", (double)c->latency.max);
+    sf_store_info(c, o);
+    return o;
+}
+
+static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__Request *q) {
+    char err[512];
+    switch (q->op) {
+    case SF__REQUEST__OP__SUBMIT: {
+        if (c->stopping) {
+            sf_clients_reply(c, rid, rid_len, q->tag, SF_ESTATE, "the coordinator is shutting down", NULL, NULL);
+            return;
+        }
+        int active = 0;
+        for (sf_run_t *r = c->runs; r; r = r->next) active += r->state == RUN_QUEUED || r->state == RUN_RUNNING;
+        if (active >= c->cfg.max_runs) {
+            snprintf(err, sizeof err, "%d runs are active already (max_runs)", active);
+            sf_clients_reply(c, rid, rid_len, q->tag, SF_ERANGE, err, NULL, NULL);
+            return;
+        }
+        sf_run_t *r = NULL;
+        int rc = sf_run_create(c, q->spec_json, c->next_run_num, &r, err, sizeof err);
+        if (rc) {
+            sf_info("submit refused: %s", err);
+            sf_clients_reply(c, rid, rid_len, q->tag, rc, err, NULL, NULL);
+            return;
+        }
+        c->next_run_num++;
+        sf_runs_insert(c, r);
+        sf_info("run %s submitted: %d classes, %u jobs in %d phases, priority %d", r->id, r->classes->n, r->n_jobs,
+                r->n_phases, r->priority);
+        sf_store_run_saved(c, r, 1);
+        sf_store_event(c, r, "submitted", r->name);
+        sf_store_ack_reply(c, rid, rid_len, q->tag, r->num);
+        c->dispatch_dirty = 1;
+        return;
+    }
+    case SF__REQUEST__OP__STATUS: {
+        sf_run_t *r = sf_runs_find(c, q->run);
+        if (!r) {
+            snprintf(err, sizeof err, "no run '%s'", q->run);
+            sf_clients_reply(c, rid, rid_len, q->tag, SF_ENOTFOUND, err, NULL, NULL);
+            return;
+        }
+        reply_json(c, rid, rid_len, q->tag, sf_run_json(c, r, 1));
+        return;
+    }
+    case SF__REQUEST__OP__CANCEL: {
+        sf_run_t *r = sf_runs_find(c, q->run);
+        if (!r) {
+            snprintf(err, sizeof err, "no run '%s'", q->run);
+            sf_clients_reply(c, rid, rid_len, q->tag, SF_ENOTFOUND, err, NULL, NULL);
+            return;
+        }
+        if (r->state == RUN_DONE || r->state == RUN_FAILED || r->state == RUN_CANCELLED) {
+            snprintf(err, sizeof err, "run %s is already %s", r->id, sf_run_state_name(r->state));
+            sf_clients_reply(c, rid, rid_len, q->tag, SF_ESTATE, err, r->id, NULL);
+            return;
+        }
+        sf_broker_cancel_run(c, r);
+        r->state = RUN_CANCELLED;
+        r->finished_ms = sf_now_ms();
+        sf_info("run %s cancelled", r->id);
+        sf_store_run_saved(c, r, 0);
+        sf_store_event(c, r, "cancelled", NULL);
+        sf_store_ack_reply(c, rid, rid_len, q->tag, r->num);
+        return;
+    }
+    case SF__REQUEST__OP__LIST_RUNS: {
+        cJSON *a = cJSON_CreateArray();
+        for (sf_run_t *r = c->runs; r; r = r->next) cJSON_AddItemToArray(a, sf_run_json(c, r, 0));
+        reply_json(c, rid, rid_len, q->tag, a);
+        return;
+    }
+    case SF__REQUEST__OP__LIST_WORKERS:
+        reply_json(c, rid, rid_len, q->tag, sf_workers_json(c));
+        return;
+    case SF__REQUEST__OP__STATS:
+        reply_json(c, rid, rid_len, q->tag, stats_json(c));
+        return;
+    default:
+        sf_clients_reply(c, rid, rid_len, q->tag, SF_EINVAL, "unknown request", NULL, NULL);
+    }
+}
+
+void sf_clients_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len) {
+    char err[256];
+    Sf__Envelope *env = NULL;
+    c->st.frames_in++;
+    if (sf_wire_decode(buf, len, &env, err, sizeof err) != 0) {
+        c->st.frames_bad++;
+        if ((c->st.frames_bad & (c->st.frames_bad - 1)) == 0)
+            sf_warn("dropped bad frame from a client (%llu so far): %s", (unsigned long long)c->st.frames_bad, err);
+        return;
+    }
+    if (env->body_case == SF__ENVELOPE__BODY_REQUEST) on_request(c, rid, rid_len, env->request);
+    else {
+        c->st.frames_bad++;
+        sf_warn("a client sent a message that is not a request (body %d)", (int)env->body_case);
+    }
+    sf_wire_free(env);
+}

@@ -1,0 +1,254 @@
+/* coord.h: sf-coordinator's objects and the functions its modules share.
+ *
+ * The coordinator is split the Majordomo way:
+ *   runs.c    runs, their phases and job slots; the planner; dispatch choice
+ *   broker.c  workers: hello, credit, liveness, leases, results, dispatch
+ *   store.c   Redis: coalesced MULTI/EXEC batches, acknowledgements, reload
+ *   clients.c sfctl requests: submit, status, cancel, lists, stats
+ *   main.c    configuration, sockets, the loop, the cron timer, signals
+ *
+ * Ownership: the coordinator (sf_coord_t) owns every run and worker; nothing
+ * is freed inside a callback chain that may still use it (workers that die
+ * are marked and reaped by the cron).
+ */
+#ifndef SF_COORD_H
+#define SF_COORD_H
+
+#include <cjson/cJSON.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/classes.h"
+#include "common/config.h"
+#include "common/wire.h"
+#include "common/zsock.h"
+#include "common/hist.h"
+
+#define SF_MAX_PHASES 16
+#define SF_MAX_KINDS 64
+#define SF_MAX_WORKERS 4096
+#define SF_NO_WORKER 0xffffu
+#define SF_DEAD_LIST 50
+
+typedef struct sf_dead_s {
+    uint32_t idx;
+    uint8_t attempts;
+    char error[200];
+} sf_dead_t;
+
+/* Job slot states. */
+enum {
+    JS_PENDING = 0, /* not handed out yet (or phase not open) */
+    JS_READY,       /* back in the queue (retry or requeue) */
+    JS_BACKOFF,     /* waiting for its retry time */
+    JS_LEASED,      /* on a worker */
+    JS_ACKING,      /* result accepted, Redis not yet acknowledged */
+    JS_DONE,
+    JS_DEAD,
+};
+
+/* Run states, as written to Redis. */
+enum { RUN_QUEUED = 0, RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED };
+const char *sf_run_state_name(int s);
+int sf_run_state_parse(const char *s);
+
+typedef struct sf_jobslot_s {
+    uint8_t state;
+    uint8_t attempt;        /* attempts made so far */
+    uint16_t worker;        /* worker slot while leased */
+    uint32_t deadline_s;    /* lease deadline, seconds since coordinator start */
+    int64_t dispatched_us;  /* for latency */
+} sf_jobslot_t;
+
+typedef struct sf_phase_s {
+    char name[32];
+    char kind[32];
+    int kind_id;
+    uint32_t first, n;      /* job index range in the run */
+    uint32_t next;          /* next never-dispatched job */
+    uint32_t done, dead;    /* acknowledged by Redis */
+    uint32_t items_per_class, shard_size, shards_per_class;
+    char *payload;          /* JSON handed to every job of the phase (owned) */
+    uint32_t payload_len;
+} sf_phase_t;
+
+/* A ring of job indices waiting to be dispatched again. */
+typedef struct sf_ring_s {
+    uint32_t *v;
+    uint32_t cap, head, len;
+} sf_ring_t;
+
+typedef struct sf_run_s {
+    uint32_t num;
+    char id[16];
+    int state;
+    int priority;
+    int64_t created_ms, started_ms, finished_ms;
+    char *spec_json;        /* as submitted, normalised (owned) */
+    char *name;             /* operator's label (owned) */
+    sf_classlist_t *classes;
+    int n_phases, phase;
+    sf_phase_t phases[SF_MAX_PHASES];
+    uint32_t n_jobs;
+    sf_jobslot_t *jobs;     /* (n_jobs) */
+    uint32_t *class_done, *class_dead; /* (classes->n) acknowledged */
+    uint64_t done, dead, retries, leased;
+    int max_attempts;
+    uint32_t lease_ms, retry_base_ms, retry_max_ms;
+    sf_ring_t ready;
+    int loaded_summary_only; /* finished run reloaded for listing only */
+    sf_hist_t latency;      /* dispatch -> result acknowledged, µs */
+    char last_error[256];
+    /* What has been written to Redis (in flight included); the fields above
+     * count only what Redis acknowledged. */
+    uint64_t done_w, dead_w;
+    uint32_t *class_done_w, *class_dead_w;
+    struct sf_dead_s *dead_list; /* first SF_DEAD_LIST dead jobs, for status */
+    int n_dead_list;
+    struct sf_run_s *next;  /* in priority order */
+} sf_run_t;
+
+typedef struct sf_worker_s {
+    int used, dead;
+    uint16_t slot;
+    uint8_t rid[256];
+    size_t rid_len;
+    char id[128], host[128], device[32], version[32];
+    uint32_t pid;
+    uint64_t kinds;         /* bitmask of kind ids */
+    char kinds_text[512];
+    uint32_t slots, credit, leased, busy;
+    uint64_t done, failed;
+    int64_t last_seen_ms, joined_ms;
+    int draining;
+    int dirty;              /* its Redis hash needs a write */
+} sf_worker_t;
+
+typedef struct sf_coord_config_s {
+    char *redis;            /* "unix:/path" or "host:port" */
+    char *redis_prefix;
+    char *worker_endpoint;
+    char *client_endpoint;
+    long heartbeat_ms, liveness;
+    long lease_ms, max_attempts, retry_base_ms, retry_max_ms;
+    long drain_timeout_ms;
+    long max_jobs_per_run, max_runs;
+    long flush_max_ops;
+    long worker_ttl_s;
+    char *log_level;
+    int log_json;
+} sf_coord_config_t;
+
+extern const sf_cfg_field_t sf_coord_schema[];
+
+/* What to do when a store batch is acknowledged by Redis. */
+enum { ACK_JOB_DONE = 1, ACK_JOB_DEAD, ACK_REPLY, ACK_RUN_SAVED };
+typedef struct sf_ack_s {
+    uint8_t type;
+    uint32_t run, idx;
+    uint64_t tag;           /* ACK_REPLY: request tag */
+    char *rid;              /* ACK_REPLY: client routing id (owned) */
+    uint32_t rid_len;
+} sf_ack_t;
+
+typedef struct sf_store_s sf_store_t;
+
+typedef struct sf_stats_s {
+    uint64_t frames_in, frames_bad, frames_out;
+    uint64_t results_ok, results_failed, results_dup, results_stale, results_unknown;
+    uint64_t dispatched, requeued, expired, dead_lettered, workers_died;
+    uint64_t redis_batches, redis_errors, redis_reconnects;
+    uint64_t send_errors;
+} sf_stats_t;
+
+typedef struct sf_coord_s {
+    uv_loop_t *loop;
+    sf_coord_config_t cfg;
+    void *zctx, *wsock, *csock;
+    sf_zsock_t wz, cz;
+    uv_prepare_t pump;
+    uv_timer_t cron;
+    uv_signal_t sigterm, sigint;
+    sf_store_t *store;
+    uint64_t epoch;
+    int64_t start_ms;
+    int stopping;
+    int64_t stop_deadline_ms;
+    sf_run_t *runs;         /* priority order: higher first, FIFO within */
+    uint32_t next_run_num;
+    sf_worker_t *workers;   /* (SF_MAX_WORKERS) by slot */
+    int n_worker_slots;
+    int rr;                 /* round-robin start for dispatch */
+    char kinds[SF_MAX_KINDS][32];
+    int n_kinds;
+    int dispatch_dirty;
+    sf_stats_t st;
+    sf_hist_t latency;      /* all runs */
+    uint8_t *sbuf;          /* send buffer, reused */
+    size_t sbuf_cap;
+    int64_t last_hb_ms;
+} sf_coord_t;
+
+/* time */
+int64_t sf_now_ms(void);
+int64_t sf_now_us(void);
+static inline uint32_t sf_coord_secs(const sf_coord_t *c) { return (uint32_t)((sf_now_ms() - c->start_ms) / 1000); }
+
+/* kinds */
+int sf_coord_kind_id(sf_coord_t *c, const char *kind); /* interns; -1 if full */
+
+/* runs.c */
+int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t **out, char *err, size_t n);
+void sf_run_free(sf_run_t *r);
+void sf_runs_insert(sf_coord_t *c, sf_run_t *r);
+sf_run_t *sf_runs_find(sf_coord_t *c, const char *id);
+sf_run_t *sf_runs_find_num(sf_coord_t *c, uint32_t num);
+/* Takes the next job of the run for a worker with these kinds, or -1. */
+int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds);
+void sf_run_requeue(sf_run_t *r, uint32_t idx);
+int sf_run_phase_of(const sf_run_t *r, uint32_t idx);
+void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls);
+/* Called after acks change counters: advances phases, finishes the run. */
+void sf_run_progress(sf_coord_t *c, sf_run_t *r);
+cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail);
+int sf_ring_push(sf_ring_t *q, uint32_t v);
+int sf_ring_pop(sf_ring_t *q, uint32_t *v);
+
+/* broker.c */
+void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len);
+void sf_broker_pump(sf_coord_t *c);
+void sf_broker_cron(sf_coord_t *c);
+void sf_broker_cancel_run(sf_coord_t *c, sf_run_t *r);
+cJSON *sf_workers_json(const sf_coord_t *c);
+/* Backoff queue for failed attempts. */
+void sf_backoff_add(sf_coord_t *c, sf_run_t *r, uint32_t idx, int64_t ready_ms);
+
+/* store.c */
+int sf_store_open(sf_coord_t *c, char *err, size_t n);
+int sf_store_load(sf_coord_t *c, char *err, size_t n);   /* blocking, at start only */
+void sf_store_close(sf_coord_t *c);
+int sf_store_idle(const sf_coord_t *c);                  /* nothing pending or in flight */
+void sf_store_flush(sf_coord_t *c);
+/* Queue writes (coalesced into the next batch). */
+void sf_store_run_saved(sf_coord_t *c, sf_run_t *r, int with_spec);
+void sf_store_job_leased(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *worker, int64_t deadline_ms);
+void sf_store_job_requeued(sf_coord_t *c, sf_run_t *r, uint32_t idx);
+void sf_store_job_done(sf_coord_t *c, sf_run_t *r, uint32_t idx, const void *payload, size_t len);
+void sf_store_job_dead(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *error, const char *worker);
+void sf_store_event(sf_coord_t *c, sf_run_t *r, const char *type, const char *detail);
+void sf_store_worker(sf_coord_t *c, sf_worker_t *w, int gone);
+void sf_store_ack_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t tag, uint32_t run);
+void sf_store_coordinator(sf_coord_t *c);
+void sf_store_info(const sf_coord_t *c, cJSON *out);
+
+/* clients.c */
+void sf_clients_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len);
+void sf_clients_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t tag, int code,
+                      const char *error, const char *run, const char *json);
+
+/* main.c */
+void sf_coord_on_acked(sf_coord_t *c, const sf_ack_t *acks, size_t n);
+
+#endif

@@ -1,0 +1,288 @@
+/* sf-coordinator: owns runs, shards them into jobs, dispatches them to
+ * workers over ZeroMQ and records every state change in Redis.
+ *
+ *   sf-coordinator [--config FILE] [--key value …]
+ *
+ * One libuv loop.  Two ROUTER sockets (workers, clients) join it through
+ * sf_zsock; Redis joins through hiredis' libuv adapter.  Periodic work lives in
+ * one cron timer (see cron()).
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/coord.h"
+
+#define CRON_MS 100
+#define DRAIN_BUDGET 4096 /* frames handled per socket per loop turn */
+
+#define F(k, t, d, lo, hi, doc) {#k, t, offsetof(sf_coord_config_t, k), d, lo, hi, doc}
+const sf_cfg_field_t sf_coord_schema[] = {
+    F(redis, SF_CFG_STRING, "127.0.0.1:6379", 1, 0, "Redis address: host:port or unix:/path/to/socket"),
+    F(redis_prefix, SF_CFG_STRING, "sf", 1, 0, "prefix of every Redis key"),
+    F(worker_endpoint, SF_CFG_STRING, "tcp://*:5555", 1, 0, "ZeroMQ endpoint the workers' ROUTER binds"),
+    F(client_endpoint, SF_CFG_STRING, "tcp://*:5556", 1, 0, "ZeroMQ endpoint the clients' ROUTER binds"),
+    F(heartbeat_ms, SF_CFG_INT, "1000", 50, 60000, "heartbeat interval to and from workers, ms"),
+    F(liveness, SF_CFG_INT, "3", 2, 100, "heartbeat intervals of silence after which a worker is dead"),
+    F(lease_ms, SF_CFG_INT, "600000", 100, 604800000, "default lease of a job, ms (a run spec may set its own)"),
+    F(max_attempts, SF_CFG_INT, "3", 1, 100, "default attempts before a job is dead-lettered"),
+    F(retry_base_ms, SF_CFG_INT, "500", 0, 3600000, "first retry delay; doubles with each attempt"),
+    F(retry_max_ms, SF_CFG_INT, "60000", 0, 86400000, "cap of the retry delay, ms"),
+    F(drain_timeout_ms, SF_CFG_INT, "10000", 0, 3600000, "on SIGTERM, how long to wait for leased jobs"),
+    F(max_jobs_per_run, SF_CFG_INT, "50000000", 1, 4000000000.0, "largest run accepted, in jobs"),
+    F(max_runs, SF_CFG_INT, "1000", 1, 1000000, "most runs queued or running at once"),
+    F(flush_max_ops, SF_CFG_INT, "20000", 100, 10000000, "Redis operations after which a batch is sent at once"),
+    F(worker_ttl_s, SF_CFG_INT, "30", 2, 86400, "expiry of a worker's Redis hash without heartbeats, s"),
+    F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
+    F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+#undef F
+
+int64_t sf_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sf_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int sf_coord_kind_id(sf_coord_t *c, const char *kind) {
+    for (int i = 0; i < c->n_kinds; i++)
+        if (strcmp(c->kinds[i], kind) == 0) return i;
+    if (c->n_kinds == SF_MAX_KINDS || strlen(kind) >= sizeof c->kinds[0]) return -1;
+    snprintf(c->kinds[c->n_kinds], sizeof c->kinds[0], "%s", kind);
+    return c->n_kinds++;
+}
+
+void sf_coord_on_acked(sf_coord_t *c, const sf_ack_t *acks, size_t n) {
+    sf_run_t *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const sf_ack_t *a = &acks[i];
+        if (a->type == ACK_REPLY) {
+            char id[16];
+            snprintf(id, sizeof id, "r%u", a->run);
+            sf_clients_reply(c, a->rid, a->rid_len, a->tag, 0, NULL, id, NULL);
+            continue;
+        }
+        sf_run_t *r = (last && last->num == a->run) ? last : sf_runs_find_num(c, a->run);
+        if (!r || !r->jobs || a->idx >= r->n_jobs) continue;
+        if (last && last != r) sf_run_progress(c, last);
+        last = r;
+        sf_jobslot_t *j = &r->jobs[a->idx];
+        int pi = sf_run_phase_of(r, a->idx), cls;
+        const char *w;
+        uint32_t s0, cnt;
+        sf_run_job_shard(r, a->idx, &w, &s0, &cnt, &cls);
+        if (a->type == ACK_JOB_DONE) {
+            j->state = JS_DONE;
+            r->done++;
+            r->phases[pi].done++;
+            r->class_done[cls]++;
+            sf_hist_add(&r->latency, (uint64_t)j->dispatched_us);
+            sf_hist_add(&c->latency, (uint64_t)j->dispatched_us);
+        } else if (a->type == ACK_JOB_DEAD) {
+            j->state = JS_DEAD;
+            r->dead++;
+            r->phases[pi].dead++;
+            r->class_dead[cls]++;
+        }
+    }
+    if (last) sf_run_progress(c, last);
+}
+
+/* ---- sockets --------------------------------------------------------------------- */
+
+static void drain(sf_zsock_t *zs, int workers) {
+    sf_coord_t *c = zs->data;
+    zmq_msg_t rid, body;
+    zmq_msg_init(&rid);
+    zmq_msg_init(&body);
+    int n = 0;
+    for (; n < DRAIN_BUDGET; n++) {
+        if (zmq_msg_recv(&rid, zs->sock, ZMQ_DONTWAIT) < 0) break;
+        int more = zmq_msg_more(&rid);
+        if (!more) { c->st.frames_bad++; continue; } /* a ROUTER always gives [rid][body] */
+        if (zmq_msg_recv(&body, zs->sock, ZMQ_DONTWAIT) < 0) break;
+        if (zmq_msg_more(&body)) {
+            /* Extra frames: count the message as bad and discard the rest. */
+            c->st.frames_bad++;
+            while (zmq_msg_more(&body) && zmq_msg_recv(&body, zs->sock, ZMQ_DONTWAIT) >= 0) {}
+            continue;
+        }
+        if (workers) sf_broker_on_frame(c, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body), zmq_msg_size(&body));
+        else sf_clients_on_frame(c, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body), zmq_msg_size(&body));
+    }
+    zmq_msg_close(&rid);
+    zmq_msg_close(&body);
+    if (n == DRAIN_BUDGET) sf_zsock_backlog(zs);
+    sf_broker_pump(c);
+    sf_store_flush(c);
+}
+
+static void on_workers(sf_zsock_t *zs) { drain(zs, 1); }
+static void on_clients(sf_zsock_t *zs) { drain(zs, 0); }
+
+/* Before the loop sleeps: hand out jobs and send what Redis must hear. */
+static void on_pump(uv_prepare_t *h) {
+    sf_coord_t *c = h->data;
+    sf_broker_pump(c);
+    sf_store_flush(c);
+}
+
+static void shutdown_loop(sf_coord_t *c);
+
+/* The cron, every CRON_MS:
+ *  - workers silent past their liveness window are removed, their jobs requeued;
+ *  - heartbeats to every worker, and their Redis hashes refreshed (each interval);
+ *  - leases past their deadline are expired (each heartbeat interval);
+ *  - jobs whose retry backoff is over go back to the queue;
+ *  - the coordinator's own Redis hash (each second);
+ *  - while stopping: exit once no job is leased (or the drain timeout passed)
+ *    and Redis has acknowledged everything. */
+static void cron(uv_timer_t *t) {
+    sf_coord_t *c = t->data;
+    static int64_t last_self;
+    sf_broker_cron(c);
+    int64_t now = sf_now_ms();
+    if (now - last_self >= 1000) {
+        last_self = now;
+        sf_store_coordinator(c);
+    }
+    if (c->stopping) {
+        uint64_t leased = 0;
+        for (sf_run_t *r = c->runs; r; r = r->next) leased += r->leased;
+        if ((leased == 0 || now >= c->stop_deadline_ms) && sf_store_idle(c)) shutdown_loop(c);
+        else if (now >= c->stop_deadline_ms + 5000) {
+            sf_warn("stopping with Redis writes unacknowledged (is Redis down?)");
+            shutdown_loop(c);
+        }
+    }
+    c->dispatch_dirty = 1;
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    sf_coord_t *c = s->data;
+    if (c->stopping) {
+        sf_warn("second signal: stopping now");
+        shutdown_loop(c);
+        return;
+    }
+    sf_info("signal %d: no new work is handed out; waiting up to %ld ms for leased jobs", signum,
+            c->cfg.drain_timeout_ms);
+    c->stopping = 1;
+    c->stop_deadline_ms = sf_now_ms() + c->cfg.drain_timeout_ms;
+}
+
+static int shut;
+static void shutdown_loop(sf_coord_t *c) {
+    if (shut) return;
+    shut = 1;
+    sf_zsock_close(&c->wz, NULL);
+    sf_zsock_close(&c->cz, NULL);
+    uv_close((uv_handle_t *)&c->pump, NULL);
+    uv_close((uv_handle_t *)&c->cron, NULL);
+    uv_close((uv_handle_t *)&c->sigterm, NULL);
+    uv_close((uv_handle_t *)&c->sigint, NULL);
+    sf_store_close(c);
+}
+
+static void *bind_router(sf_coord_t *c, const char *ep, char *err, size_t n) {
+    void *s = zmq_socket(c->zctx, ZMQ_ROUTER);
+    int one = 1;
+    if (!s || sf_wire_sockopts(s) || zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+        zmq_bind(s, ep) != 0) {
+        sf_errf(SF_EIO, err, n, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
+        if (s) zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: sf-coordinator [--config FILE] [--key value …]\n\nsettings:\n");
+    sf_config_usage(sf_coord_schema, stderr);
+}
+
+int main(int argc, char **argv) {
+    static sf_coord_t coord;
+    sf_coord_t *c = &coord;
+    char err[512];
+    int nrest, help;
+    sf_config_defaults(sf_coord_schema, &c->cfg);
+    if (sf_config_args(sf_coord_schema, &c->cfg, argc, argv, &nrest, &help, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-coordinator: %s\n", err);
+        usage();
+        return 2;
+    }
+    if (help) { usage(); return 0; }
+    if (nrest) { fprintf(stderr, "sf-coordinator: unexpected argument '%s'\n", argv[1]); return 2; }
+    if (sf_log_level_parse(c->cfg.log_level) < 0) {
+        fprintf(stderr, "sf-coordinator: config key 'log_level': unknown level '%s'\n", c->cfg.log_level);
+        return 2;
+    }
+    sf_log_init("sf-coordinator", c->cfg.log_level, c->cfg.log_json);
+    c->loop = uv_default_loop();
+    c->start_ms = sf_now_ms();
+    c->workers = calloc(SF_MAX_WORKERS, sizeof *c->workers);
+    if (!c->workers) return 1;
+    if (sf_store_load(c, err, sizeof err) != 0) {
+        sf_error("%s", err);
+        return 1;
+    }
+    c->zctx = zmq_ctx_new();
+    c->wsock = bind_router(c, c->cfg.worker_endpoint, err, sizeof err);
+    c->csock = c->wsock ? bind_router(c, c->cfg.client_endpoint, err, sizeof err) : NULL;
+    if (!c->wsock || !c->csock) {
+        sf_error("%s", err);
+        return 1;
+    }
+    if (sf_store_open(c, err, sizeof err) != 0) {
+        sf_error("%s", err);
+        return 1;
+    }
+    c->wz.data = c->cz.data = c;
+    sf_zsock_init(c->loop, &c->wz, c->wsock, on_workers);
+    sf_zsock_init(c->loop, &c->cz, c->csock, on_clients);
+    uv_prepare_init(c->loop, &c->pump);
+    c->pump.data = c;
+    uv_prepare_start(&c->pump, on_pump);
+    uv_timer_init(c->loop, &c->cron);
+    c->cron.data = c;
+    uv_timer_start(&c->cron, cron, CRON_MS, CRON_MS);
+    uv_signal_init(c->loop, &c->sigterm);
+    uv_signal_init(c->loop, &c->sigint);
+    c->sigterm.data = c->sigint.data = c;
+    uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&c->sigint, on_signal, SIGINT);
+    sf_info("epoch %llu; workers on %s, clients on %s, redis %s; %d runs loaded",
+            (unsigned long long)c->epoch, c->cfg.worker_endpoint, c->cfg.client_endpoint, c->cfg.redis,
+            ({ int k = 0; for (sf_run_t *r = c->runs; r; r = r->next) k++; k; }));
+    c->dispatch_dirty = 1;
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    zmq_close(c->wsock);
+    zmq_close(c->csock);
+    zmq_ctx_term(c->zctx);
+    int rc = uv_loop_close(c->loop);
+    while (c->runs) {
+        sf_run_t *r = c->runs;
+        c->runs = r->next;
+        sf_run_free(r);
+    }
+    free(c->workers);
+    free(c->sbuf);
+    sf_config_free(sf_coord_schema, &c->cfg);
+    sf_info("stopped%s", rc ? " (loop not empty)" : "");
+    return 0;
+}

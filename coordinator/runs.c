@@ -1,0 +1,382 @@
+/* runs.c: runs, phases and job slots; the planner that turns a run spec into
+ * phases of sharded jobs; which job a worker gets next.
+ *
+ * A run spec is JSON (docs/configuration.md, "Run spec").  Its "method" picks
+ * a planner from the table below; every planner checks its keys (unknown keys
+ * are errors) and lays out phases.  Jobs of a phase are shards: a class and a
+ * range of item indices.  Job i of a phase with S shards per class is class
+ * i / S, items [(i % S) * shard_size, …).  Nothing per job is stored beyond a
+ * 16-byte slot, so a run of millions of jobs is cheap to hold and to reload.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/coord.h"
+
+static const char *state_names[] = {"queued", "running", "done", "failed", "cancelled"};
+
+const char *sf_run_state_name(int s) { return s >= 0 && s <= RUN_CANCELLED ? state_names[s] : "unknown"; }
+
+int sf_run_state_parse(const char *s) {
+    for (int i = 0; i <= RUN_CANCELLED; i++)
+        if (s && strcmp(s, state_names[i]) == 0) return i;
+    return -1;
+}
+
+int sf_ring_push(sf_ring_t *q, uint32_t v) {
+    if (q->len == q->cap) {
+        uint32_t nc = q->cap ? q->cap * 2 : 256;
+        uint32_t *nv = malloc((size_t)nc * sizeof *nv);
+        if (!nv) return SF_ENOMEM;
+        for (uint32_t i = 0; i < q->len; i++) nv[i] = q->v[(q->head + i) % q->cap];
+        free(q->v);
+        q->v = nv;
+        q->cap = nc;
+        q->head = 0;
+    }
+    q->v[(q->head + q->len) % q->cap] = v;
+    q->len++;
+    return 0;
+}
+
+int sf_ring_pop(sf_ring_t *q, uint32_t *v) {
+    if (q->len == 0) return 0;
+    *v = q->v[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    return 1;
+}
+
+/* ---- spec helpers ------------------------------------------------------ */
+
+static int get_uint(const cJSON *spec, const char *key, long def, long min, long max, long *out,
+                    char *err, size_t n) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(spec, key);
+    if (!it) { *out = def; return 0; }
+    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long)it->valuedouble)
+        return sf_errf(SF_EINVAL, err, n, "run spec: '%s' must be a whole number", key);
+    long v = (long)it->valuedouble;
+    if (v < min || v > max) return sf_errf(SF_EINVAL, err, n, "run spec: '%s' = %ld is outside [%ld, %ld]", key, v, min, max);
+    *out = v;
+    return 0;
+}
+
+static int check_keys(const cJSON *spec, const char *const *allowed, char *err, size_t n) {
+    for (const cJSON *it = spec->child; it; it = it->next) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, it->string) == 0;
+        if (!ok) return sf_errf(SF_EINVAL, err, n, "run spec: unknown key '%s'", it->string);
+    }
+    return 0;
+}
+
+static int add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
+                     const cJSON *payload, char *err, size_t n) {
+    if (r->n_phases == SF_MAX_PHASES) return sf_errf(SF_ERANGE, err, n, "too many phases");
+    sf_phase_t *p = &r->phases[r->n_phases];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->kind, sizeof p->kind, "%s", kind);
+    p->items_per_class = items;
+    p->shard_size = shard;
+    p->shards_per_class = (items + shard - 1) / shard;
+    uint64_t nj = (uint64_t)p->shards_per_class * (uint64_t)r->classes->n;
+    if (nj + r->n_jobs > 0xffffffffull) return sf_errf(SF_ERANGE, err, n, "run has too many jobs");
+    p->first = r->n_jobs;
+    p->n = (uint32_t)nj;
+    p->next = p->first;
+    r->n_jobs += p->n;
+    if (payload) {
+        p->payload = cJSON_PrintUnformatted(payload);
+        if (!p->payload) return SF_ENOMEM;
+        p->payload_len = (uint32_t)strlen(p->payload);
+    }
+    r->n_phases++;
+    return 0;
+}
+
+/* method "jobs": one phase of a given kind.  Used by the built-in kinds
+ * (noop, sleep, fail, crash) for tests, benchmarks and the first demo. */
+static int plan_jobs(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n) {
+    static const char *const allowed[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
+                                          "retry_base_ms", "retry_max_ms", "kind", "items_per_class",
+                                          "shard_size", "payload", NULL};
+    int rc = check_keys(spec, allowed, err, n);
+    if (rc) return rc;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(spec, "kind");
+    if (!cJSON_IsString(kind) || !*kind->valuestring || strlen(kind->valuestring) >= 32)
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'kind' must be a job kind name");
+    long items, shard;
+    if ((rc = get_uint(spec, "items_per_class", 1, 1, 100000000, &items, err, n))) return rc;
+    if ((rc = get_uint(spec, "shard_size", 1, 1, 100000000, &shard, err, n))) return rc;
+    const cJSON *payload = cJSON_GetObjectItemCaseSensitive(spec, "payload");
+    if (payload && !cJSON_IsObject(payload)) return sf_errf(SF_EINVAL, err, n, "run spec: 'payload' must be an object");
+    uint64_t nj = (uint64_t)((items + shard - 1) / shard) * (uint64_t)r->classes->n;
+    if (nj > (uint64_t)max_jobs)
+        return sf_errf(SF_ERANGE, err, n, "run spec: %llu jobs is over max_jobs_per_run (%ld)", (unsigned long long)nj, max_jobs);
+    return add_phase(r, kind->valuestring, kind->valuestring, (uint32_t)items, (uint32_t)shard, payload, err, n);
+}
+
+typedef int (*plan_fn)(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n);
+static const struct { const char *method; plan_fn fn; } planners[] = {
+    {"jobs", plan_jobs},
+};
+
+static int parse_classes(const cJSON *spec, sf_classlist_t **out, char *err, size_t n) {
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(spec, "classes");
+    if (!cJSON_IsArray(cl)) return sf_errf(SF_EINVAL, err, n, "run spec: 'classes' must be an array of wnids or names");
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return SF_ENOMEM;
+    int i = 0;
+    for (const cJSON *it = cl->child; it; it = it->next, i++) {
+        if (!cJSON_IsString(it) || strchr(it->valuestring, '\n')) {
+            free(buf);
+            return sf_errf(SF_EINVAL, err, n, "run spec: classes[%d] is not a class name", i);
+        }
+        size_t l = strlen(it->valuestring);
+        while (len + l + 2 > cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) { free(buf); return SF_ENOMEM; }
+            buf = nb;
+        }
+        memcpy(buf + len, it->valuestring, l);
+        len += l;
+        buf[len++] = '\n';
+    }
+    char e2[300];
+    int rc = sf_classes_parse(buf, len, out, e2, sizeof e2);
+    free(buf);
+    if (rc) return sf_errf(rc, err, n, "run spec: classes: %s", e2);
+    return 0;
+}
+
+int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t **out, char *err, size_t n) {
+    *out = NULL;
+    cJSON *spec = cJSON_Parse(spec_json);
+    if (!spec || !cJSON_IsObject(spec)) {
+        cJSON_Delete(spec);
+        return sf_errf(SF_EINVAL, err, n, "run spec is not a JSON object");
+    }
+    sf_run_t *r = calloc(1, sizeof *r);
+    int rc = 0;
+    if (!r) { cJSON_Delete(spec); return SF_ENOMEM; }
+    r->num = num;
+    snprintf(r->id, sizeof r->id, "r%u", num);
+    r->state = RUN_QUEUED;
+    r->created_ms = sf_now_ms();
+    const cJSON *method = cJSON_GetObjectItemCaseSensitive(spec, "method");
+    const char *m = cJSON_IsString(method) ? method->valuestring : "jobs";
+    plan_fn plan = NULL;
+    for (size_t i = 0; i < sizeof planners / sizeof planners[0]; i++)
+        if (strcmp(planners[i].method, m) == 0) plan = planners[i].fn;
+    if (!plan) { rc = sf_errf(SF_EINVAL, err, n, "run spec: unknown method '%s'", m); goto fail; }
+    if ((rc = parse_classes(spec, &r->classes, err, n))) goto fail;
+    long prio, att, lease, rb, rm;
+    if ((rc = get_uint(spec, "priority", 0, -1000, 1000, &prio, err, n))) goto fail;
+    if ((rc = get_uint(spec, "max_attempts", c->cfg.max_attempts, 1, 100, &att, err, n))) goto fail;
+    if ((rc = get_uint(spec, "lease_ms", c->cfg.lease_ms, 100, 7 * 86400000L, &lease, err, n))) goto fail;
+    if ((rc = get_uint(spec, "retry_base_ms", c->cfg.retry_base_ms, 0, 3600000, &rb, err, n))) goto fail;
+    if ((rc = get_uint(spec, "retry_max_ms", c->cfg.retry_max_ms, 0, 86400000, &rm, err, n))) goto fail;
+    r->priority = (int)prio;
+    r->max_attempts = (int)att;
+    r->lease_ms = (uint32_t)lease;
+    r->retry_base_ms = (uint32_t)rb;
+    r->retry_max_ms = (uint32_t)rm;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(spec, "name");
+    if (name && (!cJSON_IsString(name) || strlen(name->valuestring) > 200)) {
+        rc = sf_errf(SF_EINVAL, err, n, "run spec: 'name' must be a string of at most 200 characters");
+        goto fail;
+    }
+    r->name = strdup(name ? name->valuestring : "");
+    if ((rc = plan(r, spec, c->cfg.max_jobs_per_run, err, n))) goto fail;
+    if (r->n_jobs > (uint64_t)c->cfg.max_jobs_per_run) {
+        rc = sf_errf(SF_ERANGE, err, n, "run has %u jobs, over max_jobs_per_run (%ld)", r->n_jobs, c->cfg.max_jobs_per_run);
+        goto fail;
+    }
+    for (int i = 0; i < r->n_phases; i++) {
+        r->phases[i].kind_id = sf_coord_kind_id(c, r->phases[i].kind);
+        if (r->phases[i].kind_id < 0) { rc = sf_errf(SF_ERANGE, err, n, "too many distinct job kinds"); goto fail; }
+    }
+    r->jobs = calloc(r->n_jobs ? r->n_jobs : 1, sizeof *r->jobs);
+    r->class_done = calloc((size_t)r->classes->n, sizeof *r->class_done);
+    r->class_dead = calloc((size_t)r->classes->n, sizeof *r->class_dead);
+    r->class_done_w = calloc((size_t)r->classes->n, sizeof *r->class_done_w);
+    r->class_dead_w = calloc((size_t)r->classes->n, sizeof *r->class_dead_w);
+    r->dead_list = calloc(SF_DEAD_LIST, sizeof *r->dead_list);
+    r->spec_json = cJSON_PrintUnformatted(spec);
+    if (!r->jobs || !r->class_done || !r->class_dead || !r->class_done_w || !r->class_dead_w ||
+        !r->dead_list || !r->spec_json || !r->name) { rc = SF_ENOMEM; goto fail; }
+    for (uint32_t i = 0; i < r->n_jobs; i++) r->jobs[i].worker = SF_NO_WORKER;
+    cJSON_Delete(spec);
+    *out = r;
+    return 0;
+fail:
+    cJSON_Delete(spec);
+    sf_run_free(r);
+    return rc;
+}
+
+void sf_run_free(sf_run_t *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n_phases; i++) free(r->phases[i].payload);
+    free(r->jobs);
+    free(r->class_done);
+    free(r->class_dead);
+    free(r->class_done_w);
+    free(r->class_dead_w);
+    free(r->dead_list);
+    free(r->spec_json);
+    free(r->name);
+    free(r->ready.v);
+    sf_classes_free(&r->classes);
+    free(r);
+}
+
+void sf_runs_insert(sf_coord_t *c, sf_run_t *r) {
+    sf_run_t **pp = &c->runs;
+    while (*pp && ((*pp)->priority > r->priority ||
+                   ((*pp)->priority == r->priority && (*pp)->num < r->num)))
+        pp = &(*pp)->next;
+    r->next = *pp;
+    *pp = r;
+}
+
+sf_run_t *sf_runs_find(sf_coord_t *c, const char *id) {
+    for (sf_run_t *r = c->runs; r; r = r->next)
+        if (strcmp(r->id, id) == 0) return r;
+    return NULL;
+}
+
+sf_run_t *sf_runs_find_num(sf_coord_t *c, uint32_t num) {
+    for (sf_run_t *r = c->runs; r; r = r->next)
+        if (r->num == num) return r;
+    return NULL;
+}
+
+int sf_run_phase_of(const sf_run_t *r, uint32_t idx) {
+    for (int i = 0; i < r->n_phases; i++)
+        if (idx >= r->phases[i].first && idx < r->phases[i].first + r->phases[i].n) return i;
+    return -1;
+}
+
+void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls) {
+    int pi = sf_run_phase_of(r, idx);
+    const sf_phase_t *p = &r->phases[pi < 0 ? 0 : pi];
+    uint32_t local = idx - p->first;
+    uint32_t ci = local / p->shards_per_class, si = local % p->shards_per_class;
+    *cls = (int)ci;
+    *wnid = r->classes->v[ci].wnid;
+    *start = si * p->shard_size;
+    uint32_t left = p->items_per_class - *start;
+    *count = left < p->shard_size ? left : p->shard_size;
+}
+
+int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
+    (void)c;
+    if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) return -1;
+    if (r->phase >= r->n_phases) return -1;
+    sf_phase_t *p = &r->phases[r->phase];
+    if (!(kinds & (1ull << p->kind_id))) return -1;
+    uint32_t idx;
+    while (sf_ring_pop(&r->ready, &idx))
+        if (r->jobs[idx].state == JS_READY) return idx;
+    while (p->next < p->first + p->n) {
+        idx = p->next++;
+        if (r->jobs[idx].state == JS_PENDING) return idx;
+    }
+    return -1;
+}
+
+void sf_run_requeue(sf_run_t *r, uint32_t idx) {
+    r->jobs[idx].state = JS_READY;
+    r->jobs[idx].worker = SF_NO_WORKER;
+    if (sf_ring_push(&r->ready, idx) != 0) {
+        /* Out of memory: leave it READY; the cron's sweep will find it. */
+        sf_error("run %s: cannot queue job %u again (out of memory)", r->id, idx);
+    }
+}
+
+void sf_run_progress(sf_coord_t *c, sf_run_t *r) {
+    if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) return;
+    int changed = 0;
+    while (r->phase < r->n_phases) {
+        sf_phase_t *p = &r->phases[r->phase];
+        if (p->done + p->dead < p->n) break;
+        sf_store_event(c, r, "phase_done", p->name);
+        r->phase++;
+        changed = 1;
+        c->dispatch_dirty = 1;
+    }
+    if (r->phase >= r->n_phases) {
+        r->state = r->dead ? RUN_FAILED : RUN_DONE;
+        r->finished_ms = sf_now_ms();
+        sf_info("run %s %s: %llu done, %llu dead", r->id, sf_run_state_name(r->state),
+                (unsigned long long)r->done, (unsigned long long)r->dead);
+        sf_store_event(c, r, sf_run_state_name(r->state), NULL);
+        changed = 1;
+    }
+    if (changed) sf_store_run_saved(c, r, 0);
+}
+
+cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
+    (void)c;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", r->id);
+    cJSON_AddStringToObject(o, "name", r->name ? r->name : "");
+    cJSON_AddStringToObject(o, "state", sf_run_state_name(r->state));
+    cJSON_AddNumberToObject(o, "priority", r->priority);
+    cJSON_AddStringToObject(o, "phase", r->phase < r->n_phases ? r->phases[r->phase].name : "");
+    cJSON_AddNumberToObject(o, "total", r->n_jobs);
+    cJSON_AddNumberToObject(o, "done", (double)r->done);
+    cJSON_AddNumberToObject(o, "dead", (double)r->dead);
+    cJSON_AddNumberToObject(o, "retries", (double)r->retries);
+    cJSON_AddNumberToObject(o, "leased", (double)r->leased);
+    cJSON_AddNumberToObject(o, "created_ms", (double)r->created_ms);
+    cJSON_AddNumberToObject(o, "started_ms", (double)r->started_ms);
+    cJSON_AddNumberToObject(o, "finished_ms", (double)r->finished_ms);
+    if (!detail) return o;
+    cJSON *ph = cJSON_AddArrayToObject(o, "phases");
+    for (int i = 0; i < r->n_phases; i++) {
+        const sf_phase_t *p = &r->phases[i];
+        cJSON *po = cJSON_CreateObject();
+        cJSON_AddStringToObject(po, "name", p->name);
+        cJSON_AddStringToObject(po, "kind", p->kind);
+        cJSON_AddNumberToObject(po, "total", p->n);
+        cJSON_AddNumberToObject(po, "done", p->done);
+        cJSON_AddNumberToObject(po, "dead", p->dead);
+        cJSON_AddItemToArray(ph, po);
+    }
+    if (r->classes && r->class_done) {
+        cJSON *cl = cJSON_AddArrayToObject(o, "classes");
+        uint32_t per = 0;
+        for (int i = 0; i < r->n_phases; i++) per += r->phases[i].shards_per_class;
+        for (int i = 0; i < r->classes->n; i++) {
+            cJSON *co = cJSON_CreateObject();
+            cJSON_AddStringToObject(co, "wnid", r->classes->v[i].wnid);
+            cJSON_AddStringToObject(co, "name", r->classes->v[i].name);
+            cJSON_AddNumberToObject(co, "total", per);
+            cJSON_AddNumberToObject(co, "done", r->class_done[i]);
+            cJSON_AddNumberToObject(co, "dead", r->class_dead[i]);
+            cJSON_AddItemToArray(cl, co);
+        }
+    }
+    cJSON *lat = cJSON_AddObjectToObject(o, "latency_us");
+    cJSON_AddNumberToObject(lat, "count", (double)r->latency.count);
+    cJSON_AddNumberToObject(lat, "p50", (double)sf_hist_quantile(&r->latency, 0.50));
+    cJSON_AddNumberToObject(lat, "p99", (double)sf_hist_quantile(&r->latency, 0.99));
+    cJSON_AddNumberToObject(lat, "max", (double)r->latency.max);
+    if (r->last_error[0]) cJSON_AddStringToObject(o, "last_error", r->last_error);
+    cJSON *dl = cJSON_AddArrayToObject(o, "dead_jobs");
+    for (int i = 0; i < r->n_dead_list; i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddNumberToObject(d, "job", r->dead_list[i].idx);
+        cJSON_AddNumberToObject(d, "attempts", r->dead_list[i].attempts);
+        cJSON_AddStringToObject(d, "error", r->dead_list[i].error);
+        cJSON_AddItemToArray(dl, d);
+    }
+    return o;
+}

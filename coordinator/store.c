@@ -1,0 +1,807 @@
+/* store.c: the coordinator's Redis writer and loader.
+ *
+ * Writes are coalesced: the broker queues facts (job leased, done, dead, run
+ * saved, worker seen) into the open batch; once per loop turn (and whenever
+ * the batch grows past flush_max_ops) the batch is sent as one MULTI … EXEC
+ * with variadic commands (one BITFIELD for all done bits of a run, one HSET
+ * for all its leases, …), so the hot path costs no round trip per job.
+ * Every write is idempotent — bits set, absolute counters, fields set or
+ * deleted — so a batch whose fate is unknown after a lost connection is
+ * simply sent again.  What a batch acknowledges (jobs done, replies to
+ * clients) happens only when its EXEC reply arrives.
+ *
+ * At start, sf_store_load() rebuilds every unfinished run from Redis with a
+ * blocking connection, before the loop runs.
+ */
+#include <errno.h>
+#include <hiredis/adapters/libuv.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/keys.h"
+#include "common/log.h"
+#include "coordinator/coord.h"
+
+/* A growing list of Redis command arguments. */
+typedef struct {
+    char **v;
+    size_t *l;
+    int n, cap;
+} args_t;
+
+/* One run's share of the open batch. */
+typedef struct {
+    uint32_t run;
+    args_t done_bits;   /* BITFIELD key SET u1 i 1 … */
+    args_t lease_set;   /* HSET leases i v … */
+    args_t lease_del;   /* HDEL leases i … */
+    args_t results;     /* HSET results i payload … */
+    args_t dead;        /* HSET dead i json … */
+    int saved, with_spec, classes_dirty;
+    args_t events;      /* XADD … one per event, as whole commands */
+} runpend_t;
+
+typedef struct batch_s {
+    char **cmds;        /* formatted commands, MULTI … EXEC */
+    size_t *lens;
+    int n, cap;
+    sf_ack_t *acks;
+    size_t n_acks, cap_acks;
+    int sent;           /* in flight on the current connection */
+    struct batch_s *next;
+} batch_t;
+
+struct sf_store_s {
+    redisAsyncContext *ac;
+    int connected, connecting;
+    uv_timer_t retry;
+    int64_t retry_ms;
+    char *prefix;
+    runpend_t *rp;
+    int n_rp, cap_rp;
+    args_t misc;        /* whole commands (worker hashes, coordinator) as NUL-separated arg lists */
+    batch_t *open;      /* being built */
+    batch_t *head, *tail; /* sent or waiting to be sent, oldest first */
+    int inflight;
+    size_t ops;         /* operations in the open batch */
+};
+
+/* ---- argument lists ------------------------------------------------------------ */
+
+static int args_push(args_t *a, const void *s, size_t len) {
+    if (a->n == a->cap) {
+        int nc = a->cap ? a->cap * 2 : 16;
+        char **nv = realloc(a->v, (size_t)nc * sizeof *nv);
+        if (!nv) return SF_ENOMEM;
+        a->v = nv;
+        size_t *nl = realloc(a->l, (size_t)nc * sizeof *nl);
+        if (!nl) return SF_ENOMEM;
+        a->l = nl;
+        a->cap = nc;
+    }
+    char *d = malloc(len + 1);
+    if (!d) return SF_ENOMEM;
+    memcpy(d, s, len);
+    d[len] = 0;
+    a->v[a->n] = d;
+    a->l[a->n] = len;
+    a->n++;
+    return 0;
+}
+
+static int args_str(args_t *a, const char *s) { return args_push(a, s, strlen(s)); }
+
+static int args_fmt(args_t *a, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (k < 0) return SF_EINVAL;
+    return args_push(a, buf, (size_t)k < sizeof buf ? (size_t)k : sizeof buf - 1);
+}
+
+static void args_clear(args_t *a) {
+    for (int i = 0; i < a->n; i++) free(a->v[i]);
+    a->n = 0;
+}
+
+static void args_free(args_t *a) {
+    args_clear(a);
+    free(a->v);
+    free(a->l);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- batches ---------------------------------------------------------------------- */
+
+static batch_t *open_batch(sf_store_t *s) {
+    if (!s->open) s->open = calloc(1, sizeof(batch_t));
+    return s->open;
+}
+
+static void batch_free(batch_t *b) {
+    for (int i = 0; i < b->n; i++) free(b->cmds[i]);
+    free(b->cmds);
+    free(b->lens);
+    for (size_t i = 0; i < b->n_acks; i++) free(b->acks[i].rid);
+    free(b->acks);
+    free(b);
+}
+
+static int batch_cmd(batch_t *b, int argc, const char **argv, const size_t *lens) {
+    if (b->n == b->cap) {
+        int nc = b->cap ? b->cap * 2 : 16;
+        char **nv = realloc(b->cmds, (size_t)nc * sizeof *nv);
+        if (!nv) return SF_ENOMEM;
+        b->cmds = nv;
+        size_t *nl = realloc(b->lens, (size_t)nc * sizeof *nl);
+        if (!nl) return SF_ENOMEM;
+        b->lens = nl;
+        b->cap = nc;
+    }
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0) return SF_ENOMEM;
+    b->cmds[b->n] = cmd;
+    b->lens[b->n] = (size_t)len;
+    b->n++;
+    return 0;
+}
+
+static int batch_args(batch_t *b, const args_t *a) {
+    return batch_cmd(b, a->n, (const char **)a->v, a->l);
+}
+
+static void add_ack(sf_store_t *s, sf_ack_t ack) {
+    batch_t *b = open_batch(s);
+    if (!b) return;
+    if (b->n_acks == b->cap_acks) {
+        size_t nc = b->cap_acks ? b->cap_acks * 2 : 256;
+        sf_ack_t *na = realloc(b->acks, nc * sizeof *na);
+        if (!na) return;
+        b->acks = na;
+        b->cap_acks = nc;
+    }
+    b->acks[b->n_acks++] = ack;
+}
+
+static runpend_t *pend(sf_store_t *s, uint32_t run) {
+    for (int i = 0; i < s->n_rp; i++)
+        if (s->rp[i].run == run) return &s->rp[i];
+    if (s->n_rp == s->cap_rp) {
+        int nc = s->cap_rp ? s->cap_rp * 2 : 8;
+        runpend_t *nr = realloc(s->rp, (size_t)nc * sizeof *nr);
+        if (!nr) return NULL;
+        s->rp = nr;
+        s->cap_rp = nc;
+    }
+    runpend_t *p = &s->rp[s->n_rp++];
+    memset(p, 0, sizeof *p);
+    p->run = run;
+    return p;
+}
+
+/* ---- queueing facts ---------------------------------------------------------------- */
+
+static char *key(const sf_coord_t *c, const char *fmt, const char *arg, char *buf, size_t n) {
+    snprintf(buf, n, fmt, c->store->prefix, arg);
+    return buf;
+}
+
+void sf_store_run_saved(sf_coord_t *c, sf_run_t *r, int with_spec) {
+    runpend_t *p = pend(c->store, r->num);
+    if (!p) return;
+    p->saved = 1;
+    p->with_spec |= with_spec;
+    c->store->ops++;
+}
+
+void sf_store_job_leased(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *worker, int64_t deadline_ms) {
+    runpend_t *p = pend(c->store, r->num);
+    if (!p) return;
+    args_fmt(&p->lease_set, "%u", idx);
+    args_fmt(&p->lease_set, "%s %u %lld", worker, r->jobs[idx].attempt, (long long)deadline_ms);
+    c->store->ops++;
+}
+
+void sf_store_job_requeued(sf_coord_t *c, sf_run_t *r, uint32_t idx) {
+    runpend_t *p = pend(c->store, r->num);
+    if (!p) return;
+    args_fmt(&p->lease_set, "%u", idx);
+    args_fmt(&p->lease_set, "- %u 0", r->jobs[idx].attempt);
+    c->store->ops++;
+}
+
+void sf_store_job_done(sf_coord_t *c, sf_run_t *r, uint32_t idx, const void *payload, size_t len) {
+    sf_store_t *s = c->store;
+    runpend_t *p = pend(s, r->num);
+    if (!p) return;
+    args_str(&p->done_bits, "SET");
+    args_str(&p->done_bits, "u1");
+    args_fmt(&p->done_bits, "%u", idx);
+    args_str(&p->done_bits, "1");
+    args_fmt(&p->lease_del, "%u", idx);
+    if (len) {
+        args_fmt(&p->results, "%u", idx);
+        args_push(&p->results, payload, len);
+    }
+    int pi = sf_run_phase_of(r, idx), cls;
+    const char *wnid;
+    uint32_t st, cnt;
+    sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
+    r->done_w++;
+    r->class_done_w[cls]++;
+    (void)pi;
+    p->saved = p->classes_dirty = 1;
+    add_ack(s, (sf_ack_t){.type = ACK_JOB_DONE, .run = r->num, .idx = idx});
+    s->ops += 3;
+}
+
+void sf_store_job_dead(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *error, const char *worker) {
+    sf_store_t *s = c->store;
+    runpend_t *p = pend(s, r->num);
+    if (!p) return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "attempts", r->jobs[idx].attempt);
+    cJSON_AddStringToObject(o, "error", error);
+    cJSON_AddStringToObject(o, "worker", worker ? worker : "");
+    cJSON_AddNumberToObject(o, "at_ms", (double)sf_now_ms());
+    char *js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    args_fmt(&p->dead, "%u", idx);
+    args_str(&p->dead, js ? js : "{}");
+    free(js);
+    args_fmt(&p->lease_del, "%u", idx);
+    int cls;
+    const char *wnid;
+    uint32_t st, cnt;
+    sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
+    r->dead_w++;
+    r->class_dead_w[cls]++;
+    p->saved = p->classes_dirty = 1;
+    char detail[300];
+    snprintf(detail, sizeof detail, "job %u: %s", idx, error);
+    sf_store_event(c, r, "dead_letter", detail);
+    add_ack(s, (sf_ack_t){.type = ACK_JOB_DEAD, .run = r->num, .idx = idx});
+    s->ops += 3;
+}
+
+void sf_store_event(sf_coord_t *c, sf_run_t *r, const char *type, const char *detail) {
+    runpend_t *p = pend(c->store, r->num);
+    if (!p) return;
+    char k[128];
+    /* Events are whole commands separated by a NULL marker (length SIZE_MAX). */
+    args_str(&p->events, "XADD");
+    args_str(&p->events, key(c, SF_KEY_RUN_EVENTS, r->id, k, sizeof k));
+    args_str(&p->events, "MAXLEN");
+    args_str(&p->events, "~");
+    args_fmt(&p->events, "%d", SF_EVENTS_MAXLEN);
+    args_str(&p->events, "*");
+    args_str(&p->events, "type");
+    args_str(&p->events, type);
+    args_str(&p->events, "detail");
+    args_str(&p->events, detail ? detail : "");
+    args_str(&p->events, "at_ms");
+    args_fmt(&p->events, "%lld", (long long)sf_now_ms());
+    c->store->ops++;
+}
+
+/* misc holds whole commands; each is introduced by its argument count. */
+static void misc_cmd(sf_store_t *s, int argc, ...) {
+    va_list ap;
+    va_start(ap, argc);
+    args_fmt(&s->misc, "#%d", argc);
+    for (int i = 0; i < argc; i++) args_str(&s->misc, va_arg(ap, const char *));
+    va_end(ap);
+    s->ops++;
+}
+
+void sf_store_worker(sf_coord_t *c, sf_worker_t *w, int gone) {
+    sf_store_t *s = c->store;
+    char k[300], ks[64], now[32], slots[16], busy[16], done[24], failed[24], pid[16], ttl[16], leased[16];
+    snprintf(k, sizeof k, SF_KEY_WORKER, s->prefix, w->id);
+    snprintf(ks, sizeof ks, SF_KEY_WORKERS, s->prefix);
+    snprintf(now, sizeof now, "%lld", (long long)sf_now_ms());
+    snprintf(slots, sizeof slots, "%u", w->slots);
+    snprintf(busy, sizeof busy, "%u", w->busy);
+    snprintf(leased, sizeof leased, "%u", w->leased);
+    snprintf(done, sizeof done, "%llu", (unsigned long long)w->done);
+    snprintf(failed, sizeof failed, "%llu", (unsigned long long)w->failed);
+    snprintf(pid, sizeof pid, "%u", w->pid);
+    snprintf(ttl, sizeof ttl, "%ld", c->cfg.worker_ttl_s);
+    misc_cmd(s, 24, "HSET", k, "id", w->id, "host", w->host, "pid", pid, "device", w->device, "kinds",
+             w->kinds_text, "slots", slots, "busy", busy, "leased", leased, "done", done, "failed", failed,
+             "state", gone ? "gone" : "alive");
+    misc_cmd(s, 4, "HSET", k, "last_seen_ms", now);
+    misc_cmd(s, 3, "EXPIRE", k, ttl);
+    if (gone) misc_cmd(s, 3, "ZREM", ks, w->id);
+    else misc_cmd(s, 4, "ZADD", ks, now, w->id);
+    w->dirty = 0;
+}
+
+void sf_store_coordinator(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    char k[128], pid[16], ep[24], st[24], hb[24], disp[24], bad[24], dup[24], stale[24];
+    snprintf(k, sizeof k, SF_KEY_COORDINATOR, s->prefix);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)c->epoch);
+    snprintf(st, sizeof st, "%lld", (long long)c->start_ms);
+    snprintf(hb, sizeof hb, "%lld", (long long)sf_now_ms());
+    snprintf(disp, sizeof disp, "%llu", (unsigned long long)c->st.dispatched);
+    snprintf(bad, sizeof bad, "%llu", (unsigned long long)c->st.frames_bad);
+    snprintf(dup, sizeof dup, "%llu", (unsigned long long)c->st.results_dup);
+    snprintf(stale, sizeof stale, "%llu", (unsigned long long)c->st.results_stale);
+    misc_cmd(s, 18, "HSET", k, "pid", pid, "epoch", ep, "started_ms", st, "heartbeat_ms", hb, "dispatched", disp,
+             "frames_bad", bad, "results_dup", dup, "results_stale", stale);
+}
+
+void sf_store_ack_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t tag, uint32_t run) {
+    sf_ack_t a = {.type = ACK_REPLY, .run = run, .tag = tag};
+    a.rid = malloc(rid_len ? rid_len : 1);
+    if (!a.rid) return;
+    memcpy(a.rid, rid, rid_len);
+    a.rid_len = (uint32_t)rid_len;
+    add_ack(c->store, a);
+    c->store->ops++;
+}
+
+/* ---- building and sending a batch ----------------------------------------------- */
+
+static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec) {
+    args_t a = {0};
+    char k[128];
+    args_str(&a, "HSET");
+    args_str(&a, key(c, SF_KEY_RUN, r->id, k, sizeof k));
+    args_str(&a, "id"); args_str(&a, r->id);
+    args_str(&a, "name"); args_str(&a, r->name ? r->name : "");
+    args_str(&a, "state"); args_str(&a, sf_run_state_name(r->state));
+    args_str(&a, "phase"); args_str(&a, r->phase < r->n_phases ? r->phases[r->phase].name : "");
+    args_str(&a, "phase_index"); args_fmt(&a, "%d", r->phase);
+    args_str(&a, "phases"); args_fmt(&a, "%d", r->n_phases);
+    args_str(&a, "priority"); args_fmt(&a, "%d", r->priority);
+    args_str(&a, "total"); args_fmt(&a, "%u", r->n_jobs);
+    args_str(&a, "done"); args_fmt(&a, "%llu", (unsigned long long)r->done_w);
+    args_str(&a, "dead"); args_fmt(&a, "%llu", (unsigned long long)r->dead_w);
+    args_str(&a, "retries"); args_fmt(&a, "%llu", (unsigned long long)r->retries);
+    args_str(&a, "classes"); args_fmt(&a, "%d", r->classes->n);
+    args_str(&a, "created_ms"); args_fmt(&a, "%lld", (long long)r->created_ms);
+    args_str(&a, "started_ms"); args_fmt(&a, "%lld", (long long)r->started_ms);
+    args_str(&a, "finished_ms"); args_fmt(&a, "%lld", (long long)r->finished_ms);
+    args_str(&a, "updated_ms"); args_fmt(&a, "%lld", (long long)sf_now_ms());
+    args_str(&a, "last_error"); args_str(&a, r->last_error);
+    if (with_spec) { args_str(&a, "spec"); args_str(&a, r->spec_json); }
+    batch_args(b, &a);
+    args_free(&a);
+}
+
+static void classes_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_totals) {
+    args_t a = {0};
+    char k[128];
+    args_str(&a, "HSET");
+    args_str(&a, key(c, SF_KEY_RUN_CLASSES, r->id, k, sizeof k));
+    uint32_t per = 0;
+    for (int i = 0; i < r->n_phases; i++) per += r->phases[i].shards_per_class;
+    for (int i = 0; i < r->classes->n; i++) {
+        const char *w = r->classes->v[i].wnid;
+        if (with_totals) { args_fmt(&a, "%s:total", w); args_fmt(&a, "%u", per); }
+        if (with_totals || r->class_done_w[i]) { args_fmt(&a, "%s:done", w); args_fmt(&a, "%u", r->class_done_w[i]); }
+        if (with_totals || r->class_dead_w[i]) { args_fmt(&a, "%s:dead", w); args_fmt(&a, "%u", r->class_dead_w[i]); }
+    }
+    if (a.n > 2) batch_args(b, &a);
+    args_free(&a);
+}
+
+static void with_key(args_t *a, const char *cmd, const char *k) {
+    /* Commands are built with the command and key in front of the fields. */
+    args_t t = {0};
+    args_str(&t, cmd);
+    args_str(&t, k);
+    for (int i = 0; i < a->n; i++) args_push(&t, a->v[i], a->l[i]);
+    args_clear(a);
+    for (int i = 0; i < t.n; i++) args_push(a, t.v[i], t.l[i]);
+    args_free(&t);
+}
+
+static void seal(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    if (s->ops == 0 && !s->open) return;
+    batch_t *b = open_batch(s);
+    if (!b) return;
+    const char *multi[] = {"MULTI"};
+    batch_cmd(b, 1, multi, NULL);
+    char k[160];
+    for (int i = 0; i < s->n_rp; i++) {
+        runpend_t *p = &s->rp[i];
+        sf_run_t *r = sf_runs_find_num(c, p->run);
+        if (!r) continue;
+        if (p->with_spec) {
+            char ks[128], score[32];
+            snprintf(ks, sizeof ks, SF_KEY_RUNS, s->prefix);
+            snprintf(score, sizeof score, "%lld", (long long)r->created_ms);
+            const char *za[] = {"ZADD", ks, score, r->id};
+            batch_cmd(b, 4, za, NULL);
+            snprintf(ks, sizeof ks, SF_KEY_RUN_NEXT, s->prefix);
+            char nn[16];
+            snprintf(nn, sizeof nn, "%u", c->next_run_num - 1);
+            /* Never move the counter back: SET only if greater is done by the loader. */
+            const char *sa[] = {"SET", ks, nn};
+            batch_cmd(b, 3, sa, NULL);
+        }
+        if (p->done_bits.n) { with_key(&p->done_bits, "BITFIELD", key(c, SF_KEY_RUN_DONE, r->id, k, sizeof k)); batch_args(b, &p->done_bits); }
+        /* Sets before deletes: a job leased and finished within one batch
+         * must leave no lease behind. */
+        if (p->lease_set.n) { with_key(&p->lease_set, "HSET", key(c, SF_KEY_RUN_LEASES, r->id, k, sizeof k)); batch_args(b, &p->lease_set); }
+        if (p->lease_del.n) { with_key(&p->lease_del, "HDEL", key(c, SF_KEY_RUN_LEASES, r->id, k, sizeof k)); batch_args(b, &p->lease_del); }
+        if (p->results.n) { with_key(&p->results, "HSET", key(c, SF_KEY_RUN_RESULTS, r->id, k, sizeof k)); batch_args(b, &p->results); }
+        if (p->dead.n) { with_key(&p->dead, "HSET", key(c, SF_KEY_RUN_DEAD, r->id, k, sizeof k)); batch_args(b, &p->dead); }
+        if (p->saved || p->with_spec) run_hash_cmd(c, b, r, p->with_spec);
+        if (p->classes_dirty || p->with_spec) classes_cmd(c, b, r, p->with_spec);
+        for (int e = 0; e + 12 <= p->events.n; e += 12)
+            batch_cmd(b, 12, (const char **)p->events.v + e, p->events.l + e);
+        args_free(&p->done_bits);
+        args_free(&p->lease_set);
+        args_free(&p->lease_del);
+        args_free(&p->results);
+        args_free(&p->dead);
+        args_free(&p->events);
+    }
+    s->n_rp = 0;
+    for (int i = 0; i < s->misc.n;) {
+        int argc = atoi(s->misc.v[i] + 1);
+        if (argc <= 0 || i + 1 + argc > s->misc.n) break;
+        batch_cmd(b, argc, (const char **)s->misc.v + i + 1, s->misc.l + i + 1);
+        i += 1 + argc;
+    }
+    args_clear(&s->misc);
+    const char *exec[] = {"EXEC"};
+    batch_cmd(b, 1, exec, NULL);
+    s->open = NULL;
+    s->ops = 0;
+    if (s->tail) s->tail->next = b;
+    else s->head = b;
+    s->tail = b;
+}
+
+static void on_exec(redisAsyncContext *ac, void *reply, void *priv);
+
+static void send_batch(sf_coord_t *c, batch_t *b) {
+    sf_store_t *s = c->store;
+    for (int i = 0; i < b->n; i++) {
+        int last = i == b->n - 1;
+        if (redisAsyncFormattedCommand(s->ac, last ? on_exec : NULL, last ? b : NULL, b->cmds[i], b->lens[i]) != REDIS_OK) {
+            sf_warn("redis: cannot queue a command: %s", s->ac->errstr);
+            return;
+        }
+    }
+    b->sent = 1;
+    s->inflight++;
+    c->st.redis_batches++;
+}
+
+static sf_coord_t *g_coord; /* the store's callbacks reach the coordinator through this */
+
+static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    sf_coord_t *c = g_coord;
+    sf_store_t *s = c->store;
+    batch_t *b = priv;
+    redisReply *r = reply;
+    if (!r) return; /* connection lost: the batch stays queued and is sent again */
+    s->inflight--;
+    if (r->type == REDIS_REPLY_ERROR) {
+        c->st.redis_errors++;
+        sf_error("redis: a batch failed: %s", r->str);
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++) {
+            if (r->element[i]->type == REDIS_REPLY_ERROR) {
+                c->st.redis_errors++;
+                sf_error("redis: command %zu of a batch failed: %s", i, r->element[i]->str);
+            }
+        }
+    }
+    /* Batches are acknowledged in order: b is the head. */
+    if (s->head != b) sf_error("redis: acknowledgement out of order");
+    s->head = b->next;
+    if (!s->head) s->tail = NULL;
+    sf_coord_on_acked(c, b->acks, b->n_acks);
+    batch_free(b);
+}
+
+int sf_store_idle(const sf_coord_t *c) {
+    const sf_store_t *s = c->store;
+    return s->ops == 0 && !s->open && !s->head && s->n_rp == 0;
+}
+
+void sf_store_flush(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    if (s->ops || s->open || s->n_rp) {
+        /* Up to four batches in flight; beyond that, keep coalescing. */
+        if (s->inflight < 4 || s->ops > (size_t)c->cfg.flush_max_ops) seal(c);
+    }
+    if (!s->connected) return;
+    for (batch_t *b = s->head; b; b = b->next)
+        if (!b->sent) send_batch(c, b);
+}
+
+/* ---- connection -------------------------------------------------------------------- */
+
+static int connect_async(sf_coord_t *c);
+
+static void on_retry(uv_timer_t *t) {
+    sf_coord_t *c = t->data;
+    connect_async(c);
+}
+
+static void schedule_retry(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    s->retry_ms = s->retry_ms ? s->retry_ms * 2 : 100;
+    if (s->retry_ms > 5000) s->retry_ms = 5000;
+    uv_timer_start(&s->retry, on_retry, (uint64_t)s->retry_ms, 0);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+    sf_coord_t *c = ac->data;
+    sf_store_t *s = c->store;
+    s->connecting = 0;
+    if (status != REDIS_OK) {
+        sf_warn("redis: connect failed: %s; retrying", ac->errstr);
+        s->ac = NULL;
+        schedule_retry(c);
+        return;
+    }
+    s->connected = 1;
+    s->retry_ms = 0;
+    sf_info("redis: connected");
+    for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
+    s->inflight = 0;
+    sf_store_flush(c);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+    sf_coord_t *c = ac->data;
+    sf_store_t *s = c->store;
+    s->connected = 0;
+    s->ac = NULL;
+    s->inflight = 0;
+    for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
+    if (status != REDIS_OK && !c->stopping) {
+        c->st.redis_reconnects++;
+        sf_warn("redis: connection lost (%s); writes are held until it is back", ac->errstr);
+        schedule_retry(c);
+    }
+}
+
+static int parse_addr(const char *addr, char *host, size_t hn, int *port, int *is_unix) {
+    if (strncmp(addr, "unix:", 5) == 0) {
+        snprintf(host, hn, "%s", addr + 5);
+        *is_unix = 1;
+        return 0;
+    }
+    *is_unix = 0;
+    const char *colon = strrchr(addr, ':');
+    if (!colon) { snprintf(host, hn, "%s", addr); *port = 6379; return 0; }
+    snprintf(host, hn, "%.*s", (int)(colon - addr), addr);
+    *port = atoi(colon + 1);
+    return *port > 0 && *port < 65536 ? 0 : SF_EINVAL;
+}
+
+static int connect_async(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    char host[512];
+    int port = 0, is_unix = 0;
+    if (parse_addr(c->cfg.redis, host, sizeof host, &port, &is_unix)) return SF_EINVAL;
+    redisAsyncContext *ac = is_unix ? redisAsyncConnectUnix(host) : redisAsyncConnect(host, port);
+    if (!ac || ac->err) {
+        sf_warn("redis: %s", ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        schedule_retry(c);
+        return SF_EREDIS;
+    }
+    ac->data = c;
+    redisLibuvAttach(ac, c->loop);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    s->ac = ac;
+    s->connecting = 1;
+    return 0;
+}
+
+static redisContext *connect_sync(const sf_coord_t *c, char *err, size_t n) {
+    char host[512];
+    int port = 0, is_unix = 0;
+    if (parse_addr(c->cfg.redis, host, sizeof host, &port, &is_unix)) {
+        sf_errf(SF_EINVAL, err, n, "bad redis address '%s'", c->cfg.redis);
+        return NULL;
+    }
+    struct timeval tv = {5, 0};
+    redisContext *rc = is_unix ? redisConnectUnixWithTimeout(host, tv) : redisConnectWithTimeout(host, port, tv);
+    if (!rc || rc->err) {
+        sf_errf(SF_EREDIS, err, n, "cannot connect to redis at %s: %s", c->cfg.redis, rc ? rc->errstr : "out of memory");
+        if (rc) redisFree(rc);
+        return NULL;
+    }
+    return rc;
+}
+
+int sf_store_open(sf_coord_t *c, char *err, size_t n) {
+    g_coord = c;
+    sf_store_t *s = calloc(1, sizeof *s);
+    if (!s) return SF_ENOMEM;
+    c->store = s;
+    s->prefix = strdup(c->cfg.redis_prefix);
+    uv_timer_init(c->loop, &s->retry);
+    s->retry.data = c;
+    (void)err;
+    (void)n;
+    return connect_async(c);
+}
+
+void sf_store_close(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    if (!s) return;
+    if (s->ac) redisAsyncDisconnect(s->ac);
+    uv_timer_stop(&s->retry);
+    uv_close((uv_handle_t *)&s->retry, NULL);
+}
+
+void sf_store_info(const sf_coord_t *c, cJSON *out) {
+    const sf_store_t *s = c->store;
+    int queued = 0;
+    for (batch_t *b = s->head; b; b = b->next) queued++;
+    cJSON_AddBoolToObject(out, "redis_connected", s->connected);
+    cJSON_AddNumberToObject(out, "redis_batches_queued", queued);
+    cJSON_AddNumberToObject(out, "redis_inflight", s->inflight);
+}
+
+/* ---- loading at start ------------------------------------------------------------------ */
+
+static redisReply *cmd(redisContext *rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+static void check_persistence(redisContext *rc) {
+    redisReply *r = cmd(rc, "CONFIG GET appendonly");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && strcmp(r->element[1]->str, "yes") != 0)
+        sf_warn("REDIS HAS NO AOF PERSISTENCE (appendonly no): a Redis restart can lose accepted runs and results");
+    freeReplyObject(r);
+    r = cmd(rc, "CONFIG GET maxmemory-policy");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && strcmp(r->element[1]->str, "noeviction") != 0)
+        sf_warn("REDIS EVICTS KEYS (maxmemory-policy %s): jobs and results can vanish; set noeviction",
+                r->element[1]->str);
+    freeReplyObject(r);
+}
+
+static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
+    const char *p = c->cfg.redis_prefix;
+    redisReply *h = cmd(rc, "HGETALL " SF_KEY_RUN, p, id);
+    if (!h || h->type != REDIS_REPLY_ARRAY) { freeReplyObject(h); return; }
+    const char *spec = NULL, *state = NULL, *created = NULL, *started = NULL, *finished = NULL, *retries = NULL,
+               *last_error = NULL;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const char *f = h->element[i]->str, *v = h->element[i + 1]->str;
+        if (!strcmp(f, "spec")) spec = v;
+        else if (!strcmp(f, "state")) state = v;
+        else if (!strcmp(f, "created_ms")) created = v;
+        else if (!strcmp(f, "started_ms")) started = v;
+        else if (!strcmp(f, "finished_ms")) finished = v;
+        else if (!strcmp(f, "retries")) retries = v;
+        else if (!strcmp(f, "last_error")) last_error = v;
+    }
+    uint32_t num = (uint32_t)strtoul(id + 1, NULL, 10);
+    char err[300];
+    sf_run_t *r = NULL;
+    if (!spec || sf_run_create(c, spec, num, &r, err, sizeof err) != 0) {
+        sf_error("run %s in redis cannot be loaded: %s", id, spec ? err : "no spec");
+        freeReplyObject(h);
+        return;
+    }
+    int st = sf_run_state_parse(state);
+    r->state = st < 0 ? RUN_QUEUED : st;
+    r->created_ms = created ? atoll(created) : 0;
+    r->started_ms = started ? atoll(started) : 0;
+    r->finished_ms = finished ? atoll(finished) : 0;
+    r->retries = retries ? strtoull(retries, NULL, 10) : 0;
+    if (last_error) snprintf(r->last_error, sizeof r->last_error, "%s", last_error);
+    freeReplyObject(h);
+
+    /* Done bits, dead jobs and the attempts of leased ones. */
+    redisReply *bits = cmd(rc, "GET " SF_KEY_RUN_DONE, p, id);
+    if (bits && bits->type == REDIS_REPLY_STRING) {
+        for (uint32_t i = 0; i < r->n_jobs && i / 8 < bits->len; i++)
+            if ((unsigned char)bits->str[i / 8] & (0x80 >> (i % 8))) r->jobs[i].state = JS_DONE;
+    }
+    freeReplyObject(bits);
+    redisReply *dead = cmd(rc, "HGETALL " SF_KEY_RUN_DEAD, p, id);
+    for (size_t i = 0; dead && dead->type == REDIS_REPLY_ARRAY && i + 1 < dead->elements; i += 2) {
+        uint32_t idx = (uint32_t)strtoul(dead->element[i]->str, NULL, 10);
+        if (idx >= r->n_jobs || r->jobs[idx].state == JS_DONE) continue;
+        r->jobs[idx].state = JS_DEAD;
+        if (r->n_dead_list < SF_DEAD_LIST) {
+            sf_dead_t *d = &r->dead_list[r->n_dead_list++];
+            d->idx = idx;
+            cJSON *o = cJSON_Parse(dead->element[i + 1]->str);
+            cJSON *e = cJSON_GetObjectItem(o, "error"), *a = cJSON_GetObjectItem(o, "attempts");
+            snprintf(d->error, sizeof d->error, "%s", cJSON_IsString(e) ? e->valuestring : "");
+            d->attempts = cJSON_IsNumber(a) ? (uint8_t)a->valueint : 0;
+            cJSON_Delete(o);
+        }
+    }
+    freeReplyObject(dead);
+    redisReply *leases = cmd(rc, "HGETALL " SF_KEY_RUN_LEASES, p, id);
+    int requeued = 0;
+    for (size_t i = 0; leases && leases->type == REDIS_REPLY_ARRAY && i + 1 < leases->elements; i += 2) {
+        uint32_t idx = (uint32_t)strtoul(leases->element[i]->str, NULL, 10);
+        if (idx >= r->n_jobs || r->jobs[idx].state != JS_PENDING) continue;
+        const char *v = strchr(leases->element[i + 1]->str, ' ');
+        r->jobs[idx].attempt = v ? (uint8_t)atoi(v + 1) : 0;
+        requeued++;
+    }
+    freeReplyObject(leases);
+
+    /* Counters follow from the slots. */
+    for (uint32_t i = 0; i < r->n_jobs; i++) {
+        int s = r->jobs[i].state;
+        if (s != JS_DONE && s != JS_DEAD) continue;
+        int pi = sf_run_phase_of(r, i), cls;
+        const char *w;
+        uint32_t a, b;
+        sf_run_job_shard(r, i, &w, &a, &b, &cls);
+        if (s == JS_DONE) { r->done++; r->phases[pi].done++; r->class_done[cls]++; }
+        else { r->dead++; r->phases[pi].dead++; r->class_dead[cls]++; }
+    }
+    r->done_w = r->done;
+    r->dead_w = r->dead;
+    memcpy(r->class_done_w, r->class_done, (size_t)r->classes->n * sizeof *r->class_done);
+    memcpy(r->class_dead_w, r->class_dead, (size_t)r->classes->n * sizeof *r->class_dead);
+    r->phase = 0;
+    while (r->phase < r->n_phases && r->phases[r->phase].done + r->phases[r->phase].dead >= r->phases[r->phase].n)
+        r->phase++;
+    if (r->state == RUN_DONE || r->state == RUN_FAILED || r->state == RUN_CANCELLED) {
+        /* Finished: keep the summary for listings, drop the slots. */
+        free(r->jobs);
+        r->jobs = NULL;
+        r->loaded_summary_only = 1;
+    } else {
+        sf_info("run %s resumed: %llu of %u done, %llu dead, %d were leased", r->id, (unsigned long long)r->done,
+                r->n_jobs, (unsigned long long)r->dead, requeued);
+    }
+    sf_runs_insert(c, r);
+    if (!r->loaded_summary_only) sf_run_progress(c, r);
+}
+
+int sf_store_load(sf_coord_t *c, char *err, size_t n) {
+    redisContext *rc = connect_sync(c, err, n);
+    if (!rc) return SF_EREDIS;
+    const char *p = c->cfg.redis_prefix;
+    check_persistence(rc);
+    redisReply *r = cmd(rc, "INCR " SF_KEY_EPOCH, p);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        sf_errf(SF_EREDIS, err, n, "redis: INCR epoch failed: %s", r && r->str ? r->str : rc->errstr);
+        freeReplyObject(r);
+        redisFree(rc);
+        return SF_EREDIS;
+    }
+    c->epoch = (uint64_t)r->integer;
+    freeReplyObject(r);
+    r = cmd(rc, "GET " SF_KEY_RUN_NEXT, p);
+    c->next_run_num = (r && r->type == REDIS_REPLY_STRING) ? (uint32_t)strtoul(r->str, NULL, 10) + 1 : 1;
+    freeReplyObject(r);
+    r = cmd(rc, "ZRANGE " SF_KEY_RUNS " 0 -1", p);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const char *id = r->element[i]->str;
+        uint32_t num = (uint32_t)strtoul(id + 1, NULL, 10);
+        if (num >= c->next_run_num) c->next_run_num = num + 1;
+        load_run(c, rc, id);
+    }
+    freeReplyObject(r);
+    redisFree(rc);
+    return 0;
+}

@@ -1,0 +1,533 @@
+/* sf-worker: runs jobs for the coordinator.
+ *
+ *   sf-worker [--config FILE] [--key value …]
+ *
+ * A DEALER socket to the coordinator, joined to one libuv loop.  The worker
+ * says hello with its kinds, device, slots and credit (slots × prefetch), runs
+ * each job through the handler table (worker.h), and sends results in batches
+ * from a before-sleep hook; each result gives the coordinator one credit back.
+ * Heartbeats go both ways; a coordinator silent for its liveness window is
+ * presumed gone and the worker reconnects with a fresh socket.  SIGTERM
+ * drains: queued jobs go back, running ones finish, then goodbye.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/wire.h"
+#include "common/zsock.h"
+#include "worker/worker.h"
+
+#define SF_VERSION "0.1.0"
+#define MAX_RESULTS 1024
+
+typedef struct {
+    char *coordinator;
+    char *worker_id;
+    char *kinds;
+    char *device;
+    long slots, prefetch, threads, recycle_after, heartbeat_ms, liveness;
+    char *log_level;
+    int log_json;
+} wk_config_t;
+
+#define F(k, t, d, lo, hi, doc) {#k, t, offsetof(wk_config_t, k), d, lo, hi, doc}
+static const sf_cfg_field_t wk_schema[] = {
+    F(coordinator, SF_CFG_STRING, "tcp://127.0.0.1:5555", 1, 0, "the coordinator's worker endpoint"),
+    F(worker_id, SF_CFG_STRING, "", 1, 0, "this worker's name (default host/pid)"),
+    F(kinds, SF_CFG_STRING, "", 1, 0, "comma-separated job kinds to take (default: all this build has)"),
+    F(device, SF_CFG_STRING, "cpu", 1, 0, "device for model work: cpu or cuda:N"),
+    F(slots, SF_CFG_INT, "1", 1, 4096, "jobs run at once"),
+    F(prefetch, SF_CFG_INT, "2", 1, 1024, "credit per slot: jobs held ready beyond those running"),
+    F(threads, SF_CFG_INT, "1", 1, 256, "intra-op threads for model work"),
+    F(recycle_after, SF_CFG_INT, "0", 0, 1e12, "drain and exit after this many jobs (0: never)"),
+    F(heartbeat_ms, SF_CFG_INT, "1000", 50, 60000, "heartbeat interval until the coordinator sets it"),
+    F(liveness, SF_CFG_INT, "3", 2, 100, "silent intervals before the coordinator is presumed gone"),
+    F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
+    F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
+    {NULL, 0, 0, NULL, 0, 0, NULL},
+};
+#undef F
+
+struct sf_wk_s {
+    wk_config_t cfg;
+    uv_loop_t *loop;
+    void *zctx, *sock;
+    sf_zsock_t zs;
+    int zs_open;
+    uv_prepare_t flush;
+    uv_timer_t hb;
+    uv_signal_t sigterm, sigint;
+    const sf_handler_t *handlers[64];
+    int n_handlers;
+    char id[128];
+    sf_job_t *queue_head, *queue_tail; /* received, not started */
+    int queued, running;
+    Sf__Result res[MAX_RESULTS];
+    Sf__Result *resp[MAX_RESULTS];
+    sf_job_t *res_jobs[MAX_RESULTS];
+    int n_res;
+    uint64_t done, failed;
+    int64_t last_recv_ms, last_send_ms;
+    uint32_t hb_ms, liveness;
+    int draining, said_bye;
+    uint8_t *sbuf;
+    size_t sbuf_cap;
+    uint64_t epoch;
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+uv_loop_t *sf_wk_loop(sf_wk_t *wk) { return wk->loop; }
+const char *sf_wk_id(const sf_wk_t *wk) { return wk->id; }
+
+static void send_env(sf_wk_t *wk, Sf__Envelope *env) {
+    if (!wk->sock) return;
+    if (sf_wire_send(wk->sock, NULL, 0, env, &wk->sbuf, &wk->sbuf_cap) != 0)
+        sf_warn("send to coordinator failed: %s", zmq_strerror(zmq_errno()));
+    else
+        wk->last_send_ms = now_ms();
+}
+
+static uint32_t capacity(const sf_wk_t *wk) {
+    long cap = wk->cfg.slots * wk->cfg.prefetch - wk->queued - wk->running - wk->n_res;
+    return cap > 0 && !wk->draining ? (uint32_t)cap : 0;
+}
+
+static void say_hello(sf_wk_t *wk) {
+    Sf__Hello h = SF__HELLO__INIT;
+    char *kinds[64], host[128];
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = 0;
+    for (int i = 0; i < wk->n_handlers; i++) kinds[i] = (char *)wk->handlers[i]->kind;
+    h.worker_id = wk->id;
+    h.n_kinds = (size_t)wk->n_handlers;
+    h.kinds = kinds;
+    h.device = wk->cfg.device;
+    h.slots = (uint32_t)wk->cfg.slots;
+    h.version = SF_VERSION;
+    h.pid = (uint32_t)getpid();
+    h.host = host;
+    h.credit = capacity(wk);
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    send_env(wk, &env);
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+static void flush_results(sf_wk_t *wk) {
+    if (wk->n_res == 0) return;
+    Sf__ResultBatch b = SF__RESULT_BATCH__INIT;
+    b.n_results = (size_t)wk->n_res;
+    b.results = wk->resp;
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_RESULTS;
+    env.results = &b;
+    send_env(wk, &env);
+    for (int i = 0; i < wk->n_res; i++) {
+        sf_job_t *j = wk->res_jobs[i];
+        free(j->out);
+        free(j->payload);
+        free(j);
+    }
+    wk->n_res = 0;
+}
+
+static void start_next(sf_wk_t *wk);
+
+/* Queues the job's result for the next batch and frees a slot. */
+static void push_result(sf_job_t *job) {
+    sf_wk_t *wk = job->wk;
+    if (wk->n_res == MAX_RESULTS) flush_results(wk);
+    Sf__Result *r = &wk->res[wk->n_res];
+    sf__result__init(r);
+    r->id = job->id;
+    r->attempt = job->attempt;
+    r->status = (Sf__Result__Status)job->status;
+    r->payload.data = (uint8_t *)job->out;
+    r->payload.len = job->out_len;
+    r->error = job->error;
+    int64_t el = now_us() - job->started_us;
+    r->elapsed_us = el > 0 && el < UINT32_MAX ? (uint32_t)el : 0;
+    wk->resp[wk->n_res] = r;
+    wk->res_jobs[wk->n_res] = job;
+    wk->n_res++;
+    if (job->status == SF_JOB_OK) wk->done++;
+    else wk->failed++;
+    start_next(wk);
+}
+
+static void on_timer_closed(uv_handle_t *h) { push_result(h->data); }
+
+void sf_wk_complete(sf_wk_t *wk, sf_job_t *job) {
+    wk->running--;
+    if (job->h && job->h->mode == SF_RUN_TIMER && !uv_is_closing((uv_handle_t *)&job->timer)) {
+        /* The timer's memory is the job's: free it only after the close. */
+        job->timer.data = job;
+        uv_close((uv_handle_t *)&job->timer, on_timer_closed);
+        return;
+    }
+    push_result(job);
+}
+
+static void work_cb(uv_work_t *w) {
+    sf_job_t *job = w->data;
+    job->h->fn(job->wk, job);
+}
+
+static void after_work_cb(uv_work_t *w, int status) {
+    sf_job_t *job = w->data;
+    if (status == UV_ECANCELED) job->status = SF_JOB_CANCELLED;
+    sf_wk_complete(job->wk, job);
+}
+
+static void run_job(sf_wk_t *wk, sf_job_t *job) {
+    wk->running++;
+    job->started_us = now_us();
+    if (!job->h) {
+        job->status = SF_JOB_FATAL;
+        snprintf(job->error, sizeof job->error, "this worker has no handler for kind '%s'", job->kind);
+        sf_wk_complete(wk, job);
+        return;
+    }
+    switch (job->h->mode) {
+    case SF_RUN_THREAD:
+        job->work.data = job;
+        uv_queue_work(wk->loop, &job->work, work_cb, after_work_cb);
+        break;
+    case SF_RUN_TIMER:
+        if (job->h->fn(wk, job) != 0) {
+            job->h = NULL; /* no timer was armed */
+            wk->running--;
+            push_result(job);
+        }
+        break;
+    default:
+        job->h->fn(wk, job);
+        sf_wk_complete(wk, job);
+    }
+}
+
+static void start_next(sf_wk_t *wk) {
+    while (wk->queue_head && wk->running < wk->cfg.slots) {
+        sf_job_t *j = wk->queue_head;
+        wk->queue_head = j->next;
+        if (!wk->queue_head) wk->queue_tail = NULL;
+        wk->queued--;
+        if (j->cancelled || wk->draining) {
+            j->status = SF_JOB_CANCELLED;
+            snprintf(j->error, sizeof j->error, "%s", j->cancelled ? "cancelled" : "worker draining");
+            wk->running++;
+            sf_wk_complete(wk, j);
+            continue;
+        }
+        run_job(wk, j);
+    }
+}
+
+/* ---- messages from the coordinator -------------------------------------------- */
+
+static const sf_handler_t *handler_for(sf_wk_t *wk, const char *kind) {
+    for (int i = 0; i < wk->n_handlers; i++)
+        if (strcmp(wk->handlers[i]->kind, kind) == 0) return wk->handlers[i];
+    return NULL;
+}
+
+static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        const Sf__Job *m = b->jobs[i];
+        sf_job_t *j = calloc(1, sizeof *j);
+        if (!j) continue; /* its lease will expire and it will be given to another */
+        j->wk = wk;
+        j->id = m->id;
+        j->attempt = m->attempt;
+        j->lease_ms = m->lease_ms;
+        j->item_start = m->item_start;
+        j->item_count = m->item_count;
+        j->policy_version = m->policy_version;
+        snprintf(j->kind, sizeof j->kind, "%s", m->kind);
+        snprintf(j->run, sizeof j->run, "%s", m->run ? m->run : "");
+        snprintf(j->wnid, sizeof j->wnid, "%s", m->wnid ? m->wnid : "");
+        j->payload = malloc(m->payload.len + 1);
+        if (j->payload) {
+            memcpy(j->payload, m->payload.data, m->payload.len);
+            j->payload[m->payload.len] = 0;
+            j->payload_len = m->payload.len;
+        }
+        j->h = handler_for(wk, j->kind);
+        if (wk->queue_tail) wk->queue_tail->next = j;
+        else wk->queue_head = j;
+        wk->queue_tail = j;
+        wk->queued++;
+    }
+    start_next(wk);
+}
+
+static void on_cancel(sf_wk_t *wk, const Sf__Cancel *c) {
+    for (size_t i = 0; i < c->n_ids; i++)
+        for (sf_job_t *j = wk->queue_head; j; j = j->next)
+            if (j->id == c->ids[i]) j->cancelled = 1;
+    start_next(wk);
+}
+
+static void begin_drain(sf_wk_t *wk, const char *why);
+
+static void on_message(sf_wk_t *wk, const void *buf, size_t len) {
+    char err[256];
+    Sf__Envelope *env;
+    if (sf_wire_decode(buf, len, &env, err, sizeof err) != 0) {
+        sf_warn("dropped a bad frame from the coordinator: %s", err);
+        return;
+    }
+    wk->last_recv_ms = now_ms();
+    switch (env->body_case) {
+    case SF__ENVELOPE__BODY_WELCOME:
+        if (env->welcome->epoch != wk->epoch)
+            sf_info("coordinator epoch %llu: heartbeat %u ms, liveness %u", (unsigned long long)env->welcome->epoch,
+                    env->welcome->heartbeat_ms, env->welcome->liveness);
+        wk->epoch = env->welcome->epoch;
+        if (env->welcome->heartbeat_ms) wk->hb_ms = env->welcome->heartbeat_ms;
+        if (env->welcome->liveness) wk->liveness = env->welcome->liveness;
+        break;
+    case SF__ENVELOPE__BODY_JOBS: on_jobs(wk, env->jobs); break;
+    case SF__ENVELOPE__BODY_CANCEL: on_cancel(wk, env->cancel); break;
+    case SF__ENVELOPE__BODY_HEARTBEAT: break;
+    case SF__ENVELOPE__BODY_RECONNECT:
+        sf_info("the coordinator does not know us (it restarted?): saying hello again");
+        say_hello(wk);
+        break;
+    case SF__ENVELOPE__BODY_SHUTDOWN:
+        begin_drain(wk, env->shutdown->drain ? "coordinator asked to drain" : "coordinator asked to stop");
+        break;
+    default:
+        sf_warn("unexpected message from the coordinator (body %d)", (int)env->body_case);
+    }
+    sf_wire_free(env);
+}
+
+static void on_readable(sf_zsock_t *zs) {
+    sf_wk_t *wk = zs->data;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    int n = 0;
+    for (; n < 4096; n++) {
+        if (zmq_msg_recv(&m, wk->sock, ZMQ_DONTWAIT) < 0) break;
+        if (zmq_msg_more(&m)) { /* a DEALER gets one frame per message from us */
+            while (zmq_msg_more(&m) && zmq_msg_recv(&m, wk->sock, ZMQ_DONTWAIT) >= 0) {}
+            continue;
+        }
+        on_message(wk, zmq_msg_data(&m), zmq_msg_size(&m));
+    }
+    zmq_msg_close(&m);
+    if (n == 4096) sf_zsock_backlog(zs);
+    flush_results(wk);
+}
+
+/* ---- connection ------------------------------------------------------------------- */
+
+static int open_socket(sf_wk_t *wk) {
+    wk->sock = zmq_socket(wk->zctx, ZMQ_DEALER);
+    if (!wk->sock || sf_wire_sockopts(wk->sock) != 0) return SF_EIO;
+    int linger = 2000; /* results and goodbye get out on exit */
+    zmq_setsockopt(wk->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(wk->sock, wk->cfg.coordinator) != 0) {
+        sf_error("cannot connect to %s: %s", wk->cfg.coordinator, zmq_strerror(zmq_errno()));
+        return SF_EIO;
+    }
+    wk->zs.data = wk;
+    if (sf_zsock_init(wk->loop, &wk->zs, wk->sock, on_readable) != 0) return SF_EIO;
+    wk->zs_open = 1;
+    wk->last_recv_ms = now_ms();
+    say_hello(wk);
+    return 0;
+}
+
+static void on_zs_closed(sf_zsock_t *zs) {
+    sf_wk_t *wk = zs->data;
+    zmq_close(wk->sock);
+    wk->sock = NULL;
+    if (!wk->said_bye) open_socket(wk);
+}
+
+static void reconnect(sf_wk_t *wk) {
+    if (!wk->zs_open) return;
+    sf_warn("coordinator silent for %lld ms: reconnecting", (long long)(now_ms() - wk->last_recv_ms));
+    wk->zs_open = 0;
+    sf_zsock_close(&wk->zs, on_zs_closed);
+}
+
+static void finish(sf_wk_t *wk) {
+    if (wk->said_bye) return;
+    flush_results(wk);
+    Sf__Shutdown s = SF__SHUTDOWN__INIT;
+    s.drain = 1;
+    s.reason = wk->draining ? "worker drained" : "worker stopping";
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_SHUTDOWN;
+    env.shutdown = &s;
+    send_env(wk, &env);
+    wk->said_bye = 1;
+    sf_info("leaving after %llu jobs done, %llu failed", (unsigned long long)wk->done, (unsigned long long)wk->failed);
+    if (wk->zs_open) {
+        wk->zs_open = 0;
+        sf_zsock_close(&wk->zs, on_zs_closed);
+    }
+    uv_close((uv_handle_t *)&wk->flush, NULL);
+    uv_close((uv_handle_t *)&wk->hb, NULL);
+    uv_close((uv_handle_t *)&wk->sigterm, NULL);
+    uv_close((uv_handle_t *)&wk->sigint, NULL);
+}
+
+static void begin_drain(sf_wk_t *wk, const char *why) {
+    if (wk->draining) return;
+    wk->draining = 1;
+    sf_info("draining (%s): %d queued jobs go back, %d running finish", why, wk->queued, wk->running);
+    start_next(wk); /* queued jobs come back as cancelled */
+}
+
+/* Before the loop sleeps: send results; finish a drain. */
+static void on_flush(uv_prepare_t *h) {
+    sf_wk_t *wk = h->data;
+    flush_results(wk);
+    if (!wk->draining && wk->cfg.recycle_after && wk->done + wk->failed >= (uint64_t)wk->cfg.recycle_after)
+        begin_drain(wk, "recycle_after reached");
+    if (wk->draining && wk->running == 0 && wk->queued == 0) finish(wk);
+}
+
+/* Every heartbeat interval: a heartbeat if we have been quiet, and the
+ * coordinator's liveness check. */
+static void on_heartbeat(uv_timer_t *t) {
+    sf_wk_t *wk = t->data;
+    int64_t now = now_ms();
+    if (now - wk->last_recv_ms > (int64_t)wk->hb_ms * wk->liveness) {
+        reconnect(wk);
+        return;
+    }
+    Sf__Heartbeat hb = SF__HEARTBEAT__INIT;
+    hb.busy = (uint32_t)wk->running;
+    hb.jobs_done = wk->done;
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    send_env(wk, &env);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    sf_wk_t *wk = s->data;
+    if (wk->draining) {
+        sf_warn("second signal %d: leaving now", signum);
+        wk->running = wk->queued = 0;
+        finish(wk);
+        uv_stop(wk->loop);
+        return;
+    }
+    begin_drain(wk, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static int pick_handlers(sf_wk_t *wk, char *err, size_t n) {
+    const sf_handler_t *tables[] = {sf_builtin_handlers};
+    if (!*wk->cfg.kinds) {
+        for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+            for (const sf_handler_t *h = tables[t]; h->kind; h++) wk->handlers[wk->n_handlers++] = h;
+        return 0;
+    }
+    char *list = strdup(wk->cfg.kinds), *save = NULL;
+    for (char *k = strtok_r(list, ", ", &save); k; k = strtok_r(NULL, ", ", &save)) {
+        const sf_handler_t *found = NULL;
+        for (size_t t = 0; t < sizeof tables / sizeof tables[0] && !found; t++)
+            for (const sf_handler_t *h = tables[t]; h->kind && !found; h++)
+                if (strcmp(h->kind, k) == 0) found = h;
+        if (!found) {
+            sf_errf(SF_EINVAL, err, n, "config key 'kinds': this worker has no kind '%s'", k);
+            free(list);
+            return SF_EINVAL;
+        }
+        if (wk->n_handlers < 64) wk->handlers[wk->n_handlers++] = found;
+    }
+    free(list);
+    return wk->n_handlers ? 0 : sf_errf(SF_EINVAL, err, n, "config key 'kinds' names no kind");
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: sf-worker [--config FILE] [--key value …]\n\nsettings:\n");
+    sf_config_usage(wk_schema, stderr);
+    fprintf(stderr, "\njob kinds in this build:\n");
+    for (const sf_handler_t *h = sf_builtin_handlers; h->kind; h++) fprintf(stderr, "  %-10s %s\n", h->kind, h->doc);
+}
+
+int main(int argc, char **argv) {
+    static sf_wk_t worker;
+    sf_wk_t *wk = &worker;
+    char err[512];
+    int nrest, help;
+    sf_config_defaults(wk_schema, &wk->cfg);
+    if (sf_config_args(wk_schema, &wk->cfg, argc, argv, &nrest, &help, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-worker: %s\n", err);
+        return 2;
+    }
+    if (help) { usage(); return 0; }
+    if (nrest) { fprintf(stderr, "sf-worker: unexpected argument '%s'\n", argv[1]); return 2; }
+    if (sf_log_level_parse(wk->cfg.log_level) < 0) {
+        fprintf(stderr, "sf-worker: config key 'log_level': unknown level '%s'\n", wk->cfg.log_level);
+        return 2;
+    }
+    if (*wk->cfg.worker_id) snprintf(wk->id, sizeof wk->id, "%s", wk->cfg.worker_id);
+    else {
+        char host[64];
+        gethostname(host, sizeof host);
+        host[sizeof host - 1] = 0;
+        snprintf(wk->id, sizeof wk->id, "%s/%d", host, (int)getpid());
+    }
+    char prog[160];
+    snprintf(prog, sizeof prog, "sf-worker %.140s", wk->id);
+    sf_log_init(prog, wk->cfg.log_level, wk->cfg.log_json);
+    if (pick_handlers(wk, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-worker: %s\n", err);
+        return 2;
+    }
+    wk->hb_ms = (uint32_t)wk->cfg.heartbeat_ms;
+    wk->liveness = (uint32_t)wk->cfg.liveness;
+    wk->loop = uv_default_loop();
+    wk->zctx = zmq_ctx_new();
+    if (open_socket(wk) != 0) return 1;
+    uv_prepare_init(wk->loop, &wk->flush);
+    wk->flush.data = wk;
+    uv_prepare_start(&wk->flush, on_flush);
+    uv_timer_init(wk->loop, &wk->hb);
+    wk->hb.data = wk;
+    uv_timer_start(&wk->hb, on_heartbeat, wk->hb_ms / 2 ? wk->hb_ms / 2 : 1, wk->hb_ms / 2 ? wk->hb_ms / 2 : 1);
+    uv_signal_init(wk->loop, &wk->sigterm);
+    uv_signal_init(wk->loop, &wk->sigint);
+    wk->sigterm.data = wk->sigint.data = wk;
+    uv_signal_start(&wk->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&wk->sigint, on_signal, SIGINT);
+    sf_info("connecting to %s: %d kinds, %ld slots, credit %u", wk->cfg.coordinator, wk->n_handlers, wk->cfg.slots,
+            capacity(wk));
+    uv_run(wk->loop, UV_RUN_DEFAULT);
+    if (wk->sock) zmq_close(wk->sock);
+    zmq_ctx_term(wk->zctx);
+    free(wk->sbuf);
+    sf_config_free(wk_schema, &wk->cfg);
+    return 0;
+}

@@ -1,0 +1,66 @@
+/* worker.h: sf-worker's job contract and handler table.
+ *
+ * A worker runs jobs of the kinds it advertises.  Each kind has a handler;
+ * how it runs is part of its table entry:
+ *   SF_RUN_INLINE  on the loop thread, must return at once (noop, fail);
+ *   SF_RUN_TIMER   the handler arms a timer and completes later (sleep);
+ *   SF_RUN_THREAD  on libuv's thread pool (model work), never on the loop.
+ * A handler fills job->status, job->out (malloc'd, taken by the worker) and
+ * job->error.  The protocol — hello, credit, heartbeats, reconnects, drain —
+ * lives in worker.c so that handlers stay small (the Majordomo way).
+ */
+#ifndef SF_WORKER_H
+#define SF_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct sf_wk_s sf_wk_t;
+typedef struct sf_job_s sf_job_t;
+
+enum { SF_RUN_INLINE = 0, SF_RUN_TIMER, SF_RUN_THREAD };
+/* Job status, as in sf.Result.Status. */
+enum { SF_JOB_OK = 0, SF_JOB_FAILED = 1, SF_JOB_CANCELLED = 2, SF_JOB_FATAL = 3 };
+
+struct sf_job_s {
+    uint64_t id;
+    uint32_t attempt, lease_ms, item_start, item_count, policy_version;
+    char kind[32], run[16], wnid[16];
+    char *payload;          /* NUL-terminated copy (owned by the worker) */
+    size_t payload_len;
+    /* filled by the handler */
+    int status;
+    char *out;              /* result payload, malloc'd; the worker frees it */
+    size_t out_len;
+    char error[512];
+    /* private to worker.c */
+    sf_wk_t *wk;
+    const struct sf_handler_s *h;
+    uv_timer_t timer;
+    uv_work_t work;
+    volatile int cancelled;
+    int64_t started_us;
+    struct sf_job_s *next;
+};
+
+typedef int (*sf_handler_fn)(sf_wk_t *wk, sf_job_t *job);
+
+typedef struct sf_handler_s {
+    const char *kind;
+    int mode;
+    sf_handler_fn fn;
+    const char *doc;
+} sf_handler_t;
+
+/* The built-in kinds (handlers.c), then those of models (when built with
+ * libtorch); NULL-terminated. */
+extern const sf_handler_t sf_builtin_handlers[];
+
+/* For SF_RUN_TIMER handlers: complete the job now (status etc. filled). */
+void sf_wk_complete(sf_wk_t *wk, sf_job_t *job);
+uv_loop_t *sf_wk_loop(sf_wk_t *wk);
+/* The worker's own id, for handlers that record where they ran. */
+const char *sf_wk_id(const sf_wk_t *wk);
+
+#endif
