@@ -68,7 +68,7 @@ LIB_COMMON := $(BUILD)/lib/libsfcommon.a
 LIB_WORLD  := $(BUILD)/lib/libsfworld.a
 LIB_ML     := $(if $(NO_TORCH),,$(BUILD)/lib/libsfml.a)
 
-PROGS := sf-coordinator sf-worker sfctl $(if $(NO_TORCH),,sf-learner)
+PROGS := sf-coordinator sf-worker sfctl $(if $(NO_TORCH),,$(if $(wildcard learner/*.c),sf-learner))
 PROG_DIR_sf-coordinator := coordinator
 PROG_DIR_sf-worker      := worker
 PROG_DIR_sf-learner     := learner
@@ -81,6 +81,8 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_SRC  := $(wildcard tests/bench/bench_*.c)
 BENCH_SRC  := $(if $(NO_TORCH),$(filter-out tests/bench/bench_ml_%,$(BENCH_SRC)),$(BENCH_SRC))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+ITOOL_SRC  := $(wildcard tests/integration/*.c)
+ITOOL_BINS := $(patsubst tests/integration/%.c,$(BUILD)/itest/%,$(ITOOL_SRC))
 
 .PHONY: all deps build test unit integration demo bench clean models fuzz
 .DEFAULT_GOAL := all
@@ -91,7 +93,7 @@ all: deps
 deps:
 	@tools/deps.sh
 
-build: $(BINS) $(UNIT_BINS) $(BENCH_BINS)
+build: $(BINS) $(UNIT_BINS) $(BENCH_BINS) $(ITOOL_BINS)
 	@ln -sfn $(CURDIR)/$(BUILD)/bin $(CURDIR)/build/current
 
 $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
@@ -151,6 +153,10 @@ $(BUILD)/bin/%: $$(call obj,$$(wildcard $$(PROG_DIR_$$*)/*.c)) $$(call libs_for,
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $< $(call libs_for,$*) $(call ldlibs_for,$*)
+
+$(BUILD)/itest/%: $(BUILD)/obj/tests/integration/%.o $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_COMMON) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)

@@ -129,6 +129,15 @@ static char *read_file(const char *path, char *err, size_t n) {
     return b;
 }
 
+/* A class SPEC that is neither builtin:, '-' nor an existing file, and does
+ * not look like a path, is a comma-separated list of classes. */
+static int is_inline_list(const char *spec) {
+    if (!strncmp(spec, "builtin:", 8) || !strcmp(spec, "-") || access(spec, F_OK) == 0) return 0;
+    if (strchr(spec, '/')) return 0;
+    size_t n = strlen(spec);
+    return !(n > 4 && (!strcmp(spec + n - 4, ".txt") || !strcmp(spec + n - 4, ".tsv")));
+}
+
 static int set_number_flag(cJSON *spec, const char *key, const char *val) {
     char *end;
     double v = strtod(val, &end);
@@ -208,7 +217,17 @@ static int cmd_submit(int argc, char **argv) {
     }
     if (classes) {
         sf_classlist_t *cl = NULL;
-        if (sf_classes_load(classes, &cl, err, sizeof err) != 0) {
+        int rc2;
+        if (is_inline_list(classes)) {
+            /* "--classes goldfish,n01440764": an inline, comma-separated list. */
+            char *txt = strdup(classes);
+            for (char *q = txt; *q; q++) if (*q == ',') *q = '\n';
+            rc2 = sf_classes_parse(txt, strlen(txt), &cl, err, sizeof err);
+            free(txt);
+        } else {
+            rc2 = sf_classes_load(classes, &cl, err, sizeof err);
+        }
+        if (rc2 != 0) {
             fprintf(stderr, "sfctl submit: %s\n", err);
             goto out;
         }

@@ -1,0 +1,94 @@
+# lib.sh: what every integration test shares.  Source it; it makes a private
+# directory, and on every exit path stops every process it started and
+# removes the directory.
+#   start_redis; start_coordinator [flags]; start_workers N [flags]
+#   submit ARGS…  -> prints the run id;  wait_state RUN STATE [SECONDS]
+#   R …           -> redis-cli on the private socket
+set -uo pipefail
+BIN=${SF_BIN:?SF_BIN must point at the built binaries (make test sets it)}
+ITEST=${SF_ITEST:-$(dirname "$BIN")/itest}
+T=$(mktemp -d /tmp/sf-it.XXXXXX)
+PIDS=()
+COORD_PID=
+REDIS_PID=
+
+cleanup() {
+    local rc=$?
+    for p in "${PIDS[@]}" $COORD_PID $REDIS_PID; do kill -9 "$p" 2>/dev/null; done
+    if [ $rc -ne 0 ] && [ -d "$T" ]; then
+        for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 15 "$f"; }; done
+    fi
+    rm -rf "$T"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+R() { redis-cli -s "$T/redis.sock" "$@"; }
+
+start_redis() {
+    redis-server --port 0 --unixsocket "$T/redis.sock" --dir "$T" --appendonly yes \
+        --appendfsync everysec --maxmemory-policy noeviction --save "" >"$T/redis.log" 2>&1 &
+    REDIS_PID=$!
+    disown $REDIS_PID
+    for _ in $(seq 100); do [ -S "$T/redis.sock" ] && R ping >/dev/null 2>&1 && return 0; sleep 0.05; done
+    fail "redis-server did not start"
+}
+
+export SF_COORDINATOR="ipc://$T/clients.ipc"
+WEP="ipc://$T/workers.ipc"
+
+start_coordinator() {
+    "$BIN/sf-coordinator" --redis "unix:$T/redis.sock" --worker-endpoint "$WEP" \
+        --client-endpoint "$SF_COORDINATOR" "$@" >>"$T/coordinator.log" 2>&1 &
+    COORD_PID=$!
+    disown $COORD_PID
+    for _ in $(seq 200); do "$BIN/sfctl" --timeout 200 stats >/dev/null 2>&1 && return 0; sleep 0.05; done
+    fail "coordinator did not answer"
+}
+
+start_workers() {  # N [flags…]
+    local n=$1; shift
+    for i in $(seq 0 $((n - 1))); do
+        "$BIN/sf-worker" --coordinator "$WEP" --worker-id "w$i" --heartbeat-ms 200 "$@" >>"$T/worker-$i.log" 2>&1 &
+        PIDS+=($!)
+        disown $!
+    done
+    for _ in $(seq 200); do
+        [ "$("$BIN/sfctl" workers --json 2>/dev/null | grep -o '"id"' | wc -l)" -ge "$n" ] && return 0
+        sleep 0.05
+    done
+    fail "workers did not join"
+}
+
+submit() { "$BIN/sfctl" submit "$@"; }
+
+wait_state() {  # RUN STATE [SECONDS]
+    local run=$1 want=$2 secs=${3:-120} st
+    for _ in $(seq $((secs * 10))); do
+        st=$(R hget "sf:run:$run" state)
+        [ "$st" = "$want" ] && return 0
+        sleep 0.1
+    done
+    fail "run $run is '$st' after ${secs}s, expected '$want'"
+}
+
+# Asserts that Redis says every job of RUN is done exactly once.
+check_all_done() {  # RUN TOTAL
+    local run=$1 total=$2
+    [ "$(R hget "sf:run:$run" done)" = "$total" ] || fail "run hash says done=$(R hget "sf:run:$run" done), expected $total"
+    [ "$(R bitcount "sf:run:$run:done")" = "$total" ] || fail "done bitmap has $(R bitcount "sf:run:$run:done") bits, expected $total"
+    [ "$(R hlen "sf:run:$run:leases")" = "0" ] || fail "$(R hlen "sf:run:$run:leases") leases left behind"
+    [ "$(R hget "sf:run:$run" dead)" = "0" ] || fail "dead jobs: $(R hget "sf:run:$run" dead)"
+}
+
+# Runs CMD…, expecting exit code CODE and PATTERN in its output.
+expect() {  # CODE PATTERN CMD…
+    local code=$1 pat=$2 out rc; shift 2
+    out=$("$@" 2>&1); rc=$?
+    [ "$rc" = "$code" ] || fail "'$*' exited $rc, expected $code: $out"
+    echo "$out" | grep -q -- "$pat" || fail "'$*' did not say '$pat': $out"
+}

@@ -1,0 +1,30 @@
+# A job that always fails is retried with backoff and dead-lettered after
+# max_attempts, with its error in Redis and in `sfctl status`; a job that
+# fails twice then succeeds is done; a fatal failure is not retried.
+. "$(dirname "$0")/lib.sh"
+start_redis
+start_coordinator
+start_workers 2
+run=$(submit --classes n01440764 --kind fail --items-per-class 3 --max-attempts 3 \
+      --retry-base-ms 20 --name always-fails) || fail submit
+wait_state "$run" failed 30
+[ "$(R hget sf:run:$run dead)" = 3 ] || fail "dead count $(R hget sf:run:$run dead)"
+[ "$(R hlen sf:run:$run:dead)" = 3 ] || fail "dead hash"
+R hget sf:run:$run:dead 0 | grep -q '"attempts":3' || fail "attempts not recorded: $(R hget sf:run:$run:dead 0)"
+R hget sf:run:$run:dead 0 | grep -q 'failing as asked on attempt 3' || fail "error not recorded"
+[ "$(R hget sf:run:$run retries)" = 6 ] || fail "retries $(R hget sf:run:$run retries), expected 6"
+out=$("$BIN/sfctl" status "$run") || true
+echo "$out" | grep -q "DEAD-LETTERED" || fail "sfctl status does not show dead jobs: $out"
+echo "$out" | grep -q "failing as asked on attempt 3" || fail "sfctl status does not show the error"
+"$BIN/sfctl" watch "$run" >/dev/null 2>&1; [ $? = 1 ] || fail "watch of a failed run should exit 1"
+R xrange sf:run:$run:events - + | grep -q dead_letter || fail "no dead_letter event"
+
+run2=$(submit --classes n01440764 --kind fail --payload '{"times":2}' --items-per-class 4 \
+       --max-attempts 3 --retry-base-ms 10) || fail submit2
+wait_state "$run2" done 30
+check_all_done "$run2" 4
+
+run3=$(submit --classes n01440764 --kind fail --payload '{"fatal":true}' --max-attempts 5) || fail submit3
+wait_state "$run3" failed 30
+R hget sf:run:$run3:dead 0 | grep -q '"attempts":1' || fail "a fatal failure was retried"
+ok "dead-lettering, retries with backoff and fatal failures"
