@@ -1,7 +1,8 @@
 /* handlers.c: the built-in job kinds that need no model — for tests,
  * benchmarks and fault drills:
  *   noop    succeeds at once;
- *   sleep   succeeds after payload "ms" milliseconds (default 10);
+ *   sleep   succeeds after payload "ms" milliseconds per item of its shard
+ *           (default 10), so a shard of 4 items sleeps 4 × ms;
  *   fail    fails the first payload "times" attempts (default: always), then
  *           succeeds; with "fatal": true the failure is not retried;
  *   crash   exits the worker process on the spot (as a SIGKILL would). */
@@ -36,7 +37,7 @@ static void on_sleep_done(uv_timer_t *t) {
 }
 
 static int sleep_(sf_wk_t *wk, sf_job_t *job) {
-    double ms = payload_num(job, "ms", 10);
+    double ms = payload_num(job, "ms", 10) * (job->item_count ? job->item_count : 1);
     if (ms < 0 || ms > 86400000) {
         job->status = SF_JOB_FATAL;
         snprintf(job->error, sizeof job->error, "sleep: 'ms' = %g is out of range", ms);
@@ -71,7 +72,7 @@ static int crash(sf_wk_t *wk, sf_job_t *job) {
 
 const sf_handler_t sf_builtin_handlers[] = {
     {"noop", SF_RUN_INLINE, noop, "succeeds at once"},
-    {"sleep", SF_RUN_TIMER, sleep_, "succeeds after payload ms"},
+    {"sleep", SF_RUN_TIMER, sleep_, "succeeds after payload ms per item"},
     {"fail", SF_RUN_INLINE, fail, "fails payload times attempts, then succeeds"},
     {"crash", SF_RUN_INLINE, crash, "kills the worker process"},
     {NULL, 0, NULL, NULL},
