@@ -1,0 +1,133 @@
+// gpt2_internal.hpp: the GPT-2 module shared by gpt2.cpp (model, weights),
+// sample.cpp (KV-cache sampling) and ppo.cpp (SFT and PPO steps).
+//
+// Parameter names are HF's (wte, wpe, h.N.ln_1, h.N.attn.c_attn, ...,
+// ln_f) so that named_parameters() is the checkpoint's key list; the value
+// head is TRL's v_head.summary.  Conv1D weights are stored (in, out) as in
+// HF, so x @ W is the layer.
+#ifndef SF_ML_GPT2_INTERNAL_HPP
+#define SF_ML_GPT2_INTERNAL_HPP
+
+#include "ml/shim_internal.hpp"
+
+#include <memory>
+
+// HF's Conv1D: y = x @ weight + bias, weight (in, out).
+struct Conv1DImpl : torch::nn::Module {
+    torch::Tensor weight, bias;
+    Conv1DImpl(int64_t in, int64_t out) {
+        weight = register_parameter("weight", torch::empty({in, out}));
+        bias = register_parameter("bias", torch::zeros({out}));
+    }
+    torch::Tensor forward(const torch::Tensor &x) {  // (..., in) -> (..., out)
+        auto shape = x.sizes().vec();
+        shape.back() = weight.size(1);
+        return torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(shape);
+    }
+};
+TORCH_MODULE(Conv1D);
+
+// Keys and values of one layer for every position so far, preallocated to
+// the longest sequence the sampler will reach.
+struct KVLayer {
+    torch::Tensor k, v;   // (B, H, Tmax, D)
+};
+
+struct AttnImpl : torch::nn::Module {
+    Conv1D c_attn{nullptr}, c_proj{nullptr};
+    int64_t n_head, n_embd;
+    AttnImpl(int64_t C, int64_t H) : n_head(H), n_embd(C) {
+        c_attn = register_module("c_attn", Conv1D(C, 3 * C));
+        c_proj = register_module("c_proj", Conv1D(C, C));
+    }
+    // x (B, T, C); bias (B, 1, T, Tk) additive mask; kv: when set, this
+    // call's keys/values are written at [off, off+T) and attention runs over
+    // [0, off+T).
+    torch::Tensor forward(const torch::Tensor &x, const torch::Tensor &bias, KVLayer *kv,
+                          int64_t off);
+};
+TORCH_MODULE(Attn);
+
+struct MLPImpl : torch::nn::Module {
+    Conv1D c_fc{nullptr}, c_proj{nullptr};
+    explicit MLPImpl(int64_t C) {
+        c_fc = register_module("c_fc", Conv1D(C, 4 * C));
+        c_proj = register_module("c_proj", Conv1D(4 * C, C));
+    }
+    torch::Tensor forward(const torch::Tensor &x) {
+        return c_proj->forward(torch::gelu(c_fc->forward(x), "tanh"));   // gelu_new
+    }
+};
+TORCH_MODULE(MLP);
+
+struct BlockImpl : torch::nn::Module {
+    torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+    Attn attn{nullptr};
+    MLP mlp{nullptr};
+    BlockImpl(int64_t C, int64_t H, double eps) {
+        ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(eps)));
+        attn = register_module("attn", Attn(C, H));
+        ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(eps)));
+        mlp = register_module("mlp", MLP(C));
+    }
+    torch::Tensor forward(torch::Tensor x, const torch::Tensor &bias, KVLayer *kv, int64_t off) {
+        x = x + attn->forward(ln_1->forward(x), bias, kv, off);
+        return x + mlp->forward(ln_2->forward(x));
+    }
+};
+TORCH_MODULE(Block);
+
+// TRL's ValueHead: a linear layer on the last hidden state (no dropout here,
+// so that recomputed old values equal the sampler's).
+struct ValueHeadImpl : torch::nn::Module {
+    torch::nn::Linear summary{nullptr};
+    explicit ValueHeadImpl(int64_t C) { summary = register_module("summary", torch::nn::Linear(C, 1)); }
+    torch::Tensor forward(const torch::Tensor &h) { return summary->forward(h).squeeze(-1); }
+};
+TORCH_MODULE(ValueHead);
+
+struct GPT2Impl : torch::nn::Module {
+    sf_gpt2_config_t cfg;
+    torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+    torch::nn::ModuleList h;
+    std::vector<Block> blocks;
+    torch::nn::LayerNorm ln_f{nullptr};
+    ValueHead v_head{nullptr};
+
+    explicit GPT2Impl(const sf_gpt2_config_t &c);
+    void init_weights(uint64_t seed);
+
+    // tokens (B, T) int64, pos (B, T) int64, bias (B, 1, T, Tk) -> hidden
+    // (B, T, C) after ln_f.  With a cache, T new positions go at off.
+    torch::Tensor hidden(const torch::Tensor &tokens, const torch::Tensor &pos,
+                         const torch::Tensor &bias, std::vector<KVLayer> *cache, int64_t off);
+    // Tied lm_head: hidden (..., C) -> logits (..., V).
+    torch::Tensor logits(const torch::Tensor &hid) { return torch::matmul(hid, wte->weight.t()); }
+};
+TORCH_MODULE(GPT2);
+
+struct sf_gpt2_s {
+    GPT2 model{nullptr};
+    torch::Device device{torch::kCPU};
+    std::unique_ptr<torch::optim::Adam> sft_opt;   // created by the first SFT step
+    sf_ml_err_t e;
+};
+
+// A padded batch on the model's device: positions count real tokens, and the
+// additive attention bias allows key j for query i when j is real and
+// j <= i (slots, so padding anywhere works).  Masked scores get -1e9 rather
+// than -inf so that a padding row (all keys masked) stays finite.
+struct PaddedBatch {
+    torch::Tensor tokens;   // (B, T) int64
+    torch::Tensor mask;     // (B, T) bool
+    torch::Tensor pos;      // (B, T) int64
+    torch::Tensor bias;     // (B, 1, T, T) float
+};
+PaddedBatch sf_gpt2_batch(const torch::Tensor &tokens, const torch::Tensor &mask,
+                          torch::Device dev);
+
+// Additive bias for queries at slots [q0, q0+Tq) over keys [0, Tk) with key
+// mask kmask (B, Tk) bool.
+torch::Tensor sf_gpt2_attn_bias(const torch::Tensor &kmask, int64_t q0, int64_t Tq);
+
+#endif
