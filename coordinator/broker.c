@@ -152,7 +152,15 @@ static void worker_remove(sf_coord_t *c, sf_worker_t *w, const char *why) {
 
 static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__Hello *h) {
     sf_worker_t *w = worker_by_rid(c, rid, rid_len);
-    if (w) worker_remove(c, w, "said hello again (reconnected)");
+    if (w && strcmp(w->id, h->worker_id) == 0) {
+        /* The same connection says hello again (it was told to): it still
+         * holds its leased jobs, and its credit already leaves them out. */
+        w->credit = h->credit;
+        w->last_seen_ms = sf_now_ms();
+        c->dispatch_dirty = 1;
+        return;
+    }
+    if (w) worker_remove(c, w, "its connection now says it is another worker");
     for (int i = 0; i < c->n_worker_slots; i++)
         if (c->workers[i].used && strcmp(c->workers[i].id, h->worker_id) == 0)
             worker_remove(c, &c->workers[i], "replaced by a new connection with the same id");

@@ -80,6 +80,7 @@ struct sf_wk_s {
     int64_t last_recv_ms, last_send_ms;
     uint32_t hb_ms, liveness;
     int draining, said_bye;
+    int64_t hello_ms;       /* when the last hello went out */
     uint8_t *sbuf;
     size_t sbuf_cap;
     uint64_t epoch;
@@ -132,6 +133,7 @@ static void say_hello(sf_wk_t *wk) {
     env.body_case = SF__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     send_env(wk, &env);
+    wk->hello_ms = now_ms();
 }
 
 /* ---- results -------------------------------------------------------------- */
@@ -271,7 +273,7 @@ static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
         snprintf(j->wnid, sizeof j->wnid, "%s", m->wnid ? m->wnid : "");
         j->payload = malloc(m->payload.len + 1);
         if (j->payload) {
-            memcpy(j->payload, m->payload.data, m->payload.len);
+            if (m->payload.len) memcpy(j->payload, m->payload.data, m->payload.len);
             j->payload[m->payload.len] = 0;
             j->payload_len = m->payload.len;
         }
@@ -314,6 +316,9 @@ static void on_message(sf_wk_t *wk, const void *buf, size_t len) {
     case SF__ENVELOPE__BODY_CANCEL: on_cancel(wk, env->cancel); break;
     case SF__ENVELOPE__BODY_HEARTBEAT: break;
     case SF__ENVELOPE__BODY_RECONNECT:
+        /* Every message we sent before our hello arrived is answered so:
+         * one hello per heartbeat interval is enough. */
+        if (now_ms() - wk->hello_ms < (int64_t)wk->hb_ms) break;
         sf_info("the coordinator does not know us (it restarted?): saying hello again");
         say_hello(wk);
         break;

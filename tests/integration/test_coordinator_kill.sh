@@ -4,10 +4,10 @@
 start_redis
 start_coordinator --heartbeat-ms 200 --liveness 3
 start_workers 3 --slots 4 --prefetch 2
-run=$(submit --classes builtin:imagenet-a-r-86 --kind sleep --payload '{"ms":3}' --items-per-class 30) || fail submit
-total=$((86 * 30))
+run=$(submit --classes builtin:imagenet-a-r-86 --kind sleep --payload '{"ms":5}' --items-per-class 60) || fail submit
+total=$((86 * 60))
 for round in 1 2; do
-    for _ in $(seq 200); do [ "$(R hget sf:run:$run done)" -gt $((round * 600)) ] 2>/dev/null && break; sleep 0.05; done
+    for _ in $(seq 200); do [ "$(R hget sf:run:$run done)" -gt $((round * 1200)) ] 2>/dev/null && break; sleep 0.05; done
     before=$(R hget sf:run:$run done)
     kill -9 "$COORD_PID"
     [ "$before" -lt "$total" ] || fail "the run finished before the kill; make it longer"

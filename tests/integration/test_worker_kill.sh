@@ -4,13 +4,14 @@
 start_redis
 start_coordinator --heartbeat-ms 200 --liveness 3
 start_workers 4 --slots 4 --prefetch 2
-run=$(submit --classes builtin:imagenet-a-r-86 --kind sleep --payload '{"ms":5}' --items-per-class 20) || fail submit
-total=$((86 * 20))
+run=$(submit --classes builtin:imagenet-a-r-86 --kind sleep --payload '{"ms":10}' --items-per-class 40) || fail submit
+total=$((86 * 40))
 # Wait until the run is well under way, then kill a worker that holds jobs.
 for _ in $(seq 100); do [ "$(R hget sf:run:$run done)" -gt 200 ] 2>/dev/null && break; sleep 0.05; done
 victim=${PIDS[1]}
 held=$("$BIN/sfctl" workers --json | tr '{' '\n' | grep '"id":"w1"' | grep -o '"leased":[0-9]*' | cut -d: -f2)
 kill -9 "$victim"
+[ "$(R hget sf:run:$run state)" = running ] || fail "the run ended before the kill; make it longer"
 killed_at=$(date +%s%N)
 wait_state "$run" done 60
 check_all_done "$run" "$total"
