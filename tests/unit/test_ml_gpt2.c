@@ -389,7 +389,7 @@ TEST(test_124m_shapes) {
 }
 
 int main(void) {
-    sf_ml_opts_t o = {.threads = 2};
+    sf_ml_opts_t o = {.threads = 1};
     sf_ml_init(&o);
     printf("# BLAS: %s\n", sf_ml_blas_name());
     SF_RUN(test_load_hf_checkpoint);

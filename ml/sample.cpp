@@ -1,0 +1,237 @@
+// sample.cpp: sampling responses from GPT-2, with a KV cache.
+//
+// Prompts are left-padded to a common length so that every row's next token
+// sits in the same column; positions count real tokens only, so a padded
+// prompt gives the same logits as the unpadded one.  The first call runs the
+// whole prompt and fills each layer's cache; each later call runs one new
+// column against the cache.  Without the cache (use_cache = 0) every step
+// recomputes the whole prefix: the reference that the cache must match.
+//
+// The draws come from our own generator on the CPU, in a fixed order, so the
+// tokens depend only on the seed and the logits — not on the device, and not
+// on whether the cache is used.
+#include "ml/gpt2_internal.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+extern "C" void sf_sample_opts_default(sf_sample_opts_t *o) {
+    o->max_new_tokens = 32;
+    o->temperature = 1.0f;
+    o->top_k = 0;
+    o->top_p = 1.0f;
+    o->eos_id = -1;
+    o->use_cache = 1;
+    o->seed = 0;
+}
+
+extern "C" void sf_samples_free(sf_samples_t *s) {
+    if (!s) return;
+    free(s->tokens);
+    free(s->logprobs);
+    free(s->values);
+    free(s->lengths);
+    memset(s, 0, sizeof *s);
+}
+
+// splitmix64: small, fast, and the same everywhere.
+static inline uint64_t mix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static inline double uniform01(uint64_t *s) { return (double)(mix64(s) >> 11) * 0x1.0p-53; }
+
+// Draws one id from a row of V logits (already divided by the temperature),
+// after top-k and top-p filtering, with the uniform u.  idx is scratch space
+// of V ints.
+static int draw(const float *logit, int V, int top_k, float top_p, double u,
+                std::vector<int> &idx, std::vector<double> &p) {
+    float mx = *std::max_element(logit, logit + V);
+    p.resize(V);
+    double total = 0;
+    for (int i = 0; i < V; i++) total += (p[i] = std::exp((double)logit[i] - mx));
+    const bool filter = (top_k > 0 && top_k < V) || top_p < 1.0f;
+    if (!filter) {
+        // Pure sampling, the PPO default: inverse CDF over the ids in order.
+        double target = u * total, acc = 0;
+        for (int i = 0; i < V; i++) {
+            acc += p[i];
+            if (acc > target) return i;
+        }
+        for (int i = V - 1; i >= 0; i--)
+            if (p[i] > 0) return i;
+        return V - 1;
+    }
+    idx.resize(V);
+    std::iota(idx.begin(), idx.end(), 0);
+    // Descending probability, ties by id, so that the order is defined.
+    auto by_prob = [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); };
+    int keep = V;
+    if (top_k > 0 && top_k < V) {
+        std::partial_sort(idx.begin(), idx.begin() + top_k, idx.end(), by_prob);
+        keep = top_k;
+    } else {
+        std::sort(idx.begin(), idx.end(), by_prob);
+    }
+    if (top_p < 1.0f) {
+        // HF's rule: keep the smallest prefix whose mass reaches top_p (at
+        // least one token).
+        double kept_total = 0;
+        for (int i = 0; i < keep; i++) kept_total += p[idx[i]];
+        double acc = 0;
+        int n = 0;
+        while (n < keep) {
+            acc += p[idx[n]];
+            n++;
+            if (acc >= top_p * kept_total) break;
+        }
+        keep = n;
+    }
+    double kept = 0;
+    for (int i = 0; i < keep; i++) kept += p[idx[i]];
+    double target = u * kept, acc = 0;
+    for (int i = 0; i < keep; i++) {
+        acc += p[idx[i]];
+        if (acc > target) return idx[i];
+    }
+    return idx[keep - 1];
+}
+
+extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *prompt_lens,
+                              int n, int stride, const sf_sample_opts_t *opts_in,
+                              sf_samples_t *out) {
+    if (!m || !prompts || !prompt_lens || n < 1 || stride < 1 || !out) return SF_EINVAL;
+    memset(out, 0, sizeof *out);
+    sf_sample_opts_t o;
+    if (opts_in) o = *opts_in;
+    else sf_sample_opts_default(&o);
+    const auto &c = m->model->cfg;
+    int P = 0;
+    for (int i = 0; i < n; i++) {
+        if (prompt_lens[i] < 1 || prompt_lens[i] > stride)
+            return sf_ml_fail(&m->e, SF_EINVAL, "prompt %d: length %d (stride %d)", i,
+                              prompt_lens[i], stride);
+        for (int t = 0; t < prompt_lens[i]; t++) {
+            int32_t id = prompts[(size_t)i * stride + t];
+            if (id < 0 || id >= c.vocab_size)
+                return sf_ml_fail(&m->e, SF_EINVAL, "prompt %d: token id %d outside the vocabulary",
+                                  i, id);
+        }
+        P = std::max(P, prompt_lens[i]);
+    }
+    const int N = o.max_new_tokens;
+    if (N < 1 || P + N > c.n_ctx)
+        return sf_ml_fail(&m->e, SF_ERANGE, "prompt %d + %d new tokens exceeds context %d", P, N,
+                          c.n_ctx);
+    if (!(o.temperature > 0) || !(o.top_p > 0) || o.top_p > 1 || o.top_k < 0)
+        return sf_ml_fail(&m->e, SF_EINVAL, "bad sampling options (temperature %g, top_k %d, "
+                          "top_p %g)", o.temperature, o.top_k, o.top_p);
+    const int eos = o.eos_id == -1 ? c.eos_id : o.eos_id;
+    const int pad = eos >= 0 ? eos : c.eos_id;
+
+    out->n = n;
+    out->max_new = N;
+    out->tokens = (int32_t *)malloc(sizeof(int32_t) * n * N);
+    out->logprobs = (float *)calloc((size_t)n * N, sizeof(float));
+    out->values = (float *)calloc((size_t)n * N, sizeof(float));
+    out->lengths = (int *)calloc(n, sizeof(int));
+    if (!out->tokens || !out->logprobs || !out->values || !out->lengths) {
+        sf_samples_free(out);
+        return sf_ml_fail(&m->e, SF_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < n * N; i++) out->tokens[i] = pad;
+
+    SF_ML_TRY {
+        torch::NoGradGuard ng;
+        GPT2Impl &g = *m->model;
+        const torch::Device dev = m->device;
+        const int64_t Tmax = P + N, H = c.n_head, D = c.n_embd / c.n_head, V = c.vocab_size;
+
+        // The sequence so far, left-padded: (n, Tmax) ids and mask on the CPU.
+        torch::Tensor seq = torch::full({n, Tmax}, pad, torch::kLong);
+        torch::Tensor msk = torch::zeros({n, Tmax}, torch::kBool);
+        auto seq_a = seq.accessor<int64_t, 2>();
+        auto msk_a = msk.accessor<bool, 2>();
+        for (int i = 0; i < n; i++) {
+            int off = P - prompt_lens[i];
+            for (int t = 0; t < prompt_lens[i]; t++) {
+                seq_a[i][off + t] = prompts[(size_t)i * stride + t];
+                msk_a[i][off + t] = true;
+            }
+        }
+        torch::Tensor pos = (msk.to(torch::kLong).cumsum(1) - 1).clamp_min(0);
+        auto pos_a = pos.accessor<int64_t, 2>();
+
+        std::vector<KVLayer> cache;
+        if (o.use_cache) {
+            auto fo = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
+            for (int l = 0; l < c.n_layer; l++)
+                cache.push_back({torch::empty({n, H, Tmax, D}, fo), torch::empty({n, H, Tmax, D}, fo)});
+        }
+
+        uint64_t rng = o.seed;
+        std::vector<char> done(n, 0);
+        std::vector<int> idx;
+        std::vector<double> scratch;
+        int n_done = 0;
+        for (int step = 0; step < N && n_done < n; step++) {
+            const int64_t cur = P + step;   // columns filled so far
+            torch::Tensor hid;              // (n, C) at the last column
+            if (o.use_cache) {
+                const int64_t q0 = step == 0 ? 0 : cur - 1, Tq = cur - q0;
+                auto kmask = msk.narrow(1, 0, cur).to(dev);
+                auto bias = sf_gpt2_attn_bias(kmask, q0, Tq);                    // (n, 1, Tq, cur)
+                auto h = g.hidden(seq.narrow(1, q0, Tq).to(dev), pos.narrow(1, q0, Tq).to(dev),
+                                  bias, &cache, q0);                              // (n, Tq, C)
+                hid = h.select(1, Tq - 1);
+            } else {
+                auto kmask = msk.narrow(1, 0, cur).to(dev);
+                auto bias = sf_gpt2_attn_bias(kmask, 0, cur);
+                auto h = g.hidden(seq.narrow(1, 0, cur).to(dev), pos.narrow(1, 0, cur).to(dev),
+                                  bias, nullptr, 0);
+                hid = h.select(1, cur - 1);
+            }
+            auto logits = g.logits(hid).to(torch::kCPU, torch::kFloat32).contiguous();  // (n, V)
+            auto logp = torch::log_softmax(logits, -1);
+            auto vals = g.v_head->forward(hid).to(torch::kCPU, torch::kFloat32).contiguous();  // (n)
+            torch::Tensor scaled = o.temperature == 1.0f ? logits : (logits / o.temperature).contiguous();
+            const float *L = scaled.data_ptr<float>();
+            const float *LP = logp.data_ptr<float>();
+            const float *VA = vals.data_ptr<float>();
+            for (int i = 0; i < n; i++) {
+                // One draw per row per step, finished or not, so that a row's
+                // draws do not depend on when the others stop.
+                double u = uniform01(&rng);
+                int64_t next_pos = pos_a[i][cur - 1] + 1;
+                if (done[i]) {
+                    seq_a[i][cur] = pad;
+                    msk_a[i][cur] = false;
+                    pos_a[i][cur] = next_pos;
+                    continue;
+                }
+                int tok = draw(L + (size_t)i * V, (int)V, o.top_k, o.top_p, u, idx, scratch);
+                out->tokens[(size_t)i * N + step] = tok;
+                out->logprobs[(size_t)i * N + step] = LP[(size_t)i * V + tok];
+                out->values[(size_t)i * N + step] = VA[i];
+                out->lengths[i] = step + 1;
+                seq_a[i][cur] = tok;
+                msk_a[i][cur] = true;
+                pos_a[i][cur] = next_pos;
+                if (tok == eos) {
+                    done[i] = 1;
+                    n_done++;
+                }
+            }
+        }
+        return 0;
+    }
+    catch (const std::exception &ex) {
+        sf_samples_free(out);
+        return sf_ml_fail(&m->e, SF_ETORCH, "sampling failed: %s", ex.what());
+    }
+}
