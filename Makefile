@@ -68,11 +68,13 @@ LIB_COMMON := $(BUILD)/lib/libsfcommon.a
 LIB_WORLD  := $(BUILD)/lib/libsfworld.a
 LIB_ML     := $(if $(NO_TORCH),,$(BUILD)/lib/libsfml.a)
 
-PROGS := sf-coordinator sf-worker sfctl $(if $(NO_TORCH),,$(if $(wildcard learner/*.c),sf-learner))
+PROGS := sf-coordinator sf-worker sfctl $(if $(NO_TORCH),,$(if $(wildcard learner/*.c),sf-learner) \
+         $(if $(wildcard trainer/*.c),sf-train))
 PROG_DIR_sf-coordinator := coordinator
 PROG_DIR_sf-worker      := worker
 PROG_DIR_sf-learner     := learner
 PROG_DIR_sfctl          := cli
+PROG_DIR_sf-train       := trainer
 BINS := $(addprefix $(BUILD)/bin/,$(PROGS))
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -141,7 +143,7 @@ $(BUILD)/lib/libsfml.a: $(ML_OBJ)
 .SECONDEXPANSION:
 # Only programs and tests that need models link libtorch: the coordinator and
 # sfctl never do.
-needs_torch = $(if $(NO_TORCH),,$(filter sf-worker sf-learner test_ml_% bench_ml_%,$(1)))
+needs_torch = $(if $(NO_TORCH),,$(filter sf-worker sf-learner sf-train test_ml_% bench_ml_%,$(1)))
 libs_for    = $(if $(call needs_torch,$(1)),$(LIB_ML)) $(LIB_WORLD) $(LIB_COMMON)
 link_for    = $(if $(call needs_torch,$(1)),$(CXX),$(CC))
 ldlibs_for  = $(LDLIBS) $(if $(call needs_torch,$(1)),$(TORCH_LIBS))
@@ -179,6 +181,13 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory build
 	@SF_BUILD=$(BUILD) tools/bench.sh
+
+# The embedded world's trained models (CLIP, classifiers, SFT policy), made
+# deterministically by sf-train and cached in models/: sf-train itself skips
+# what is up to date, so a second `make models` does nothing.
+models: deps
+	@$(MAKE) --no-print-directory build
+	@$(BUILD)/bin/sf-train all --out models
 
 clean:
 	rm -rf build
