@@ -268,7 +268,8 @@ static int simple(int op, const char *name, const char *run, int json) {
         free(rep.json);
         return rc;
     }
-    if (op == SF__REQUEST__OP__CANCEL) printf("%s cancelled\n", rep.run);
+    if (op == SF__REQUEST__OP__CANCEL && json) printf("{\"run\":\"%s\",\"state\":\"cancelled\"}\n", rep.run);
+    else if (op == SF__REQUEST__OP__CANCEL) printf("%s cancelled\n", rep.run);
     else if (json) printf("%s\n", rep.json);
     else rc = sfctl_print_table(op, rep.json);
     free(rep.json);
