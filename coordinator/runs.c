@@ -119,9 +119,52 @@ static int plan_jobs(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, s
     return add_phase(r, kind->valuestring, kind->valuestring, (uint32_t)items, (uint32_t)shard, payload, err, n);
 }
 
+/* method "phases": several phases run one after the other, each
+ * {"kind", "name", "items_per_class", "shard_size", "payload"} — a pipeline
+ * of built-in kinds, used to exercise phase ordering. */
+static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n) {
+    static const char *const allowed[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
+                                          "retry_base_ms", "retry_max_ms", "phases", NULL};
+    static const char *const pallowed[] = {"kind", "name", "items_per_class", "shard_size", "payload", NULL};
+    int rc = check_keys(spec, allowed, err, n);
+    if (rc) return rc;
+    const cJSON *phases = cJSON_GetObjectItemCaseSensitive(spec, "phases");
+    int np = cJSON_GetArraySize(phases);
+    if (!cJSON_IsArray(phases) || np < 1 || np > SF_MAX_PHASES)
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'phases' must be an array of 1 to %d phases", SF_MAX_PHASES);
+    uint64_t total = 0;
+    int i = 0;
+    for (const cJSON *ph = phases->child; ph; ph = ph->next, i++) {
+        char e2[200];
+        if (!cJSON_IsObject(ph)) return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d] is not an object", i);
+        if ((rc = check_keys(ph, pallowed, e2, sizeof e2))) return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ph, "kind");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ph, "name");
+        if (!cJSON_IsString(kind) || !*kind->valuestring || strlen(kind->valuestring) >= 32)
+            return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d].kind must be a job kind name", i);
+        if (name && (!cJSON_IsString(name) || strlen(name->valuestring) >= 32))
+            return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d].name must be a short string", i);
+        long items, shard;
+        if ((rc = get_uint(ph, "items_per_class", 1, 1, 100000000, &items, e2, sizeof e2)) ||
+            (rc = get_uint(ph, "shard_size", 1, 1, 100000000, &shard, e2, sizeof e2)))
+            return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
+        const cJSON *payload = cJSON_GetObjectItemCaseSensitive(ph, "payload");
+        if (payload && !cJSON_IsObject(payload))
+            return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d].payload must be an object", i);
+        total += (uint64_t)((items + shard - 1) / shard) * (uint64_t)r->classes->n;
+        if (total > (uint64_t)max_jobs)
+            return sf_errf(SF_ERANGE, err, n, "run spec: over max_jobs_per_run (%ld) jobs", max_jobs);
+        if ((rc = add_phase(r, name ? name->valuestring : kind->valuestring, kind->valuestring, (uint32_t)items,
+                            (uint32_t)shard, payload, err, n)))
+            return rc;
+    }
+    return 0;
+}
+
 typedef int (*plan_fn)(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n);
 static const struct { const char *method; plan_fn fn; } planners[] = {
     {"jobs", plan_jobs},
+    {"phases", plan_phases},
 };
 
 static int parse_classes(const cJSON *spec, sf_classlist_t **out, char *err, size_t n) {

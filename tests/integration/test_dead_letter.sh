@@ -28,3 +28,17 @@ run3=$(submit --classes n01440764 --kind fail --payload '{"fatal":true}' --max-a
 wait_state "$run3" failed 30
 R hget sf:run:$run3:dead 0 | grep -q '"attempts":1' || fail "a fatal failure was retried"
 ok "dead-lettering, retries with backoff and fatal failures"
+
+# Phases run in order, the next opening only when the last job of the one
+# before (a retried one included) is acknowledged.
+run4=$(submit --classes goldfish,tench --method phases \
+       --set 'phases=[{"kind":"sleep","name":"first","payload":{"ms":5},"items_per_class":4},
+                      {"kind":"fail","name":"second","payload":{"times":1}},
+                      {"kind":"noop","name":"third","items_per_class":3}]' --retry-base-ms 10) || fail submit4
+wait_state "$run4" done 30
+[ "$(R hget sf:run:$run4 total)" = $((8 + 2 + 6)) ] || fail "phase totals"
+events=$(R xrange sf:run:$run4:events - + | tr '\n' ' ')
+echo "$events" | grep -Eq "phase_done detail first .*phase_done detail second .*phase_done detail third" ||
+    fail "phases did not complete in order: $events"
+"$BIN/sfctl" status "$run4" | grep -q "^second .* 2 .* 2 " || fail "status phases table"
+ok "phases run in order"
