@@ -73,6 +73,34 @@ int sf_wire_decode(const void *buf, size_t len, Sf__Envelope **out, char *err, s
         if ((unsigned)r->op > SF__REQUEST__OP__STATS) BAD("unknown request op %d", (int)r->op);
         break;
     }
+    case SF__ENVELOPE__BODY_ROLLOUTS: {
+        const Sf__RolloutBatch *b = e->rollouts;
+        if (!b->run || !*b->run || !str_ok(b->run, 64)) BAD("rollouts without a valid run id");
+        if (b->n_rollouts > SF_WIRE_MAX_ROLLOUTS) BAD("%zu rollouts in one batch", b->n_rollouts);
+        for (size_t i = 0; i < b->n_rollouts; i++) {
+            const Sf__Rollout *r = b->rollouts[i];
+            if (r->n_query == 0 || r->n_query > SF_WIRE_MAX_TOKENS || r->n_response == 0 ||
+                r->n_response > SF_WIRE_MAX_TOKENS)
+                BAD("rollout %zu with %zu query and %zu response tokens", i, r->n_query, r->n_response);
+            if ((r->n_logprobs && r->n_logprobs != r->n_response) || (r->n_values && r->n_values != r->n_response))
+                BAD("rollout %zu: log-probs or values do not match the response length", i);
+            for (size_t k = 0; k < r->n_query; k++) if (r->query[k] < 0) BAD("rollout %zu: negative token id", i);
+            for (size_t k = 0; k < r->n_response; k++) if (r->response[k] < 0) BAD("rollout %zu: negative token id", i);
+        }
+        break;
+    }
+    case SF__ENVELOPE__BODY_POLICY_GET:
+        if (!e->policy_get->run || !*e->policy_get->run || !str_ok(e->policy_get->run, 64)) BAD("policy request without a run id");
+        break;
+    case SF__ENVELOPE__BODY_POLICY_CHUNK: {
+        const Sf__PolicyChunk *c = e->policy_chunk;
+        if (!str_ok(c->run, 64) || !str_ok(c->error, SF_WIRE_MAX_STRING)) BAD("policy chunk with over-long strings");
+        if (c->data.len > SF_WIRE_CHUNK) BAD("policy chunk of %zu bytes", c->data.len);
+        if (c->count && (c->index >= c->count || c->total_len > (uint64_t)c->count * SF_WIRE_CHUNK))
+            BAD("policy chunk %u of %u for %llu bytes", c->index, c->count, (unsigned long long)c->total_len);
+        break;
+    }
+    case SF__ENVELOPE__BODY_ROLLOUT_ACK:
     case SF__ENVELOPE__BODY_REPLY:
     case SF__ENVELOPE__BODY_HEARTBEAT:
     case SF__ENVELOPE__BODY_WELCOME:

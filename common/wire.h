@@ -24,6 +24,9 @@
 #define SF_WIRE_MAX_SPEC (8u << 20)     /* a run spec (class lists of 1000+) */
 #define SF_WIRE_MAX_BATCH 8192u         /* jobs or results in one envelope */
 #define SF_WIRE_MAX_KINDS 64u
+#define SF_WIRE_MAX_ROLLOUTS 4096u      /* rollouts in one batch */
+#define SF_WIRE_MAX_TOKENS 4096u        /* query or response length */
+#define SF_WIRE_CHUNK (1u << 20)        /* policy image chunk size */
 
 #define SF_HEARTBEAT_MS 1000u           /* default heartbeat interval */
 #define SF_LIVENESS 3u                  /* silent intervals before death */
