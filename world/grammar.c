@@ -178,6 +178,29 @@ static int match_noun(const char *t, const char *lem, size_t len) {
     return -1;
 }
 
+/* A class mention.  pure: the mention is exactly an attribute phrase
+ * ("orange", "upright", "beach" are ImageNet classes); weak: it starts with
+ * one ("red fox", "red hot"). */
+typedef struct { int pos, len, cls, plural, pure, weak; } cand_t;
+
+static int cand_cmp(const void *a, const void *b) {
+    const cand_t *x = a, *y = b;
+    if (x->pure != y->pure) return x->pure - y->pure;
+    if (x->len != y->len) return y->len - x->len;
+    if (x->weak != y->weak) return x->weak - y->weak;
+    return x->pos - y->pos;
+}
+
+/* Length of the lexicon phrase t starts with (whole words), 0 if none. */
+static size_t attr_prefix(const char *t) {
+    size_t best = 0;
+    for (int k = 0; k < N_LEX; k++) {
+        size_t len = strlen(lexicon[k].phrase);
+        if (len > best && !strncmp(t, lexicon[k].phrase, len) && (t[len] == 0 || t[len] == ' ')) best = len;
+    }
+    return best;
+}
+
 int sf_world_parse(const sf_world_t *w, const char *caption, sf_world_parse_t *out) {
     if (!w || !caption || !out) return SF_EINVAL;
     memset(out, 0, sizeof *out);
@@ -192,28 +215,57 @@ int sf_world_parse(const sf_world_t *w, const char *caption, sf_world_parse_t *o
     for (size_t i = 0; i < n && nw < 512; i++)
         if (i == 0 || text[i - 1] == ' ') starts[nw++] = (int)i;
     out->n_words = nw;
-    int plural = 0, seen[8], nseen = 0;
-    for (int wi = 0; wi < nw; wi++) {
+    /* Class mentions: the longest name or lemma at each word, then a
+     * non-overlapping choice that puts mentions that are just an attribute
+     * word last (and drops them if another class is named), prefers longer
+     * ones ("fox squirrel" over "red fox" in "red fox squirrel") and, at
+     * equal length, ones not starting with an attribute word ("hot dog"
+     * over "red hot" in "red hot dogs"). */
+    cand_t cand[64];
+    int nc = 0;
+    for (int wi = 0; wi < nw && nc < 64; wi++) {
         int s = starts[wi];
-        if (used[s]) continue;
         for (int l = 0; l < w->n_lemmas; l++) {
             const sf_world_lemma_t *lm = &w->lemmas[l];
             int suf = match_noun(text + s, lm->text, lm->len);
             if (suf < 0) continue;
-            size_t end = lm->len + (suf == 3 ? 2 : (size_t)suf);
-            memset(used + s, 1, end);
-            int dup = 0;
-            for (int k = 0; k < nseen; k++) dup |= seen[k] == lm->cls;
-            if (!dup) {
-                if (nseen < 8) seen[nseen++] = lm->cls;
-                out->n_classes++;
-                if (out->cls < 0) {
-                    out->cls = lm->cls;
-                    plural = suf > 0;
-                }
-            }
+            int len = (int)(lm->len + (suf == 3 ? 2 : (size_t)suf));
+            size_t ap = attr_prefix(text + s);
+            cand[nc++] = (cand_t){s, len, lm->cls, suf > 0, ap == (size_t)len, ap > 0};
             break;
         }
+    }
+    qsort(cand, (size_t)nc, sizeof *cand, cand_cmp);
+    int keep[64], nk = 0, strong = 0;
+    for (int i = 0; i < nc; i++) {
+        int clash = 0;
+        for (int j = 0; j < nk; j++) {
+            const cand_t *o = &cand[keep[j]];
+            clash |= cand[i].pos < o->pos + o->len && o->pos < cand[i].pos + cand[i].len;
+        }
+        if (clash) continue;
+        keep[nk++] = i;
+        strong |= !cand[i].pure;
+    }
+    /* With no other class named, the first attribute-word mention is the
+     * class ("an orange standing upright") and the rest are attributes. */
+    int first_pure = -1;
+    for (int j = 0; j < nk && !strong; j++)
+        if (first_pure < 0 || cand[keep[j]].pos < cand[first_pure].pos) first_pure = keep[j];
+    int first = -1, seen[64], nseen = 0, plural = 0;
+    for (int j = 0; j < nk; j++) {
+        const cand_t *c = &cand[keep[j]];
+        if (c->pure && keep[j] != first_pure) continue;
+        memset(used + c->pos, 1, (size_t)c->len);
+        int dup = 0;
+        for (int k = 0; k < nseen; k++) dup |= seen[k] == c->cls;
+        if (!dup) seen[nseen++] = c->cls;
+        if (first < 0 || c->pos < cand[first].pos) first = keep[j];
+    }
+    out->n_classes = nseen;
+    if (first >= 0) {
+        out->cls = cand[first].cls;
+        plural = cand[first].plural;
     }
     if (out->n_classes > 1) out->contradictions += out->n_classes - 1;
     for (int wi = 0; wi < nw; wi++) {
@@ -327,7 +379,9 @@ static void noun_phrase(sb_t *b, const sf_class_t *c, const sf_world_attrs_t *a,
     if (count > SF_COUNT_ONE) {
         size_t l = strlen(c->name);
         char last = l ? c->name[l - 1] : 0, prev = l > 1 ? c->name[l - 2] : 0;
-        if (last == 's' || last == 'x' || (last == 'h' && (prev == 'c' || prev == 's')))
+        if (l > 3 && (!strcmp(c->name + l - 3, "ses") || !strcmp(c->name + l - 3, "ies")))
+            sb_add(b, "%s", c->name);  /* "sunglasses" is already plural */
+        else if (last == 's' || last == 'x' || (last == 'h' && (prev == 'c' || prev == 's')))
             sb_add(b, "%ses", c->name);
         else if (last == 'y' && !strchr("aeiou", prev))
             sb_add(b, "%.*sies", (int)l - 1, c->name);
@@ -428,7 +482,12 @@ static int corpus_attempt(const sf_world_t *w, int cls, uint64_t s, char *buf, s
     if (a.v[SF_ATTR_COUNT] != SF_COUNT_ONE) mask |= 1u << SF_ATTR_COUNT;
     if (sf_rng_unif(&r) < 0.3 || a.v[SF_ATTR_STYLE] != SF_STYLE_PHOTO) mask |= 1u << SF_ATTR_STYLE;
     if (sf_rng_unif(&r) < 0.1) mask |= 1u << SF_ATTR_POS;
-    return sf_world_caption(w, &a, mask, sf_rng_int(&r, N_TEMPLATES), buf, n);
+    if (!(mask & ~(1u << SF_ATTR_STYLE))) mask |= 1u << SF_ATTR_SCENE;  /* say something */
+    int rc = sf_world_caption(w, &a, mask, sf_rng_int(&r, N_TEMPLATES), buf, n);
+    /* The reward's "class mentioned" check is the judge of a caption; keep
+     * only captions it accepts (it may not know every plural). */
+    if (rc > 0 && !sf_classes_mentioned(&w->classes->v[cls], buf)) return SF_EINVAL;
+    return rc;
 }
 
 int sf_world_corpus_caption(const sf_world_t *w, int cls, int k, uint64_t seed, char *buf, size_t n) {

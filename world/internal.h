@@ -33,6 +33,7 @@ typedef struct sf_world_lemma_s {
     char *text;
     size_t len;
     int cls;
+    int is_name;   /* the display name, which wins over another class's lemma */
 } sf_world_lemma_t;
 
 struct sf_world_s {

@@ -542,8 +542,15 @@ static void style_sketch(canvas_t *cv) {
             int Lr = x + 1 < W ? lum(p + 3) : L0, Ld = y + 1 < W ? lum(p + 3 * W) : L0;
             float v = 246 - 1.7f * (float)(abs(L0 - Lr) + abs(L0 - Ld));
             if (boundary(cv, x, y)) v -= 150;
-            if (is_obj(cv->lab[i]) && ((x + y) & 3) == 0) v -= (float)(255 - L0) * 0.45f;
             if (cv->lab[i] == SF_LAB_DETAIL) v -= 120;
+            if (is_obj(cv->lab[i]) && ((x + y) & 3) == 0) {
+                /* Hatching in coloured pencil: the sketch keeps a hint of the
+                 * object's colour, as sketches in ImageNet-R often do. */
+                float k = 0.55f;
+                put(cv, i, p[0] * k + v * (1 - k) * 0.6f, p[1] * k + v * (1 - k) * 0.6f,
+                    p[2] * k + v * (1 - k) * 0.6f);
+                continue;
+            }
             put(cv, i, v, v * 0.98f, v * 0.92f);
         }
 }
@@ -604,7 +611,7 @@ static void style_pixel(canvas_t *cv) {
             for (int c = 0; c < 3; c++) {
                 float v = (float)s[c] / (float)n;
                 v = (v - 128) * 1.25f + 128;
-                q[c] = (uint8_t)(((int)clamp8(v) + 42) / 85 * 85);
+                q[c] = (uint8_t)(((int)clamp8(v) + 25) / 51 * 51);  /* a 216-colour palette */
             }
             for (int y = by; y < by + b && y < W; y++)
                 for (int x = bx; x < bx + b && x < W; x++) memcpy(cv->rgb + 3 * (y * W + x), q, 3);
