@@ -250,7 +250,13 @@ static void qr_forward(GPT2Impl &g, const QR &q, torch::Tensor *lp, torch::Tenso
     auto logp = torch::log_softmax(logits, -1);
     *lp = logp.gather(2, q.resp.unsqueeze(2)).squeeze(2);
     if (values) *values = g.v_head->forward(hid);
-    if (entropy) *entropy = -(logp.exp() * logp).sum(-1);
+    if (entropy) {
+        // Only logged: kept out of the graph so that backward does not
+        // carry two more (B, R, V) tensors.
+        torch::NoGradGuard ng;
+        auto lpd = logp.detach();
+        *entropy = -(lpd.exp() * lpd).sum(-1);
+    }
 }
 
 // ---- SFT ----

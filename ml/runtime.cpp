@@ -3,6 +3,7 @@
 #include "ml/shim_internal.hpp"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -76,8 +77,12 @@ extern "C" int sf_ml_init(const sf_ml_opts_t *opts) {
                                           : (int)std::max(1u, std::thread::hardware_concurrency());
         // Inter-op parallelism is not used by the shim (one model call at a
         // time per object); it may only be set before the first parallel op.
-        std::call_once(interop_once, [] {
+        std::call_once(interop_once, [opts] {
             try { at::set_num_interop_threads(1); } catch (...) {}
+            if (!(opts && opts->malloc_default)) {
+                mallopt(M_MMAP_MAX, 0);
+                mallopt(M_TRIM_THRESHOLD, 1 << 30);
+            }
         });
         at::set_num_threads(n);
         blas_set_threads(n);

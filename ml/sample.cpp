@@ -46,18 +46,15 @@ static inline uint64_t mix64(uint64_t *s) {
 
 static inline double uniform01(uint64_t *s) { return (double)(mix64(s) >> 11) * 0x1.0p-53; }
 
-// Draws one id from a row of V logits (already divided by the temperature),
-// after top-k and top-p filtering, with the uniform u.  idx is scratch space
-// of V ints.
-static int draw(const float *logit, int V, int top_k, float top_p, double u,
-                std::vector<int> &idx, std::vector<double> &p) {
-    float mx = *std::max_element(logit, logit + V);
-    p.resize(V);
-    double total = 0;
-    for (int i = 0; i < V; i++) total += (p[i] = std::exp((double)logit[i] - mx));
+// Draws one id from a row of V probabilities (softmax of the logits over
+// the temperature), after top-k and top-p filtering, with the uniform u.
+// idx is scratch space.
+static int draw(const float *p, int V, int top_k, float top_p, double u, std::vector<int> &idx) {
     const bool filter = (top_k > 0 && top_k < V) || top_p < 1.0f;
     if (!filter) {
         // Pure sampling, the PPO default: inverse CDF over the ids in order.
+        double total = 0;
+        for (int i = 0; i < V; i++) total += p[i];
         double target = u * total, acc = 0;
         for (int i = 0; i < V; i++) {
             acc += p[i];
@@ -177,7 +174,6 @@ extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *p
         uint64_t rng = o.seed;
         std::vector<char> done(n, 0);
         std::vector<int> idx;
-        std::vector<double> scratch;
         int n_done = 0;
         for (int step = 0; step < N && n_done < n; step++) {
             const int64_t cur = P + step;   // columns filled so far
@@ -199,8 +195,9 @@ extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *p
             auto logits = g.logits(hid).to(torch::kCPU, torch::kFloat32).contiguous();  // (n, V)
             auto logp = torch::log_softmax(logits, -1);
             auto vals = g.v_head->forward(hid).to(torch::kCPU, torch::kFloat32).contiguous();  // (n)
-            torch::Tensor scaled = o.temperature == 1.0f ? logits : (logits / o.temperature).contiguous();
-            const float *L = scaled.data_ptr<float>();
+            auto probs = (o.temperature == 1.0f ? logp.exp() : torch::softmax(logits / o.temperature, -1))
+                             .contiguous();                                    // (n, V)
+            const float *PR = probs.data_ptr<float>();
             const float *LP = logp.data_ptr<float>();
             const float *VA = vals.data_ptr<float>();
             for (int i = 0; i < n; i++) {
@@ -214,7 +211,7 @@ extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *p
                     pos_a[i][cur] = next_pos;
                     continue;
                 }
-                int tok = draw(L + (size_t)i * V, (int)V, o.top_k, o.top_p, u, idx, scratch);
+                int tok = draw(PR + (size_t)i * V, (int)V, o.top_k, o.top_p, u, idx);
                 out->tokens[(size_t)i * N + step] = tok;
                 out->logprobs[(size_t)i * N + step] = LP[(size_t)i * V + tok];
                 out->values[(size_t)i * N + step] = VA[i];

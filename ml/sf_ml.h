@@ -30,13 +30,21 @@ extern "C" {
 typedef struct {
     int threads;          /* intra-op threads (torch and OpenBLAS); 0 = number of CPUs */
     int quiet;            /* 1: do not print the BLAS warning to stderr */
+    int malloc_default;   /* 1: leave glibc malloc's settings alone (see sf_ml_init) */
 } sf_ml_opts_t;
 
 /* Sets the thread counts and checks which BLAS is loaded.  Call once at
  * start-up, before any model work; later calls only change the intra-op
  * thread count.  Debian's libtorch runs some 50x slower on the reference
  * BLAS, so a missing OpenBLAS is reported (once, on stderr, and through
- * sf_ml_blas_name()) but is not an error. */
+ * sf_ml_blas_name()) but is not an error.
+ *
+ * Unless opts->malloc_default, it also keeps glibc from handing large freed
+ * blocks back to the kernel (M_MMAP_MAX 0, a large M_TRIM_THRESHOLD): every
+ * training step allocates and frees logits of (batch, tokens, 50257) floats,
+ * and on a VM the page faults of fresh mappings cost more than the maths
+ * (measured: PPO step of the tiny config 25 s -> see docs/perf-ml.md).  The
+ * price is that the process keeps its peak heap. */
 int sf_ml_init(const sf_ml_opts_t *opts);
 
 /* The BLAS library that sgemm_ resolves to (a path), and 1 if it is

@@ -362,6 +362,15 @@ TEST(test_bad_input) {
     CHECK_EQ_INT(sf_ml_device_check("cpu"), 0);
 }
 
+TEST(test_runtime) {
+    /* The probe finds which library serves sgemm_ (Debian: the alternatives
+     * link libblas.so.3), so a slow reference BLAS can be reported. */
+    CHECK(sf_ml_blas_fast() != -1);
+    CHECK(strstr(sf_ml_blas_name(), "blas") != NULL);
+    sf_ml_opts_t o = {.threads = 1, .quiet = 1};
+    CHECK_EQ_INT(sf_ml_init(&o), 0);   /* a second call only resets threads */
+}
+
 TEST(test_124m_shapes) {
     /* The real GPT-2 small: built, saved with HF names and loaded back. */
     sf_gpt2_config_t c;
@@ -399,6 +408,7 @@ int main(void) {
     SF_RUN(test_save_load_and_clone);
     SF_RUN(test_bad_checkpoints);
     SF_RUN(test_bad_input);
+    SF_RUN(test_runtime);
     SF_RUN(test_124m_shapes);
     sf_gpt2_free(&model);
     SF_DONE();
