@@ -1,0 +1,49 @@
+# sf-learner on its own: it reads a run's PPO settings from Redis, serves
+# the policy as chunked CRC-checked images, runs a PPO update per batch of
+# rollouts, publishes numbered versions, drops stale rollouts, reports to
+# Redis, and resumes from its checkpoint after a SIGKILL.
+. "$(dirname "$0")/lib.sh"
+[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+start_redis
+LEP="ipc://$T/learner.ipc"
+R hset sf:run:r1 spec '{"policy_config":{"n_layer":1,"n_head":2,"n_embd":16,"n_ctx":32,"vocab_size":64},"seed":1,"ppo":{"updates":3,"batch_size":8,"mini_batch_size":4,"max_staleness":1}}' >/dev/null
+start_learner() {
+    "$BIN/sf-learner" --redis "unix:$T/redis.sock" --endpoint "$LEP" --checkpoint-dir "$T/ckpt" --threads 1 \
+        >>"$T/learner.log" 2>&1 &
+    LPID=$!
+    disown $LPID
+    PIDS+=($LPID)
+}
+FW="$ITEST/sf_fake_worker"
+start_learner
+out=$("$FW" "$LEP" r1 get 0) || fail "policy fetch: $out"
+echo "$out" | grep -q "^version 0 updates 0 done 0 bytes [0-9]* tensors [0-9]" || fail "first image: $out"
+# Three batches of eight make three updates.
+for v in 0 1 2; do
+    out=$("$FW" "$LEP" r1 send $v 8 $v 64) || fail "send: $out"
+    echo "$out" | grep -q "^accepted 8 stale 0" || fail "batch $v: $out"
+    out=$("$FW" "$LEP" r1 get $((v + 1))) || fail "waiting for version $((v + 1)): $out"
+    echo "$out" | grep -q "^version $((v + 1)) updates $((v + 1))" || fail "version after batch $v: $out"
+done
+echo "$out" | grep -q "done 1" || fail "the learner did not say it reached the target: $out"
+# Rollouts from a policy two versions behind are stale (max_staleness 1).
+out=$("$FW" "$LEP" r1 send 1 8 9 64); echo "$out" | grep -q "^accepted 0 stale 8 version 3" || fail "stale: $out"
+[ "$(R hget sf:run:r1:learner updates)" = 3 ] || fail "learner hash: $(R hgetall sf:run:r1:learner)"
+[ "$(R hget sf:run:r1:learner done)" = 1 ] || fail "learner done flag"
+[ "$(R xlen sf:run:r1:ppo)" = 3 ] || fail "ppo curve has $(R xlen sf:run:r1:ppo) points"
+R xrange sf:run:r1:ppo - + | grep -q kl_coef || fail "ppo curve fields"
+[ -s "$T/ckpt/r1/policy.safetensors" ] || fail "no checkpoint"
+ok "three PPO updates from rollouts, versions published, stale rollouts dropped"
+
+kill -9 "$LPID"
+start_learner
+out=$("$FW" "$LEP" r1 get 0) || fail "fetch after restart: $out"
+echo "$out" | grep -q "^version 3 updates 3" || fail "not resumed from the checkpoint: $out"
+grep -q "resumed from checkpoint at version 3" "$T/learner.log" || fail "no resume message"
+ok "the learner resumes from its checkpoint after SIGKILL"
+
+out=$("$FW" "$LEP" r9 get 0); [ $? = 3 ] || fail "unknown run: $out"
+echo "$out" | grep -q "no run r9" || fail "unknown run message: $out"
+R hset sf:run:r2 spec '{"policy":"/nonexistent/policy"}' >/dev/null
+out=$("$FW" "$LEP" r2 get 0); echo "$out" | grep -q "cannot load the policy" || fail "bad policy path: $out"
+ok "bad runs get a clear error"
