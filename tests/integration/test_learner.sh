@@ -17,13 +17,13 @@ start_learner() {
 FW="$ITEST/sf_fake_worker"
 start_learner
 out=$("$FW" "$LEP" r1 get 0) || fail "policy fetch: $out"
-echo "$out" | grep -q "^version 0 updates 0 done 0 bytes [0-9]* tensors [0-9]" || fail "first image: $out"
+echo "$out" | grep -q "^version 0 done 0 bytes [0-9]* tensors [0-9]" || fail "first image: $out"
 # Three batches of eight make three updates.
 for v in 0 1 2; do
     out=$("$FW" "$LEP" r1 send $v 8 $v 64) || fail "send: $out"
     echo "$out" | grep -q "^accepted 8 stale 0" || fail "batch $v: $out"
     out=$("$FW" "$LEP" r1 get $((v + 1))) || fail "waiting for version $((v + 1)): $out"
-    echo "$out" | grep -q "^version $((v + 1)) updates $((v + 1))" || fail "version after batch $v: $out"
+    echo "$out" | grep -q "^version $((v + 1)) " || fail "version after batch $v: $out"
 done
 echo "$out" | grep -q "done 1" || fail "the learner did not say it reached the target: $out"
 # Rollouts from a policy two versions behind are stale (max_staleness 1).
@@ -38,7 +38,7 @@ ok "three PPO updates from rollouts, versions published, stale rollouts dropped"
 kill -9 "$LPID"
 start_learner
 out=$("$FW" "$LEP" r1 get 0) || fail "fetch after restart: $out"
-echo "$out" | grep -q "^version 3 updates 3" || fail "not resumed from the checkpoint: $out"
+echo "$out" | grep -q "^version 3 " || fail "not resumed from the checkpoint: $out"
 grep -q "resumed from checkpoint at version 3" "$T/learner.log" || fail "no resume message"
 ok "the learner resumes from its checkpoint after SIGKILL"
 
