@@ -27,9 +27,6 @@
 #include "common/error.h"
 #include "common/wire.h"
 
-#ifndef SFCTL_WORLD
-#define SFCTL_WORLD(c, v) (fprintf(stderr, "sfctl: this build has no world command\n"), SFCTL_EXIT_USAGE)
-#endif
 
 sfctl_opts_t g_opts = {NULL, 5000, 0};
 
@@ -301,7 +298,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "stats")) return simple(SF__REQUEST__OP__STATS, cmd, NULL, json);
     if (!strcmp(cmd, "up")) return sfctl_up(sub_argc, sub);
     if (!strcmp(cmd, "down")) return sfctl_down(sub_argc, sub);
-    if (!strcmp(cmd, "world")) return SFCTL_WORLD(sub_argc, sub);
+    if (!strcmp(cmd, "world")) return sfctl_world(sub_argc, sub);
     if (!strcmp(cmd, "status") || !strcmp(cmd, "cancel") || !strcmp(cmd, "watch")) {
         if (!run) { fprintf(stderr, "sfctl %s: which run? (e.g. sfctl %s r1)\n", cmd, cmd); return SFCTL_EXIT_USAGE; }
         if (!strcmp(cmd, "status")) return simple(SF__REQUEST__OP__STATUS, cmd, run, json);
