@@ -1,13 +1,15 @@
 /* cli.c: `sfctl world ...` — look at the world and write its corpus.
  *
- *   world sheet  --classes SPEC --set base|world-R|world-A|caption:"TEXT"
+ *   world sheet  --classes SPEC --set base|world-R|world-A|caption:"TEXT"|attr:NAME
  *                [--n N] [--out sheet.png] [--size S] [--scale K] [--cols C]
  *                [--seed S] [--start I]
  *   world corpus --classes SPEC [--out corpus.jsonl] [--per-class N] [--seed S]
  *   world parse  --classes SPEC "CAPTION"
  *
  * A caption set may hold "{class}", which is replaced by each class's name in
- * turn; without it every cell is the same caption with another seed.  Labels
+ * turn; without it every cell is the same caption with another seed.
+ * attr:NAME shows every value of one attribute (one class a row), the rest
+ * held plain, which is how one sees what each attribute word does.  Labels
  * under each cell say what was drawn, so a sheet doubles as a check of the
  * world's ground truth.
  */
@@ -25,13 +27,15 @@
 #define EXIT_USAGE 2
 
 static void usage(FILE *f) {
-    fputs("usage: sfctl world sheet  --classes SPEC --set base|world-R|world-A|caption:\"TEXT\"\n"
+    fputs("usage: sfctl world sheet  --classes SPEC --set base|world-R|world-A|caption:\"TEXT\"|attr:NAME\n"
           "                          [--n N] [--out FILE.png] [--size S] [--scale K] [--cols C]\n"
           "                          [--seed S] [--start I]\n"
           "       sfctl world corpus --classes SPEC [--out FILE.jsonl] [--per-class N] [--seed S]\n"
           "       sfctl world parse  --classes SPEC \"CAPTION\"\n"
           "SPEC: builtin:imagenet-a-r-86, builtin:imagenet-1k, a file of wnids or names, or '-'.\n"
-          "A caption may contain {class}, replaced by each class in turn.\n",
+          "A caption may contain {class}, replaced by each class in turn.  attr:NAME (style,\n"
+          "scene, light, color, size, position, rotation, count, occlusion, clutter) shows\n"
+          "every value of one attribute, one class a row.\n",
           f);
 }
 
@@ -156,8 +160,12 @@ static int cmd_sheet(const opts_t *o) {
         return EXIT_USAGE;
     }
     const char *caption = !strncmp(o->set, "caption:", 8) ? o->set + 8 : NULL;
-    int set = caption ? -1 : sf_world_set_lookup(o->set);
-    if (!caption && set < 0) {
+    int attr = -1;
+    if (!strncmp(o->set, "attr:", 5))
+        for (int a = 0; a < SF_N_ATTRS; a++)
+            if (!strcmp(o->set + 5, sf_world_attr_name(a))) attr = a;
+    int set = caption || attr >= 0 ? -1 : sf_world_set_lookup(o->set);
+    if (!caption && attr < 0 && set < 0) {
         fprintf(stderr, "sfctl world sheet: unknown set '%s'\n", o->set);
         return EXIT_USAGE;
     }
@@ -190,6 +198,25 @@ static int cmd_sheet(const opts_t *o) {
                     snprintf(lab[i] + l, sizeof lab[i] - l, " [%s]", sf_world_outcome_name(g.outcome));
                 }
             }
+        } else if (attr >= 0) {
+            /* One row per class, one column per value of the attribute, the
+             * rest a plain base image, so only that attribute moves. */
+            int nv = sf_world_attr_nvalues(attr);
+            int cls = (int)((idx / (uint64_t)nv) % (uint64_t)sf_world_n_classes(w));
+            sf_world_base_sample(w, cls, o->seed, NULL, &a);
+            a.v[SF_ATTR_STYLE] = SF_STYLE_PHOTO;
+            a.v[SF_ATTR_LIGHT] = SF_LIGHT_DAY;
+            a.v[SF_ATTR_COUNT] = SF_COUNT_ONE;
+            a.v[SF_ATTR_OCCL] = SF_OCCL_NONE;
+            a.v[SF_ATTR_CLUTTER] = SF_CLUTTER_NONE;
+            a.v[SF_ATTR_SIZE] = SF_SIZE_MEDIUM;
+            a.v[SF_ATTR_POS] = SF_POS_CENTER;
+            a.v[SF_ATTR_ROT] = SF_ROT_UPRIGHT;
+            a.v[attr] = (int)(idx % (uint64_t)nv);
+            rc = sf_world_render(w, &a, img);
+            if (!rc)
+                snprintf(lab[i], sizeof lab[i], "%s: %s", sf_world_class(w, cls)->name,
+                         sf_world_value_name(attr, a.v[attr]));
         } else if (set == SF_WORLD_SET_BASE) {
             /* The sheet of "base" shows training items (0, 1, ...), not the
              * held-out test items. */
@@ -209,7 +236,8 @@ static int cmd_sheet(const opts_t *o) {
         labels[i] = lab[i];
     }
     char title[600];
-    snprintf(title, sizeof title, "%s  (%d classes, %dx%d)", caption ? caption : sf_world_set_name(set),
+    snprintf(title, sizeof title, "%s  (%d classes, %dx%d)",
+             caption ? caption : attr >= 0 ? o->set : sf_world_set_name(set),
              sf_world_n_classes(w), sf_world_size(w), sf_world_size(w));
     rc = sf_sheet_write(o->out, imgs, labels, o->n, sf_world_size(w), sf_world_size(w), o->cols,
                         o->scale, 3, title);

@@ -195,6 +195,7 @@ static int cand_cmp(const void *a, const void *b) {
 static size_t attr_prefix(const char *t) {
     size_t best = 0;
     for (int k = 0; k < N_LEX; k++) {
+        if (lexicon[k].phrase[0] != t[0]) continue;
         size_t len = strlen(lexicon[k].phrase);
         if (len > best && !strncmp(t, lexicon[k].phrase, len) && (t[len] == 0 || t[len] == ' ')) best = len;
     }
@@ -225,8 +226,9 @@ int sf_world_parse(const sf_world_t *w, const char *caption, sf_world_parse_t *o
     int nc = 0;
     for (int wi = 0; wi < nw && nc < 64; wi++) {
         int s = starts[wi];
-        for (int l = 0; l < w->n_lemmas; l++) {
-            const sf_world_lemma_t *lm = &w->lemmas[l];
+        unsigned char b0 = (unsigned char)text[s];
+        for (int l = 0; l < w->n_by_first[b0]; l++) {
+            const sf_world_lemma_t *lm = &w->lemmas[w->by_first[b0][l]];
             int suf = match_noun(text + s, lm->text, lm->len);
             if (suf < 0) continue;
             int len = (int)(lm->len + (suf == 3 ? 2 : (size_t)suf));
@@ -274,6 +276,7 @@ int sf_world_parse(const sf_world_t *w, const char *caption, sf_world_parse_t *o
         int best = -1;
         size_t best_len = 0;
         for (int k = 0; k < N_LEX; k++) {
+            if (lexicon[k].phrase[0] != text[s]) continue;
             size_t len = strlen(lexicon[k].phrase);
             if (len <= best_len || strncmp(text + s, lexicon[k].phrase, len) != 0) continue;
             if (text[s + len] != 0 && text[s + len] != ' ') continue;

@@ -41,6 +41,8 @@ struct sf_world_s {
     sf_world_class_t *cls;         /* one per class */
     sf_world_lemma_t *lemmas;      /* every name and lemma, longest first */
     int n_lemmas;
+    int *by_first[256];            /* lemma indices by first byte, same order */
+    int n_by_first[256];
     int size;
 };
 

@@ -49,6 +49,7 @@ typedef struct { float ax, ay, bx, by, cx, cy; } tri_t;
 typedef struct {
     int body, nsides, pattern;
     float rx, ry, ang, star_in;
+    float ca, sa, pc, ps;  /* cos/sin of the body and pattern angles */
     int has_head;
     float hx, hy, hr;
     seg_t limbs[8];
@@ -64,8 +65,7 @@ typedef struct {
 static float frand(sf_rng_t *r, float a, float b) { return a + (b - a) * (float)sf_rng_unif(r); }
 
 static int in_body(const shape_t *s, float x, float y) {
-    float c = cosf(s->ang), sn = sinf(s->ang);
-    float u = c * x + sn * y, v = -sn * x + c * y;
+    float u = s->ca * x + s->sa * y, v = -s->sa * x + s->ca * y;
     float nx = u / s->rx, ny = v / s->ry;
     switch (s->body) {
     case BODY_ELLIPSE: return nx * nx + ny * ny <= 1;
@@ -135,6 +135,8 @@ static void shape_make(shape_t *s, sf_rng_t *r) {
         float t = s->rx; s->rx = s->ry; s->ry = t;
     }
     s->ang = sf_rng_int(r, 2) ? 0 : frand(r, -0.4f, 0.4f);
+    s->ca = cosf(s->ang);
+    s->sa = sinf(s->ang);
     s->has_head = sf_rng_int(r, 10) < 6;
     float head_a = -1.5707963f + frand(r, -1.3f, 1.3f);  /* upward-ish */
     if (s->has_head) {
@@ -179,6 +181,8 @@ static void shape_make(shape_t *s, sf_rng_t *r) {
     s->pattern = sf_rng_int(r, N_PATTERNS);
     s->pat_period = frand(r, 0.18f, 0.36f);
     s->pat_angle = (float)sf_rng_int(r, 4) * 0.785398f;
+    s->pc = cosf(s->pat_angle);
+    s->ps = sinf(s->pat_angle);
     s->pat_k = frand(r, -0.2f, 0.3f);
     if (s->has_head) {
         s->eye_x = s->hx + 0.35f * s->hr;
@@ -192,8 +196,7 @@ static void shape_make(shape_t *s, sf_rng_t *r) {
 }
 
 static int pattern_at(const shape_t *s, float x, float y) {
-    float c = cosf(s->pat_angle), sn = sinf(s->pat_angle);
-    float u = c * x + sn * y, v = -sn * x + c * y;
+    float u = s->pc * x + s->ps * y, v = -s->ps * x + s->pc * y;
     float p = s->pat_period;
     switch (s->pattern) {
     case PAT_STRIPES: return fmodf(u + 10 * p, p) < 0.45f * p;
@@ -240,6 +243,9 @@ static int label_at(const shape_t *s, float x, float y) {
  * substrings of the lower-cased name and lemmas; first hit wins. */
 static const struct { const char *word; int scene; } scene_words[] = {
     {"shark", SF_SCENE_WATER}, {"fish", SF_SCENE_WATER}, {"ray", SF_SCENE_WATER},
+    {"stingray", SF_SCENE_WATER}, {"goldfish", SF_SCENE_WATER}, {"eel", SF_SCENE_WATER},
+    {"axolotl", SF_SCENE_WATER}, {"newt", SF_SCENE_WATER}, {"hippopotamus", SF_SCENE_WATER},
+    {"beaver", SF_SCENE_WATER}, {"otter", SF_SCENE_WATER}, {"snorkel", SF_SCENE_WATER},
     {"whale", SF_SCENE_WATER}, {"jellyfish", SF_SCENE_WATER}, {"lobster", SF_SCENE_WATER},
     {"boat", SF_SCENE_WATER}, {"ship", SF_SCENE_WATER}, {"canoe", SF_SCENE_WATER},
     {"submarine", SF_SCENE_WATER}, {"duck", SF_SCENE_WATER}, {"goose", SF_SCENE_WATER},

@@ -71,8 +71,8 @@ static int add_lemma(sf_world_t *w, int *cap, const char *text, int cls, int is_
     char buf[256];
     size_t len = sf_world__normalise(text, buf, sizeof buf);
     if (len == 0) return 0;
-    for (int i = 0; i < w->n_lemmas; i++)
-        if (w->lemmas[i].cls == cls && !strcmp(w->lemmas[i].text, buf)) return 0;
+    for (int i = w->n_lemmas - 1; i >= 0 && w->lemmas[i].cls == cls; i--)
+        if (!strcmp(w->lemmas[i].text, buf)) return 0;
     if (w->n_lemmas == *cap) {
         int nc = *cap ? *cap * 2 : 64;
         sf_world_lemma_t *nl = realloc(w->lemmas, (size_t)nc * sizeof *nl);
@@ -110,6 +110,19 @@ int sf_world_create(const sf_classlist_t *classes, int size, sf_world_t **out) {
      * text a display name first ("crayfish" the class over "crayfish" the
      * lemma of "spiny lobster"). */
     qsort(w->lemmas, (size_t)w->n_lemmas, sizeof *w->lemmas, lemma_cmp);
+    /* The parser tries lemmas at every word; bucketing by first letter keeps
+     * that cheap with 1,000 classes. */
+    for (int i = 0; i < w->n_lemmas; i++) w->n_by_first[(unsigned char)w->lemmas[i].text[0]]++;
+    for (int b = 0; b < 256; b++) {
+        if (!w->n_by_first[b]) continue;
+        w->by_first[b] = malloc((size_t)w->n_by_first[b] * sizeof(int));
+        if (!w->by_first[b]) goto fail;
+        w->n_by_first[b] = 0;
+    }
+    for (int i = 0; i < w->n_lemmas; i++) {
+        unsigned char b = (unsigned char)w->lemmas[i].text[0];
+        w->by_first[b][w->n_by_first[b]++] = i;
+    }
     *out = w;
     return 0;
 fail:
@@ -125,6 +138,7 @@ void sf_world_destroy(sf_world_t **pw) {
     free(w->cls);
     for (int i = 0; i < w->n_lemmas; i++) free(w->lemmas[i].text);
     free(w->lemmas);
+    for (int b = 0; b < 256; b++) free(w->by_first[b]);
     sf_classes_free(&w->classes);
     free(w);
     *pw = NULL;
