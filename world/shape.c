@@ -392,11 +392,28 @@ int sf_world__class_init(sf_world_class_t *c, const sf_class_t *cls) {
     shape_make(&s, &r);
     c->mask = malloc(SF_SHAPE_RES * SF_SHAPE_RES);
     if (!c->mask) return SF_ENOMEM;
+    /* Centre the composed shape and scale it to span [-0.95, 0.95]: shapes
+     * with short limbs would otherwise render small and lose the details
+     * that tell classes apart, and "medium-sized" would mean different
+     * things for different classes. */
+    float x0 = 9, x1 = -9, y0 = 9, y1 = -9;
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < 64; j++) {
+            float y = ((float)i + 0.5f) / 64 * 2.6f - 1.3f, x = ((float)j + 0.5f) / 64 * 2.6f - 1.3f;
+            if (label_at(&s, x, y) == SF_LAB_BG) continue;
+            if (x < x0) x0 = x;
+            if (x > x1) x1 = x;
+            if (y < y0) y0 = y;
+            if (y > y1) y1 = y;
+        }
+    float mx = (x0 + x1) / 2, my = (y0 + y1) / 2, half = (x1 - x0 > y1 - y0 ? x1 - x0 : y1 - y0) / 2;
+    float k = half > 0.05f ? half / 0.95f : 1;
+    if (x1 < x0) mx = my = 0;
     for (int i = 0; i < SF_SHAPE_RES; i++) {
         float y = ((float)i + 0.5f) / SF_SHAPE_RES * 2.2f - 1.1f;
         for (int j = 0; j < SF_SHAPE_RES; j++) {
             float x = ((float)j + 0.5f) / SF_SHAPE_RES * 2.2f - 1.1f;
-            c->mask[i * SF_SHAPE_RES + j] = (uint8_t)label_at(&s, x, y);
+            c->mask[i * SF_SHAPE_RES + j] = (uint8_t)label_at(&s, mx + x * k, my + y * k);
         }
     }
     prior_make(c, cls, &r);

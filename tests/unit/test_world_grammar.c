@@ -146,6 +146,41 @@ TEST(unknown_words_are_ignored) {
     sf_world_destroy(&w);
 }
 
+/* Through the generator: a caption word for each value of each attribute
+ * (as the grammar writes it) draws a different image from the word for any
+ * other value, same seed. */
+TEST(every_caption_word_changes_the_image) {
+    sf_world_t *w = make_world("builtin:imagenet-a-r-86", 64);
+    CHECK(w);
+    static uint8_t img[12][64 * 64 * 3];
+    int ok[12];
+    int toucan = sf_world_class_find(w, "toucan");
+    for (int attr = 0; attr < SF_N_ATTRS; attr++) {
+        int nv = sf_world_attr_nvalues(attr);
+        for (uint64_t seed = 0; seed < 3; seed++) {
+            for (int v = 0; v < nv; v++) {
+                sf_world_attrs_t a;
+                sf_world_base_sample(w, toucan, 0, NULL, &a);
+                a.v[attr] = v;
+                char cap[256];
+                CHECK(sf_world_caption(w, &a, 1u << attr, 0, cap, sizeof cap) > 0);
+                sf_world_gen_t g;
+                CHECK_EQ_INT(sf_world_generate(w, cap, seed, img[v], &g), 0);
+                CHECK_EQ_INT(g.parse.v[attr], v);
+                ok[v] = g.outcome == SF_GEN_OK;
+            }
+            for (int v = 0; v < nv; v++)
+                for (int u = v + 1; u < nv; u++)
+                    if (ok[u] && ok[v] && memcmp(img[u], img[v], sizeof img[0]) == 0) {
+                        fprintf(stderr, "%s: %s and %s draw the same image\n", sf_world_attr_name(attr),
+                                sf_world_value_name(attr, v), sf_world_value_name(attr, u));
+                        CHECK(0);
+                    }
+        }
+    }
+    sf_world_destroy(&w);
+}
+
 TEST(no_class_no_object) {
     sf_world_t *w = make_world("builtin:imagenet-a-r-86", 64);
     CHECK(w);
@@ -323,6 +358,7 @@ int main(void) {
     SF_RUN(parser_recovers_every_template_1k);
     SF_RUN(parser_reads_free_text);
     SF_RUN(unknown_words_are_ignored);
+    SF_RUN(every_caption_word_changes_the_image);
     SF_RUN(no_class_no_object);
     SF_RUN(generator_is_deterministic_and_follows_captions);
     SF_RUN(failure_rate_grows_with_complexity);
