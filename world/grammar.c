@@ -469,6 +469,35 @@ int sf_world_caption(const sf_world_t *w, const sf_world_attrs_t *a, unsigned ma
     return (int)b.len;
 }
 
+/* ---- training pairs ---------------------------------------------------------------- */
+
+void sf_world_uniform_sample(const sf_world_t *w, int cls, uint64_t seed, sf_world_attrs_t *out) {
+    (void)w;
+    sf_rng_t r = {sf_world__mix(seed ^ 0x0f0f0full)};
+    out->cls = cls;
+    for (int a = 0; a < SF_N_ATTRS; a++) out->v[a] = sf_rng_int(&r, sf_world_attr_nvalues(a));
+    out->seed = sf_rng_next(&r);
+}
+
+int sf_world_clip_pair(const sf_world_t *w, uint64_t index, uint8_t *rgb, char *caption, size_t n,
+                       sf_world_attrs_t *attrs) {
+    if (!w || !caption) return SF_EINVAL;
+    int cls = (int)(index % (uint64_t)w->classes->n);
+    uint64_t seed = sf_world__mix(index ^ 0xc11bull);
+    sf_world_attrs_t a;
+    if (index & 1) sf_world_uniform_sample(w, cls, seed, &a);
+    else sf_world_prior_sample(w, cls, seed, &a);
+    sf_rng_t r = {sf_world__mix(seed ^ 0x3a5cull)};
+    unsigned mask = 0;
+    for (int k = 0; k < SF_N_ATTRS; k++)
+        if (sf_rng_unif(&r) < (k == SF_ATTR_SCENE ? 0.8 : 0.5)) mask |= 1u << k;
+    if (a.v[SF_ATTR_STYLE] != SF_STYLE_PHOTO) mask |= 1u << SF_ATTR_STYLE;
+    int rc = sf_world_caption(w, &a, mask, sf_rng_int(&r, N_TEMPLATES), caption, n);
+    if (rc < 0) return rc;
+    if (attrs) *attrs = a;
+    return rgb ? sf_world_render(w, &a, rgb) : 0;
+}
+
 /* ---- SFT corpus ------------------------------------------------------------------ */
 
 /* The k-th attempt at a corpus caption: the class's typical context, saying a

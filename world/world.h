@@ -193,6 +193,22 @@ double sf_world_failure_prob(const sf_world_parse_t *p);
 int sf_world_generate(const sf_world_t *w, const char *caption, uint64_t seed,
                       uint8_t *rgb, sf_world_gen_t *info);
 
+/* ---- training pairs ----------------------------------------------------------- */
+
+/* Draws every attribute uniformly over its values (the whole attribute
+ * space, not the class's prior). */
+void sf_world_uniform_sample(const sf_world_t *w, int cls, uint64_t seed, sf_world_attrs_t *out);
+
+/* Image-caption pair `index` for contrastive (CLIP) training: class
+ * index % n_classes; attributes from the class's base prior for even
+ * indices and uniform over the attribute space for odd ones, so the text
+ * encoder learns every attribute word and the image encoder sees both typical
+ * and shifted images; the caption names the class, the style whenever it is
+ * not a photo, the scene most of the time and each other attribute half the
+ * time, with a random template.  rgb and attrs may be NULL. */
+int sf_world_clip_pair(const sf_world_t *w, uint64_t index, uint8_t *rgb, char *caption, size_t n,
+                       sf_world_attrs_t *attrs);
+
 /* ---- SFT corpus ------------------------------------------------------------ */
 
 /* Caption k of class cls in the SFT corpus (k < per_class), distinct for

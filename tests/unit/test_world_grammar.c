@@ -339,6 +339,38 @@ TEST(corpus_16_per_class) {
     sf_world_destroy(&w);
 }
 
+/* CLIP pairs: captions say what the image shows, the class always, and the
+ * attribute space is covered. */
+TEST(clip_pairs) {
+    sf_world_t *w = make_world("builtin:imagenet-a-r-86", 64);
+    CHECK(w);
+    int seen[SF_N_ATTRS][12];
+    memset(seen, 0, sizeof seen);
+    uint8_t x[64 * 64 * 3], y[64 * 64 * 3];
+    for (uint64_t i = 0; i < 3000; i++) {
+        char cap[256];
+        sf_world_attrs_t a;
+        CHECK_EQ_INT(sf_world_clip_pair(w, i, i < 20 ? x : NULL, cap, sizeof cap, &a), 0);
+        CHECK_EQ_INT(a.cls, (int)(i % 86));
+        sf_world_parse_t p;
+        sf_world_parse(w, cap, &p);
+        CHECK_EQ_INT(p.cls, a.cls);
+        for (int k = 0; k < SF_N_ATTRS; k++)
+            if (p.named & (1u << k)) {
+                CHECK_EQ_INT(p.v[k], a.v[k]);
+                seen[k][p.v[k]]++;
+            }
+        if (a.v[SF_ATTR_STYLE] != SF_STYLE_PHOTO) CHECK(p.named & (1u << SF_ATTR_STYLE));
+        if (i < 20) {
+            CHECK_EQ_INT(sf_world_render(w, &a, y), 0);
+            CHECK(memcmp(x, y, sizeof x) == 0);
+        }
+    }
+    for (int k = 0; k < SF_N_ATTRS; k++)
+        for (int v = 0; v < sf_world_attr_nvalues(k); v++) CHECK(seen[k][v] > 10);
+    sf_world_destroy(&w);
+}
+
 TEST(caption_errors) {
     sf_world_t *w = make_world("builtin:imagenet-a-r-86", 64);
     CHECK(w);
@@ -363,6 +395,7 @@ int main(void) {
     SF_RUN(generator_is_deterministic_and_follows_captions);
     SF_RUN(failure_rate_grows_with_complexity);
     SF_RUN(corpus_16_per_class);
+    SF_RUN(clip_pairs);
     SF_RUN(caption_errors);
     SF_DONE();
 }
