@@ -140,3 +140,56 @@ int sf_sheet_write(const char *path, const uint8_t *const *imgs, const char *con
     free(c);
     return rc;
 }
+
+/* Nearest-neighbour resize of an RGB image into a cell x cell square,
+ * letterboxed on the sheet's background so aspect ratios survive. */
+static void fit(const uint8_t *src, int w, int h, uint8_t *dst, int cell) {
+    memset(dst, 245, (size_t)cell * (size_t)cell * 3);
+    double k = (double)cell / (w > h ? w : h);
+    int ow = (int)(w * k), oh = (int)(h * k);
+    if (ow < 1) ow = 1;
+    if (oh < 1) oh = 1;
+    int x0 = (cell - ow) / 2, y0 = (cell - oh) / 2;
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            int sx = (int)(x / k), sy = (int)(y / k);
+            if (sx >= w) sx = w - 1;
+            if (sy >= h) sy = h - 1;
+            memcpy(dst + 3 * ((size_t)(y0 + y) * (size_t)cell + (size_t)(x0 + x)),
+                   src + 3 * ((size_t)sy * (size_t)w + (size_t)sx), 3);
+        }
+}
+
+int sf_sheet_write_files(const char *out, const char *const *paths, const char *const *labels, int n,
+                         int cols, int cell, const char *title) {
+    if (!out || !paths || n <= 0 || cell < 8 || cell > 1024) return SF_EINVAL;
+    size_t cb = (size_t)cell * (size_t)cell * 3;
+    uint8_t *pix = malloc(cb * (size_t)n);
+    const uint8_t **imgs = malloc(sizeof *imgs * (size_t)n);
+    char (*lab)[160] = malloc(sizeof *lab * (size_t)n);
+    const char **labs = malloc(sizeof *labs * (size_t)n);
+    int rc = SF_ENOMEM;
+    if (!pix || !imgs || !lab || !labs) goto done;
+    for (int i = 0; i < n; i++) {
+        uint8_t *src = NULL;
+        int w, h;
+        char err[120] = "";
+        imgs[i] = pix + cb * (size_t)i;
+        if (sf_png_read(paths[i], &src, &w, &h, err, sizeof err) == 0) {
+            fit(src, w, h, pix + cb * (size_t)i, cell);
+            free(src);
+            snprintf(lab[i], sizeof lab[i], "%s", labels && labels[i] ? labels[i] : paths[i]);
+        } else {
+            memset(pix + cb * (size_t)i, 160, cb);
+            snprintf(lab[i], sizeof lab[i], "%s: %s", paths[i], err[0] ? err : "unreadable");
+        }
+        labs[i] = lab[i];
+    }
+    rc = sf_sheet_write(out, imgs, labs, n, cell, cell, cols, 1, 3, title);
+done:
+    free(pix);
+    free(imgs);
+    free(lab);
+    free(labs);
+    return rc;
+}

@@ -30,4 +30,11 @@ int sf_sheet_render(const uint8_t *const *imgs, const char *const *labels, int n
                     int cols, int scale, int label_lines, const char *title, uint8_t **out, int *ow,
                     int *oh);
 
+/* A sheet of PNG files (any sizes, borrowed paths), each scaled by nearest
+ * neighbour to cell x cell: for looking at a stored dataset.  A file that
+ * cannot be read shows as a grey cell labelled with the error, so one bad
+ * file does not hide the rest. */
+int sf_sheet_write_files(const char *out, const char *const *paths, const char *const *labels, int n,
+                         int cols, int cell, const char *title);
+
 #endif
