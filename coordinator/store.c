@@ -14,7 +14,7 @@
  * blocking connection, before the loop runs.
  */
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
+#include "common/redis_uv.h"
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +67,7 @@ struct sf_store_s {
     batch_t *head, *tail; /* sent or waiting to be sent, oldest first */
     int inflight;
     size_t ops;         /* operations in the open batch */
+    int was_connected;  /* a reconnect, not the first connect */
 };
 
 /* ---- argument lists ------------------------------------------------------------ */
@@ -539,8 +540,64 @@ static void on_retry(uv_timer_t *t) {
 static void schedule_retry(sf_coord_t *c) {
     sf_store_t *s = c->store;
     s->retry_ms = s->retry_ms ? s->retry_ms * 2 : 100;
-    if (s->retry_ms > 5000) s->retry_ms = 5000;
+    if (s->retry_ms > 1000) s->retry_ms = 1000;
     uv_timer_start(&s->retry, on_retry, (uint64_t)s->retry_ms, 0);
+}
+
+/* After a lost connection Redis may have lost what it acknowledged (a crash
+ * within its fsync second, a restart without AOF, a failover).  Memory is
+ * the newer truth, so the whole state of every active run — done bitmap,
+ * run hash with spec, per-class counters, run index — is written again,
+ * ahead of the batches waiting to be resent. */
+static void resync(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    batch_t *b = calloc(1, sizeof *b);
+    if (!b) return;
+    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+    batch_cmd(b, 1, multi, NULL);
+    char k[160], score[32], nn[16];
+    snprintf(k, sizeof k, SF_KEY_RUN_NEXT, s->prefix);
+    snprintf(nn, sizeof nn, "%u", c->next_run_num - 1);
+    const char *sa[] = {"SET", k, nn};
+    batch_cmd(b, 3, sa, NULL);
+    int runs = 0;
+    for (sf_run_t *r = c->runs; r; r = r->next) {
+        char ks[128];
+        snprintf(ks, sizeof ks, SF_KEY_RUNS, s->prefix);
+        snprintf(score, sizeof score, "%lld", (long long)r->created_ms);
+        const char *za[] = {"ZADD", ks, score, r->id};
+        batch_cmd(b, 4, za, NULL);
+        if (!r->jobs) continue; /* finished before this coordinator started: Redis had it then */
+        size_t nb = ((size_t)r->n_jobs + 7) / 8;
+        char *bits = calloc(nb ? nb : 1, 1);
+        if (!bits) continue;
+        for (uint32_t i = 0; i < r->n_jobs; i++)
+            if (r->jobs[i].state == JS_DONE) bits[i / 8] |= (char)(0x80 >> (i % 8));
+        const char *bs[] = {"SET", key(c, SF_KEY_RUN_DONE, r->id, k, sizeof k), bits};
+        size_t bl[] = {3, strlen(k), nb};
+        batch_cmd(b, 3, bs, bl);
+        free(bits);
+        /* Only what Redis acknowledged before; the batches resent after
+         * this one bring the rest. */
+        uint64_t dw = r->done_w, xw = r->dead_w;
+        uint32_t *cdw = r->class_done_w, *cxw = r->class_dead_w;
+        r->done_w = r->done;
+        r->dead_w = r->dead;
+        r->class_done_w = r->class_done;
+        r->class_dead_w = r->class_dead;
+        run_hash_cmd(c, b, r, 1);
+        classes_cmd(c, b, r, 1);
+        r->done_w = dw;
+        r->dead_w = xw;
+        r->class_done_w = cdw;
+        r->class_dead_w = cxw;
+        runs++;
+    }
+    batch_cmd(b, 1, exec, NULL);
+    b->next = s->head;
+    s->head = b;
+    if (!s->tail) s->tail = b;
+    sf_info("redis: rewriting the state of %d active runs after the reconnect", runs);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status) {
@@ -558,6 +615,8 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     sf_info("redis: connected");
     for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
     s->inflight = 0;
+    if (s->was_connected) resync(c);
+    s->was_connected = 1;
     sf_store_flush(c);
 }
 
@@ -602,7 +661,7 @@ static int connect_async(sf_coord_t *c) {
         return SF_EREDIS;
     }
     ac->data = c;
-    redisLibuvAttach(ac, c->loop);
+    sf_redis_uv_attach(ac, c->loop);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     s->ac = ac;

@@ -17,7 +17,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
+#include "common/redis_uv.h"
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
@@ -179,7 +179,7 @@ static void redis_connect(void) {
         if (ac) redisAsyncFree(ac);
         return;
     }
-    redisLibuvAttach(ac, L.loop);
+    sf_redis_uv_attach(ac, L.loop);
     redisAsyncSetConnectCallback(ac, on_redis_connect);
     redisAsyncSetDisconnectCallback(ac, on_redis_disconnect);
     L.ac = ac;

@@ -22,6 +22,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
+[ -n "${SF_KEEP:-}" ] && trap - EXIT
 trap 'exit 130' INT TERM
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -46,7 +47,7 @@ start_coordinator() {
         --client-endpoint "$SF_COORDINATOR" "$@" >>"$T/coordinator.log" 2>&1 &
     COORD_PID=$!
     disown $COORD_PID
-    for _ in $(seq 200); do "$BIN/sfctl" --timeout 200 stats >/dev/null 2>&1 && return 0; sleep 0.05; done
+    for _ in $(seq 300); do "$BIN/sfctl" --timeout 200 stats >/dev/null 2>&1 && return 0; sleep 0.05; done
     fail "coordinator did not answer"
 }
 
@@ -57,9 +58,10 @@ start_workers() {  # N [flags…]
         PIDS+=($!)
         disown $!
     done
-    for _ in $(seq 200); do
+    # Generous: a worker loads libtorch at start, slow on a busy 2-core box.
+    for _ in $(seq 300); do
         [ "$("$BIN/sfctl" workers --json 2>/dev/null | grep -o '"id"' | wc -l)" -ge "$n" ] && return 0
-        sleep 0.05
+        sleep 0.1
     done
     fail "workers did not join"
 }
