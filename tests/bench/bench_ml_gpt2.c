@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "ml/sf_ml.h"
@@ -124,7 +125,7 @@ int main(int argc, char **argv) {
     sf_gpt2_config_124m(&benches[1].cfg);
     for (int k = 0; k < 2; k++) {
         bench_t *b = &benches[k];
-        if (strcmp(which, "all") && strncmp(b->name, which, strlen(which))) continue;
+        if (strcmp(which, "all") && strncasecmp(b->name, which, strlen(which))) continue;
         sf_gpt2_t *m;
         char err[256];
         if (sf_gpt2_new(&b->cfg, device, 1, &m, err, sizeof err)) {
