@@ -316,6 +316,50 @@ TEST(test_save_load_and_clone) {
     unlink(path);
 }
 
+TEST(test_f16_checkpoint) {
+    /* The same weights stored as F16 (as many HF uploads are) load and give
+     * the same logits to half precision. */
+    char path[128], path16[128], err[256];
+    snprintf(path, sizeof path, "%s/f32.safetensors", dir);
+    snprintf(path16, sizeof path16, "%s/f16.safetensors", dir);
+    CHECK_EQ_INT(sf_gpt2_save(model, path), 0);
+    sf_st_t *st;
+    CHECK_EQ_INT(sf_st_load(path, &st, err, sizeof err), 0);
+    sf_st_writer_t *w;
+    CHECK_EQ_INT(sf_st_writer_new(&w), 0);
+    CHECK_EQ_INT(sf_st_writer_meta(w, "sf_gpt2_config", sf_st_meta(st, "sf_gpt2_config")), 0);
+    uint16_t *halves[64];
+    int n = sf_st_count(st);
+    CHECK(n < 64);
+    for (int i = 0; i < n; i++) {
+        const sf_st_tensor_t *t = sf_st_get(st, i);
+        halves[i] = malloc(2 * (size_t)t->numel + 1);
+        for (int64_t k = 0; k < t->numel; k++) {
+            float f;
+            memcpy(&f, t->data + 4 * k, 4);
+            halves[i][k] = sf_st_f32_to_f16(f);
+        }
+        CHECK_EQ_INT(sf_st_writer_add(w, t->name, SF_ST_F16, t->ndim, t->shape, halves[i],
+                                      2 * (size_t)t->numel), 0);
+    }
+    CHECK_EQ_INT(sf_st_writer_save(w, path16), 0);
+    sf_st_writer_free(&w);
+    for (int i = 0; i < n; i++) free(halves[i]);
+    sf_st_free(&st);
+    sf_gpt2_t *m16;
+    CHECK_EQ_INT(sf_gpt2_load(path16, "cpu", &m16, err, sizeof err), 0);
+    int32_t tok[6] = {3, 1, 4, 1, 5, 9};
+    static float a[6 * V], b[6 * V];
+    CHECK_EQ_INT(sf_gpt2_forward(model, tok, NULL, 1, 6, a, NULL), 0);
+    CHECK_EQ_INT(sf_gpt2_forward(m16, tok, NULL, 1, 6, b, NULL), 0);
+    double maxd = 0;
+    for (int i = 0; i < 6 * V; i++) maxd = fmax(maxd, fabs(a[i] - b[i]));
+    CHECK(maxd > 0 && maxd < 0.05);
+    sf_gpt2_free(&m16);
+    unlink(path);
+    unlink(path16);
+}
+
 TEST(test_bad_checkpoints) {
     char path[128], err[512];
     sf_gpt2_t *m;
@@ -406,6 +450,7 @@ int main(void) {
     SF_RUN(test_padding_invariance);
     SF_RUN(test_bytes_roundtrip);
     SF_RUN(test_save_load_and_clone);
+    SF_RUN(test_f16_checkpoint);
     SF_RUN(test_bad_checkpoints);
     SF_RUN(test_bad_input);
     SF_RUN(test_runtime);

@@ -200,6 +200,41 @@ TEST(test_ratio_guard_skips) {
     sf_gpt2_free(&m);
 }
 
+TEST(test_rollout_logprobs_and_explicit_ref) {
+    /* The learner's path for rollouts from workers: behaviour log-probs and
+     * values come with the batch, the reference is a separate model. */
+    sf_gpt2_t *m = new_tiny(6), *ref;
+    CHECK(m);
+    CHECK_EQ_INT(sf_gpt2_clone(m, &ref), 0);
+    sf_ppo_config_t c;
+    sf_ppo_config_default(&c);
+    c.mini_batch_size = 16;
+    c.use_rollout_logprobs = 1;
+    c.ratio_threshold = 0.5f;   /* skip the updates: the ratio is then exactly the sampler's */
+    sf_ppo_t *p;
+    char err[256];
+    CHECK_EQ_INT(sf_ppo_new(m, ref, &c, &p, err, sizeof err), 0);
+    int32_t q[NB * QLEN];
+    int ql[NB];
+    float scores[NB];
+    sf_samples_t s;
+    CHECK_EQ_INT(rollouts(m, 2, q, ql, &s, scores), 0);
+    sf_ppo_batch_t b = batch_of(q, ql, &s, scores);
+    sf_ppo_stats_t st;
+    CHECK_EQ_INT(sf_ppo_step(p, &b, &st), 0);
+    CHECK_NEAR(st.ratio_mean, 1.0, 1e-4);   /* sampler log-probs = forward log-probs */
+    CHECK_NEAR(st.kl, 0.0, 1e-3);
+    double mean = 0;
+    for (int i = 0; i < NB; i++) mean += scores[i] / NB;
+    CHECK_NEAR(st.mean_score, mean, 1e-5);
+    b.logprobs = NULL;
+    CHECK_EQ_INT(sf_ppo_step(p, &b, &st), SF_EINVAL);
+    sf_samples_free(&s);
+    sf_ppo_free(&p);
+    sf_gpt2_free(&ref);
+    sf_gpt2_free(&m);
+}
+
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -263,6 +298,7 @@ int main(void) {
     SF_RUN(test_kl_controller);
     SF_RUN(test_sft_learns);
     SF_RUN(test_ratio_guard_skips);
+    SF_RUN(test_rollout_logprobs_and_explicit_ref);
     SF_RUN(test_rl_learns_a_word);
     SF_DONE();
 }
