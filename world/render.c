@@ -621,11 +621,17 @@ static void style_pixel(canvas_t *cv) {
 static void style_embroidery(canvas_t *cv) {
     int W = cv->W;
     static const float cloth[3] = {236, 226, 204};
+    /* The work sits in a wooden hoop on a dark table: the frame says
+     * "embroidery" even where the stitches are too small to read. */
+    float c = (float)W / 2, r_in = 0.46f * (float)W, r_out = 0.5f * (float)W;
     for (int y = 0; y < W; y++)
         for (int x = 0; x < W; x++) {
             int i = y * W + x;
             uint8_t *p = cv->rgb + 3 * i;
             int L = cv->lab[i];
+            float dx = (float)x + 0.5f - c, dy = (float)y + 0.5f - c, d2 = dx * dx + dy * dy;
+            if (d2 > r_out * r_out) { put(cv, i, 70, 50, 38); continue; }
+            if (d2 > r_in * r_in) { put(cv, i, 196, 150, 96); continue; }
             if (!is_obj(L) && L != SF_LAB_OCCLUDER) {
                 float weave = ((x + y) & 1) ? 0.93f : 1.0f;
                 put(cv, i, (cloth[0] * 0.7f + p[0] * 0.3f) * weave, (cloth[1] * 0.7f + p[1] * 0.3f) * weave,
