@@ -366,6 +366,7 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
             m->wnid = (char *)wnid;
             m->payload.data = (uint8_t *)p->payload;
             m->payload.len = p->payload_len;
+            m->policy_version = r->learner_version;
             job_ptrs[n] = m;
             n++;
         }

@@ -47,6 +47,7 @@ enum {
     JS_ACKING,      /* result accepted, Redis not yet acknowledged */
     JS_DONE,
     JS_DEAD,
+    JS_SKIPPED,     /* never run: its phase ended early (the learner was done) */
 };
 
 /* Run states, as written to Redis. */
@@ -69,6 +70,8 @@ typedef struct sf_phase_s {
     uint32_t first, n;      /* job index range in the run */
     uint32_t next;          /* next never-dispatched job */
     uint32_t done, dead;    /* acknowledged by Redis */
+    uint32_t skipped;       /* JS_SKIPPED */
+    int until_learner;      /* the phase ends when the run's learner says done */
     uint32_t items_per_class, shard_size, shards_per_class;
     char *payload;          /* JSON handed to every job of the phase (owned) */
     uint32_t payload_len;
@@ -95,6 +98,9 @@ typedef struct sf_run_s {
     sf_jobslot_t *jobs;     /* (n_jobs) */
     uint32_t *class_done, *class_dead; /* (classes->n) acknowledged */
     uint64_t done, dead, retries, leased;
+    uint32_t learner_version;  /* last seen in sf:run:<id>:learner */
+    int learner_done, learner_polling;
+    int shortfall;             /* a learner phase ran out of jobs first */
     int max_attempts;
     uint32_t lease_ms, retry_base_ms, retry_max_ms;
     sf_ring_t ready;
@@ -212,6 +218,8 @@ int sf_run_phase_of(const sf_run_t *r, uint32_t idx);
 void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls);
 /* Called after acks change counters: advances phases, finishes the run. */
 void sf_run_progress(sf_coord_t *c, sf_run_t *r);
+/* The learner's version and done flag (and error, if it failed) arrived. */
+void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done, const char *failed);
 cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail);
 int sf_ring_push(sf_ring_t *q, uint32_t v);
 int sf_ring_pop(sf_ring_t *q, uint32_t *v);
@@ -241,6 +249,8 @@ void sf_store_event(sf_coord_t *c, sf_run_t *r, const char *type, const char *de
 void sf_store_worker(sf_coord_t *c, sf_worker_t *w, int gone);
 void sf_store_ack_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t tag, uint32_t run);
 void sf_store_coordinator(sf_coord_t *c);
+/* Reads the run's learner hash; sf_run_learner_state() gets the answer. */
+void sf_store_poll_learner(sf_coord_t *c, sf_run_t *r);
 void sf_store_info(const sf_coord_t *c, cJSON *out);
 
 /* clients.c */

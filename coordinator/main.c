@@ -149,6 +149,8 @@ static void shutdown_loop(sf_coord_t *c);
  *  - leases past their deadline are expired (each heartbeat interval);
  *  - jobs whose retry backoff is over go back to the queue;
  *  - the coordinator's own Redis hash (each second);
+ *  - the learner's state of runs in a learner phase (each second): its
+ *    policy version goes into new jobs, its "done" ends the phase;
  *  - while stopping: exit once no job is leased (or the drain timeout passed)
  *    and Redis has acknowledged everything. */
 static void cron(uv_timer_t *t) {
@@ -159,6 +161,10 @@ static void cron(uv_timer_t *t) {
     if (now - last_self >= 1000) {
         last_self = now;
         sf_store_coordinator(c);
+        for (sf_run_t *r = c->runs; r; r = r->next)
+            if ((r->state == RUN_RUNNING || r->state == RUN_QUEUED) && r->phase < r->n_phases &&
+                r->phases[r->phase].until_learner)
+                sf_store_poll_learner(c, r);
     }
     if (c->stopping) {
         uint64_t leased = 0;

@@ -125,7 +125,7 @@ static int plan_jobs(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, s
 static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n) {
     static const char *const allowed[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
                                           "retry_base_ms", "retry_max_ms", "phases", NULL};
-    static const char *const pallowed[] = {"kind", "name", "items_per_class", "shard_size", "payload", NULL};
+    static const char *const pallowed[] = {"kind", "name", "items_per_class", "shard_size", "payload", "until", NULL};
     int rc = check_keys(spec, allowed, err, n);
     if (rc) return rc;
     const cJSON *phases = cJSON_GetObjectItemCaseSensitive(spec, "phases");
@@ -157,6 +157,10 @@ static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err,
         if ((rc = add_phase(r, name ? name->valuestring : kind->valuestring, kind->valuestring, (uint32_t)items,
                             (uint32_t)shard, payload, err, n)))
             return rc;
+        const cJSON *until = cJSON_GetObjectItemCaseSensitive(ph, "until");
+        if (until && !(cJSON_IsString(until) && !strcmp(until->valuestring, "learner_done")))
+            return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d].until can only be \"learner_done\"", i);
+        r->phases[r->n_phases - 1].until_learner = until != NULL;
     }
     return 0;
 }
@@ -343,19 +347,65 @@ void sf_run_requeue(sf_run_t *r, uint32_t idx) {
     }
 }
 
+void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done, const char *failed) {
+    r->learner_polling = 0;
+    if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) return;
+    if (version > r->learner_version) c->dispatch_dirty = 1;
+    r->learner_version = version;
+    if (r->phase >= r->n_phases || !r->phases[r->phase].until_learner) return;
+    sf_phase_t *p = &r->phases[r->phase];
+    if (failed && *failed) {
+        /* Without a learner the phase cannot end: the run fails, saying why. */
+        snprintf(r->last_error, sizeof r->last_error, "learner failed: %s", failed);
+        sf_broker_cancel_run(c, r);
+        r->state = RUN_FAILED;
+        r->finished_ms = sf_now_ms();
+        sf_error("run %s failed: %s", r->id, r->last_error);
+        sf_store_event(c, r, "failed", r->last_error);
+        sf_store_run_saved(c, r, 0);
+        return;
+    }
+    if (!done || r->learner_done) return;
+    r->learner_done = 1;
+    uint32_t skipped = 0;
+    for (uint32_t i = p->first; i < p->first + p->n; i++) {
+        uint8_t st = r->jobs[i].state;
+        if (st == JS_PENDING || st == JS_READY || st == JS_BACKOFF) {
+            r->jobs[i].state = JS_SKIPPED;
+            skipped++;
+        }
+    }
+    p->skipped += skipped;
+    p->next = p->first + p->n;
+    sf_info("run %s: the learner is done at version %u; %u %s jobs skipped", r->id, version, skipped, p->name);
+    char d[96];
+    snprintf(d, sizeof d, "learner done at version %u; %u jobs skipped", version, skipped);
+    sf_store_event(c, r, "learner_done", d);
+    sf_store_run_saved(c, r, 0);
+    sf_run_progress(c, r);
+}
+
 void sf_run_progress(sf_coord_t *c, sf_run_t *r) {
     if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) return;
     int changed = 0;
     while (r->phase < r->n_phases) {
         sf_phase_t *p = &r->phases[r->phase];
-        if (p->done + p->dead < p->n) break;
+        if (p->done + p->dead + p->skipped < p->n) break;
+        if (p->until_learner && !r->learner_done) {
+            /* Every rollout job ran and the learner still wants more. */
+            r->shortfall = 1;
+            snprintf(r->last_error, sizeof r->last_error,
+                     "phase %s used all %u jobs before the learner reached its target (at version %u)", p->name, p->n,
+                     r->learner_version);
+            sf_warn("run %s: %s", r->id, r->last_error);
+        }
         sf_store_event(c, r, "phase_done", p->name);
         r->phase++;
         changed = 1;
         c->dispatch_dirty = 1;
     }
     if (r->phase >= r->n_phases) {
-        r->state = r->dead ? RUN_FAILED : RUN_DONE;
+        r->state = r->dead || r->shortfall ? RUN_FAILED : RUN_DONE;
         r->finished_ms = sf_now_ms();
         sf_info("run %s %s: %llu done, %llu dead", r->id, sf_run_state_name(r->state),
                 (unsigned long long)r->done, (unsigned long long)r->dead);
@@ -378,6 +428,8 @@ cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
     cJSON_AddNumberToObject(o, "dead", (double)r->dead);
     cJSON_AddNumberToObject(o, "retries", (double)r->retries);
     cJSON_AddNumberToObject(o, "leased", (double)r->leased);
+    if (r->phase < r->n_phases && r->phases[r->phase].until_learner)
+        cJSON_AddNumberToObject(o, "learner_version", r->learner_version);
     cJSON_AddNumberToObject(o, "created_ms", (double)r->created_ms);
     cJSON_AddNumberToObject(o, "started_ms", (double)r->started_ms);
     cJSON_AddNumberToObject(o, "finished_ms", (double)r->finished_ms);
@@ -391,6 +443,7 @@ cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
         cJSON_AddNumberToObject(po, "total", p->n);
         cJSON_AddNumberToObject(po, "done", p->done);
         cJSON_AddNumberToObject(po, "dead", p->dead);
+        cJSON_AddNumberToObject(po, "skipped", p->skipped);
         cJSON_AddItemToArray(ph, po);
     }
     if (r->classes && r->class_done) {

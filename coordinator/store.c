@@ -186,6 +186,8 @@ static runpend_t *pend(sf_store_t *s, uint32_t run) {
     return p;
 }
 
+static sf_coord_t *g_coord; /* the store's callbacks reach the coordinator through this */
+
 /* ---- queueing facts ---------------------------------------------------------------- */
 
 static char *key(const sf_coord_t *c, const char *fmt, const char *arg, char *buf, size_t n) {
@@ -350,6 +352,29 @@ void sf_store_ack_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t
     c->store->ops++;
 }
 
+static void on_learner(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    sf_coord_t *c = g_coord;
+    uint32_t num = (uint32_t)(uintptr_t)priv;
+    sf_run_t *r = sf_runs_find_num(c, num);
+    redisReply *rep = reply;
+    if (!r) return;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) { r->learner_polling = 0; return; }
+    const char *v = rep->element[0]->str, *d = rep->element[1]->str, *st = rep->element[2]->str,
+               *e = rep->element[3]->str;
+    sf_run_learner_state(c, r, v ? (uint32_t)strtoul(v, NULL, 10) : 0, d && atoi(d) == 1,
+                         st && !strcmp(st, "failed") ? (e && *e ? e : "unknown error") : NULL);
+}
+
+void sf_store_poll_learner(sf_coord_t *c, sf_run_t *r) {
+    sf_store_t *s = c->store;
+    if (!s->connected || r->learner_polling) return;
+    char k[160];
+    snprintf(k, sizeof k, "%s:run:%s:learner", s->prefix, r->id);
+    if (redisAsyncCommand(s->ac, on_learner, (void *)(uintptr_t)r->num, "HMGET %s version done state error", k) == REDIS_OK)
+        r->learner_polling = 1;
+}
+
 /* ---- building and sending a batch ----------------------------------------------- */
 
 static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec) {
@@ -368,6 +393,9 @@ static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec) 
     args_str(&a, "done"); args_fmt(&a, "%llu", (unsigned long long)r->done_w);
     args_str(&a, "dead"); args_fmt(&a, "%llu", (unsigned long long)r->dead_w);
     args_str(&a, "retries"); args_fmt(&a, "%llu", (unsigned long long)r->retries);
+    uint32_t skipped = 0;
+    for (int i = 0; i < r->n_phases; i++) skipped += r->phases[i].skipped;
+    args_str(&a, "skipped"); args_fmt(&a, "%u", skipped);
     args_str(&a, "classes"); args_fmt(&a, "%d", r->classes->n);
     args_str(&a, "created_ms"); args_fmt(&a, "%lld", (long long)r->created_ms);
     args_str(&a, "started_ms"); args_fmt(&a, "%lld", (long long)r->started_ms);
@@ -483,7 +511,6 @@ static void send_batch(sf_coord_t *c, batch_t *b) {
     c->st.redis_batches++;
 }
 
-static sf_coord_t *g_coord; /* the store's callbacks reach the coordinator through this */
 
 static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
     (void)ac;
@@ -626,6 +653,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
     s->connected = 0;
     s->ac = NULL;
     s->inflight = 0;
+    for (sf_run_t *r = c->runs; r; r = r->next) r->learner_polling = 0;
     for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
     if (status != REDIS_OK && !c->stopping) {
         c->st.redis_reconnects++;
