@@ -335,8 +335,28 @@ extern "C" void sf_ppo_config_default(sf_ppo_config_t *c) {
     c->seed = 0;
 }
 
+// TRL's RunningMoments: batch moments merged into running ones, starting
+// from mean 0, std 1 and a vanishing count.
+struct RunningMoments {
+    double mean = 0, var = 1, std = 1, count = 1e-24;
+    void update(const std::vector<double> &xs) {
+        double n = (double)xs.size(), m = 0, v = 0;
+        for (double x : xs) m += x;
+        m /= n;
+        for (double x : xs) v += (x - m) * (x - m);
+        v /= n;
+        double delta = m - mean, tot = count + n;
+        double old_sum = var * count + delta * delta * count * n / tot;
+        mean += delta * n / tot;
+        var = (old_sum + v * n) / tot;
+        std = std::sqrt(var * tot / (tot - 1));
+        count = tot;
+    }
+};
+
 struct sf_ppo_s {
     sf_gpt2_t *policy = nullptr;
+    RunningMoments running;
     sf_gpt2_t *ref = nullptr;
     bool own_ref = false;
     sf_ppo_config_t cfg;
@@ -473,7 +493,13 @@ extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t 
         }
 
         // 2-3. Rewards, advantages, returns.
-        torch::Tensor scores = sf_ml_from_f32(b->scores, {n}).to(dev).clone();
+        torch::Tensor raw_scores = sf_ml_from_f32(b->scores, {n}).clone();
+        torch::Tensor scores = raw_scores.to(dev);
+        if (c.use_score_scaling) {
+            p->running.update(std::vector<double>(b->scores, b->scores + n));
+            const double scale = p->running.std + 1.1920929e-07;   // + float32 eps, as TRL
+            scores = c.use_score_norm ? (scores - p->running.mean) / scale : scores / scale;
+        }
         if (c.score_clip > 0) scores = scores.clamp(-c.score_clip, c.score_clip);
         torch::Tensor adv, returns, rewards;
         {
@@ -535,7 +561,7 @@ extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t 
         auto kl_seq = ((old_lp - ref_lp) * mask).sum(1);             // (n)
         s.kl = kl_seq.mean().item<float>();
         s.entropy = (-old_lp * mask).sum(1).mean().item<float>();
-        s.mean_score = scores.mean().item<float>();
+        s.mean_score = raw_scores.mean().item<float>();
         s.kl_coef = (float)p->kl_coef;
         s.returns_mean = masked_mean(returns, mask).item<float>();
         s.values_mean = masked_mean(old_v, mask).item<float>();

@@ -210,6 +210,8 @@ typedef struct {
     int early_stopping;       /* 0 */
     float target_kl;          /* 1: with early_stopping, stop epochs when approx KL > 1.5x */
     float score_clip;         /* 0 = off */
+    int use_score_scaling;    /* 0: 1 divides scores by their running std (TRL) */
+    int use_score_norm;       /* 0: with scaling, also subtract the running mean */
     int whiten_rewards;       /* 0 */
     int use_rollout_logprobs; /* 0: recompute old log-probs and values with the current
                                  policy, as TRL does; 1: use the rollout's (behaviour policy,
@@ -240,7 +242,7 @@ typedef struct {
 
 /* What TRL logs per step (names as in TRL). */
 typedef struct {
-    float mean_score;        /* ppo/mean_scores */
+    float mean_score;        /* ppo/mean_scores (before scaling and clipping) */
     float kl;                /* objective/kl: mean over sequences of sum_t (logp - logp_ref) */
     float kl_coef;           /* objective/kl_coef: beta used for this step */
     float entropy;           /* objective/entropy: mean over sequences of -sum_t logp */

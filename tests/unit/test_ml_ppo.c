@@ -229,6 +229,16 @@ TEST(test_rollout_logprobs_and_explicit_ref) {
     CHECK_NEAR(st.mean_score, mean, 1e-5);
     b.logprobs = NULL;
     CHECK_EQ_INT(sf_ppo_step(p, &b, &st), SF_EINVAL);
+    sf_ppo_free(&p);
+    /* Score scaling and clipping take the paths TRL's options take. */
+    c.use_rollout_logprobs = 0;
+    c.use_score_scaling = 1;
+    c.use_score_norm = 1;
+    c.score_clip = 0.5f;
+    CHECK_EQ_INT(sf_ppo_new(m, ref, &c, &p, err, sizeof err), 0);
+    b = batch_of(q, ql, &s, scores);
+    CHECK_EQ_INT(sf_ppo_step(p, &b, &st), 0);
+    CHECK_NEAR(st.mean_score, mean, 1e-5);   /* logged before scaling */
     sf_samples_free(&s);
     sf_ppo_free(&p);
     sf_gpt2_free(&ref);
