@@ -11,6 +11,7 @@
  *     attributes it names and its contradictions.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -191,6 +192,20 @@ void sf_world_prior_sample(const sf_world_t *w, int cls, uint64_t seed, sf_world
     const sf_world_class_t *k = &w->cls[cls < 0 ? 0 : cls];
     out->cls = cls;
     for (int a = 0; a < SF_N_ATTRS; a++) out->v[a] = sf_world__draw(&r, k->prior[a], n_values[a]);
+    out->seed = sf_rng_next(&r);
+}
+
+void sf_world_tempered_sample(const sf_world_t *w, int cls, uint64_t seed, double beta,
+                              sf_world_attrs_t *out) {
+    sf_rng_t r = {sf_world__mix(seed ^ 0x7e3e7ull)};
+    const sf_world_class_t *k = &w->cls[cls < 0 ? 0 : cls];
+    out->cls = cls;
+    for (int a = 0; a < SF_N_ATTRS; a++) {
+        double p[16], sum = 0;
+        for (int v = 0; v < n_values[a]; v++) sum += p[v] = pow(k->prior[a][v], beta);
+        for (int v = 0; v < n_values[a]; v++) p[v] /= sum;
+        out->v[a] = sf_world__draw(&r, p, n_values[a]);
+    }
     out->seed = sf_rng_next(&r);
 }
 

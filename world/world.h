@@ -109,6 +109,14 @@ int sf_world_usual(const sf_world_t *w, int cls, int attr, int *vals, int max);
 void sf_world_prior_sample(const sf_world_t *w, int cls, uint64_t seed,
                            sf_world_attrs_t *out);
 
+/* Draws every attribute from the class's prior raised to the power beta and
+ * renormalised: beta 1 is the base prior, 0 uniform, below 0 favours what is
+ * rare for the class.  The object stays the class's own, so this samples low-
+ * density regions of the class while staying on its manifold — the world's
+ * stand-in for the low-density sampling baseline (Sehwag et al. 2022). */
+void sf_world_tempered_sample(const sf_world_t *w, int cls, uint64_t seed, double beta,
+                              sf_world_attrs_t *out);
+
 /* ---- images --------------------------------------------------------------- */
 
 /* Renders `a` into rgb (sf_world_image_bytes(w) bytes, caller-allocated). */

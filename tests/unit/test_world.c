@@ -162,6 +162,32 @@ TEST(class_shapes_are_distinct) {
     sf_world_destroy(&w);
 }
 
+/* Tempered priors: beta 1 is the base prior, 0 uniform, negative favours
+ * what is rare for the class. */
+TEST(tempered_sampling_moves_to_low_density) {
+    sf_world_t *w = make_world("builtin:imagenet-a-r-86", 64);
+    CHECK(w);
+    int u[2];
+    sf_world_usual(w, 4, SF_ATTR_SCENE, u, 2);
+    double beta[3] = {1, 0, -1}, in_usual[3];
+    for (int b = 0; b < 3; b++) {
+        int n = 4000, hits = 0, photo = 0;
+        for (int i = 0; i < n; i++) {
+            sf_world_attrs_t a;
+            sf_world_tempered_sample(w, 4, (uint64_t)i, beta[b], &a);
+            CHECK_EQ_INT(a.cls, 4);
+            hits += a.v[SF_ATTR_SCENE] == u[0] || a.v[SF_ATTR_SCENE] == u[1];
+            photo += a.v[SF_ATTR_STYLE] == SF_STYLE_PHOTO;
+        }
+        in_usual[b] = (double)hits / n;
+        if (b == 1) CHECK_NEAR((double)photo / n, 1.0 / SF_N_STYLES, 0.03);
+    }
+    CHECK(in_usual[0] > 0.85);
+    CHECK_NEAR(in_usual[1], 2.0 / SF_N_SCENES, 0.03);
+    CHECK(in_usual[2] < 0.02);
+    sf_world_destroy(&w);
+}
+
 TEST(bad_attributes_are_rejected) {
     sf_world_t *w = make_world("builtin:imagenet-a-r-86", 64);
     CHECK(w);
@@ -325,6 +351,7 @@ int main(void) {
     SF_RUN(deterministic_bytes);
     SF_RUN(every_attribute_value_changes_the_image);
     SF_RUN(class_shapes_are_distinct);
+    SF_RUN(tempered_sampling_moves_to_low_density);
     SF_RUN(bad_attributes_are_rejected);
     SF_RUN(sizes_32_to_256);
     SF_RUN(base_priors_hold_their_skew);
