@@ -184,7 +184,9 @@ static void on_timer_closed(uv_handle_t *h) { push_result(h->data); }
 
 void sf_wk_complete(sf_wk_t *wk, sf_job_t *job) {
     wk->running--;
-    if (job->h && job->h->mode == SF_RUN_TIMER && !uv_is_closing((uv_handle_t *)&job->timer)) {
+    /* A timer handler's job owns a timer only once it was started (a job
+     * cancelled in the queue never was). */
+    if (job->timer.type == UV_TIMER && !uv_is_closing((uv_handle_t *)&job->timer)) {
         /* The timer's memory is the job's: free it only after the close. */
         job->timer.data = job;
         uv_close((uv_handle_t *)&job->timer, on_timer_closed);
