@@ -418,11 +418,12 @@ extern "C" float sf_ppo_kl_coef(const sf_ppo_t *p) { return p ? (float)p->kl_coe
 
 static int check_batch(sf_ppo_t *p, const sf_ppo_batch_t *b) {
     const auto &c = p->policy->model->cfg;
-    if (!b || b->n < 2 || !b->query || !b->query_len || !b->response || !b->response_len ||
+    if (!b || b->n < 1 || !b->query || !b->query_len || !b->response || !b->response_len ||
         !b->scores || b->query_stride < 1 || b->response_stride < 1)
-        return sf_ml_fail(&p->e, SF_EINVAL, "PPO batch: missing arrays or fewer than 2 rollouts");
+        return sf_ml_fail(&p->e, SF_EINVAL, "PPO batch: missing arrays or no rollouts");
     if (p->cfg.use_rollout_logprobs && (!b->logprobs || !b->values))
         return sf_ml_fail(&p->e, SF_EINVAL, "PPO batch: use_rollout_logprobs needs logprobs and values");
+    int tokens = 0;
     for (int i = 0; i < b->n; i++) {
         int ql = b->query_len[i], rl = b->response_len[i];
         if (ql < 1 || ql > b->query_stride || rl < 1 || rl > b->response_stride ||
@@ -440,7 +441,12 @@ static int check_batch(sf_ppo_t *p, const sf_ppo_batch_t *b) {
         }
         if (!std::isfinite(b->scores[i]))
             return sf_ml_fail(&p->e, SF_EINVAL, "rollout %d: score is not finite", i);
+        tokens += rl;
     }
+    // Advantages are whitened over the batch's response tokens, which needs
+    // two of them (Bessel's correction).
+    if (tokens < 2)
+        return sf_ml_fail(&p->e, SF_EINVAL, "PPO batch: %d response token(s), need 2", tokens);
     return 0;
 }
 

@@ -184,8 +184,14 @@ TEST(test_ratio_guard_skips) {
     /* The controller moved beta by the formula (KL 0 < target: down). */
     CHECK_NEAR(sf_ppo_kl_coef(p), 0.2 * (1 - 0.2 * NB / 10000.0), 1e-6);
     /* Bad batches are refused with a message. */
-    b.n = 1;
+    b.n = 0;
     CHECK_EQ_INT(sf_ppo_step(p, &b, &st), SF_EINVAL);
+    int one[1] = {1};
+    b.n = 1;
+    b.response_len = one;   /* a single response token cannot be whitened */
+    CHECK_EQ_INT(sf_ppo_step(p, &b, &st), SF_EINVAL);
+    b.response_len = s.lengths;   /* one rollout of six tokens can */
+    CHECK_EQ_INT(sf_ppo_step(p, &b, &st), 0);
     b.n = NB;
     int bad_len[NB];
     memcpy(bad_len, s.lengths, sizeof bad_len);
