@@ -275,10 +275,23 @@ static int has_phrase(const char *text, const char *needle) {
     return 0;
 }
 
+/* The phrase, or its plural in "-ies" when it ends in a consonant and "y"
+ * ("dragonfly" -> "dragonflies"); "-s"/"-es" are handled by has_phrase. */
+static int has_phrase_or_plural(const char *text, const char *needle) {
+    if (has_phrase(text, needle)) return 1;
+    size_t n = strlen(needle);
+    if (n < 2 || (needle[n - 1] != 'y' && needle[n - 1] != 'Y') || strchr("aeiouAEIOU", needle[n - 2])) return 0;
+    char buf[256];
+    if (n + 2 >= sizeof buf) return 0;
+    memcpy(buf, needle, n - 1);
+    memcpy(buf + n - 1, "ies", 4);
+    return has_phrase(text, buf);
+}
+
 int sf_classes_mentioned(const sf_class_t *c, const char *text) {
     if (!c || !text) return 0;
-    if (c->name && has_phrase(text, c->name)) return 1;
+    if (c->name && has_phrase_or_plural(text, c->name)) return 1;
     for (int i = 0; i < c->n_lemmas; i++)
-        if (has_phrase(text, c->lemmas[i])) return 1;
+        if (has_phrase_or_plural(text, c->lemmas[i])) return 1;
     return 0;
 }

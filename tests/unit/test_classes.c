@@ -65,6 +65,12 @@ TEST(mentioned_by_name_or_lemma) {
     const sf_class_t *junco = sf_classes_lookup("n01534433");
     CHECK(sf_classes_mentioned(junco, "a snowbird on a branch"));
     CHECK(!sf_classes_mentioned(junco, "snowbirding is fun"));
+    const sf_class_t *fly = sf_classes_lookup("dragonfly");
+    CHECK(fly != NULL);
+    CHECK(sf_classes_mentioned(fly, "three dragonflies over the water"));
+    CHECK(sf_classes_mentioned(fly, "a dragonfly"));
+    const sf_class_t *monarch = sf_classes_lookup("monarch butterfly");
+    CHECK(sf_classes_mentioned(monarch, "two monarch butterflies, painted"));
 }
 
 int main(void) {
