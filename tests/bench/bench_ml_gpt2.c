@@ -2,6 +2,9 @@
  *
  *   build/bench/bench_ml_gpt2 [--threads N] [--config tiny|124m|all] [--device cpu]
  *
+ * (make bench runs it with no arguments: one thread, or $SF_THREADS; both
+ * configurations, about 4 minutes on a 2-core machine.)
+ *
  * For each configuration (random weights): tokens/s of KV-cache sampling and
  * of full recomputation for 32 new tokens after an 8-token prompt (batch 8),
  * the speed-up of the cache, and seconds per PPO step (4 epochs) at a stated
@@ -103,7 +106,9 @@ static double ppo_step_secs(sf_gpt2_t *m, const bench_t *b) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 2;
+    /* One thread unless told: the figures in docs/perf-ml.md are
+     * single-threaded because more threads than free cores cost 4-10x. */
+    int threads = getenv("SF_THREADS") ? atoi(getenv("SF_THREADS")) : 1;
     const char *which = "all", *device = "cpu";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
