@@ -1,0 +1,583 @@
+// clip.cpp: CLIP (HF CLIPModel names) — the vision ViT, the causal text
+// transformer, the projections and logit_scale; preprocessing, embeddings
+// and the contrastive training step.
+#include "ml/vision_internal.hpp"
+
+#include <cjson/cJSON.h>
+
+#include <cstddef>
+#include <cstring>
+
+// ---- shared vision helpers ----
+
+char *sf_vision_config_json(const void *base, const VisionField *fields, size_t n) {
+    cJSON *j = cJSON_CreateObject();
+    for (size_t i = 0; i < n; i++) {
+        const char *p = (const char *)base + fields[i].off;
+        double v = fields[i].is_float ? (double)*(const float *)p : (double)*(const int *)p;
+        cJSON_AddNumberToObject(j, fields[i].key, v);
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+int sf_vision_config_parse(const char *json, void *base, const VisionField *fields, size_t n,
+                           char *err, size_t errlen) {
+    cJSON *j = json ? cJSON_Parse(json) : nullptr;
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return sf_errf(SF_EFORMAT, err, errlen, "config metadata is not a JSON object");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, fields[i].key);
+        if (!v) continue;
+        if (!cJSON_IsNumber(v)) {
+            cJSON_Delete(j);
+            return sf_errf(SF_EFORMAT, err, errlen, "config: %s is not a number", fields[i].key);
+        }
+        char *p = (char *)base + fields[i].off;
+        if (fields[i].is_float) *(float *)p = (float)v->valuedouble;
+        else if (v->valuedouble != (int)v->valuedouble) {
+            cJSON_Delete(j);
+            return sf_errf(SF_EFORMAT, err, errlen, "config: %s is not an integer", fields[i].key);
+        } else *(int *)p = (int)v->valuedouble;
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+torch::Tensor sf_vision_attention(const torch::Tensor &q, const torch::Tensor &k,
+                                  const torch::Tensor &v, int64_t H, const torch::Tensor &mask) {
+    const int64_t B = q.size(0), T = q.size(1), C = q.size(2), D = C / H;
+    auto qh = q.view({B, T, H, D}).transpose(1, 2);                 // (B, H, T, D)
+    auto kh = k.view({B, T, H, D}).transpose(1, 2);
+    auto vh = v.view({B, T, H, D}).transpose(1, 2);
+    auto att = torch::matmul(qh, kh.transpose(-2, -1)) * (1.0 / std::sqrt((double)D));
+    if (mask.defined()) att = att + mask;
+    att = torch::softmax(att, -1);                                  // (B, H, T, T)
+    return torch::matmul(att, vh).transpose(1, 2).reshape({B, T, C});
+}
+
+void sf_vision_init(torch::nn::Module &m, uint64_t seed, double sd) {
+    torch::NoGradGuard ng;
+    auto gen = at::detail::createCPUGenerator(seed);
+    for (auto &kv : m.named_parameters(true)) {
+        const std::string &n = kv.key();
+        torch::Tensor p = kv.value();
+        torch::Tensor host = torch::empty(p.sizes(), torch::kFloat32);
+        bool is_bias = n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0;
+        bool is_norm = n.find("norm") != std::string::npos || n.find("layrnorm") != std::string::npos;
+        if (is_bias) host.zero_();
+        else if (is_norm) host.fill_(1.0);
+        else host.normal_(0.0, sd, gen);
+        p.copy_(host);
+    }
+}
+
+bool sf_vision_finite(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!std::isfinite(p[i])) return false;
+    return true;
+}
+
+// ---- the architecture ----
+
+static torch::Tensor act(const torch::Tensor &x, bool quick) {
+    return quick ? x * torch::sigmoid(1.702 * x) : torch::gelu(x);
+}
+
+struct ClipAttnImpl : torch::nn::Module {
+    torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+    int64_t heads;
+    ClipAttnImpl(int64_t C, int64_t H) : heads(H) {
+        k_proj = register_module("k_proj", torch::nn::Linear(C, C));
+        v_proj = register_module("v_proj", torch::nn::Linear(C, C));
+        q_proj = register_module("q_proj", torch::nn::Linear(C, C));
+        out_proj = register_module("out_proj", torch::nn::Linear(C, C));
+    }
+    torch::Tensor forward(const torch::Tensor &x, const torch::Tensor &mask) {
+        return out_proj->forward(sf_vision_attention(q_proj->forward(x), k_proj->forward(x),
+                                                     v_proj->forward(x), heads, mask));
+    }
+};
+TORCH_MODULE(ClipAttn);
+
+struct ClipMLPImpl : torch::nn::Module {
+    torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+    bool quick;
+    ClipMLPImpl(int64_t C, int64_t M, bool q) : quick(q) {
+        fc1 = register_module("fc1", torch::nn::Linear(C, M));
+        fc2 = register_module("fc2", torch::nn::Linear(M, C));
+    }
+    torch::Tensor forward(const torch::Tensor &x) { return fc2->forward(act(fc1->forward(x), quick)); }
+};
+TORCH_MODULE(ClipMLP);
+
+// HF CLIPEncoderLayer: pre-norm attention and MLP, residual around each.
+struct ClipLayerImpl : torch::nn::Module {
+    ClipAttn self_attn{nullptr};
+    torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+    ClipMLP mlp{nullptr};
+    ClipLayerImpl(int64_t C, int64_t H, int64_t M, double eps, bool quick) {
+        self_attn = register_module("self_attn", ClipAttn(C, H));
+        layer_norm1 = register_module("layer_norm1",
+                                      torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(eps)));
+        mlp = register_module("mlp", ClipMLP(C, M, quick));
+        layer_norm2 = register_module("layer_norm2",
+                                      torch::nn::LayerNorm(torch::nn::LayerNormOptions({C}).eps(eps)));
+    }
+    torch::Tensor forward(torch::Tensor x, const torch::Tensor &mask) {
+        x = x + self_attn->forward(layer_norm1->forward(x), mask);
+        return x + mlp->forward(layer_norm2->forward(x));
+    }
+};
+TORCH_MODULE(ClipLayer);
+
+struct ClipEncoderImpl : torch::nn::Module {
+    torch::nn::ModuleList layers{nullptr};
+    std::vector<ClipLayer> v;
+    ClipEncoderImpl(int n, int64_t C, int64_t H, int64_t M, double eps, bool quick) {
+        layers = register_module("layers", torch::nn::ModuleList());
+        for (int i = 0; i < n; i++) {
+            v.push_back(ClipLayer(C, H, M, eps, quick));
+            layers->push_back(v.back());
+        }
+    }
+    torch::Tensor forward(torch::Tensor x, const torch::Tensor &mask) {
+        for (auto &l : v) x = l->forward(x, mask);
+        return x;
+    }
+};
+TORCH_MODULE(ClipEncoder);
+
+struct VisionEmbImpl : torch::nn::Module {
+    torch::Tensor class_embedding;
+    torch::nn::Conv2d patch_embedding{nullptr};
+    torch::nn::Embedding position_embedding{nullptr};
+    VisionEmbImpl(const sf_clip_config_t &c) {
+        const int64_t C = c.vision_width, np = c.image_size / c.patch_size;
+        class_embedding = register_parameter("class_embedding", torch::empty({C}));
+        patch_embedding = register_module(
+            "patch_embedding",
+            torch::nn::Conv2d(torch::nn::Conv2dOptions(3, C, c.patch_size).stride(c.patch_size).bias(false)));
+        position_embedding = register_module("position_embedding", torch::nn::Embedding(np * np + 1, C));
+    }
+    torch::Tensor forward(const torch::Tensor &px) {               // (B, 3, S, S)
+        const int64_t B = px.size(0);
+        auto x = patch_embedding->forward(px).flatten(2).transpose(1, 2);  // (B, N, C)
+        auto cls = class_embedding.view({1, 1, -1}).expand({B, 1, x.size(2)});
+        return torch::cat({cls, x}, 1) + position_embedding->weight.unsqueeze(0);  // (B, N+1, C)
+    }
+};
+TORCH_MODULE(VisionEmb);
+
+struct VisionImpl : torch::nn::Module {
+    VisionEmb embeddings{nullptr};
+    torch::nn::LayerNorm pre_layrnorm{nullptr}, post_layernorm{nullptr};
+    ClipEncoder encoder{nullptr};
+    VisionImpl(const sf_clip_config_t &c) {
+        auto ln = torch::nn::LayerNormOptions({c.vision_width}).eps(c.ln_eps);
+        embeddings = register_module("embeddings", VisionEmb(c));
+        pre_layrnorm = register_module("pre_layrnorm", torch::nn::LayerNorm(ln));
+        encoder = register_module("encoder", ClipEncoder(c.vision_layers, c.vision_width, c.vision_heads,
+                                                         c.vision_mlp, c.ln_eps, c.quick_gelu));
+        post_layernorm = register_module("post_layernorm", torch::nn::LayerNorm(ln));
+    }
+    torch::Tensor forward(const torch::Tensor &px) {               // -> pooled (B, C)
+        auto x = encoder->forward(pre_layrnorm->forward(embeddings->forward(px)), torch::Tensor());
+        return post_layernorm->forward(x.select(1, 0));
+    }
+};
+TORCH_MODULE(Vision);
+
+struct TextEmbImpl : torch::nn::Module {
+    torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
+    TextEmbImpl(const sf_clip_config_t &c) {
+        token_embedding = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.text_width));
+        position_embedding =
+            register_module("position_embedding", torch::nn::Embedding(c.context_length, c.text_width));
+    }
+};
+TORCH_MODULE(TextEmb);
+
+struct TextImpl : torch::nn::Module {
+    TextEmb embeddings{nullptr};
+    ClipEncoder encoder{nullptr};
+    torch::nn::LayerNorm final_layer_norm{nullptr};
+    TextImpl(const sf_clip_config_t &c) {
+        embeddings = register_module("embeddings", TextEmb(c));
+        encoder = register_module("encoder", ClipEncoder(c.text_layers, c.text_width, c.text_heads,
+                                                         c.text_mlp, c.ln_eps, c.quick_gelu));
+        final_layer_norm = register_module(
+            "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.text_width}).eps(c.ln_eps)));
+    }
+    // tokens (B, T) long, eot (B) long positions -> pooled (B, C).  The
+    // causal mask keeps what follows the EOT token (padding) out of it.
+    torch::Tensor forward(const torch::Tensor &tokens, const torch::Tensor &eot) {
+        const int64_t B = tokens.size(0), T = tokens.size(1);
+        auto x = embeddings->token_embedding->forward(tokens) +
+                 embeddings->position_embedding->weight.narrow(0, 0, T).unsqueeze(0);
+        auto mask = torch::full({T, T}, -1e9f, x.options()).triu(1);   // (T, T)
+        x = final_layer_norm->forward(encoder->forward(x, mask));
+        return x.index({torch::arange(B, eot.options()), eot});
+    }
+};
+TORCH_MODULE(Text);
+
+struct ClipImpl : torch::nn::Module {
+    Text text_model{nullptr};
+    Vision vision_model{nullptr};
+    torch::nn::Linear visual_projection{nullptr}, text_projection{nullptr};
+    torch::Tensor logit_scale;
+    ClipImpl(const sf_clip_config_t &c) {
+        text_model = register_module("text_model", Text(c));
+        vision_model = register_module("vision_model", Vision(c));
+        visual_projection = register_module(
+            "visual_projection", torch::nn::Linear(torch::nn::LinearOptions(c.vision_width, c.embed_dim).bias(false)));
+        text_projection = register_module(
+            "text_projection", torch::nn::Linear(torch::nn::LinearOptions(c.text_width, c.embed_dim).bias(false)));
+        logit_scale = register_parameter("logit_scale", torch::tensor(std::log(1 / 0.07f)));
+    }
+    torch::Tensor image(const torch::Tensor &px) {
+        return torch::nn::functional::normalize(visual_projection->forward(vision_model->forward(px)),
+                                                torch::nn::functional::NormalizeFuncOptions().dim(-1));
+    }
+    torch::Tensor text(const torch::Tensor &tok, const torch::Tensor &eot) {
+        return torch::nn::functional::normalize(text_projection->forward(text_model->forward(tok, eot)),
+                                                torch::nn::functional::NormalizeFuncOptions().dim(-1));
+    }
+};
+TORCH_MODULE(Clip);
+
+struct sf_clip_s {
+    sf_clip_config_t cfg;
+    torch::Device device{torch::kCPU};
+    Clip model{nullptr};
+    std::unique_ptr<torch::optim::AdamW> opt;
+    ParamList params;
+    sf_ml_err_t e;
+};
+
+// ---- configuration ----
+
+#define F(k, is_f) {#k, offsetof(sf_clip_config_t, k), is_f}
+static const VisionField clip_fields[] = {
+    F(image_size, 0), F(patch_size, 0), F(vision_width, 0), F(vision_layers, 0), F(vision_heads, 0),
+    F(vision_mlp, 0), F(vocab_size, 0), F(context_length, 0), F(text_width, 0), F(text_layers, 0),
+    F(text_heads, 0), F(text_mlp, 0), F(eot_id, 0), F(embed_dim, 0), F(ln_eps, 1), F(quick_gelu, 0),
+    {"mean0", offsetof(sf_clip_config_t, mean), 1}, {"mean1", offsetof(sf_clip_config_t, mean) + 4, 1},
+    {"mean2", offsetof(sf_clip_config_t, mean) + 8, 1}, {"std0", offsetof(sf_clip_config_t, std), 1},
+    {"std1", offsetof(sf_clip_config_t, std) + 4, 1}, {"std2", offsetof(sf_clip_config_t, std) + 8, 1},
+};
+#undef F
+static const size_t n_clip_fields = sizeof clip_fields / sizeof clip_fields[0];
+
+extern "C" void sf_clip_config_vit_b32(sf_clip_config_t *c) {
+    *c = sf_clip_config_t{};
+    c->image_size = 224; c->patch_size = 32;
+    c->vision_width = 768; c->vision_layers = 12; c->vision_heads = 12; c->vision_mlp = 3072;
+    c->vocab_size = 49408; c->context_length = 77;
+    c->text_width = 512; c->text_layers = 12; c->text_heads = 8; c->text_mlp = 2048;
+    c->eot_id = 49407; c->embed_dim = 512; c->ln_eps = 1e-5f; c->quick_gelu = 1;
+    const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    const float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    memcpy(c->mean, mean, sizeof mean);
+    memcpy(c->std, std, sizeof std);
+}
+
+// Small enough to train on two CPU cores in minutes: 32x32 images in 8x8
+// patches (16 tokens), short captions (the world's are under 32 tokens).
+extern "C" void sf_clip_config_world(sf_clip_config_t *c) {
+    sf_clip_config_vit_b32(c);
+    c->image_size = 32; c->patch_size = 8;
+    c->vision_width = 96; c->vision_layers = 2; c->vision_heads = 4; c->vision_mlp = 384;
+    c->context_length = 32;
+    c->text_width = 96; c->text_layers = 2; c->text_heads = 4; c->text_mlp = 384;
+    c->embed_dim = 96;
+}
+
+extern "C" int sf_clip_config_check(const sf_clip_config_t *c, char *err, size_t errlen) {
+    if (!c) return SF_EINVAL;
+    const int v[] = {c->image_size, c->patch_size, c->vision_width, c->vision_layers, c->vision_heads,
+                     c->vision_mlp, c->vocab_size, c->context_length, c->text_width, c->text_layers,
+                     c->text_heads, c->text_mlp, c->embed_dim};
+    for (int x : v)
+        if (x < 1 || x > (1 << 20))
+            return sf_errf(SF_EINVAL, err, errlen, "CLIP config: a size is out of range (%d)", x);
+    if (c->image_size % c->patch_size)
+        return sf_errf(SF_EINVAL, err, errlen, "CLIP config: image_size %d is not a multiple of patch_size %d",
+                       c->image_size, c->patch_size);
+    if (c->vision_width % c->vision_heads || c->text_width % c->text_heads)
+        return sf_errf(SF_EINVAL, err, errlen, "CLIP config: heads do not divide the width");
+    if (c->eot_id < 0 || c->eot_id >= c->vocab_size)
+        return sf_errf(SF_EINVAL, err, errlen, "CLIP config: eot id %d outside the vocabulary %d",
+                       c->eot_id, c->vocab_size);
+    if (!(c->ln_eps > 0)) return sf_errf(SF_EINVAL, err, errlen, "CLIP config: ln_eps must be > 0");
+    for (int i = 0; i < 3; i++)
+        if (!(c->std[i] > 0)) return sf_errf(SF_EINVAL, err, errlen, "CLIP config: std must be > 0");
+    return 0;
+}
+
+// ---- objects ----
+
+static int make_clip(const sf_clip_config_t *c, const char *device, sf_clip_t **out, char *err,
+                     size_t errlen) {
+    *out = nullptr;
+    int rc = sf_clip_config_check(c, err, errlen);
+    if (rc) return rc;
+    sf_ml_err_t e;
+    torch::Device dev(torch::kCPU);
+    if ((rc = sf_ml_parse_device(device, &dev, &e)) != 0) {
+        sf_ml_copy_err(err, errlen, e.errstr);
+        return rc;
+    }
+    auto *m = new (std::nothrow) sf_clip_s();
+    if (!m) return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
+    try {
+        m->cfg = *c;
+        m->device = dev;
+        m->model = Clip(*c);
+        m->params.fill(*m->model);
+    } catch (const std::exception &ex) {
+        delete m;
+        return sf_errf(SF_ETORCH, err, errlen, "cannot build CLIP: %s", ex.what());
+    }
+    *out = m;
+    return 0;
+}
+
+extern "C" int sf_clip_new(const sf_clip_config_t *c, const char *device, uint64_t seed,
+                           sf_clip_t **out, char *err, size_t errlen) {
+    int rc = make_clip(c, device, out, err, errlen);
+    if (rc) return rc;
+    try {
+        sf_vision_init(*(*out)->model, seed, 0.02);
+        torch::NoGradGuard ng;
+        (*out)->model->logit_scale.fill_(std::log(1 / 0.07));
+        (*out)->model->to((*out)->device);
+    } catch (const std::exception &ex) {
+        sf_clip_free(out);
+        return sf_errf(SF_ETORCH, err, errlen, "cannot initialise CLIP: %s", ex.what());
+    }
+    return 0;
+}
+
+extern "C" int sf_clip_load(const char *path, const sf_clip_config_t *c, const char *device,
+                            sf_clip_t **out, char *err, size_t errlen) {
+    *out = nullptr;
+    sf_st_t *st;
+    char sub[256];
+    int rc = sf_st_load(path, &st, sub, sizeof sub);
+    if (rc) return sf_errf(rc, err, errlen, "%s: %s", path, sub);
+    sf_clip_config_t cfg;
+    if (c) cfg = *c;
+    else {
+        sf_clip_config_vit_b32(&cfg);
+        const char *meta = sf_st_meta(st, "sf_clip_config");
+        if (!meta) {
+            sf_st_free(&st);
+            return sf_errf(SF_EFORMAT, err, errlen, "%s: no CLIP config in its metadata; give one", path);
+        }
+        if ((rc = sf_vision_config_parse(meta, &cfg, clip_fields, n_clip_fields, sub, sizeof sub))) {
+            sf_st_free(&st);
+            return sf_errf(rc, err, errlen, "%s: %s", path, sub);
+        }
+    }
+    if ((rc = make_clip(&cfg, device, out, err, errlen))) {
+        sf_st_free(&st);
+        return rc;
+    }
+    sf_clip_t *m = *out;
+    try {
+        rc = sf_ml_load_params(*m->model, st, nullptr, {}, nullptr, &m->e);
+        if (rc == 0) m->model->to(m->device);
+    } catch (const std::exception &ex) {
+        rc = sf_ml_fail(&m->e, SF_ETORCH, "%s", ex.what());
+    }
+    sf_st_free(&st);
+    if (rc) {
+        sf_errf(rc, err, errlen, "%s: %s", path, m->e.errstr);
+        sf_clip_free(out);
+    }
+    return rc;
+}
+
+extern "C" int sf_clip_save(sf_clip_t *m, const char *path) {
+    SF_ML_TRY {
+        sf_st_writer_t *w;
+        std::vector<torch::Tensor> keep;
+        int rc = sf_st_writer_new(&w);
+        if (rc) return sf_ml_fail(&m->e, rc, "out of memory");
+        char *js = sf_vision_config_json(&m->cfg, clip_fields, n_clip_fields);
+        rc = sf_st_writer_meta(w, "sf_clip_config", js);
+        free(js);
+        if (rc == 0) rc = sf_st_writer_meta(w, "format", "pt");
+        if (rc == 0) rc = sf_ml_params_writer(*m->model, w, keep, &m->e);
+        if (rc == 0 && (rc = sf_st_writer_save(w, path)) != 0)
+            sf_ml_fail(&m->e, rc, "cannot write %s", path);
+        sf_st_writer_free(&w);
+        return rc;
+    }
+    SF_ML_CATCH(&m->e)
+}
+
+extern "C" void sf_clip_free(sf_clip_t **m) {
+    if (!m || !*m) return;
+    delete *m;
+    *m = nullptr;
+}
+
+extern "C" const sf_clip_config_t *sf_clip_config(const sf_clip_t *m) { return &m->cfg; }
+extern "C" const char *sf_clip_errstr(const sf_clip_t *m) { return m->e.errstr; }
+extern "C" int sf_clip_param_count(const sf_clip_t *m) { return (int)m->params.names.size(); }
+extern "C" const char *sf_clip_param(const sf_clip_t *m, int i, int *ndim, int64_t shape[4]) {
+    return m->params.get(i, ndim, shape);
+}
+extern "C" int64_t sf_clip_num_params(const sf_clip_t *m) {
+    int64_t n = 0;
+    for (auto &p : m->model->parameters()) n += p.numel();
+    return n;
+}
+extern "C" float sf_clip_logit_scale(const sf_clip_t *m) {
+    try {
+        return std::exp(m->model->logit_scale.item<float>());
+    } catch (...) {
+        return NAN;
+    }
+}
+
+// ---- preprocessing ----
+
+extern "C" int sf_clip_preprocess(const sf_clip_config_t *c, const uint8_t *rgb, int w, int h,
+                                  float *out) {
+    if (!c || !rgb || !out || w < 1 || h < 1 || c->image_size < 1) return SF_EINVAL;
+    const int S = c->image_size;
+    // Shorter side to S, the other in proportion; then the centre S x S.
+    const double scale = (double)S / (w < h ? w : h);
+    const int rw = w < h ? S : (int)std::lround(w * scale), rh = w < h ? (int)std::lround(h * scale) : S;
+    const int x0 = (rw - S) / 2, y0 = (rh - S) / 2;
+    const double sx = (double)w / rw, sy = (double)h / rh;
+    for (int y = 0; y < S; y++) {
+        // Half-pixel centres, as torchvision's bilinear resize (align_corners=False).
+        double fy = ((y + y0) + 0.5) * sy - 0.5;
+        fy = fy < 0 ? 0 : fy > h - 1 ? h - 1 : fy;
+        int y1 = (int)fy, y2 = y1 + 1 < h ? y1 + 1 : y1;
+        double ay = fy - y1;
+        for (int x = 0; x < S; x++) {
+            double fx = ((x + x0) + 0.5) * sx - 0.5;
+            fx = fx < 0 ? 0 : fx > w - 1 ? w - 1 : fx;
+            int x1 = (int)fx, x2 = x1 + 1 < w ? x1 + 1 : x1;
+            double ax = fx - x1;
+            for (int ch = 0; ch < 3; ch++) {
+                double p11 = rgb[((size_t)y1 * w + x1) * 3 + ch], p12 = rgb[((size_t)y1 * w + x2) * 3 + ch];
+                double p21 = rgb[((size_t)y2 * w + x1) * 3 + ch], p22 = rgb[((size_t)y2 * w + x2) * 3 + ch];
+                double v = (1 - ay) * ((1 - ax) * p11 + ax * p12) + ay * ((1 - ax) * p21 + ax * p22);
+                out[(size_t)ch * S * S + (size_t)y * S + x] = (float)((v / 255.0 - c->mean[ch]) / c->std[ch]);
+            }
+        }
+    }
+    return 0;
+}
+
+// ---- embeddings ----
+
+// EOT positions: the first eot_id of each row, else its last token; token
+// ids are checked here so that a bad id is an error, not an index fault.
+static int eot_positions(sf_clip_t *m, const int32_t *tok, int B, int T, torch::Tensor *pos) {
+    if (T < 1 || T > m->cfg.context_length)
+        return sf_ml_fail(&m->e, SF_EINVAL, "text length %d outside 1..%d", T, m->cfg.context_length);
+    *pos = torch::empty({B}, torch::kLong);
+    auto *p = pos->data_ptr<int64_t>();
+    for (int b = 0; b < B; b++) {
+        p[b] = T - 1;
+        for (int t = T - 1; t >= 0; t--) {
+            int32_t id = tok[(size_t)b * T + t];
+            if (id < 0 || id >= m->cfg.vocab_size)
+                return sf_ml_fail(&m->e, SF_EINVAL, "token id %d outside the vocabulary %d", id,
+                                  m->cfg.vocab_size);
+            if (id == m->cfg.eot_id) p[b] = t;
+        }
+    }
+    return 0;
+}
+
+static torch::Tensor tokens_tensor(const int32_t *tok, int B, int T) {
+    return torch::from_blob(const_cast<int32_t *>(tok), {B, T}, torch::kInt32).to(torch::kLong);
+}
+
+extern "C" int sf_clip_encode_image(sf_clip_t *m, const float *pixels, int B, float *out) {
+    SF_ML_TRY {
+        if (B < 1 || !pixels || !out) return sf_ml_fail(&m->e, SF_EINVAL, "encode_image: bad arguments");
+        torch::NoGradGuard ng;
+        m->model->eval();
+        const int S = m->cfg.image_size;
+        auto px = sf_ml_from_f32(pixels, {B, 3, S, S}).to(m->device);
+        sf_ml_to_f32(m->model->image(px), out);
+        return 0;
+    }
+    SF_ML_CATCH(&m->e)
+}
+
+extern "C" int sf_clip_encode_text(sf_clip_t *m, const int32_t *tokens, int B, int T, float *out) {
+    SF_ML_TRY {
+        if (B < 1 || !tokens || !out) return sf_ml_fail(&m->e, SF_EINVAL, "encode_text: bad arguments");
+        torch::Tensor eot;
+        int rc = eot_positions(m, tokens, B, T, &eot);
+        if (rc) return rc;
+        torch::NoGradGuard ng;
+        m->model->eval();
+        auto t = tokens_tensor(tokens, B, T).to(m->device);
+        sf_ml_to_f32(m->model->text(t, eot.to(m->device)), out);
+        return 0;
+    }
+    SF_ML_CATCH(&m->e)
+}
+
+// ---- training ----
+
+extern "C" int sf_clip_train_step(sf_clip_t *m, const float *pixels, const int32_t *tokens, int B,
+                                  int T, float lr, float *loss, float *acc) {
+    SF_ML_TRY {
+        if (B < 2 || !pixels || !tokens)
+            return sf_ml_fail(&m->e, SF_EINVAL, "train_step: need at least 2 pairs");
+        torch::Tensor eot;
+        int rc = eot_positions(m, tokens, B, T, &eot);
+        if (rc) return rc;
+        if (!m->opt) {
+            // Weight decay on matrices only, as CLIP's recipe does.
+            std::vector<torch::Tensor> decay, plain;
+            for (auto &p : m->model->parameters()) (p.dim() >= 2 ? decay : plain).push_back(p);
+            std::vector<torch::optim::OptimizerParamGroup> groups;
+            groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                           torch::optim::AdamWOptions(lr).betas({0.9, 0.98}).eps(1e-6).weight_decay(0.1)));
+            groups.emplace_back(plain, std::make_unique<torch::optim::AdamWOptions>(
+                                           torch::optim::AdamWOptions(lr).betas({0.9, 0.98}).eps(1e-6).weight_decay(0)));
+            m->opt = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+        }
+        for (auto &g : m->opt->param_groups())
+            static_cast<torch::optim::AdamWOptions &>(g.options()).lr(lr);
+        m->model->train();
+        const int S = m->cfg.image_size;
+        auto px = sf_ml_from_f32(pixels, {B, 3, S, S}).to(m->device);
+        auto t = tokens_tensor(tokens, B, T).to(m->device);
+        auto img = m->model->image(px);                                  // (B, E)
+        auto txt = m->model->text(t, eot.to(m->device));                 // (B, E)
+        auto logits = m->model->logit_scale.exp() * torch::matmul(img, txt.t());  // (B, B)
+        auto target = torch::arange(B, torch::TensorOptions().dtype(torch::kLong).device(m->device));
+        auto l = 0.5 * (torch::nn::functional::cross_entropy(logits, target) +
+                        torch::nn::functional::cross_entropy(logits.t(), target));
+        m->opt->zero_grad();
+        l.backward();
+        m->opt->step();
+        {
+            // CLIP clamps the temperature so logits stay below 100.
+            torch::NoGradGuard ng;
+            m->model->logit_scale.clamp_(0, std::log(100.0));
+        }
+        if (loss) *loss = l.item<float>();
+        if (acc) *acc = (logits.argmax(1) == target).to(torch::kFloat32).mean().item<float>();
+        return 0;
+    }
+    SF_ML_CATCH(&m->e)
+}

@@ -1,0 +1,156 @@
+/* sf_vision.h: the vision models of the shim — CLIP and image classifiers.
+ *
+ * CLIP is the embedder behind the reward, the filter, the reference
+ * statistics and every metric of the method; the classifiers (ConvNeXt,
+ * ViT) are the models whose robustness the generated data tests.  Both are
+ * the real architectures, parameterised by config, with the parameter names
+ * of HF's CLIPModel and of timm, so the published checkpoints load into the
+ * same code that trains the small world models here.
+ *
+ * Same conventions as sf_ml.h (call sf_ml_init first): plain C, opaque
+ * objects used by one thread at a time, negative SF_E… codes with the
+ * object's errstr, images as float NCHW arrays and tokens as int32 arrays.
+ */
+#ifndef SF_VISION_H
+#define SF_VISION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- CLIP ---- */
+
+typedef struct {
+    /* vision tower (HF CLIPVisionConfig) */
+    int image_size;       /* 224 */
+    int patch_size;       /* 32 */
+    int vision_width;     /* 768 */
+    int vision_layers;    /* 12 */
+    int vision_heads;     /* 12 */
+    int vision_mlp;       /* 3072 */
+    /* text tower (HF CLIPTextConfig) */
+    int vocab_size;       /* 49408 */
+    int context_length;   /* 77 (max_position_embeddings) */
+    int text_width;       /* 512 */
+    int text_layers;      /* 12 */
+    int text_heads;       /* 8 */
+    int text_mlp;         /* 2048 */
+    int eot_id;           /* 49407: the text feature is taken at the first EOT token */
+    int embed_dim;        /* 512 (projection_dim) */
+    float ln_eps;         /* 1e-5 */
+    int quick_gelu;       /* 1: x * sigmoid(1.702 x) (CLIP); 0: erf GELU */
+    float mean[3], std[3];/* preprocessing normalisation (OpenAI CLIP's) */
+} sf_clip_config_t;
+
+void sf_clip_config_vit_b32(sf_clip_config_t *c);
+/* The small CLIP trained on the embedded world (32x32 inputs); vocab_size
+ * must then be set to the tokenizer's. */
+void sf_clip_config_world(sf_clip_config_t *c);
+int sf_clip_config_check(const sf_clip_config_t *c, char *err, size_t errlen);
+
+typedef struct sf_clip_s sf_clip_t;
+
+/* A CLIP with weights drawn from `seed` (normal 0.02, unit LayerNorms,
+ * logit_scale ln(1/0.07)), on `device`. */
+int sf_clip_new(const sf_clip_config_t *c, const char *device, uint64_t seed, sf_clip_t **out,
+                char *err, size_t errlen);
+/* Loads a .safetensors with HF CLIPModel names: one written by sf_clip_save
+ * (config in its metadata), or an HF model.safetensors with `c` given (c may
+ * be NULL only for the former).  Missing, misshapen or non-float tensors are
+ * SF_ENOTFOUND / SF_EFORMAT with the tensor's name; extra tensors (e.g.
+ * position_ids buffers) are ignored. */
+int sf_clip_load(const char *path, const sf_clip_config_t *c, const char *device,
+                 sf_clip_t **out, char *err, size_t errlen);
+int sf_clip_save(sf_clip_t *m, const char *path);
+void sf_clip_free(sf_clip_t **m);
+
+const sf_clip_config_t *sf_clip_config(const sf_clip_t *m);
+const char *sf_clip_errstr(const sf_clip_t *m);
+int64_t sf_clip_num_params(const sf_clip_t *m);
+/* Parameter i in the module's order: its HF name (borrowed) and shape
+ * (up to 4 dims; *ndim set).  NULL when i is out of range. */
+const char *sf_clip_param(const sf_clip_t *m, int i, int *ndim, int64_t shape[4]);
+int sf_clip_param_count(const sf_clip_t *m);
+
+/* CLIP preprocessing of one 8-bit RGB HWC image of w x h: bilinear resize of
+ * the shorter side to image_size, centre crop, /255, (x - mean) / std.
+ * out: (3, image_size, image_size). */
+int sf_clip_preprocess(const sf_clip_config_t *c, const uint8_t *rgb, int w, int h, float *out);
+
+/* L2-normalised embeddings.
+ *   pixels (B, 3, S, S) preprocessed images     -> out (B, embed_dim)
+ *   tokens (B, T) ids, T <= context_length, each row holding an eot_id (the
+ *          feature is read there; rows without one use their last token) */
+int sf_clip_encode_image(sf_clip_t *m, const float *pixels, int B, float *out);
+int sf_clip_encode_text(sf_clip_t *m, const int32_t *tokens, int B, int T, float *out);
+float sf_clip_logit_scale(const sf_clip_t *m);   /* exp(logit_scale) */
+
+/* One AdamW step (weight decay 0.1 on matrices) of the symmetric contrastive
+ * loss over B pairs; lr as given (the caller schedules it).  *loss before the
+ * step, *acc the fraction of images whose own caption scores highest. */
+int sf_clip_train_step(sf_clip_t *m, const float *pixels, const int32_t *tokens, int B, int T,
+                       float lr, float *loss, float *acc);
+
+/* ---- classifiers (timm) ---- */
+
+typedef enum { SF_CLS_CONVNEXT = 0, SF_CLS_VIT = 1 } sf_cls_arch_t;
+
+typedef struct {
+    sf_cls_arch_t arch;
+    int n_classes;        /* 1000 */
+    int image_size;       /* 224 (ViT: fixes the position table; ConvNeXt: any) */
+    /* ConvNeXt */
+    int n_stages;         /* 4 */
+    int depths[4];        /* atto: 2 2 6 2 */
+    int dims[4];          /* atto: 40 80 160 320 */
+    int conv_mlp;         /* atto: 1 (1x1 convs, timm names mlp.fc1/fc2 with 4-d weights) */
+    int stem_patch;       /* 4 */
+    float ls_init;        /* layer scale init, 1e-6 */
+    /* ViT */
+    int patch_size;       /* 16 */
+    int width;            /* tiny: 192 */
+    int depth;            /* 12 */
+    int heads;            /* 3 */
+    int mlp_ratio;        /* 4 */
+    float ln_eps;         /* 1e-6 for both */
+    float mean[3], std[3];/* ImageNet normalisation */
+} sf_classifier_config_t;
+
+void sf_classifier_config_convnext_atto(sf_classifier_config_t *c, int n_classes);
+void sf_classifier_config_vit_tiny(sf_classifier_config_t *c, int n_classes);
+int sf_classifier_config_check(const sf_classifier_config_t *c, char *err, size_t errlen);
+
+typedef struct sf_classifier_s sf_classifier_t;
+
+int sf_classifier_new(const sf_classifier_config_t *c, const char *device, uint64_t seed,
+                      sf_classifier_t **out, char *err, size_t errlen);
+/* Loads a file written by sf_classifier_save, or a timm safetensors with `c`
+ * given.  Errors as for sf_clip_load. */
+int sf_classifier_load(const char *path, const sf_classifier_config_t *c, const char *device,
+                       sf_classifier_t **out, char *err, size_t errlen);
+int sf_classifier_save(sf_classifier_t *m, const char *path);
+void sf_classifier_free(sf_classifier_t **m);
+
+const sf_classifier_config_t *sf_classifier_config(const sf_classifier_t *m);
+const char *sf_classifier_errstr(const sf_classifier_t *m);
+int64_t sf_classifier_num_params(const sf_classifier_t *m);
+int sf_classifier_param_count(const sf_classifier_t *m);
+const char *sf_classifier_param(const sf_classifier_t *m, int i, int *ndim, int64_t shape[4]);
+
+/* pixels (B, 3, S, S) normalised with the config's mean/std -> logits
+ * (B, n_classes) (may be NULL) and argmax labels (may be NULL). */
+int sf_classifier_forward(sf_classifier_t *m, const float *pixels, int B, float *logits,
+                          int *pred);
+/* One AdamW step (weight decay 0.05, label smoothing 0.1) of cross-entropy;
+ * *loss and *acc (on the batch, before the step) may be NULL. */
+int sf_classifier_train_step(sf_classifier_t *m, const float *pixels, const int *labels, int B,
+                             float lr, float *loss, float *acc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
