@@ -69,3 +69,19 @@ for _ in $(seq 50); do kill -0 "${PIDS[0]}" 2>/dev/null || break; sleep 0.1; don
 kill -0 "${PIDS[0]}" 2>/dev/null && fail "worker did not stop on SIGTERM"
 grep -q "leaving after" "$T/worker-0.log" || fail "worker did not drain"
 ok "graceful stops"
+
+# recycle_after: a worker drains and exits after N jobs (for leaky models
+# under a supervisor); its jobs are not lost.
+"$BIN/sf-worker" --coordinator "$WEP" --worker-id recycler --recycle-after 5 --heartbeat-ms 200 \
+    >>"$T/worker-r.log" 2>&1 &
+rpid=$!
+disown $rpid
+PIDS+=($rpid)
+run=$(submit --classes goldfish --kind noop --items-per-class 40) || fail "submit for recycle"
+for _ in $(seq 100); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$rpid" 2>/dev/null && fail "the worker did not recycle itself"
+grep -q "recycle_after reached" "$T/worker-r.log" || fail "no recycle message"
+start_workers 1
+wait_state "$run" done 30
+check_all_done "$run" 40
+ok "recycle_after"
