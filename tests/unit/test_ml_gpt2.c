@@ -293,12 +293,13 @@ TEST(test_bytes_roundtrip) {
     CHECK_EQ_INT(sf_gpt2_load_bytes(small, buf, len), SF_EINVAL);
     CHECK(strlen(sf_gpt2_errstr(small)) > 0);
     CHECK_EQ_INT(sf_gpt2_load_bytes(other, buf, len / 2), SF_EFORMAT);
-    CHECK_EQ_INT(sf_gpt2_from_bytes(buf, 5, "cpu", &copy, err, sizeof err), SF_EFORMAT);
-    free(buf);
     sf_gpt2_free(&copy);
+    CHECK(copy == NULL);
+    CHECK_EQ_INT(sf_gpt2_from_bytes(buf, 5, "cpu", &copy, err, sizeof err), SF_EFORMAT);
+    CHECK(copy == NULL);
+    free(buf);
     sf_gpt2_free(&other);
     sf_gpt2_free(&small);
-    CHECK(copy == NULL);
 }
 
 TEST(test_save_load_and_clone) {
