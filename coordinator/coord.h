@@ -143,6 +143,8 @@ typedef struct sf_coord_config_s {
     long max_jobs_per_run, max_runs;
     long flush_max_ops;
     long worker_ttl_s;
+    char *metrics_host;
+    long metrics_port;
     char *log_level;
     int log_json;
 } sf_coord_config_t;
@@ -192,6 +194,8 @@ typedef struct sf_coord_s {
     int dispatch_dirty;
     sf_stats_t st;
     sf_hist_t latency;      /* all runs */
+    sf_hist_t redis_latency; /* batch sent -> EXEC acknowledged, µs */
+    struct sf_metrics_s *metrics;
     uint8_t *sbuf;          /* send buffer, reused */
     size_t sbuf_cap;
     int64_t last_hb_ms;

@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "coordinator/coord.h"
 
 #define CRON_MS 100
@@ -40,6 +41,8 @@ const sf_cfg_field_t sf_coord_schema[] = {
     F(max_runs, SF_CFG_INT, "1000", 1, 1000000, "most runs queued or running at once"),
     F(flush_max_ops, SF_CFG_INT, "20000", 100, 10000000, "Redis operations after which a batch is sent at once"),
     F(worker_ttl_s, SF_CFG_INT, "30", 2, 86400, "expiry of a worker's Redis hash without heartbeats, s"),
+    F(metrics_host, SF_CFG_STRING, "127.0.0.1", 1, 0, "address the Prometheus metrics endpoint binds"),
+    F(metrics_port, SF_CFG_INT, "0", 0, 65535, "port of GET /metrics (0: off)"),
     F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
     F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
     {NULL, 0, 0, NULL, 0, 0, NULL},
@@ -143,6 +146,71 @@ static void on_pump(uv_prepare_t *h) {
 
 static void shutdown_loop(sf_coord_t *c);
 
+static void counter(sf_mbuf_t *m, const char *name, const char *help, double v) {
+    sf_metric_head(m, name, "counter", help);
+    sf_metric_value(m, name, NULL, v);
+}
+
+static void gauge(sf_mbuf_t *m, const char *name, const char *help, double v) {
+    sf_metric_head(m, name, "gauge", help);
+    sf_metric_value(m, name, NULL, v);
+}
+
+static void quantiles(sf_mbuf_t *m, const char *name, const char *help, const sf_hist_t *h) {
+    char l[32];
+    sf_metric_head(m, name, "summary", help);
+    const double qs[] = {0.5, 0.9, 0.99};
+    for (int i = 0; i < 3; i++) {
+        snprintf(l, sizeof l, "quantile=\"%g\"", qs[i]);
+        sf_metric_value(m, name, l, (double)sf_hist_quantile(h, qs[i]) / 1e6);
+    }
+    sf_mbuf_printf(m, "%s_sum %.9g\n%s_count %llu\n", name, (double)h->sum / 1e6, name, (unsigned long long)h->count);
+}
+
+/* GET /metrics: counters since start, and gauges of the state now. */
+static void render_metrics(void *arg, sf_mbuf_t *m) {
+    sf_coord_t *c = arg;
+    const sf_stats_t *s = &c->st;
+    counter(m, "sf_coordinator_jobs_dispatched_total", "jobs handed to workers (attempts)", (double)s->dispatched);
+    sf_metric_head(m, "sf_coordinator_results_total", "counter", "results received, by outcome");
+    sf_metric_value(m, "sf_coordinator_results_total", "outcome=\"ok\"", (double)s->results_ok);
+    sf_metric_value(m, "sf_coordinator_results_total", "outcome=\"failed\"", (double)s->results_failed);
+    sf_metric_value(m, "sf_coordinator_results_total", "outcome=\"duplicate\"", (double)s->results_dup);
+    sf_metric_value(m, "sf_coordinator_results_total", "outcome=\"stale\"", (double)s->results_stale);
+    sf_metric_value(m, "sf_coordinator_results_total", "outcome=\"unknown\"", (double)s->results_unknown);
+    counter(m, "sf_coordinator_jobs_retried_total", "jobs put back in the queue (failure, expiry, lost worker)", (double)s->requeued);
+    counter(m, "sf_coordinator_leases_expired_total", "leases that ran out", (double)s->expired);
+    counter(m, "sf_coordinator_jobs_dead_total", "jobs dead-lettered", (double)s->dead_lettered);
+    counter(m, "sf_coordinator_workers_lost_total", "workers removed (dead or gone)", (double)s->workers_died);
+    counter(m, "sf_coordinator_frames_bad_total", "malformed frames dropped", (double)s->frames_bad);
+    counter(m, "sf_coordinator_redis_batches_total", "MULTI/EXEC batches sent to Redis", (double)s->redis_batches);
+    counter(m, "sf_coordinator_redis_errors_total", "commands Redis refused", (double)s->redis_errors);
+    counter(m, "sf_coordinator_redis_reconnects_total", "lost Redis connections", (double)s->redis_reconnects);
+    uint64_t jobs_done = 0, queued = 0, leased = 0;
+    int states[RUN_CANCELLED + 1] = {0};
+    for (sf_run_t *r = c->runs; r; r = r->next) {
+        states[r->state]++;
+        jobs_done += r->done;
+        leased += r->leased;
+        if ((r->state == RUN_RUNNING || r->state == RUN_QUEUED) && r->jobs)
+            queued += r->n_jobs - r->done - r->dead - r->leased;
+    }
+    counter(m, "sf_coordinator_jobs_done_total", "jobs done and acknowledged by Redis (runs in memory)", (double)jobs_done);
+    gauge(m, "sf_coordinator_jobs_queued", "jobs of active runs not yet done, dead or leased", (double)queued);
+    gauge(m, "sf_coordinator_leases", "jobs leased to workers now", (double)leased);
+    sf_metric_head(m, "sf_coordinator_runs", "gauge", "runs by state");
+    for (int i = 0; i <= RUN_CANCELLED; i++) {
+        char l[48];
+        snprintf(l, sizeof l, "state=\"%s\"", sf_run_state_name(i));
+        sf_metric_value(m, "sf_coordinator_runs", l, states[i]);
+    }
+    int workers = 0;
+    for (int i = 0; i < c->n_worker_slots; i++) workers += c->workers[i].used;
+    gauge(m, "sf_coordinator_workers", "workers connected", workers);
+    quantiles(m, "sf_coordinator_job_latency_seconds", "dispatch to result acknowledged by Redis", &c->latency);
+    quantiles(m, "sf_coordinator_redis_latency_seconds", "batch sent to EXEC acknowledged", &c->redis_latency);
+}
+
 /* The cron, every CRON_MS:
  *  - workers silent past their liveness window are removed, their jobs requeued;
  *  - heartbeats to every worker, and their Redis hashes refreshed (each interval);
@@ -202,6 +270,7 @@ static void shutdown_loop(sf_coord_t *c) {
     uv_close((uv_handle_t *)&c->sigterm, NULL);
     uv_close((uv_handle_t *)&c->sigint, NULL);
     sf_store_close(c);
+    sf_metrics_stop(c->metrics);
 }
 
 static void *bind_router(sf_coord_t *c, const char *ep, char *err, size_t n) {
@@ -255,6 +324,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (sf_store_open(c, err, sizeof err) != 0) {
+        sf_error("%s", err);
+        return 1;
+    }
+    if (sf_metrics_start(c->loop, c->cfg.metrics_host, (int)c->cfg.metrics_port, render_metrics, c, &c->metrics, err,
+                         sizeof err) != 0) {
         sf_error("%s", err);
         return 1;
     }

@@ -51,6 +51,7 @@ typedef struct batch_s {
     sf_ack_t *acks;
     size_t n_acks, cap_acks;
     int sent;           /* in flight on the current connection */
+    int64_t sent_us;
     struct batch_s *next;
 } batch_t;
 
@@ -507,6 +508,7 @@ static void send_batch(sf_coord_t *c, batch_t *b) {
         }
     }
     b->sent = 1;
+    b->sent_us = sf_now_us();
     s->inflight++;
     c->st.redis_batches++;
 }
@@ -535,6 +537,7 @@ static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
     if (s->head != b) sf_error("redis: acknowledgement out of order");
     s->head = b->next;
     if (!s->head) s->tail = NULL;
+    sf_hist_add(&c->redis_latency, (uint64_t)(sf_now_us() - b->sent_us));
     sf_coord_on_acked(c, b->acks, b->n_acks);
     batch_free(b);
 }

@@ -35,6 +35,7 @@
 #include "common/error.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/wire.h"
 #include "common/zsock.h"
 #include "ml/sf_ml.h"
@@ -42,6 +43,8 @@
 typedef struct {
     char *redis, *redis_prefix, *endpoint, *checkpoint_dir, *device;
     long threads;
+    char *metrics_host;
+    long metrics_port;
     char *log_level;
     int log_json;
 } lconfig_t;
@@ -54,6 +57,8 @@ static const sf_cfg_field_t l_schema[] = {
     F(checkpoint_dir, SF_CFG_STRING, "checkpoints", 1, 0, "where each run's policy checkpoints go"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for PPO: cpu or cuda:N"),
     F(threads, SF_CFG_INT, "2", 1, 256, "intra-op threads for PPO"),
+    F(metrics_host, SF_CFG_STRING, "127.0.0.1", 1, 0, "address the Prometheus metrics endpoint binds"),
+    F(metrics_port, SF_CFG_INT, "0", 0, 65535, "port of GET /metrics (0: off)"),
     F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
     F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
     {NULL, 0, 0, NULL, 0, 0, NULL},
@@ -133,6 +138,7 @@ typedef struct {
     size_t sbuf_cap;
     uint64_t frames_bad;
     int stopping;
+    sf_metrics_t *metrics;
 } learner_t;
 
 static learner_t L;
@@ -676,6 +682,33 @@ static void on_readable(sf_zsock_t *zs) {
     if (n == 1024) sf_zsock_backlog(zs);
 }
 
+/* GET /metrics: per run, labelled run="rN". */
+static void render_metrics(void *arg, sf_mbuf_t *m) {
+    (void)arg;
+    static const struct { const char *name, *type, *help; } defs[] = {
+        {"sf_learner_policy_version", "gauge", "published policy version"},
+        {"sf_learner_updates_total", "counter", "PPO updates made"},
+        {"sf_learner_rollouts_total", "counter", "rollouts accepted"},
+        {"sf_learner_rollouts_stale_total", "counter", "rollouts dropped as too old"},
+        {"sf_learner_rollouts_buffered", "gauge", "rollouts waiting for an update"},
+        {"sf_learner_mean_score", "gauge", "mean reward of the last update's batch"},
+        {"sf_learner_kl", "gauge", "KL to the reference of the last update"},
+        {"sf_learner_kl_coef", "gauge", "the KL controller's beta"},
+    };
+    for (size_t d = 0; d < sizeof defs / sizeof defs[0]; d++) {
+        sf_metric_head(m, defs[d].name, defs[d].type, defs[d].help);
+        for (lrun_t *r = L.runs; r; r = r->next) {
+            char l[48];
+            snprintf(l, sizeof l, "run=\"%s\"", r->id);
+            double v[] = {r->version, (double)r->updates, (double)r->received, (double)r->dropped_stale, r->n_buf,
+                          r->last.mean_score, r->last.kl, r->updates ? r->last.next_kl_coef : r->ppo.init_kl_coef};
+            sf_metric_value(m, defs[d].name, l, v[d]);
+        }
+    }
+    sf_metric_head(m, "sf_learner_frames_bad_total", "counter", "malformed frames dropped");
+    sf_metric_value(m, "sf_learner_frames_bad_total", NULL, (double)L.frames_bad);
+}
+
 /* The cron, every second: reconnect to Redis if the connection was lost;
  * refresh every run's statistics; when stopping, exit once no model job
  * is running. */
@@ -693,6 +726,7 @@ static void cron(uv_timer_t *t) {
         uv_close((uv_handle_t *)&L.sigterm, NULL);
         uv_close((uv_handle_t *)&L.sigint, NULL);
         if (L.ac) redisAsyncDisconnect(L.ac);
+        sf_metrics_stop(L.metrics);
     }
 }
 
@@ -733,6 +767,11 @@ int main(int argc, char **argv) {
     if (!L.sock || sf_wire_sockopts(L.sock) || zmq_setsockopt(L.sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
         zmq_bind(L.sock, L.cfg.endpoint) != 0) {
         sf_error("cannot bind %s: %s", L.cfg.endpoint, zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    if (sf_metrics_start(L.loop, L.cfg.metrics_host, (int)L.cfg.metrics_port, render_metrics, NULL, &L.metrics, err,
+                         sizeof err) != 0) {
+        sf_error("%s", err);
         return 1;
     }
     redis_connect();

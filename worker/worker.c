@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/wire.h"
 #include "common/zsock.h"
 #include "worker/worker.h"
@@ -36,6 +37,8 @@ typedef struct {
     char *kinds;
     char *device;
     long slots, prefetch, threads, recycle_after, heartbeat_ms, liveness;
+    char *metrics_host;
+    long metrics_port;
     char *log_level;
     int log_json;
 } wk_config_t;
@@ -52,6 +55,8 @@ static const sf_cfg_field_t wk_schema[] = {
     F(recycle_after, SF_CFG_INT, "0", 0, 1e12, "drain and exit after this many jobs (0: never)"),
     F(heartbeat_ms, SF_CFG_INT, "1000", 50, 60000, "heartbeat interval until the coordinator sets it"),
     F(liveness, SF_CFG_INT, "3", 2, 100, "silent intervals before the coordinator is presumed gone"),
+    F(metrics_host, SF_CFG_STRING, "127.0.0.1", 1, 0, "address the Prometheus metrics endpoint binds"),
+    F(metrics_port, SF_CFG_INT, "0", 0, 65535, "port of GET /metrics (0: off)"),
     F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
     F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
     {NULL, 0, 0, NULL, 0, 0, NULL},
@@ -84,6 +89,8 @@ struct sf_wk_s {
     uint8_t *sbuf;
     size_t sbuf_cap;
     uint64_t epoch;
+    uint64_t reconnects;
+    sf_metrics_t *metrics;
 };
 
 static int64_t now_ms(void) {
@@ -381,7 +388,24 @@ static void reconnect(sf_wk_t *wk) {
     if (!wk->zs_open) return;
     sf_warn("coordinator silent for %lld ms: reconnecting", (long long)(now_ms() - wk->last_recv_ms));
     wk->zs_open = 0;
+    wk->reconnects++;
     sf_zsock_close(&wk->zs, on_zs_closed);
+}
+
+/* GET /metrics */
+static void render_metrics(void *arg, sf_mbuf_t *m) {
+    sf_wk_t *wk = arg;
+    sf_metric_head(m, "sf_worker_jobs_total", "counter", "jobs finished, by outcome");
+    sf_metric_value(m, "sf_worker_jobs_total", "outcome=\"ok\"", (double)wk->done);
+    sf_metric_value(m, "sf_worker_jobs_total", "outcome=\"failed\"", (double)wk->failed);
+    sf_metric_head(m, "sf_worker_jobs_running", "gauge", "jobs running now");
+    sf_metric_value(m, "sf_worker_jobs_running", NULL, wk->running);
+    sf_metric_head(m, "sf_worker_jobs_queued", "gauge", "jobs received, not started");
+    sf_metric_value(m, "sf_worker_jobs_queued", NULL, wk->queued);
+    sf_metric_head(m, "sf_worker_slots", "gauge", "jobs this worker runs at once");
+    sf_metric_value(m, "sf_worker_slots", NULL, (double)wk->cfg.slots);
+    sf_metric_head(m, "sf_worker_reconnects_total", "counter", "times the coordinator was presumed gone");
+    sf_metric_value(m, "sf_worker_reconnects_total", NULL, (double)wk->reconnects);
 }
 
 static void finish(sf_wk_t *wk) {
@@ -404,6 +428,8 @@ static void finish(sf_wk_t *wk) {
     uv_close((uv_handle_t *)&wk->hb, NULL);
     uv_close((uv_handle_t *)&wk->sigterm, NULL);
     uv_close((uv_handle_t *)&wk->sigint, NULL);
+    sf_metrics_stop(wk->metrics);
+    wk->metrics = NULL;
 }
 
 static void begin_drain(sf_wk_t *wk, const char *why) {
@@ -518,6 +544,11 @@ int main(int argc, char **argv) {
     wk->loop = uv_default_loop();
     wk->zctx = zmq_ctx_new();
     if (open_socket(wk) != 0) return 1;
+    if (sf_metrics_start(wk->loop, wk->cfg.metrics_host, (int)wk->cfg.metrics_port, render_metrics, wk, &wk->metrics,
+                         err, sizeof err) != 0) {
+        sf_error("%s", err);
+        return 1;
+    }
     uv_prepare_init(wk->loop, &wk->flush);
     wk->flush.data = wk;
     uv_prepare_start(&wk->flush, on_flush);

@@ -94,3 +94,11 @@ expect() {  # CODE PATTERN CMD…
     [ "$rc" = "$code" ] || fail "'$*' exited $rc, expected $code: $out"
     echo "$out" | grep -q -- "$pat" || fail "'$*' did not say '$pat': $out"
 }
+
+# A free TCP port on loopback (the kernel picks it).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The value of one metric line (name with its labels, exactly) from a scrape.
+metric() {  # PORT 'name{labels}'
+    curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'
+}
