@@ -43,7 +43,7 @@ typedef struct {
  * blocks back to the kernel (M_MMAP_MAX 0, a large M_TRIM_THRESHOLD): every
  * training step allocates and frees logits of (batch, tokens, 50257) floats,
  * and on a VM the page faults of fresh mappings cost more than the maths
- * (measured: PPO step of the tiny config 25 s -> see docs/perf-ml.md).  The
+ * (measured: PPO step of the tiny config 25 s -> see docs/performance.md).  The
  * price is that the process keeps its peak heap. */
 int sf_ml_init(const sf_ml_opts_t *opts);
 

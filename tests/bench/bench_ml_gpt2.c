@@ -8,7 +8,7 @@
  * For each configuration (random weights): tokens/s of KV-cache sampling and
  * of full recomputation for 32 new tokens after an 8-token prompt (batch 8),
  * the speed-up of the cache, and seconds per PPO step (4 epochs) at a stated
- * batch.  Figures go to docs/perf-ml.md.
+ * batch.  Figures go to docs/performance.md.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -106,7 +106,7 @@ static double ppo_step_secs(sf_gpt2_t *m, const bench_t *b) {
 }
 
 int main(int argc, char **argv) {
-    /* One thread unless told: the figures in docs/perf-ml.md are
+    /* One thread unless told: the figures in docs/performance.md are
      * single-threaded because more threads than free cores cost 4-10x. */
     int threads = getenv("SF_THREADS") ? atoi(getenv("SF_THREADS")) : 1;
     const char *which = "all", *device = "cpu";
