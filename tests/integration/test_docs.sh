@@ -1,0 +1,26 @@
+# Every setting a daemon accepts and every Redis key the code writes appears
+# in the docs, so the docs cannot silently fall behind the code.
+. "$(dirname "$0")/lib.sh"
+conf="$SF_ROOT/docs/configuration.md"
+keysdoc="$SF_ROOT/docs/redis-keys.md"
+missing=()
+nset=0
+for d in sf-coordinator sf-worker sf-learner; do
+    [ -x "$BIN/$d" ] || continue
+    # --help lists "--key-name  doc (type, default …)" for every setting.
+    for opt in $("$BIN/$d" --help 2>&1 | grep -o '^  --[a-z0-9-]*' | sed 's/^  --//'); do
+        key=${opt//-/_}
+        nset=$((nset + 1))
+        grep -q "\`$key\`" "$conf" || missing+=("$d setting '$key' (docs/configuration.md)")
+    done
+done
+# Redis keys: the schema header, plus the learner's own keys.
+for k in $(grep -o '"%s:[a-z:%]*"' "$SF_ROOT/common/keys.h" | tr -d '"' | sed 's/%s:/sf:/; s/%s/<id>/g'); do
+    grep -qF "\`$k\`" "$keysdoc" || missing+=("Redis key '$k' (docs/redis-keys.md)")
+done
+for k in $(grep -o '"%s:run:%s:[a-z]*"' "$SF_ROOT/learner/learner.c" | tr -d '"' | sed 's/%s:run:%s:/sf:run:<id>:/'); do
+    grep -qF "\`$k\`" "$keysdoc" || missing+=("Redis key '$k' (docs/redis-keys.md)")
+done
+[ ${#missing[@]} -eq 0 ] || fail "undocumented: ${missing[*]}"
+[ "$nset" -ge 30 ] || fail "found only $nset settings in --help: the check itself is broken"
+ok "all $nset daemon settings and every Redis key the code names are documented"
