@@ -7,6 +7,7 @@
  *   status RUN [--json]      watch RUN [--interval MS]     cancel RUN
  *   runs [--json]            workers [--json]              stats [--json]
  *   up --dir DIR [--workers N] [worker flags…]             down --dir DIR
+ *   top [--redis ADDR] [--interval MS] [--once]
  *   world …                  (the embedded world: sheets, corpus)
  *
  * Exit codes a script can rely on: 0 success; 1 the coordinator refused or
@@ -40,6 +41,7 @@ static void usage(FILE *f) {
           "  watch    RUN: live progress bars until the run ends\n"
           "  cancel   RUN: cancel a run; leased jobs are cancelled on their workers\n"
           "  runs     list runs          workers  list workers      stats  coordinator counters\n"
+          "  top      [--redis ADDR]: full-screen live view of runs, workers and the learner\n"
           "  up       --dir DIR [--workers N]: a local cluster (redis, coordinator, workers)\n"
           "  down     --dir DIR: stop a local cluster\n"
           "  world    the embedded world (sfctl world --help)\n"
@@ -299,6 +301,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "up")) return sfctl_up(sub_argc, sub);
     if (!strcmp(cmd, "down")) return sfctl_down(sub_argc, sub);
     if (!strcmp(cmd, "world")) return sfctl_world(sub_argc, sub);
+    if (!strcmp(cmd, "top")) return sfctl_top(sub_argc, sub);
     if (!strcmp(cmd, "status") || !strcmp(cmd, "cancel") || !strcmp(cmd, "watch")) {
         if (!run) { fprintf(stderr, "sfctl %s: which run? (e.g. sfctl %s r1)\n", cmd, cmd); return SFCTL_EXIT_USAGE; }
         if (!strcmp(cmd, "status")) return simple(SF__REQUEST__OP__STATUS, cmd, run, json);

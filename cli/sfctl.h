@@ -29,6 +29,9 @@ int sfctl_watch(const char *run, long interval_ms, int quiet_start);
 int sfctl_up(int argc, char **argv);
 int sfctl_down(int argc, char **argv);
 
+/* top.c */
+int sfctl_top(int argc, char **argv);
+
 /* world_cmd.c */
 int sfctl_world(int argc, char **argv);
 
