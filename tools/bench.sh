@@ -2,7 +2,7 @@
 # make bench: every benchmark program, then the job-system benchmark.
 # Benchmarks measure speed; they are not tests and assert nothing.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 B=${SF_BUILD:-build}
 for b in "$B"/bench/bench_*; do
     [ -x "$b" ] || continue

@@ -20,8 +20,8 @@ for pf in "${prefetches[@]}"; do
     R() { redis-cli -s "$d/redis.sock" "$@"; }
     mem0=$(R info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
     run=$("$BIN/sfctl" submit --classes builtin:imagenet-1k --kind noop --items-per-class "$per_class" --name bench)
-    while [ "$(R hget "sf:run:$run" state)" != done ]; do sleep 0.05; done
-    c=$(R hget "sf:run:$run" created_ms); f=$(R hget "sf:run:$run" finished_ms); n=$(R hget "sf:run:$run" done)
+    while [ "$(R hget "sf:run:$run" state)" != "done" ]; do sleep 0.05; done
+    c=$(R hget "sf:run:$run" created_ms); f=$(R hget "sf:run:$run" finished_ms); n=$(R hget "sf:run:$run" "done")
     mem1=$(R info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
     st=$("$BIN/sfctl" status "$run" --json)
     p50=$(echo "$st" | grep -o '"p50":[0-9]*' | cut -d: -f2)
