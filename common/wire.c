@@ -7,6 +7,7 @@
 #include <zmq.h>
 
 #include "common/error.h"
+#include "common/log.h"
 
 static int str_ok(const char *s, size_t cap) { return !s || strnlen(s, cap + 1) <= cap; }
 
@@ -114,6 +115,16 @@ int sf_wire_decode(const void *buf, size_t len, Sf__Envelope **out, char *err, s
 fail:
     sf__envelope__free_unpacked(e, NULL);
     return SF_EPROTO;
+}
+
+Sf__Envelope *sf_wire_decode_counted(const void *buf, size_t len, uint64_t *bad, const char *from) {
+    char err[256];
+    Sf__Envelope *env = NULL;
+    if (sf_wire_decode(buf, len, &env, err, sizeof err) == 0) return env;
+    ++*bad;
+    if ((*bad & (*bad - 1)) == 0)
+        sf_warn("dropped bad frame from %s (%llu so far): %s", from, (unsigned long long)*bad, err);
+    return NULL;
 }
 
 void sf_wire_free(Sf__Envelope *env) {

@@ -41,6 +41,11 @@ static inline uint32_t sf_job_index(uint64_t id) { return (uint32_t)id; }
 int sf_wire_decode(const void *buf, size_t len, Sf__Envelope **out, char *err, size_t errlen);
 void sf_wire_free(Sf__Envelope *env);
 
+/* sf_wire_decode for daemons: a bad frame increments *bad and is logged
+ * once per power of two of *bad (a flood cannot flood the log), naming
+ * `from`; returns the message or NULL. */
+Sf__Envelope *sf_wire_decode_counted(const void *buf, size_t len, uint64_t *bad, const char *from);
+
 /* Packs env (its version is set here) into *buf, growing it as needed: *buf
  * and *cap belong to the caller and are reused between calls, so the hot path
  * does not allocate.  Returns the packed length, or a negative code. */

@@ -265,17 +265,9 @@ static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int6
 }
 
 void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len) {
-    char err[256];
-    Sf__Envelope *env = NULL;
     c->st.frames_in++;
-    if (sf_wire_decode(buf, len, &env, err, sizeof err) != 0) {
-        c->st.frames_bad++;
-        /* Logged once per power of two, so that a flood cannot flood the log. */
-        if ((c->st.frames_bad & (c->st.frames_bad - 1)) == 0)
-            sf_warn("dropped bad frame from a worker peer (%llu so far): %s",
-                    (unsigned long long)c->st.frames_bad, err);
-        return;
-    }
+    Sf__Envelope *env = sf_wire_decode_counted(buf, len, &c->st.frames_bad, "a worker peer");
+    if (!env) return;
     if (env->body_case == SF__ENVELOPE__BODY_HELLO) {
         on_hello(c, rid, rid_len, env->hello);
         sf_wire_free(env);

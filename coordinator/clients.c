@@ -128,15 +128,9 @@ static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf_
 }
 
 void sf_clients_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len) {
-    char err[256];
-    Sf__Envelope *env = NULL;
     c->st.frames_in++;
-    if (sf_wire_decode(buf, len, &env, err, sizeof err) != 0) {
-        c->st.frames_bad++;
-        if ((c->st.frames_bad & (c->st.frames_bad - 1)) == 0)
-            sf_warn("dropped bad frame from a client (%llu so far): %s", (unsigned long long)c->st.frames_bad, err);
-        return;
-    }
+    Sf__Envelope *env = sf_wire_decode_counted(buf, len, &c->st.frames_bad, "a client");
+    if (!env) return;
     if (env->body_case == SF__ENVELOPE__BODY_REQUEST) on_request(c, rid, rid_len, env->request);
     else {
         c->st.frames_bad++;

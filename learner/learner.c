@@ -659,14 +659,8 @@ static void on_readable(sf_zsock_t *zs) {
             while (zmq_msg_more(&body) && zmq_msg_recv(&body, zs->sock, ZMQ_DONTWAIT) >= 0) {}
             continue;
         }
-        char err[256];
-        Sf__Envelope *env = NULL;
-        if (sf_wire_decode(zmq_msg_data(&body), zmq_msg_size(&body), &env, err, sizeof err) != 0) {
-            L.frames_bad++;
-            if ((L.frames_bad & (L.frames_bad - 1)) == 0)
-                sf_warn("dropped bad frame (%llu so far): %s", (unsigned long long)L.frames_bad, err);
-            continue;
-        }
+        Sf__Envelope *env = sf_wire_decode_counted(zmq_msg_data(&body), zmq_msg_size(&body), &L.frames_bad, "a worker");
+        if (!env) continue;
         if (env->body_case == SF__ENVELOPE__BODY_ROLLOUTS)
             on_rollouts(zmq_msg_data(&rid), zmq_msg_size(&rid), env->rollouts);
         else if (env->body_case == SF__ENVELOPE__BODY_POLICY_GET)
