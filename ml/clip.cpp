@@ -286,11 +286,11 @@ extern "C" void sf_clip_config_vit_b32(sf_clip_config_t *c) {
     memcpy(c->std, std, sizeof std);
 }
 
-// Small enough to train on one CPU core in minutes: 32x32 images in 4x4
-// patches (64 tokens), short captions (the world's are under 32 tokens).
+// Small enough to train on one CPU core in minutes: 32x32 images in 8x8
+// patches (16 tokens; measured better per CPU second than 4x4), short captions (the world's are under 32 tokens).
 extern "C" void sf_clip_config_world(sf_clip_config_t *c) {
     sf_clip_config_vit_b32(c);
-    c->image_size = 32; c->patch_size = 4;
+    c->image_size = 32; c->patch_size = 8;
     c->vision_width = 96; c->vision_layers = 2; c->vision_heads = 4; c->vision_mlp = 384;
     c->context_length = 32;
     c->text_width = 96; c->text_layers = 2; c->text_heads = 4; c->text_mlp = 384;

@@ -17,7 +17,7 @@
 
 #define TRAINER_VERSION 3
 
-#define CLIP_STEPS 1500
+#define CLIP_STEPS 2200
 #define CLIP_BATCH 64
 #define CLIP_LR 1e-3f
 #define CLIP_WARMUP 100
