@@ -6,7 +6,7 @@
  * configurations.)  Random weights; image embeddings/s at the config's image
  * size and text embeddings/s of 77-token texts (the world config: its
  * 32-token context), each in batches, best of a few repetitions.  Figures go
- * to docs/perf-vision.md.
+ * to docs/performance.md.
  */
 #include <stdint.h>
 #include <stdio.h>
