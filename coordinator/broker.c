@@ -131,15 +131,11 @@ static void worker_remove(sf_coord_t *c, sf_worker_t *w, const char *why) {
         char e[256];
         snprintf(e, sizeof e, "worker %s lost: %s", w->id, why);
         for (sf_run_t *r = c->runs; r && w->leased; r = r->next) {
-            if (!r->leased || !r->jobs) continue;
-            for (int pi = 0; pi < r->n_phases; pi++) {
-                sf_phase_t *p = &r->phases[pi];
-                for (uint32_t i = p->first; i < p->next; i++) {
-                    if (r->jobs[i].state == JS_LEASED && r->jobs[i].worker == w->slot) {
-                        give_back(c, r, i, e, w->id);
-                        if (w->leased) w->leased--;
-                    }
-                }
+            if (!r->leased) continue;
+            for (uint32_t i = 0; sf_run_next_leased(r, i, &i); i++) {
+                if (r->jobs[i].worker != w->slot) continue;
+                give_back(c, r, i, e, w->id);
+                if (w->leased) w->leased--;
             }
         }
     }
@@ -323,7 +319,7 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
     uint32_t n = 0;
     uint32_t secs = sf_coord_secs(c);
     for (sf_run_t *r = c->runs; r && n < want; r = r->next) {
-        if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) continue;
+        if (!sf_run_active(r)) continue;
         while (n < want) {
             int64_t t = sf_run_take(c, r, w->kinds);
             if (t < 0) break;
@@ -397,17 +393,15 @@ void sf_broker_cancel_run(sf_coord_t *c, sf_run_t *r) {
         if (!w->used || !w->leased || !r->jobs) continue;
         uint64_t *ids = NULL;
         size_t n = 0, cap = 0;
-        for (int pi = 0; pi < r->n_phases; pi++) {
-            for (uint32_t i = r->phases[pi].first; i < r->phases[pi].next; i++) {
-                if (r->jobs[i].state != JS_LEASED || r->jobs[i].worker != w->slot) continue;
-                if (n == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    uint64_t *ni = realloc(ids, cap * sizeof *ni);
-                    if (!ni) break;
-                    ids = ni;
-                }
-                ids[n++] = sf_job_id(r->num, i);
+        for (uint32_t i = 0; sf_run_next_leased(r, i, &i); i++) {
+            if (r->jobs[i].worker != w->slot) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                uint64_t *ni = realloc(ids, cap * sizeof *ni);
+                if (!ni) break;
+                ids = ni;
             }
+            ids[n++] = sf_job_id(r->num, i);
         }
         if (n) {
             Sf__Cancel cm = SF__CANCEL__INIT;
@@ -427,19 +421,16 @@ void sf_broker_cancel_run(sf_coord_t *c, sf_run_t *r) {
 static void expire_leases(sf_coord_t *c) {
     uint32_t secs = sf_coord_secs(c);
     for (sf_run_t *r = c->runs; r; r = r->next) {
-        if (!r->leased || !r->jobs) continue;
-        for (int pi = 0; pi < r->n_phases; pi++) {
-            sf_phase_t *p = &r->phases[pi];
-            for (uint32_t i = p->first; i < p->next; i++) {
-                sf_jobslot_t *j = &r->jobs[i];
-                if (j->state != JS_LEASED || j->deadline_s > secs) continue;
-                sf_worker_t *w = j->worker < SF_MAX_WORKERS ? &c->workers[j->worker] : NULL;
-                if (w && w->leased) w->leased--;
-                c->st.expired++;
-                char e[160];
-                snprintf(e, sizeof e, "lease of %u ms expired on worker %s", r->lease_ms, w ? w->id : "?");
-                give_back(c, r, i, e, w ? w->id : "");
-            }
+        if (!r->leased) continue;
+        for (uint32_t i = 0; sf_run_next_leased(r, i, &i); i++) {
+            sf_jobslot_t *j = &r->jobs[i];
+            if (j->deadline_s > secs) continue;
+            sf_worker_t *w = j->worker < SF_MAX_WORKERS ? &c->workers[j->worker] : NULL;
+            if (w && w->leased) w->leased--;
+            c->st.expired++;
+            char e[160];
+            snprintf(e, sizeof e, "lease of %u ms expired on worker %s", r->lease_ms, w ? w->id : "?");
+            give_back(c, r, i, e, w ? w->id : "");
         }
     }
 }

@@ -56,7 +56,7 @@ static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf_
             return;
         }
         int active = 0;
-        for (sf_run_t *r = c->runs; r; r = r->next) active += r->state == RUN_QUEUED || r->state == RUN_RUNNING;
+        for (sf_run_t *r = c->runs; r; r = r->next) active += sf_run_active(r);
         if (active >= c->cfg.max_runs) {
             snprintf(err, sizeof err, "%d runs are active already (max_runs)", active);
             sf_clients_reply(c, rid, rid_len, q->tag, SF_ERANGE, err, NULL, NULL);
@@ -96,7 +96,7 @@ static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf_
             sf_clients_reply(c, rid, rid_len, q->tag, SF_ENOTFOUND, err, NULL, NULL);
             return;
         }
-        if (r->state == RUN_DONE || r->state == RUN_FAILED || r->state == RUN_CANCELLED) {
+        if (!sf_run_active(r)) {
             snprintf(err, sizeof err, "run %s is already %s", r->id, sf_run_state_name(r->state));
             sf_clients_reply(c, rid, rid_len, q->tag, SF_ESTATE, err, r->id, NULL);
             return;

@@ -53,6 +53,8 @@ enum {
 /* Run states, as written to Redis. */
 enum { RUN_QUEUED = 0, RUN_RUNNING, RUN_DONE, RUN_FAILED, RUN_CANCELLED };
 const char *sf_run_state_name(int s);
+/* Still to run: queued or running (not done, failed or cancelled). */
+#define sf_run_active(r) ((r)->state == RUN_QUEUED || (r)->state == RUN_RUNNING)
 int sf_run_state_parse(const char *s);
 
 typedef struct sf_jobslot_s {
@@ -219,6 +221,9 @@ sf_run_t *sf_runs_find_num(sf_coord_t *c, uint32_t num);
 int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds);
 void sf_run_requeue(sf_run_t *r, uint32_t idx);
 int sf_run_phase_of(const sf_run_t *r, uint32_t idx);
+/* The first leased job at index >= from, into *idx; 0 when there is none.
+ *   for (uint32_t i = 0; sf_run_next_leased(r, i, &i); i++) … */
+int sf_run_next_leased(const sf_run_t *r, uint32_t from, uint32_t *idx);
 void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls);
 /* Called after acks change counters: advances phases, finishes the run. */
 void sf_run_progress(sf_coord_t *c, sf_run_t *r);

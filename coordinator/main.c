@@ -192,7 +192,7 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
         states[r->state]++;
         jobs_done += r->done;
         leased += r->leased;
-        if ((r->state == RUN_RUNNING || r->state == RUN_QUEUED) && r->jobs)
+        if (sf_run_active(r) && r->jobs)
             queued += r->n_jobs - r->done - r->dead - r->leased;
     }
     counter(m, "sf_coordinator_jobs_done_total", "jobs done and acknowledged by Redis (runs in memory)", (double)jobs_done);
@@ -230,7 +230,7 @@ static void cron(uv_timer_t *t) {
         last_self = now;
         sf_store_coordinator(c);
         for (sf_run_t *r = c->runs; r; r = r->next)
-            if ((r->state == RUN_RUNNING || r->state == RUN_QUEUED) && r->phase < r->n_phases &&
+            if (sf_run_active(r) && r->phase < r->n_phases &&
                 r->phases[r->phase].until_learner)
                 sf_store_poll_learner(c, r);
     }

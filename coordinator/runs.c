@@ -310,6 +310,17 @@ int sf_run_phase_of(const sf_run_t *r, uint32_t idx) {
     return -1;
 }
 
+int sf_run_next_leased(const sf_run_t *r, uint32_t from, uint32_t *idx) {
+    if (!r->jobs) return 0;
+    /* Only handed-out jobs can be leased: [first, next) of each phase. */
+    for (int pi = 0; pi < r->n_phases; pi++) {
+        const sf_phase_t *p = &r->phases[pi];
+        for (uint32_t i = from > p->first ? from : p->first; i < p->next; i++)
+            if (r->jobs[i].state == JS_LEASED) { *idx = i; return 1; }
+    }
+    return 0;
+}
+
 void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls) {
     int pi = sf_run_phase_of(r, idx);
     const sf_phase_t *p = &r->phases[pi < 0 ? 0 : pi];
@@ -324,7 +335,7 @@ void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32
 
 int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
     (void)c;
-    if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) return -1;
+    if (!sf_run_active(r)) return -1;
     if (r->phase >= r->n_phases) return -1;
     sf_phase_t *p = &r->phases[r->phase];
     if (!(kinds & (1ull << p->kind_id))) return -1;
@@ -349,7 +360,7 @@ void sf_run_requeue(sf_run_t *r, uint32_t idx) {
 
 void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done, const char *failed) {
     r->learner_polling = 0;
-    if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) return;
+    if (!sf_run_active(r)) return;
     if (version > r->learner_version) c->dispatch_dirty = 1;
     r->learner_version = version;
     if (r->phase >= r->n_phases || !r->phases[r->phase].until_learner) return;
@@ -386,7 +397,7 @@ void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done
 }
 
 void sf_run_progress(sf_coord_t *c, sf_run_t *r) {
-    if (r->state != RUN_RUNNING && r->state != RUN_QUEUED) return;
+    if (!sf_run_active(r)) return;
     int changed = 0;
     while (r->phase < r->n_phases) {
         sf_phase_t *p = &r->phases[r->phase];

@@ -854,7 +854,7 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
     r->phase = 0;
     while (r->phase < r->n_phases && r->phases[r->phase].done + r->phases[r->phase].dead >= r->phases[r->phase].n)
         r->phase++;
-    if (r->state == RUN_DONE || r->state == RUN_FAILED || r->state == RUN_CANCELLED) {
+    if (!sf_run_active(r)) {
         /* Finished: keep the summary for listings, drop the slots. */
         free(r->jobs);
         r->jobs = NULL;
