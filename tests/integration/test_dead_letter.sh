@@ -42,3 +42,17 @@ echo "$events" | grep -Eq "phase_done detail first .*phase_done detail second .*
     fail "phases did not complete in order: $events"
 "$BIN/sfctl" status "$run4" | grep -q "^second .* 2 .* 2 " || fail "status phases table"
 ok "phases run in order"
+
+# A job that outlives its lease is given to another worker; after
+# max_attempts expiries it is dead-lettered, saying why, and its late result
+# is dropped as stale.
+run5=$(submit --classes goldfish --kind sleep --payload '{"ms":2500}' --lease-ms 300 --max-attempts 2 \
+       --retry-base-ms 10) || fail submit5
+wait_state "$run5" failed 30
+R hget sf:run:$run5:dead 0 | grep -q 'lease of 300 ms expired' || fail "expiry not recorded: $(R hget sf:run:$run5:dead 0)"
+for _ in $(seq 50); do
+    "$BIN/sfctl" stats --json | grep -q '"results_stale":[1-9]' && break; sleep 0.1
+done
+"$BIN/sfctl" stats --json | grep -q '"expired":2' || fail "expired counter: $("$BIN/sfctl" stats --json)"
+"$BIN/sfctl" stats --json | grep -q '"results_stale":[1-9]' || fail "the late result was not dropped as stale"
+ok "lease expiry"
