@@ -23,6 +23,16 @@ typedef struct sf_cfg_field_s {
     const char *doc;
 } sf_cfg_field_t;
 
+/* The settings every daemon has, as the last rows of its table; its config
+ * struct T needs the fields metrics_host (char *), metrics_port (long),
+ * log_level (char *) and log_json (int). */
+#define SF_CFG_DAEMON_FIELDS(T)                                                                         \
+    {"metrics_host", SF_CFG_STRING, offsetof(T, metrics_host), "127.0.0.1", 1, 0,                     \
+     "address the Prometheus metrics endpoint binds"},                                                \
+    {"metrics_port", SF_CFG_INT, offsetof(T, metrics_port), "0", 0, 65535, "port of GET /metrics (0: off)"}, \
+    {"log_level", SF_CFG_STRING, offsetof(T, log_level), "info", 1, 0, "debug, info, warn or error"},   \
+    {"log_json", SF_CFG_BOOL, offsetof(T, log_json), "false", 1, 0, "log one JSON object per line"}
+
 /* Fills obj with the defaults of schema (terminated by a NULL key). */
 int sf_config_defaults(const sf_cfg_field_t *schema, void *obj);
 

@@ -41,10 +41,7 @@ const sf_cfg_field_t sf_coord_schema[] = {
     F(max_runs, SF_CFG_INT, "1000", 1, 1000000, "most runs queued or running at once"),
     F(flush_max_ops, SF_CFG_INT, "20000", 100, 10000000, "Redis operations after which a batch is sent at once"),
     F(worker_ttl_s, SF_CFG_INT, "30", 2, 86400, "expiry of a worker's Redis hash without heartbeats, s"),
-    F(metrics_host, SF_CFG_STRING, "127.0.0.1", 1, 0, "address the Prometheus metrics endpoint binds"),
-    F(metrics_port, SF_CFG_INT, "0", 0, 65535, "port of GET /metrics (0: off)"),
-    F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
-    F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
+    SF_CFG_DAEMON_FIELDS(sf_coord_config_t),
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 #undef F

@@ -57,10 +57,7 @@ static const sf_cfg_field_t l_schema[] = {
     F(checkpoint_dir, SF_CFG_STRING, "checkpoints", 1, 0, "where each run's policy checkpoints go"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for PPO: cpu or cuda:N"),
     F(threads, SF_CFG_INT, "2", 1, 256, "intra-op threads for PPO"),
-    F(metrics_host, SF_CFG_STRING, "127.0.0.1", 1, 0, "address the Prometheus metrics endpoint binds"),
-    F(metrics_port, SF_CFG_INT, "0", 0, 65535, "port of GET /metrics (0: off)"),
-    F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
-    F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
+    SF_CFG_DAEMON_FIELDS(lconfig_t),
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 #undef F

@@ -55,10 +55,7 @@ static const sf_cfg_field_t wk_schema[] = {
     F(recycle_after, SF_CFG_INT, "0", 0, 1e12, "drain and exit after this many jobs (0: never)"),
     F(heartbeat_ms, SF_CFG_INT, "1000", 50, 60000, "heartbeat interval until the coordinator sets it"),
     F(liveness, SF_CFG_INT, "3", 2, 100, "silent intervals before the coordinator is presumed gone"),
-    F(metrics_host, SF_CFG_STRING, "127.0.0.1", 1, 0, "address the Prometheus metrics endpoint binds"),
-    F(metrics_port, SF_CFG_INT, "0", 0, 65535, "port of GET /metrics (0: off)"),
-    F(log_level, SF_CFG_STRING, "info", 1, 0, "debug, info, warn or error"),
-    F(log_json, SF_CFG_BOOL, "false", 1, 0, "log one JSON object per line"),
+    SF_CFG_DAEMON_FIELDS(wk_config_t),
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
 #undef F
