@@ -1,7 +1,10 @@
 /* cluster.c: `sfctl up` / `sfctl down` — a whole local cluster for a laptop,
  * the tests and the demo: a private redis-server (unix socket, AOF on,
- * noeviction) in a run directory, a coordinator and N workers on ipc://
- * endpoints there.  `up` stays in the foreground and stops everything on
+ * noeviction) in a run directory, a coordinator, the PPO learner (when this
+ * build has one) and N workers on ipc:// endpoints there; the workers share
+ * DIR/data (reference statistics, run files, datasets) and read the models
+ * from --models (default ./models) and GPT-2's vocabulary from --vocab
+ * (default ./data/gpt2).  `up` stays in the foreground and stops everything on
  * SIGINT/SIGTERM, or with --detach returns once the cluster answers and leaves
  * `down` to stop it.  DIR/env holds SF_COORDINATOR for other shells. */
 #include <errno.h>
@@ -84,14 +87,18 @@ int sfctl_up(int argc, char **argv) {
     int workers = 2, detach = 0;
     char *wargs[64];
     int nw = 0;
+    const char *models = "models", *vocab = "data/gpt2";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
         else if (!strcmp(argv[i], "--workers") && i + 1 < argc) workers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--detach")) detach = 1;
         else if (nw < 60) wargs[nw++] = argv[i]; /* passed to every worker */
     }
     if (!dir || workers < 0 || workers > 256) {
-        fprintf(stderr, "sfctl up: usage: sfctl up --dir DIR [--workers N] [--detach] [worker flags…]\n");
+        fprintf(stderr, "sfctl up: usage: sfctl up --dir DIR [--workers N] [--models DIR] [--vocab DIR] [--detach] "
+                        "[worker flags…]\n");
         return SFCTL_EXIT_USAGE;
     }
     mkdir(dir, 0755);
@@ -126,6 +133,22 @@ int sfctl_up(int argc, char **argv) {
         stop_all(adir);
         return SFCTL_EXIT_FAIL;
     }
+    /* Paths the daemons get are absolute: they may resolve them later. */
+    char amodels[PATH_MAX], avocab[PATH_MAX], adata[PATH_MAX + 8], ackpt[PATH_MAX + 16], lep[PATH_MAX + 32];
+    if (!realpath(models, amodels)) snprintf(amodels, sizeof amodels, "%s", models);
+    if (!realpath(vocab, avocab)) snprintf(avocab, sizeof avocab, "%s", vocab);
+    snprintf(adata, sizeof adata, "%s/data", adir);
+    snprintf(ackpt, sizeof ackpt, "%s/checkpoints", adir);
+    snprintf(lep, sizeof lep, "ipc://%s/learner.ipc", adir);
+    mkdir(adata, 0755);
+    char lbin[PATH_MAX + 32];
+    snprintf(lbin, sizeof lbin, "%s/sf-learner", bdir);
+    if (access(lbin, X_OK) == 0) {
+        snprintf(log, sizeof log, "%s/learner.log", adir);
+        char *largv[] = {lbin, "--redis", redis, "--endpoint", lep, "--checkpoint-dir", ackpt,
+                         "--models-dir", amodels, NULL};
+        spawn(largv, log);
+    }
     char wbin[PATH_MAX + 32];
     snprintf(wbin, sizeof wbin, "%s/sf-worker", bdir);
     for (int i = 0; i < workers; i++) {
@@ -134,6 +157,8 @@ int sfctl_up(int argc, char **argv) {
         char *a[80];
         int k = 0;
         a[k++] = wbin; a[k++] = "--coordinator"; a[k++] = wep; a[k++] = "--worker-id"; a[k++] = id;
+        a[k++] = "--learner"; a[k++] = lep; a[k++] = "--models-dir"; a[k++] = amodels;
+        a[k++] = "--data-dir"; a[k++] = adata; a[k++] = "--gpt2-vocab"; a[k++] = avocab;
         for (int j = 0; j < nw; j++) a[k++] = wargs[j];
         a[k] = NULL;
         snprintf(log, sizeof log, "%s/worker-%d.log", adir, i);
@@ -141,7 +166,7 @@ int sfctl_up(int argc, char **argv) {
     }
     snprintf(tmp, sizeof tmp, "%s/env", adir);
     FILE *f = fopen(tmp, "w");
-    if (f) { fprintf(f, "SF_COORDINATOR=%s\nSF_REDIS=%s\n", cep, redis); fclose(f); }
+    if (f) { fprintf(f, "SF_COORDINATOR=%s\nSF_REDIS=%s\nSF_DATA=%s\n", cep, redis, adata); fclose(f); }
     snprintf(tmp, sizeof tmp, "%s/pids", adir);
     f = fopen(tmp, "w");
     if (f) { for (int i = 0; i < nprocs; i++) fprintf(f, "%d\n", (int)procs[i]); fclose(f); }
@@ -160,7 +185,7 @@ int sfctl_up(int argc, char **argv) {
         }
         usleep(50000);
     }
-    printf("cluster up in %s: redis %s, coordinator %s, %d workers\n", adir, redis, cep, workers);
+    printf("cluster up in %s: redis %s, coordinator %s, %d workers, data in %s\n", adir, redis, cep, workers, adata);
     printf("  export SF_COORDINATOR=%s\n", cep);
     fflush(stdout);
     if (detach) return 0;

@@ -6,6 +6,10 @@
  *            [--name TEXT] [--spec FILE] [--set KEY=JSON …] [--json] [--wait]
  *   status RUN [--json]      watch RUN [--interval MS]     cancel RUN
  *   runs [--json]            workers [--json]              stats [--json]
+ *            method "shift": --strategy --captions-per-class --images-per-caption
+ *            --reference-images --rollouts-per-job --ppo-updates --ppo KEY=N
+ *            --filter-threshold --generator --policy --seed …
+ *   export RUN --to DIR [--data DIR]
  *   up --dir DIR [--workers N] [worker flags…]             down --dir DIR
  *   top [--redis ADDR] [--interval MS] [--once]
  *   world …                  (the embedded world: sheets, corpus)
@@ -36,7 +40,11 @@ static void usage(FILE *f) {
           "commands:\n"
           "  submit   submit a run (--classes SPEC, --kind, --items-per-class, --shard-size,\n"
           "           --payload JSON, --priority, --max-attempts, --lease-ms, --name,\n"
-          "           --spec FILE, --set KEY=JSON, --json, --wait)\n"
+          "           --spec FILE, --set KEY=JSON, --json, --wait); the method (--method shift):\n"
+          "           --strategy ppo|sft, --captions-per-class, --images-per-caption,\n"
+          "           --reference-images, --rollouts-per-job, --ppo-updates N, --ppo KEY=NUMBER,\n"
+          "           --filter-threshold, --generator, --policy, --seed, --max-new-tokens, --temperature\n"
+          "  export   RUN --to DIR [--data DIR]: copy a run's dataset (ImageFolder + manifest.jsonl)\n"
           "  status   RUN: the run's state, phases, classes and dead jobs\n"
           "  watch    RUN: live progress bars until the run ends\n"
           "  cancel   RUN: cancel a run; leased jobs are cancelled on their workers\n"
@@ -177,6 +185,33 @@ static int cmd_submit(int argc, char **argv) {
                 cJSON_AddItemToObject(spec, it->string, cJSON_Duplicate(it, 1));
             }
             cJSON_Delete(f);
+        } else if (!strcmp(a, "--ppo-updates") || !strcmp(a, "--ppo")) {
+            /* --ppo-updates N is ppo.updates; --ppo KEY=NUMBER any other PPO setting. */
+            NEEDV();
+            char key[64];
+            const char *val = v;
+            if (!strcmp(a, "--ppo")) {
+                const char *eq = strchr(v, '=');
+                if (!eq || eq == v || (size_t)(eq - v) >= sizeof key) {
+                    fprintf(stderr, "sfctl submit: --ppo needs KEY=NUMBER, got '%s'\n", v);
+                    goto out;
+                }
+                snprintf(key, sizeof key, "%.*s", (int)(eq - v), v);
+                val = eq + 1;
+            } else {
+                snprintf(key, sizeof key, "updates");
+            }
+            cJSON *ppo = cJSON_GetObjectItemCaseSensitive(spec, "ppo");
+            if (!cJSON_IsObject(ppo)) {
+                cJSON_DeleteItemFromObjectCaseSensitive(spec, "ppo");
+                ppo = cJSON_AddObjectToObject(spec, "ppo");
+            }
+            if (set_number_flag(ppo, key, val)) goto out;
+        } else if (!strcmp(a, "--strategy") || !strcmp(a, "--generator") || !strcmp(a, "--policy")) {
+            NEEDV();
+            cJSON_DeleteItemFromObjectCaseSensitive(spec, a + 2);
+            cJSON_AddStringToObject(spec, a + 2, v);
+            if (!cJSON_GetObjectItemCaseSensitive(spec, "method")) cJSON_AddStringToObject(spec, "method", "shift");
         } else if (!strcmp(a, "--kind") || !strcmp(a, "--name") || !strcmp(a, "--method")) {
             NEEDV();
             cJSON_DeleteItemFromObjectCaseSensitive(spec, a + 2);
@@ -202,7 +237,10 @@ static int cmd_submit(int argc, char **argv) {
         } else if (!strncmp(a, "--", 2) && v &&
                    (!strcmp(a, "--items-per-class") || !strcmp(a, "--shard-size") || !strcmp(a, "--priority") ||
                     !strcmp(a, "--max-attempts") || !strcmp(a, "--lease-ms") || !strcmp(a, "--retry-base-ms") ||
-                    !strcmp(a, "--retry-max-ms"))) {
+                    !strcmp(a, "--retry-max-ms") || !strcmp(a, "--captions-per-class") ||
+                    !strcmp(a, "--images-per-caption") || !strcmp(a, "--reference-images") ||
+                    !strcmp(a, "--rollouts-per-job") || !strcmp(a, "--seed") || !strcmp(a, "--filter-threshold") ||
+                    !strcmp(a, "--max-new-tokens") || !strcmp(a, "--temperature"))) {
             char key[64];
             snprintf(key, sizeof key, "%s", a + 2);
             for (char *q = key; *q; q++) if (*q == '-') *q = '_';
@@ -302,6 +340,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "down")) return sfctl_down(sub_argc, sub);
     if (!strcmp(cmd, "world")) return sfctl_world(sub_argc, sub);
     if (!strcmp(cmd, "top")) return sfctl_top(sub_argc, sub);
+    if (!strcmp(cmd, "export")) return sfctl_export(sub_argc, sub);
     if (!strcmp(cmd, "status") || !strcmp(cmd, "cancel") || !strcmp(cmd, "watch")) {
         if (!run) { fprintf(stderr, "sfctl %s: which run? (e.g. sfctl %s r1)\n", cmd, cmd); return SFCTL_EXIT_USAGE; }
         if (!strcmp(cmd, "status")) return simple(SF__REQUEST__OP__STATUS, cmd, run, json);

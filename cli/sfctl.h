@@ -31,6 +31,8 @@ int sfctl_down(int argc, char **argv);
 
 /* top.c */
 int sfctl_top(int argc, char **argv);
+/* `sfctl export RUN --to DIR [--data DIR]` (export.c). */
+int sfctl_export(int argc, char **argv);
 
 /* world_cmd.c */
 int sfctl_world(int argc, char **argv);

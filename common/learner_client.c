@@ -20,7 +20,10 @@
 #include "common/zsock.h"
 #include "common/learner_client.h"
 
-#define TIMEOUT_MS 120000
+#define TIMEOUT_MS 120000     /* a policy version the learner has not reached by then */
+#define ACK_TIMEOUT_MS 30000  /* rollouts the learner has not acknowledged */
+#define RESEND_MS 5000        /* a PolicyGet without a chunk back: ask again (a restarted
+                               * learner never saw it; asking twice is harmless) */
 
 typedef struct pol_wait_s {
     uint32_t min_version;
@@ -39,7 +42,7 @@ typedef struct pol_s {
     int done;
     int requested;           /* a PolicyGet is out */
     uint32_t requested_min;
-    uint64_t sent_ms;
+    uint64_t sent_ms, first_ms;  /* last request or chunk; first request */
     pol_wait_t *waiters;
     struct pol_s *next;
 } pol_t;
@@ -90,6 +93,7 @@ static void request(sf_lc_t *lc, pol_t *p, uint32_t min_version) {
     e.body_case = SF__ENVELOPE__BODY_POLICY_GET;
     e.policy_get = &g;
     send_env(lc, &e);
+    if (!p->requested) p->first_ms = now_ms(lc);
     p->requested = 1;
     p->requested_min = min_version;
     p->sent_ms = now_ms(lc);
@@ -163,7 +167,16 @@ static void on_chunk(sf_lc_t *lc, const Sf__PolicyChunk *c) {
         settle(lc, p, SF_EFORMAT, err);
         return;
     }
+    p->sent_ms = now_ms(lc);
     if (k == 0) return;
+    if (p->blob && c->version < p->version) {
+        /* A second stream of an older version (after a resent request). */
+        uint8_t *old;
+        size_t ol;
+        sf_blob_asm_take(&p->asm_, &old, &ol);
+        free(old);
+        return;
+    }
     free(p->blob);
     sf_blob_asm_take(&p->asm_, &p->blob, &p->blob_len);
     p->version = c->version;
@@ -207,15 +220,21 @@ static void on_readable(sf_zsock_t *zs) {
 static void on_timer(uv_timer_t *t) {
     sf_lc_t *lc = t->data;
     uint64_t now = now_ms(lc);
-    while (lc->acks_head && now - lc->acks_head->sent_ms > TIMEOUT_MS) {
+    while (lc->acks_head && now - lc->acks_head->sent_ms > ACK_TIMEOUT_MS) {
         ack_wait_t *w = lc->acks_head;
         lc->acks_head = w->next;
         if (!lc->acks_head) lc->acks_tail = NULL;
         w->cb(w->arg, SF_ETIMEDOUT, 0, 0, 0, "the learner did not acknowledge the rollouts");
         free(w);
     }
-    for (pol_t *p = lc->pols; p; p = p->next)
-        if (p->requested && now - p->sent_ms > TIMEOUT_MS) settle(lc, p, SF_ETIMEDOUT, "the learner did not send the policy");
+    for (pol_t *p = lc->pols; p; p = p->next) {
+        if (!p->requested) continue;
+        if (now - p->first_ms > TIMEOUT_MS) settle(lc, p, SF_ETIMEDOUT, "the learner did not send the policy");
+        else if (now - p->sent_ms > RESEND_MS) {
+            sf_blob_asm_reset(&p->asm_);
+            request(lc, p, p->requested_min);
+        }
+    }
 }
 
 int sf_lc_init(uv_loop_t *loop, void *zctx, const char *endpoint, sf_lc_t **out) {

@@ -65,6 +65,10 @@ typedef struct sf_jobslot_s {
     int64_t dispatched_us;  /* for latency */
 } sf_jobslot_t;
 
+/* Per-class counters taken from job results (see sf_run_t.class_stat). */
+enum { SF_STAT_GENERATED = 0, SF_STAT_KEPT, SF_STAT_DROPPED, SF_CLASS_STATS };
+extern const char *const sf_class_stat_names[SF_CLASS_STATS];
+
 typedef struct sf_phase_s {
     char name[32];
     char kind[32];
@@ -74,6 +78,9 @@ typedef struct sf_phase_s {
     uint32_t done, dead;    /* acknowledged by Redis */
     uint32_t skipped;       /* JS_SKIPPED */
     int until_learner;      /* the phase ends when the run's learner says done */
+    int interleave;         /* job i is class i % n_classes (rollouts: every class early) */
+    uint32_t per_update;    /* until_learner: new jobs only up to (version + 2) x this, so
+                             * rollouts keep pace with the learner instead of going stale */
     uint32_t items_per_class, shard_size, shards_per_class;
     char *payload;          /* JSON handed to every job of the phase (owned) */
     uint32_t payload_len;
@@ -113,6 +120,10 @@ typedef struct sf_run_s {
      * count only what Redis acknowledged. */
     uint64_t done_w, dead_w;
     uint32_t *class_done_w, *class_dead_w;
+    /* Per class: images generated, kept and dropped, summed from the job
+     * results that report them (generate, filter); written to Redis as
+     * absolute values. */
+    uint32_t (*class_stat)[SF_CLASS_STATS];
     struct sf_dead_s *dead_list; /* first SF_DEAD_LIST dead jobs, for status */
     int n_dead_list;
     struct sf_run_s *next;  /* in priority order */
@@ -212,6 +223,17 @@ static inline uint32_t sf_coord_secs(const sf_coord_t *c) { return (uint32_t)((s
 int sf_coord_kind_id(sf_coord_t *c, const char *kind); /* interns; -1 if full */
 
 /* runs.c */
+/* Planner helpers (runs.c) for the planners in other files (shift.c). */
+int sf_plan_uint(const cJSON *spec, const char *key, long def, long min, long max, long *out, char *err, size_t n);
+int sf_plan_check_keys(const cJSON *spec, const char *const *allowed, char *err, size_t n);
+int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
+                      const cJSON *payload, char *err, size_t n);
+/* method "shift": the paper's method (shift.c). */
+int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n);
+/* Adds a job result's per-class counters (JSON fields "generated", "kept",
+ * "dropped") to r->class_stat; 1 if it had any. */
+int sf_run_count_result(sf_run_t *r, int cls, const void *payload, size_t len);
+
 int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t **out, char *err, size_t n);
 void sf_run_free(sf_run_t *r);
 void sf_runs_insert(sf_coord_t *c, sf_run_t *r);

@@ -214,8 +214,9 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
  *  - leases past their deadline are expired (each heartbeat interval);
  *  - jobs whose retry backoff is over go back to the queue;
  *  - the coordinator's own Redis hash (each second);
- *  - the learner's state of runs in a learner phase (each second): its
- *    policy version goes into new jobs, its "done" ends the phase;
+ *  - the learner's state of runs in a learner phase (each tick, one read in
+ *    flight at most): its policy version goes into new jobs and opens the
+ *    next rollouts, its "done" ends the phase;
  *  - while stopping: exit once no job is leased (or the drain timeout passed)
  *    and Redis has acknowledged everything. */
 static void cron(uv_timer_t *t) {
@@ -226,11 +227,10 @@ static void cron(uv_timer_t *t) {
     if (now - last_self >= 1000) {
         last_self = now;
         sf_store_coordinator(c);
-        for (sf_run_t *r = c->runs; r; r = r->next)
-            if (sf_run_active(r) && r->phase < r->n_phases &&
-                r->phases[r->phase].until_learner)
-                sf_store_poll_learner(c, r);
     }
+    for (sf_run_t *r = c->runs; r; r = r->next)
+        if (sf_run_active(r) && r->phase < r->n_phases && r->phases[r->phase].until_learner)
+            sf_store_poll_learner(c, r);
     if (c->stopping) {
         uint64_t leased = 0;
         for (sf_run_t *r = c->runs; r; r = r->next) leased += r->leased;

@@ -15,6 +15,23 @@
 #include "common/log.h"
 #include "coordinator/coord.h"
 
+const char *const sf_class_stat_names[SF_CLASS_STATS] = {"generated", "kept", "dropped"};
+
+int sf_run_count_result(sf_run_t *r, int cls, const void *payload, size_t len) {
+    if (!len || !r->class_stat || cls < 0 || cls >= r->classes->n || ((const char *)payload)[0] != '{') return 0;
+    cJSON *o = cJSON_ParseWithLength(payload, len);
+    int any = 0;
+    for (int k = 0; o && k < SF_CLASS_STATS; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, sf_class_stat_names[k]);
+        if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e9) {
+            r->class_stat[cls][k] += (uint32_t)v->valuedouble;
+            any = 1;
+        }
+    }
+    cJSON_Delete(o);
+    return any;
+}
+
 static const char *state_names[] = {"queued", "running", "done", "failed", "cancelled"};
 
 const char *sf_run_state_name(int s) { return s >= 0 && s <= RUN_CANCELLED ? state_names[s] : "unknown"; }
@@ -51,7 +68,7 @@ int sf_ring_pop(sf_ring_t *q, uint32_t *v) {
 
 /* ---- spec helpers ------------------------------------------------------ */
 
-static int get_uint(const cJSON *spec, const char *key, long def, long min, long max, long *out,
+int sf_plan_uint(const cJSON *spec, const char *key, long def, long min, long max, long *out,
                     char *err, size_t n) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(spec, key);
     if (!it) { *out = def; return 0; }
@@ -63,7 +80,7 @@ static int get_uint(const cJSON *spec, const char *key, long def, long min, long
     return 0;
 }
 
-static int check_keys(const cJSON *spec, const char *const *allowed, char *err, size_t n) {
+int sf_plan_check_keys(const cJSON *spec, const char *const *allowed, char *err, size_t n) {
     for (const cJSON *it = spec->child; it; it = it->next) {
         int ok = 0;
         for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, it->string) == 0;
@@ -72,7 +89,7 @@ static int check_keys(const cJSON *spec, const char *const *allowed, char *err, 
     return 0;
 }
 
-static int add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
+int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
                      const cJSON *payload, char *err, size_t n) {
     if (r->n_phases == SF_MAX_PHASES) return sf_errf(SF_ERANGE, err, n, "too many phases");
     sf_phase_t *p = &r->phases[r->n_phases];
@@ -99,34 +116,34 @@ static int add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t i
 
 /* method "jobs": one phase of a given kind.  Used by the built-in kinds
  * (noop, sleep, fail, crash) for tests, benchmarks and the first demo. */
-static int plan_jobs(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n) {
+static int plan_jobs(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
     static const char *const allowed[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
                                           "retry_base_ms", "retry_max_ms", "kind", "items_per_class",
                                           "shard_size", "payload", NULL};
-    int rc = check_keys(spec, allowed, err, n);
+    int rc = sf_plan_check_keys(spec, allowed, err, n);
     if (rc) return rc;
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(spec, "kind");
     if (!cJSON_IsString(kind) || !*kind->valuestring || strlen(kind->valuestring) >= 32)
         return sf_errf(SF_EINVAL, err, n, "run spec: 'kind' must be a job kind name");
     long items, shard;
-    if ((rc = get_uint(spec, "items_per_class", 1, 1, 100000000, &items, err, n))) return rc;
-    if ((rc = get_uint(spec, "shard_size", 1, 1, 100000000, &shard, err, n))) return rc;
+    if ((rc = sf_plan_uint(spec, "items_per_class", 1, 1, 100000000, &items, err, n))) return rc;
+    if ((rc = sf_plan_uint(spec, "shard_size", 1, 1, 100000000, &shard, err, n))) return rc;
     const cJSON *payload = cJSON_GetObjectItemCaseSensitive(spec, "payload");
     if (payload && !cJSON_IsObject(payload)) return sf_errf(SF_EINVAL, err, n, "run spec: 'payload' must be an object");
     uint64_t nj = (uint64_t)((items + shard - 1) / shard) * (uint64_t)r->classes->n;
     if (nj > (uint64_t)max_jobs)
         return sf_errf(SF_ERANGE, err, n, "run spec: %llu jobs is over max_jobs_per_run (%ld)", (unsigned long long)nj, max_jobs);
-    return add_phase(r, kind->valuestring, kind->valuestring, (uint32_t)items, (uint32_t)shard, payload, err, n);
+    return sf_plan_add_phase(r, kind->valuestring, kind->valuestring, (uint32_t)items, (uint32_t)shard, payload, err, n);
 }
 
 /* method "phases": several phases run one after the other, each
  * {"kind", "name", "items_per_class", "shard_size", "payload"} — a pipeline
  * of built-in kinds, used to exercise phase ordering. */
-static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n) {
+static int plan_phases(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
     static const char *const allowed[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
                                           "retry_base_ms", "retry_max_ms", "phases", NULL};
     static const char *const pallowed[] = {"kind", "name", "items_per_class", "shard_size", "payload", "until", NULL};
-    int rc = check_keys(spec, allowed, err, n);
+    int rc = sf_plan_check_keys(spec, allowed, err, n);
     if (rc) return rc;
     const cJSON *phases = cJSON_GetObjectItemCaseSensitive(spec, "phases");
     int np = cJSON_GetArraySize(phases);
@@ -137,7 +154,7 @@ static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err,
     for (const cJSON *ph = phases->child; ph; ph = ph->next, i++) {
         char e2[200];
         if (!cJSON_IsObject(ph)) return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d] is not an object", i);
-        if ((rc = check_keys(ph, pallowed, e2, sizeof e2))) return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
+        if ((rc = sf_plan_check_keys(ph, pallowed, e2, sizeof e2))) return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ph, "kind");
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(ph, "name");
         if (!cJSON_IsString(kind) || !*kind->valuestring || strlen(kind->valuestring) >= 32)
@@ -145,8 +162,8 @@ static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err,
         if (name && (!cJSON_IsString(name) || strlen(name->valuestring) >= 32))
             return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d].name must be a short string", i);
         long items, shard;
-        if ((rc = get_uint(ph, "items_per_class", 1, 1, 100000000, &items, e2, sizeof e2)) ||
-            (rc = get_uint(ph, "shard_size", 1, 1, 100000000, &shard, e2, sizeof e2)))
+        if ((rc = sf_plan_uint(ph, "items_per_class", 1, 1, 100000000, &items, e2, sizeof e2)) ||
+            (rc = sf_plan_uint(ph, "shard_size", 1, 1, 100000000, &shard, e2, sizeof e2)))
             return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
         const cJSON *payload = cJSON_GetObjectItemCaseSensitive(ph, "payload");
         if (payload && !cJSON_IsObject(payload))
@@ -154,7 +171,7 @@ static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err,
         total += (uint64_t)((items + shard - 1) / shard) * (uint64_t)r->classes->n;
         if (total > (uint64_t)max_jobs)
             return sf_errf(SF_ERANGE, err, n, "run spec: over max_jobs_per_run (%ld) jobs", max_jobs);
-        if ((rc = add_phase(r, name ? name->valuestring : kind->valuestring, kind->valuestring, (uint32_t)items,
+        if ((rc = sf_plan_add_phase(r, name ? name->valuestring : kind->valuestring, kind->valuestring, (uint32_t)items,
                             (uint32_t)shard, payload, err, n)))
             return rc;
         const cJSON *until = cJSON_GetObjectItemCaseSensitive(ph, "until");
@@ -165,10 +182,11 @@ static int plan_phases(sf_run_t *r, const cJSON *spec, long max_jobs, char *err,
     return 0;
 }
 
-typedef int (*plan_fn)(sf_run_t *r, const cJSON *spec, long max_jobs, char *err, size_t n);
+typedef int (*plan_fn)(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n);
 static const struct { const char *method; plan_fn fn; } planners[] = {
     {"jobs", plan_jobs},
     {"phases", plan_phases},
+    {"shift", sf_plan_shift},
 };
 
 static int parse_classes(const cJSON *spec, sf_classlist_t **out, char *err, size_t n) {
@@ -223,11 +241,11 @@ int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t *
     if (!plan) { rc = sf_errf(SF_EINVAL, err, n, "run spec: unknown method '%s'", m); goto fail; }
     if ((rc = parse_classes(spec, &r->classes, err, n))) goto fail;
     long prio, att, lease, rb, rm;
-    if ((rc = get_uint(spec, "priority", 0, -1000, 1000, &prio, err, n))) goto fail;
-    if ((rc = get_uint(spec, "max_attempts", c->cfg.max_attempts, 1, 100, &att, err, n))) goto fail;
-    if ((rc = get_uint(spec, "lease_ms", c->cfg.lease_ms, 100, 7 * 86400000L, &lease, err, n))) goto fail;
-    if ((rc = get_uint(spec, "retry_base_ms", c->cfg.retry_base_ms, 0, 3600000, &rb, err, n))) goto fail;
-    if ((rc = get_uint(spec, "retry_max_ms", c->cfg.retry_max_ms, 0, 86400000, &rm, err, n))) goto fail;
+    if ((rc = sf_plan_uint(spec, "priority", 0, -1000, 1000, &prio, err, n))) goto fail;
+    if ((rc = sf_plan_uint(spec, "max_attempts", c->cfg.max_attempts, 1, 100, &att, err, n))) goto fail;
+    if ((rc = sf_plan_uint(spec, "lease_ms", c->cfg.lease_ms, 100, 7 * 86400000L, &lease, err, n))) goto fail;
+    if ((rc = sf_plan_uint(spec, "retry_base_ms", c->cfg.retry_base_ms, 0, 3600000, &rb, err, n))) goto fail;
+    if ((rc = sf_plan_uint(spec, "retry_max_ms", c->cfg.retry_max_ms, 0, 86400000, &rm, err, n))) goto fail;
     r->priority = (int)prio;
     r->max_attempts = (int)att;
     r->lease_ms = (uint32_t)lease;
@@ -253,10 +271,11 @@ int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t *
     r->class_dead = calloc((size_t)r->classes->n, sizeof *r->class_dead);
     r->class_done_w = calloc((size_t)r->classes->n, sizeof *r->class_done_w);
     r->class_dead_w = calloc((size_t)r->classes->n, sizeof *r->class_dead_w);
+    r->class_stat = calloc((size_t)r->classes->n, sizeof *r->class_stat);
     r->dead_list = calloc(SF_DEAD_LIST, sizeof *r->dead_list);
     r->spec_json = cJSON_PrintUnformatted(spec);
     if (!r->jobs || !r->class_done || !r->class_dead || !r->class_done_w || !r->class_dead_w ||
-        !r->dead_list || !r->spec_json || !r->name) { rc = SF_ENOMEM; goto fail; }
+        !r->class_stat || !r->dead_list || !r->spec_json || !r->name) { rc = SF_ENOMEM; goto fail; }
     for (uint32_t i = 0; i < r->n_jobs; i++) r->jobs[i].worker = SF_NO_WORKER;
     cJSON_Delete(spec);
     *out = r;
@@ -275,6 +294,7 @@ void sf_run_free(sf_run_t *r) {
     free(r->class_dead);
     free(r->class_done_w);
     free(r->class_dead_w);
+    free(r->class_stat);
     free(r->dead_list);
     free(r->spec_json);
     free(r->name);
@@ -324,8 +344,9 @@ int sf_run_next_leased(const sf_run_t *r, uint32_t from, uint32_t *idx) {
 void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls) {
     int pi = sf_run_phase_of(r, idx);
     const sf_phase_t *p = &r->phases[pi < 0 ? 0 : pi];
-    uint32_t local = idx - p->first;
+    uint32_t local = idx - p->first, nc = (uint32_t)r->classes->n;
     uint32_t ci = local / p->shards_per_class, si = local % p->shards_per_class;
+    if (p->interleave) ci = local % nc, si = local / nc;
     *cls = (int)ci;
     *wnid = r->classes->v[ci].wnid;
     *start = si * p->shard_size;
@@ -342,6 +363,9 @@ int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
     uint32_t idx;
     while (sf_ring_pop(&r->ready, &idx))
         if (r->jobs[idx].state == JS_READY) return idx;
+    if (p->until_learner && p->per_update &&
+        (uint64_t)(p->next - p->first) >= ((uint64_t)r->learner_version + 2) * p->per_update)
+        return -1;
     while (p->next < p->first + p->n) {
         idx = p->next++;
         if (r->jobs[idx].state == JS_PENDING) return idx;
@@ -468,6 +492,8 @@ cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
             cJSON_AddNumberToObject(co, "total", per);
             cJSON_AddNumberToObject(co, "done", r->class_done[i]);
             cJSON_AddNumberToObject(co, "dead", r->class_dead[i]);
+            for (int k = 0; r->class_stat && k < SF_CLASS_STATS; k++)
+                if (r->class_stat[i][k]) cJSON_AddNumberToObject(co, sf_class_stat_names[k], r->class_stat[i][k]);
             cJSON_AddItemToArray(cl, co);
         }
     }

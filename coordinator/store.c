@@ -239,6 +239,7 @@ void sf_store_job_done(sf_coord_t *c, sf_run_t *r, uint32_t idx, const void *pay
     sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
     r->done_w++;
     r->class_done_w[cls]++;
+    sf_run_count_result(r, cls, payload, len);
     (void)pi;
     p->saved = p->classes_dirty = 1;
     add_ack(s, (sf_ack_t){.type = ACK_JOB_DONE, .run = r->num, .idx = idx});
@@ -420,6 +421,11 @@ static void classes_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_totals)
         if (with_totals) { args_fmt(&a, "%s:total", w); args_fmt(&a, "%u", per); }
         if (with_totals || r->class_done_w[i]) { args_fmt(&a, "%s:done", w); args_fmt(&a, "%u", r->class_done_w[i]); }
         if (with_totals || r->class_dead_w[i]) { args_fmt(&a, "%s:dead", w); args_fmt(&a, "%u", r->class_dead_w[i]); }
+        for (int k = 0; r->class_stat && k < SF_CLASS_STATS; k++)
+            if (r->class_stat[i][k]) {
+                args_fmt(&a, "%s:%s", w, sf_class_stat_names[k]);
+                args_fmt(&a, "%u", r->class_stat[i][k]);
+            }
     }
     if (a.n > 2) batch_args(b, &a);
     args_free(&a);
@@ -835,6 +841,18 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
         requeued++;
     }
     freeReplyObject(leases);
+    /* Per-class image counts follow from the stored results of done jobs. */
+    redisReply *res = cmd(rc, "HGETALL " SF_KEY_RUN_RESULTS, p, id);
+    for (size_t i = 0; res && res->type == REDIS_REPLY_ARRAY && i + 1 < res->elements; i += 2) {
+        uint32_t idx = (uint32_t)strtoul(res->element[i]->str, NULL, 10);
+        if (idx >= r->n_jobs || r->jobs[idx].state != JS_DONE) continue;
+        const char *w;
+        uint32_t a, b;
+        int cls;
+        sf_run_job_shard(r, idx, &w, &a, &b, &cls);
+        sf_run_count_result(r, cls, res->element[i + 1]->str, res->element[i + 1]->len);
+    }
+    freeReplyObject(res);
 
     /* Counters follow from the slots. */
     for (uint32_t i = 0; i < r->n_jobs; i++) {

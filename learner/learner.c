@@ -41,7 +41,7 @@
 #include "ml/sf_ml.h"
 
 typedef struct {
-    char *redis, *redis_prefix, *endpoint, *checkpoint_dir, *device;
+    char *redis, *redis_prefix, *endpoint, *checkpoint_dir, *models_dir, *device;
     long threads;
     char *metrics_host;
     long metrics_port;
@@ -55,6 +55,7 @@ static const sf_cfg_field_t l_schema[] = {
     F(redis_prefix, SF_CFG_STRING, "sf", 1, 0, "prefix of every Redis key"),
     F(endpoint, SF_CFG_STRING, "tcp://*:5557", 1, 0, "ZeroMQ endpoint the workers' ROUTER binds"),
     F(checkpoint_dir, SF_CFG_STRING, "checkpoints", 1, 0, "where each run's policy checkpoints go"),
+    F(models_dir, SF_CFG_STRING, "models", 1, 0, "where a run spec's relative \"policy\" path is looked up"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for PPO: cpu or cuda:N"),
     F(threads, SF_CFG_INT, "2", 1, 256, "intra-op threads for PPO"),
     SF_CFG_DAEMON_FIELDS(lconfig_t),
@@ -107,6 +108,7 @@ typedef struct lrun_s {
     roll_t *batch;
     int n_batch;
     sf_ppo_stats_t last;
+    double nonsense, w_nonsense; /* share of the batch scored as nonsense (reward -1) */
     uint64_t received, dropped_stale;
     waiter_t *waiters;
     uv_work_t work;
@@ -210,6 +212,7 @@ static void write_stats(lrun_t *r, int with_curve) {
     PUT("kl", "%.6f", r->last.kl);
     PUT("kl_coef", "%.6f", r->updates ? r->last.next_kl_coef : r->ppo.init_kl_coef);
     PUT("entropy", "%.6f", r->last.entropy);
+    PUT("nonsense", "%.4f", r->nonsense);
     PUT("pg_loss", "%.6f", r->last.pg_loss);
     PUT("vf_loss", "%.6f", r->last.vf_loss);
     PUT("clipfrac", "%.6f", r->last.clipfrac);
@@ -232,6 +235,7 @@ static void write_stats(lrun_t *r, int with_curve) {
     PUTX("kl", "%.6f", r->last.kl);
     PUTX("kl_coef", "%.6f", r->last.kl_coef);
     PUTX("entropy", "%.6f", r->last.entropy);
+    PUTX("nonsense", "%.4f", r->nonsense);
     PUTX("pg_loss", "%.6f", r->last.pg_loss);
     PUTX("vf_loss", "%.6f", r->last.vf_loss);
     PUTX("clipfrac", "%.6f", r->last.clipfrac);
@@ -453,6 +457,7 @@ static void after_work(uv_work_t *w, int status) {
         } else {
             adopt(r);
             r->last = r->w_stats;
+            r->nonsense = r->w_nonsense;
             r->error[0] = 0;
             sf_info("run %s: update %llu -> version %u: score %.4f kl %.4f beta %.4f entropy %.3f", r->id,
                     (unsigned long long)r->updates, r->version, r->last.mean_score, r->last.kl, r->last.kl_coef,
@@ -472,6 +477,9 @@ static void maybe_update(lrun_t *r) {
     memmove(r->buf, r->buf + r->batch_size, (size_t)(r->n_buf - r->batch_size) * sizeof *r->buf);
     r->n_batch = r->batch_size;
     r->n_buf -= r->batch_size;
+    int bad = 0;
+    for (int i = 0; i < r->n_batch; i++) bad += r->batch[i].score <= -1.0f + 1e-6f;
+    r->w_nonsense = (double)bad / r->n_batch;
     r->state = L_UPDATING;
     r->work.data = r;
     uv_queue_work(L.loop, &r->work, update_work, after_work);
@@ -522,7 +530,8 @@ static int configure(lrun_t *r, const char *spec_json) {
     const cJSON *pol = cJSON_GetObjectItemCaseSensitive(spec, "policy");
     const cJSON *pc = cJSON_GetObjectItemCaseSensitive(spec, "policy_config");
     if (!rc && cJSON_IsString(pol)) {
-        snprintf(r->policy_path, sizeof r->policy_path, "%s", pol->valuestring);
+        if (pol->valuestring[0] == '/') snprintf(r->policy_path, sizeof r->policy_path, "%s", pol->valuestring);
+        else snprintf(r->policy_path, sizeof r->policy_path, "%s/%s", L.cfg.models_dir, pol->valuestring);
     } else if (!rc && cJSON_IsObject(pc)) {
         r->random_policy = 1;
         sf_gpt2_config_124m(&r->pcfg);
@@ -634,6 +643,13 @@ static void on_policy_get(const void *rid, size_t rid_len, const Sf__PolicyGet *
         send_policy(r, rid, rid_len);
         return;
     }
+    /* A worker asking again (its client resends unanswered requests) keeps
+     * one place in the queue. */
+    for (waiter_t *o = r->waiters; o; o = o->next)
+        if (o->rid_len == rid_len && memcmp(o->rid, rid, rid_len) == 0) {
+            if (g->min_version < o->min_version) o->min_version = g->min_version;
+            return;
+        }
     waiter_t *w = calloc(1, sizeof *w);
     if (!w) return;
     memcpy(w->rid, rid, rid_len);

@@ -36,6 +36,7 @@ typedef struct {
     char *worker_id;
     char *kinds;
     char *device;
+    char *learner, *models_dir, *data_dir, *gpt2_vocab;
     long slots, prefetch, threads, recycle_after, heartbeat_ms, liveness;
     char *metrics_host;
     long metrics_port;
@@ -49,6 +50,10 @@ static const sf_cfg_field_t wk_schema[] = {
     F(worker_id, SF_CFG_STRING, "", 1, 0, "this worker's name (default host/pid)"),
     F(kinds, SF_CFG_STRING, "", 1, 0, "comma-separated job kinds to take (default: all this build has)"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for model work: cpu or cuda:N"),
+    F(learner, SF_CFG_STRING, "tcp://127.0.0.1:5557", 1, 0, "the learner's endpoint (rollout and captions jobs)"),
+    F(models_dir, SF_CFG_STRING, "models", 1, 0, "folder of the world models and policies (make models)"),
+    F(data_dir, SF_CFG_STRING, "sf-data", 1, 0, "shared folder: reference statistics, run files, datasets"),
+    F(gpt2_vocab, SF_CFG_STRING, "data/gpt2", 1, 0, "folder with GPT-2's encoder.json and vocab.bpe"),
     F(slots, SF_CFG_INT, "1", 1, 4096, "jobs run at once"),
     F(prefetch, SF_CFG_INT, "2", 1, 1024, "credit per slot: jobs held ready beyond those running"),
     F(threads, SF_CFG_INT, "1", 1, 256, "intra-op threads for model work"),
@@ -88,6 +93,7 @@ struct sf_wk_s {
     uint64_t epoch;
     uint64_t reconnects;
     sf_metrics_t *metrics;
+    sf_wk_env_t env;
 };
 
 static int64_t now_ms(void) {
@@ -104,6 +110,7 @@ static int64_t now_us(void) {
 
 uv_loop_t *sf_wk_loop(sf_wk_t *wk) { return wk->loop; }
 const char *sf_wk_id(const sf_wk_t *wk) { return wk->id; }
+const sf_wk_env_t *sf_wk_env(sf_wk_t *wk) { return &wk->env; }
 
 static void send_env(sf_wk_t *wk, Sf__Envelope *env) {
     if (!wk->sock) return;
@@ -225,6 +232,7 @@ static void run_job(sf_wk_t *wk, sf_job_t *job) {
         uv_queue_work(wk->loop, &job->work, work_cb, after_work_cb);
         break;
     case SF_RUN_TIMER:
+    case SF_RUN_ASYNC:
         if (job->h->fn(wk, job) != 0) {
             job->h = NULL; /* no timer was armed */
             wk->running--;
@@ -416,6 +424,7 @@ static void finish(sf_wk_t *wk) {
     env.shutdown = &s;
     send_env(wk, &env);
     wk->said_bye = 1;
+    sf_models_close(wk);
     sf_info("leaving after %llu jobs done, %llu failed", (unsigned long long)wk->done, (unsigned long long)wk->failed);
     if (wk->zs_open) {
         wk->zs_open = 0;
@@ -476,7 +485,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 }
 
 static int pick_handlers(sf_wk_t *wk, char *err, size_t n) {
-    const sf_handler_t *tables[] = {sf_builtin_handlers};
+    const sf_handler_t *tables[] = {sf_builtin_handlers, sf_model_handlers};
     if (!*wk->cfg.kinds) {
         for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
             for (const sf_handler_t *h = tables[t]; h->kind; h++) wk->handlers[wk->n_handlers++] = h;
@@ -504,6 +513,7 @@ static void usage(void) {
     sf_config_usage(wk_schema, stderr);
     fprintf(stderr, "\njob kinds in this build:\n");
     for (const sf_handler_t *h = sf_builtin_handlers; h->kind; h++) fprintf(stderr, "  %-10s %s\n", h->kind, h->doc);
+    for (const sf_handler_t *h = sf_model_handlers; h->kind; h++) fprintf(stderr, "  %-10s %s\n", h->kind, h->doc);
 }
 
 int main(int argc, char **argv) {
@@ -540,6 +550,9 @@ int main(int argc, char **argv) {
     wk->liveness = (uint32_t)wk->cfg.liveness;
     wk->loop = uv_default_loop();
     wk->zctx = zmq_ctx_new();
+    wk->env = (sf_wk_env_t){.learner = wk->cfg.learner, .models_dir = wk->cfg.models_dir, .data_dir = wk->cfg.data_dir,
+                            .gpt2_vocab = wk->cfg.gpt2_vocab, .device = wk->cfg.device,
+                            .threads = (int)wk->cfg.threads, .zctx = wk->zctx};
     if (open_socket(wk) != 0) return 1;
     if (sf_metrics_start(wk->loop, wk->cfg.metrics_host, (int)wk->cfg.metrics_port, render_metrics, wk, &wk->metrics,
                          err, sizeof err) != 0) {

@@ -4,7 +4,10 @@
  * how it runs is part of its table entry:
  *   SF_RUN_INLINE  on the loop thread, must return at once (noop, fail);
  *   SF_RUN_TIMER   the handler arms a timer and completes later (sleep);
- *   SF_RUN_THREAD  on libuv's thread pool (model work), never on the loop.
+ *   SF_RUN_THREAD  on libuv's thread pool (model work), never on the loop;
+ *   SF_RUN_ASYNC   started on the loop, completed later by the handler with
+ *                  sf_wk_complete (jobs that wait for the learner and run
+ *                  model work in between); a nonzero return completes it now.
  * A handler fills job->status, job->out (malloc'd, taken by the worker) and
  * job->error.  The protocol — hello, credit, heartbeats, reconnects, drain —
  * lives in worker.c so that handlers stay small (the Majordomo way).
@@ -19,7 +22,7 @@
 typedef struct sf_wk_s sf_wk_t;
 typedef struct sf_job_s sf_job_t;
 
-enum { SF_RUN_INLINE = 0, SF_RUN_TIMER, SF_RUN_THREAD };
+enum { SF_RUN_INLINE = 0, SF_RUN_TIMER, SF_RUN_THREAD, SF_RUN_ASYNC };
 /* Job status, as in sf.Result.Status. */
 enum { SF_JOB_OK = 0, SF_JOB_FAILED = 1, SF_JOB_CANCELLED = 2, SF_JOB_FATAL = 3 };
 
@@ -53,9 +56,24 @@ typedef struct sf_handler_s {
     const char *doc;
 } sf_handler_t;
 
-/* The built-in kinds (handlers.c), then those of models (when built with
- * libtorch); NULL-terminated. */
+/* The built-in kinds (handlers.c), then those of models (models.c: empty
+ * when built without libtorch); NULL-terminated. */
 extern const sf_handler_t sf_builtin_handlers[];
+extern const sf_handler_t sf_model_handlers[];
+
+/* What model handlers need from the worker's settings. */
+typedef struct {
+    const char *learner;     /* the learner's endpoint */
+    const char *models_dir;  /* world models and policies */
+    const char *data_dir;    /* shared: reference statistics, run files, datasets */
+    const char *gpt2_vocab;  /* folder with encoder.json and vocab.bpe */
+    const char *device;
+    int threads;
+    void *zctx;
+} sf_wk_env_t;
+const sf_wk_env_t *sf_wk_env(sf_wk_t *wk);
+/* Model state of the worker (models.c), closed when the worker leaves. */
+void sf_models_close(sf_wk_t *wk);
 
 /* For SF_RUN_TIMER handlers: complete the job now (status etc. filled). */
 void sf_wk_complete(sf_wk_t *wk, sf_job_t *job);

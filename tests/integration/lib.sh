@@ -102,3 +102,25 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 metric() {  # PORT 'name{labels}'
     curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'
 }
+
+# Small world models for the method's tests, trained once per build folder
+# (sf-train caches them: a second call does nothing).  Prints the folder.
+test_models() {
+    local m
+    m="$(dirname "$BIN")/test-models"
+    mkdir -p "$m"
+    "$BIN/sf-train" clip --out "$m" --threads 2 --scale 0.03 >>"$m/train.log" 2>&1 &&
+        "$BIN/sf-train" sft --out "$m" --threads 2 --scale 0.1 >>"$m/train.log" 2>&1 ||
+        fail "cannot train the test models (see $m/train.log)"
+    echo "$m"
+}
+
+# The learner on the private folder: LEP is its endpoint, LPID its pid.
+LEP="ipc://$T/learner.ipc"
+start_learner() {  # [flags…]
+    "$BIN/sf-learner" --redis "unix:$T/redis.sock" --endpoint "$LEP" --checkpoint-dir "$T/ckpt" --threads 1 "$@" \
+        >>"$T/learner.log" 2>&1 &
+    LPID=$!
+    disown $LPID
+    PIDS+=($LPID)
+}

@@ -5,15 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 [ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
 start_redis
-LEP="ipc://$T/learner.ipc"
 R hset sf:run:r1 spec '{"policy_config":{"n_layer":1,"n_head":2,"n_embd":16,"n_ctx":32,"vocab_size":64},"seed":1,"ppo":{"updates":3,"batch_size":8,"mini_batch_size":4,"max_staleness":1}}' >/dev/null
-start_learner() {
-    "$BIN/sf-learner" --redis "unix:$T/redis.sock" --endpoint "$LEP" --checkpoint-dir "$T/ckpt" --threads 1 \
-        >>"$T/learner.log" 2>&1 &
-    LPID=$!
-    disown $LPID
-    PIDS+=($LPID)
-}
 FW="$ITEST/sf_fake_worker"
 start_learner
 out=$("$FW" "$LEP" r1 get 0) || fail "policy fetch: $out"

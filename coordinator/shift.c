@@ -1,0 +1,166 @@
+/* shift.c: the planner of method "shift", the paper's method as phases.
+ *
+ *   embed     reference statistics: CLIP image embeddings of N base images
+ *             per class, reduced to the class mean (one job per class;
+ *             workers reuse what an earlier run stored);
+ *   rollout   PPO rollouts (strategy "ppo" only): jobs of a few captions
+ *             each, classes interleaved, handed out until the learner
+ *             reaches its target number of updates;
+ *   captions  K captions per class from the final policy (or the SFT policy
+ *             for strategy "sft");
+ *   generate  captions -> images with the configured generator;
+ *   filter    CLIP similarity to the class text; kept images go to the
+ *             dataset and its manifest.
+ *
+ * The settings each worker needs travel in the phase payloads, so a worker
+ * never reads Redis.  The learner reads "policy" and "ppo" from the stored
+ * spec; defaults the planner fills in are written into the spec, so what
+ * Redis holds is what ran.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "coordinator/coord.h"
+
+#define DEFAULT_POLICY "policy-sft.safetensors"
+
+static int get_num(const cJSON *spec, const char *key, double def, double min, double max, double *out, char *err,
+                   size_t n) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(spec, key);
+    if (!it) { *out = def; return 0; }
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= min && it->valuedouble <= max))
+        return sf_errf(SF_EINVAL, err, n, "run spec: '%s' must be a number in [%g, %g]", key, min, max);
+    *out = it->valuedouble;
+    return 0;
+}
+
+static int get_str(const cJSON *spec, const char *key, const char *def, const char *const *allowed, const char **out,
+                   char *err, size_t n) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(spec, key);
+    if (!it) { *out = def; return 0; }
+    if (!cJSON_IsString(it) || !*it->valuestring || strlen(it->valuestring) > 1000)
+        return sf_errf(SF_EINVAL, err, n, "run spec: '%s' must be a non-empty string", key);
+    if (allowed) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, it->valuestring) == 0;
+        if (!ok) return sf_errf(SF_EINVAL, err, n, "run spec: '%s' = \"%s\" is not one this build knows", key,
+                                it->valuestring);
+    }
+    *out = it->valuestring;
+    return 0;
+}
+
+/* The world whose class shapes every worker renders: the 86-class list when
+ * the run's classes are all in it (the world models were trained on it),
+ * else all 1000. */
+static const char *world_list(const sf_classlist_t *cl) {
+    sf_classlist_t *w86 = NULL;
+    char e[64];
+    const char *res = "builtin:imagenet-a-r-86";
+    if (sf_classes_load(res, &w86, e, sizeof e) != 0) return "builtin:imagenet-1k";
+    for (int i = 0; i < cl->n; i++) {
+        int found = 0;
+        for (int j = 0; j < w86->n && !found; j++) found = strcmp(cl->v[i].wnid, w86->v[j].wnid) == 0;
+        if (!found) { res = "builtin:imagenet-1k"; break; }
+    }
+    sf_classes_free(&w86);
+    return res;
+}
+
+int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
+    static const char *const allowed[] = {
+        "method", "name", "classes", "priority", "max_attempts", "lease_ms", "retry_base_ms", "retry_max_ms",
+        "strategy", "seed", "policy", "ppo", "reference_images", "reference_source", "rollouts_per_job",
+        "captions_per_class", "images_per_caption", "filter_threshold", "generator", "max_new_tokens",
+        "temperature", "shard_size", NULL};
+    static const char *const strategies[] = {"ppo", "sft", NULL};
+    static const char *const generators[] = {"world", NULL};
+    static const char *const sources[] = {"world", NULL};
+    int rc = sf_plan_check_keys(spec, allowed, err, n);
+    if (rc) return rc;
+    const char *strategy, *generator, *source, *policy;
+    long seed, nref, rpj, ncap, ipc, maxtok, shard;
+    double thr, temp;
+    if ((rc = get_str(spec, "strategy", "ppo", strategies, &strategy, err, n)) ||
+        (rc = get_str(spec, "generator", "world", generators, &generator, err, n)) ||
+        (rc = get_str(spec, "reference_source", "world", sources, &source, err, n)) ||
+        (rc = get_str(spec, "policy", DEFAULT_POLICY, NULL, &policy, err, n)) ||
+        (rc = sf_plan_uint(spec, "seed", 1, 0, 0x7fffffffL, &seed, err, n)) ||
+        (rc = sf_plan_uint(spec, "reference_images", 128, 1, 100000, &nref, err, n)) ||
+        (rc = sf_plan_uint(spec, "rollouts_per_job", 8, 1, 4096, &rpj, err, n)) ||
+        (rc = sf_plan_uint(spec, "captions_per_class", 16, 1, 1000000, &ncap, err, n)) ||
+        (rc = sf_plan_uint(spec, "images_per_caption", 1, 1, 1000, &ipc, err, n)) ||
+        (rc = sf_plan_uint(spec, "max_new_tokens", 32, 4, 256, &maxtok, err, n)) ||
+        (rc = sf_plan_uint(spec, "shard_size", 64, 1, 1000000, &shard, err, n)) ||
+        (rc = get_num(spec, "filter_threshold", 0.2, -1, 1, &thr, err, n)) ||
+        (rc = get_num(spec, "temperature", 1.0, 0.05, 10, &temp, err, n)))
+        return rc;
+    const int ppo = strcmp(strategy, "ppo") == 0;
+    const cJSON *ppo_spec = cJSON_GetObjectItemCaseSensitive(spec, "ppo");
+    if (ppo_spec && !cJSON_IsObject(ppo_spec)) return sf_errf(SF_EINVAL, err, n, "run spec: 'ppo' must be an object");
+    long updates = 0, batch = 0;
+    if (ppo && ((rc = sf_plan_uint(ppo_spec, "updates", 100, 1, 10000000, &updates, err, n)) ||
+                (rc = sf_plan_uint(ppo_spec, "batch_size", 64, 1, 1000000, &batch, err, n))))
+        return rc;
+    if (!cJSON_GetObjectItemCaseSensitive(spec, "policy")) cJSON_AddStringToObject(spec, "policy", policy);
+    const char *world = world_list(r->classes);
+    const uint64_t C = (uint64_t)r->classes->n, images = (uint64_t)ncap * (uint64_t)ipc;
+
+    /* Rollout jobs: the learner needs updates x batch_size fresh rollouts;
+     * stale ones are dropped, so plan three times that (the phase ends as
+     * soon as the learner is done; the rest are skipped). */
+    uint64_t roll_jobs = 0, roll_items = 0;
+    if (ppo) {
+        roll_jobs = ((uint64_t)updates * (uint64_t)batch * 3 + (uint64_t)rpj - 1) / (uint64_t)rpj + 2 * C;
+        roll_items = (roll_jobs + C - 1) / C * (uint64_t)rpj;
+    }
+    uint64_t total = C * (1 + (ppo ? roll_items / (uint64_t)rpj : 0) + 1 + 2 * ((images + shard - 1) / shard));
+    if (images > 100000000 || roll_items > 100000000 || total > (uint64_t)max_jobs)
+        return sf_errf(SF_ERANGE, err, n, "run spec: %llu jobs is over max_jobs_per_run (%ld)",
+                       (unsigned long long)total, max_jobs);
+
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "source", source);
+    cJSON_AddStringToObject(p, "world", world);
+    if ((rc = sf_plan_add_phase(r, "embed", "embed", (uint32_t)nref, (uint32_t)nref, p, err, n))) goto out;
+    cJSON_Delete(p);
+
+    p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "world", world);
+    cJSON_AddStringToObject(p, "source", source);
+    cJSON_AddNumberToObject(p, "reference_images", (double)nref);
+    cJSON_AddNumberToObject(p, "seed", (double)seed);
+    cJSON_AddNumberToObject(p, "max_new_tokens", (double)maxtok);
+    cJSON_AddNumberToObject(p, "temperature", temp);
+    if (ppo) {
+        if ((rc = sf_plan_add_phase(r, "rollout", "rollout", (uint32_t)roll_items, (uint32_t)rpj, p, err, n))) goto out;
+        r->phases[r->n_phases - 1].until_learner = 1;
+        r->phases[r->n_phases - 1].interleave = 1;
+        r->phases[r->n_phases - 1].per_update = (uint32_t)((batch + rpj - 1) / rpj);
+    }
+    cJSON_AddStringToObject(p, "strategy", strategy);
+    if (!ppo) cJSON_AddStringToObject(p, "policy", policy);
+    if ((rc = sf_plan_add_phase(r, "captions", "captions", (uint32_t)ncap, (uint32_t)ncap, p, err, n))) goto out;
+    cJSON_Delete(p);
+
+    p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "generator", generator);
+    cJSON_AddStringToObject(p, "world", world);
+    cJSON_AddNumberToObject(p, "images_per_caption", (double)ipc);
+    cJSON_AddNumberToObject(p, "seed", (double)seed);
+    if ((rc = sf_plan_add_phase(r, "generate", "generate", (uint32_t)images, (uint32_t)shard, p, err, n))) goto out;
+    cJSON_Delete(p);
+
+    p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "world", world);
+    cJSON_AddStringToObject(p, "source", source);
+    cJSON_AddNumberToObject(p, "reference_images", (double)nref);
+    cJSON_AddNumberToObject(p, "threshold", thr);
+    cJSON_AddNumberToObject(p, "images_per_caption", (double)ipc);
+    cJSON_AddStringToObject(p, "strategy", strategy);
+    rc = sf_plan_add_phase(r, "filter", "filter", (uint32_t)images, (uint32_t)shard, p, err, n);
+out:
+    cJSON_Delete(p);
+    return rc;
+}

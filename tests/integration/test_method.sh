@@ -1,0 +1,88 @@
+# The method on a small cluster (redis, coordinator, learner, two workers)
+# with tiny settings on 3 classes: every phase completes although a worker
+# is SIGKILLed mid-PPO and the learner is SIGKILLed mid-PPO and restarted;
+# the dataset is an ImageFolder whose manifest and images match one to one;
+# Redis holds the per-class counts; a second run reuses the reference
+# statistics; bad method settings are refused with the key named.
+. "$(dirname "$0")/lib.sh"
+[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+M=$(test_models)
+D="$T/data"
+WFLAGS=(--learner "$LEP" --models-dir "$M" --data-dir "$D" --gpt2-vocab "$(pwd)/data/gpt2")
+start_redis
+start_coordinator
+start_learner --models-dir "$M"
+start_workers 2 "${WFLAGS[@]}"
+
+expect 2 "unknown key 'captions'" "$BIN/sfctl" submit --method shift --classes goldfish --set captions=3
+expect 2 "'strategy' = \"magic\"" "$BIN/sfctl" submit --method shift --classes goldfish --strategy magic
+expect 2 "filter_threshold" "$BIN/sfctl" submit --method shift --classes goldfish --filter-threshold 3
+ok "bad method settings are refused, naming the key"
+
+run=$(submit --method shift --classes goldfish,junco,tench --ppo-updates 8 --ppo batch_size=12 \
+      --ppo mini_batch_size=4 --ppo max_staleness=3 --rollouts-per-job 4 --captions-per-class 5 \
+      --images-per-caption 2 --reference-images 16 --seed 7) || fail submit
+
+# Mid-PPO: a worker dies (its leased rollout job goes to the other one),
+# then the learner dies and comes back from its checkpoint.
+for _ in $(seq 600); do [ "$(R hget sf:run:$run:learner version)" -ge 2 ] 2>/dev/null && break; sleep 0.1; done
+[ "$(R hget sf:run:$run:learner version)" -ge 2 ] || fail "the learner did not reach version 2"
+kill -9 "${PIDS[-1]}"   # worker w1 (started last)
+kill -9 "$LPID"
+sleep 0.5
+start_learner --models-dir "$M"
+wait_state "$run" done 600
+grep -q "resumed from checkpoint" "$T/learner.log" || fail "the learner did not resume from its checkpoint"
+[ "$(R hget sf:run:$run:learner updates)" = 8 ] || fail "learner updates: $(R hget sf:run:$run:learner updates)"
+st=$("$BIN/sfctl" status "$run" --json)
+for ph in embed rollout captions generate filter; do
+    echo "$st" | grep -q "\"name\":\"$ph\"" || fail "phase $ph missing: $st"
+done
+[ "$(R hget sf:run:$run dead)" = 0 ] || fail "dead jobs: $(R hgetall sf:run:$run:dead)"
+ok "every phase completed through a worker kill and a learner kill and restart"
+
+# The dataset: ImageFolder layout, manifest and images one to one.
+DS="$D/datasets/$run"
+n=$(wc -l <"$DS/manifest.jsonl")
+[ "$n" = 30 ] || fail "manifest has $n entries, want 3 classes x 5 captions x 2 images"
+python3 - "$DS" <<'PY' || fail "manifest and images do not match"
+import json, os, sys
+root = sys.argv[1]
+entries = [json.loads(l) for l in open(os.path.join(root, "manifest.jsonl"))]
+ids = [e["id"] for e in entries]
+assert len(ids) == len(set(ids)), "duplicate ids"
+kept = {e["file"] for e in entries if e["kept"]}
+for e in entries:
+    for k in ("id", "class", "caption", "policy_version", "seed", "clip_class_text", "clip_class_mean", "kept"):
+        assert k in e, (k, e)
+    assert e["kept"] == (e["clip_class_text"] >= 0.2), e
+    if not e["kept"]:
+        assert "why" in e and "file" not in e, e
+pngs = set()
+for c in os.listdir(root):
+    if os.path.isdir(os.path.join(root, c)):
+        assert c.startswith("n") and len(c) == 9, c
+        pngs |= {c + "/" + f for f in os.listdir(os.path.join(root, c))}
+for f in kept:
+    assert f in pngs, "manifest names a missing image: " + f
+for f in pngs:
+    assert f in kept, "image without a kept manifest entry: " + f
+assert all(f.endswith(".png") for f in pngs)
+PY
+for w in n01443537 n01534433 n01440764; do
+    g=$(R hget sf:run:$run:classes $w:generated); k=$(R hget sf:run:$run:classes $w:kept)
+    x=$(R hget sf:run:$run:classes $w:dropped)
+    [ "$g" = 10 ] && [ $((${k:-0} + ${x:-0})) = 10 ] || fail "class $w counts: generated $g kept $k dropped $x"
+done
+ok "the dataset's manifest and images match; Redis has the per-class counts"
+
+"$BIN/sfctl" export "$run" --to "$T/out" --data "$D" >"$T/export.out" || fail "export: $(cat "$T/export.out")"
+[ -s "$T/out/$run/manifest.jsonl" ] || fail "export: no manifest"
+ok "sfctl export copies the dataset ($(cat "$T/export.out"))"
+
+# A second run (the SFT policy alone) reuses the stored statistics.
+run2=$(submit --method shift --strategy sft --classes goldfish,junco --captions-per-class 3 \
+       --reference-images 16) || fail submit2
+wait_state "$run2" done 300
+R hget sf:run:$run2:results 0 | grep -q '"cached":true' || fail "reference statistics were recomputed: $(R hget sf:run:$run2:results 0)"
+ok "a later run reuses the reference statistics; strategy sft runs without the learner"

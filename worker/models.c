@@ -1,0 +1,998 @@
+/* models.c: the job kinds of the method, on the worker (built with libtorch).
+ *
+ *   embed     CLIP image embeddings of a class's reference images -> the
+ *             class's statistics file (kept and reused across runs);
+ *   rollout   captions sampled with the learner's current policy, scored
+ *             with the paper's reward, sent to sf-learner;
+ *   captions  the run's captions for a class (final PPO policy or SFT);
+ *   generate  captions -> images (the world's text-to-image generator);
+ *   filter    CLIP similarity of each image to its class text; kept images
+ *             and the manifest go to the dataset.
+ *
+ * Files live under the worker's data_dir (shared by the workers of a
+ * cluster; docs/method.md):
+ *   stats/<embedder>/<source>/<wnid>.safetensors   embeddings, mean
+ *   runs/<run>/captions/<wnid>.jsonl               one caption a line
+ *   runs/<run>/images/<wnid>/<item>.png, .json     generated, with metadata
+ *   runs/<run>/manifest/<wnid>-<start>.jsonl       filter verdicts per shard
+ *   datasets/<run>/<wnid>/<wnid>-<item>.png        kept images (ImageFolder)
+ *   datasets/<run>/manifest.jsonl                  every image, kept or not
+ * Every file is written to a temporary name and renamed, so a job retried
+ * after a crash rewrites the same bytes and a reader never sees half a file.
+ *
+ * Models are loaded once and kept; one mutex serialises model work in the
+ * worker (a worker is one device), and waiting for the learner happens on
+ * the loop, outside it.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/worker.h"
+
+#if SF_HAVE_TORCH
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/blob.h"
+#include "common/bpe.h"
+#include "common/classes.h"
+#include "common/clip_bpe.h"
+#include "common/error.h"
+#include "common/learner_client.h"
+#include "common/log.h"
+#include "common/png.h"
+#include "common/reward.h"
+#include "common/safetensors.h"
+#include "ml/sf_ml.h"
+#include "ml/sf_vision.h"
+#include "world/world.h"
+
+#define MAX_WORLDS 4
+
+static struct {
+    pthread_mutex_t mu;
+    int ml_ready;
+    sf_clip_t *clip;
+    sf_clip_bpe_t *ctok;
+    char clip_tag[64];
+    sf_bpe_t *bpe;
+    sf_gpt2_t *policy;
+    char policy_key[1200];  /* "run@version" or the file it came from */
+    struct { char name[64]; sf_world_t *w; } worlds[MAX_WORLDS];
+    sf_lc_t *lc;            /* loop thread only */
+} M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* A model job in flight. */
+typedef struct {
+    sf_job_t *job;
+    sf_wk_t *wk;
+    const sf_wk_env_t *env;
+    cJSON *p;               /* the payload */
+    uv_work_t work;
+    int failed;
+    /* rollout / captions: the policy image from the learner */
+    uint8_t *blob;
+    size_t blob_len;
+    uint32_t version;
+    /* rollout results */
+    Sf__Rollout *rolls;
+    Sf__Rollout **rollp;
+    int n_rolls;
+    double score_sum;
+    int nonsense;
+    char example[256];
+} mjob_t;
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static int fail(sf_job_t *job, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(sf_job_t *job, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(job->error, sizeof job->error, fmt, ap);
+    va_end(ap);
+    job->status = status;
+    return -1;
+}
+
+static double pnum(const cJSON *p, const char *k, double def) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(p, k);
+    return cJSON_IsNumber(it) ? it->valuedouble : def;
+}
+
+static const char *pstr(const cJSON *p, const char *k, const char *def) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(p, k);
+    return cJSON_IsString(it) ? it->valuestring : def;
+}
+
+static uint64_t mix(uint64_t a, uint64_t b) {
+    uint64_t z = a * 0x9e3779b97f4a7c15ull + b + 0x632be59bd9b4e019ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Run ids and wnids become path parts: only [A-Za-z0-9_-], bounded. */
+static int safe_name(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int mkdir_p(const char *path) {
+    char tmp[1400];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *q = tmp + 1; *q; q++)
+        if (*q == '/') {
+            *q = 0;
+            if (mkdir(tmp, 0775) != 0 && errno != EEXIST) return -1;
+            *q = '/';
+        }
+    return mkdir(tmp, 0775) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Writes len bytes to path through path.tmp.<pid> and a rename. */
+static int write_file(const char *path, const void *buf, size_t len) {
+    char tmp[1500];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return -1;
+    int ok = fwrite(buf, 1, len, f) == len;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    fclose(f);
+    if (b) { b[n] = 0; if (len) *len = (size_t)n; }
+    return b;
+}
+
+/* ---- models (under M.mu) ------------------------------------------------------- */
+
+static int ensure_ml(const sf_wk_env_t *env, sf_job_t *job) {
+    if (M.ml_ready) return 0;
+    sf_ml_opts_t o = {0};
+    o.threads = env->threads;
+    if (sf_ml_init(&o) != 0) return fail(job, SF_JOB_FATAL, "libtorch: %s", sf_ml_errstr());
+    M.ml_ready = 1;
+    return 0;
+}
+
+static int ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
+    if (M.clip) return 0;
+    if (ensure_ml(env, job)) return -1;
+    char path[1200], voc[1200], mer[1200], err[256];
+    snprintf(path, sizeof path, "%s/clip-world/model.safetensors", env->models_dir);
+    snprintf(voc, sizeof voc, "%s/clip-world/vocab.json", env->models_dir);
+    snprintf(mer, sizeof mer, "%s/clip-world/merges.txt", env->models_dir);
+    size_t len = 0;
+    char *bytes = read_file(path, &len);
+    if (!bytes) return fail(job, SF_JOB_FATAL, "CLIP: cannot read %s (run make models): %s", path, strerror(errno));
+    snprintf(M.clip_tag, sizeof M.clip_tag, "clip-world-%08x", sf_crc32(0, bytes, len));
+    free(bytes);
+    if (sf_clip_load(path, NULL, env->device, &M.clip, err, sizeof err) != 0)
+        return fail(job, SF_JOB_FATAL, "CLIP: %s", err);
+    if (sf_clip_bpe_load(voc, mer, &M.ctok, err, sizeof err) != 0) {
+        sf_clip_free(&M.clip);
+        return fail(job, SF_JOB_FATAL, "CLIP tokenizer: %s", err);
+    }
+    sf_info("loaded CLIP %s (%s)", path, M.clip_tag);
+    return 0;
+}
+
+static int ensure_bpe(const sf_wk_env_t *env, sf_job_t *job) {
+    if (M.bpe) return 0;
+    char enc[1200], voc[1200], err[256];
+    snprintf(enc, sizeof enc, "%s/encoder.json", env->gpt2_vocab);
+    snprintf(voc, sizeof voc, "%s/vocab.bpe", env->gpt2_vocab);
+    if (sf_bpe_load(enc, voc, &M.bpe, err, sizeof err) != 0) return fail(job, SF_JOB_FATAL, "GPT-2 vocabulary: %s", err);
+    return 0;
+}
+
+static sf_world_t *get_world(const char *name, sf_job_t *job) {
+    int free_slot = -1;
+    for (int i = 0; i < MAX_WORLDS; i++) {
+        if (M.worlds[i].w && strcmp(M.worlds[i].name, name) == 0) return M.worlds[i].w;
+        if (!M.worlds[i].w && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) free_slot = 0, sf_world_destroy(&M.worlds[0].w);
+    sf_classlist_t *cl;
+    char err[256];
+    if (sf_classes_load(name, &cl, err, sizeof err) != 0) {
+        fail(job, SF_JOB_FATAL, "world '%s': %s", name, err);
+        return NULL;
+    }
+    int rc = sf_world_create(cl, SF_WORLD_DEFAULT_SIZE, &M.worlds[free_slot].w);
+    sf_classes_free(&cl);
+    if (rc != 0) {
+        fail(job, SF_JOB_FATAL, "world '%s': %s", name, sf_strerror(rc));
+        return NULL;
+    }
+    snprintf(M.worlds[free_slot].name, sizeof M.worlds[free_slot].name, "%s", name);
+    return M.worlds[free_slot].w;
+}
+
+/* The class of the job in its world, or -1 with the job failed. */
+static int job_class(const sf_world_t *w, sf_job_t *job) {
+    int k = sf_world_class_find(w, job->wnid);
+    if (k < 0) fail(job, SF_JOB_FATAL, "class '%s' is not in the world", job->wnid);
+    return k;
+}
+
+static void stats_path(const sf_wk_env_t *env, const char *source, const char *wnid, char *out, size_t n) {
+    snprintf(out, n, "%s/stats/%s/%s/%s.safetensors", env->data_dir, M.clip_tag, source, wnid);
+}
+
+/* The class mean (E floats) from its statistics file. */
+static int load_mean(const sf_wk_env_t *env, const cJSON *p, sf_job_t *job, float *mean, int E) {
+    char path[1400], err[256];
+    stats_path(env, pstr(p, "source", "world"), job->wnid, path, sizeof path);
+    sf_st_t *st;
+    if (sf_st_load(path, &st, err, sizeof err) != 0)
+        return fail(job, SF_JOB_FAILED, "no reference statistics for %s (the embed phase writes %s): %s", job->wnid,
+                    path, err);
+    const sf_st_tensor_t *t = sf_st_find(st, "mean");
+    int rc = t && t->numel == E ? sf_st_to_f32(t, mean, (size_t)E) : SF_EFORMAT;
+    sf_st_free(&st);
+    return rc ? fail(job, SF_JOB_FAILED, "%s: no 'mean' of %d floats", path, E) : 0;
+}
+
+static int embed_texts(char **texts, int n, float *out, sf_job_t *job) {
+    const sf_clip_config_t *cfg = sf_clip_config(M.clip);
+    const int T = cfg->context_length;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n * T);
+    if (!ids) return fail(job, SF_JOB_FAILED, "out of memory");
+    int L = 1;
+    for (int i = 0; i < n; i++) {
+        int l = sf_clip_bpe_encode(M.ctok, texts[i], ids + (size_t)i * T, T);
+        L = l > L ? l : L;
+    }
+    for (int i = 0; i < n; i++) memmove(ids + (size_t)i * L, ids + (size_t)i * T, sizeof(int32_t) * L);
+    int rc = sf_clip_encode_text(M.clip, ids, n, L, out);
+    free(ids);
+    return rc ? fail(job, SF_JOB_FAILED, "CLIP text: %s", sf_clip_errstr(M.clip)) : 0;
+}
+
+static int embed_rgb(const uint8_t *const *rgb, int size, int n, float *out, sf_job_t *job) {
+    const sf_clip_config_t *cfg = sf_clip_config(M.clip);
+    const int S = cfg->image_size, B = 64, E = cfg->embed_dim;
+    float *px = malloc(sizeof(float) * B * 3 * S * S);
+    if (!px) return fail(job, SF_JOB_FAILED, "out of memory");
+    int rc = 0;
+    for (int i0 = 0; rc == 0 && i0 < n; i0 += B) {
+        int b = n - i0 < B ? n - i0 : B;
+        for (int j = 0; rc == 0 && j < b; j++)
+            rc = sf_clip_preprocess(cfg, rgb[i0 + j], size, size, px + (size_t)j * 3 * S * S);
+        if (rc == 0) rc = sf_clip_encode_image(M.clip, px, b, out + (size_t)i0 * E);
+    }
+    free(px);
+    return rc ? fail(job, SF_JOB_FAILED, "CLIP image: %s", sf_clip_errstr(M.clip)) : 0;
+}
+
+static float dotf(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static float cosf_(const float *a, const float *b, int n) {
+    float c;
+    return sf_reward_cosine(a, b, (size_t)n, &c) == 0 ? c : 0.f;
+}
+
+/* ---- embed ------------------------------------------------------------------- */
+
+static int embed(sf_wk_t *wk, sf_job_t *job) {
+    const sf_wk_env_t *env = sf_wk_env(wk);
+    cJSON *p = cJSON_ParseWithLength(job->payload ? job->payload : "{}", job->payload_len ? job->payload_len : 2);
+    pthread_mutex_lock(&M.mu);
+    int rc = -1;
+    sf_world_t *w;
+    int k, n = (int)job->item_count;
+    float *emb = NULL, *mean = NULL;
+    uint8_t *pix = NULL;
+    const uint8_t **rows = NULL;
+    if (ensure_clip(env, job) || !(w = get_world(pstr(p, "world", "builtin:imagenet-a-r-86"), job)) ||
+        (k = job_class(w, job)) < 0)
+        goto out;
+    const int E = sf_clip_config(M.clip)->embed_dim, S = sf_world_size(w);
+    char path[1400], err[256];
+    const char *source = pstr(p, "source", "world");
+    stats_path(env, source, job->wnid, path, sizeof path);
+    sf_st_t *old;
+    if (sf_st_load(path, &old, err, sizeof err) == 0) {
+        const sf_st_tensor_t *t = sf_st_find(old, "embeddings");
+        int same = t && t->ndim == 2 && t->shape[0] == n && t->shape[1] == E;
+        sf_st_free(&old);
+        if (same) {
+            job->out_len = (size_t)asprintf(&job->out, "{\"n\":%d,\"cached\":true,\"embedder\":\"%s\"}", n, M.clip_tag);
+            job->status = SF_JOB_OK;
+            rc = 0;
+            goto done;
+        }
+    }
+    emb = malloc(sizeof(float) * (size_t)n * E), mean = calloc((size_t)E, sizeof(float));
+    pix = malloc((size_t)n * S * S * 3);
+    rows = calloc((size_t)n ? (size_t)n : 1, sizeof *rows);
+    if (!emb || !mean || !pix || !rows) { fail(job, SF_JOB_FAILED, "out of memory"); goto done; }
+    for (int i = 0; i < n; i++) {
+        rows[i] = pix + (size_t)i * S * S * 3;
+        if (sf_world_base_sample(w, k, (uint64_t)(job->item_start + i), pix + (size_t)i * S * S * 3, NULL) != 0) {
+            fail(job, SF_JOB_FATAL, "world: cannot render base image %d of %s", i, job->wnid);
+            goto done;
+        }
+    }
+    if (embed_rgb(rows, S, n, emb, job)) goto done;
+    for (int i = 0; i < n; i++)
+        for (int e = 0; e < E; e++) mean[e] += emb[(size_t)i * E + e] / n;
+    char dir[1400];
+    snprintf(dir, sizeof dir, "%s", path);
+    *strrchr(dir, '/') = 0;
+    sf_st_writer_t *sw;
+    if (mkdir_p(dir) != 0 || sf_st_writer_new(&sw) != 0) {
+        fail(job, SF_JOB_FAILED, "cannot create %s: %s", dir, strerror(errno));
+        goto done;
+    }
+    int64_t s2[2] = {n, E}, s1[1] = {E};
+    char nb[32];
+    snprintf(nb, sizeof nb, "%d", n);
+    sf_st_writer_add(sw, "embeddings", SF_ST_F32, 2, s2, emb, sizeof(float) * (size_t)n * E);
+    sf_st_writer_add(sw, "mean", SF_ST_F32, 1, s1, mean, sizeof(float) * E);
+    sf_st_writer_meta(sw, "class", job->wnid);
+    sf_st_writer_meta(sw, "source", source);
+    sf_st_writer_meta(sw, "embedder", M.clip_tag);
+    sf_st_writer_meta(sw, "n", nb);
+    int wrc = sf_st_writer_save(sw, path);
+    sf_st_writer_free(&sw);
+    if (wrc) { fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, sf_strerror(wrc)); goto done; }
+    job->out_len = (size_t)asprintf(&job->out, "{\"n\":%d,\"cached\":false,\"embedder\":\"%s\"}", n, M.clip_tag);
+    job->status = SF_JOB_OK;
+    rc = 0;
+done:
+    free(emb);
+    free(mean);
+    free(pix);
+    free(rows);
+    pthread_mutex_unlock(&M.mu);
+    cJSON_Delete(p);
+    return rc;
+out:
+    pthread_mutex_unlock(&M.mu);
+    cJSON_Delete(p);
+    return rc;
+}
+
+/* ---- the policy ----------------------------------------------------------------- */
+
+/* Makes M.policy the run's policy at mj->version (from the learner's image)
+ * or the file `path` (strategy sft). */
+static int ensure_policy(mjob_t *mj, const char *path) {
+    sf_job_t *job = mj->job;
+    char key[1200], err[256];
+    if (path) snprintf(key, sizeof key, "file:%s/%s", path[0] == '/' ? "" : mj->env->models_dir, path);
+    else snprintf(key, sizeof key, "%s@%u", job->run, mj->version);
+    if (M.policy && strcmp(key, M.policy_key) == 0) return 0;
+    int rc;
+    if (path) {
+        sf_gpt2_free(&M.policy);
+        rc = sf_gpt2_load(key + 5, mj->env->device, &M.policy, err, sizeof err);
+        if (rc) return fail(job, SF_JOB_FATAL, "policy %s: %s", key + 5, err);
+    } else if (M.policy && sf_gpt2_load_bytes(M.policy, mj->blob, mj->blob_len) == 0) {
+        rc = 0;
+    } else {
+        sf_gpt2_free(&M.policy);
+        rc = sf_gpt2_from_bytes(mj->blob, mj->blob_len, mj->env->device, &M.policy, err, sizeof err);
+        if (rc) return fail(job, SF_JOB_FAILED, "policy image from the learner: %s", err);
+    }
+    snprintf(M.policy_key, sizeof M.policy_key, "%s", key);
+    return 0;
+}
+
+/* Samples n captions for class k with M.policy: prompts, responses and
+ * the decoded texts (malloc'd). */
+static int sample_captions(mjob_t *mj, const sf_world_t *w, int k, int n, uint64_t seed, int32_t **prompt, int *plen,
+                           sf_samples_t *out, char ***texts) {
+    sf_job_t *job = mj->job;
+    char buf[300];
+    snprintf(buf, sizeof buf, "Caption of a %s:", sf_world_class(w, k)->name);
+    size_t np;
+    if (sf_bpe_encode(M.bpe, buf, strlen(buf), prompt, &np) != 0) return fail(job, SF_JOB_FAILED, "cannot tokenise the prompt");
+    *plen = (int)np;
+    int32_t *prompts = malloc(sizeof(int32_t) * (size_t)n * np);
+    int *lens = malloc(sizeof(int) * (size_t)n);
+    *texts = calloc((size_t)n, sizeof **texts);
+    if (!prompts || !lens || !*texts) { free(prompts); free(lens); return fail(job, SF_JOB_FAILED, "out of memory"); }
+    for (int i = 0; i < n; i++) memcpy(prompts + (size_t)i * np, *prompt, sizeof(int32_t) * np), lens[i] = (int)np;
+    sf_sample_opts_t o;
+    sf_sample_opts_default(&o);
+    o.max_new_tokens = (int)pnum(mj->p, "max_new_tokens", 32);
+    o.temperature = (float)pnum(mj->p, "temperature", 1.0);
+    o.seed = seed;
+    int rc = sf_gpt2_sample(M.policy, prompts, lens, n, (int)np, &o, out);
+    free(prompts);
+    free(lens);
+    if (rc) return fail(job, SF_JOB_FAILED, "sampling: %s", sf_gpt2_errstr(M.policy));
+    const int eos = sf_gpt2_config(M.policy)->eos_id;
+    for (int i = 0; i < n; i++) {
+        int L = out->lengths[i];
+        const int32_t *t = out->tokens + (size_t)i * out->max_new;
+        if (L > 0 && t[L - 1] == eos) L--;
+        char *s = NULL;
+        size_t sl;
+        if (sf_bpe_decode(M.bpe, t, (size_t)L, &s, &sl) != 0) s = strdup("");
+        char *a = s;
+        while (*a == ' ') a++;
+        (*texts)[i] = strdup(a);
+        free(s);
+    }
+    return 0;
+}
+
+static void free_texts(char **t, int n) {
+    for (int i = 0; t && i < n; i++) free(t[i]);
+    free(t);
+}
+
+/* ---- rollout -------------------------------------------------------------------- */
+
+static void mjob_free(mjob_t *mj) {
+    for (int i = 0; i < mj->n_rolls; i++) {
+        free(mj->rolls[i].query);
+        free(mj->rolls[i].response);
+        free(mj->rolls[i].logprobs);
+        free(mj->rolls[i].values);
+    }
+    free(mj->rolls);
+    free(mj->rollp);
+    free(mj->blob);
+    cJSON_Delete(mj->p);
+    free(mj);
+}
+
+static void mjob_complete(mjob_t *mj) {
+    sf_job_t *job = mj->job;
+    sf_wk_t *wk = mj->wk;
+    mjob_free(mj);
+    sf_wk_complete(wk, job);
+}
+
+static void rollout_work(uv_work_t *wq) {
+    mjob_t *mj = wq->data;
+    sf_job_t *job = mj->job;
+    pthread_mutex_lock(&M.mu);
+    sf_world_t *w;
+    int k;
+    mj->failed = 1;
+    if (ensure_clip(mj->env, job) || ensure_bpe(mj->env, job) || ensure_policy(mj, NULL) ||
+        !(w = get_world(pstr(mj->p, "world", "builtin:imagenet-a-r-86"), job)) || (k = job_class(w, job)) < 0) {
+        pthread_mutex_unlock(&M.mu);
+        return;
+    }
+    const int E = sf_clip_config(M.clip)->embed_dim, n = (int)job->item_count;
+    float *mean = malloc(sizeof(float) * E), *temb = malloc(sizeof(float) * (size_t)n * E);
+    int32_t *prompt = NULL;
+    int plen = 0;
+    sf_samples_t s = {0};
+    char **texts = NULL;
+    uint64_t seed = mix(mix((uint64_t)pnum(mj->p, "seed", 1), job->id & 0xffffffffu), job->attempt);
+    if (!mean || !temb) { fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    if (load_mean(mj->env, mj->p, job, mean, E) || sample_captions(mj, w, k, n, seed, &prompt, &plen, &s, &texts) ||
+        embed_texts(texts, n, temb, job))
+        goto out;
+    mj->rolls = calloc((size_t)n, sizeof *mj->rolls);
+    mj->rollp = calloc((size_t)n, sizeof *mj->rollp);
+    if (!mj->rolls || !mj->rollp) { fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    for (int i = 0; i < n; i++) {
+        Sf__Rollout *r = &mj->rolls[i];
+        sf__rollout__init(r);
+        mj->rollp[i] = r;
+        mj->n_rolls++;
+        float score;
+        int why = 0;
+        sf_reward_score(sf_world_class(w, k), texts[i], temb + (size_t)i * E, mean, (size_t)E, &score, &why);
+        int L = s.lengths[i];
+        r->cls = (uint32_t)k;
+        r->n_query = (size_t)plen;
+        r->query = malloc(sizeof(int32_t) * plen);
+        memcpy(r->query, prompt, sizeof(int32_t) * plen);
+        r->n_response = r->n_logprobs = r->n_values = (size_t)L;
+        r->response = malloc(sizeof(int32_t) * (L ? L : 1));
+        r->logprobs = malloc(sizeof(float) * (L ? L : 1));
+        r->values = malloc(sizeof(float) * (L ? L : 1));
+        memcpy(r->response, s.tokens + (size_t)i * s.max_new, sizeof(int32_t) * L);
+        memcpy(r->logprobs, s.logprobs + (size_t)i * s.max_new, sizeof(float) * L);
+        memcpy(r->values, s.values + (size_t)i * s.max_new, sizeof(float) * L);
+        r->score = score;
+        mj->score_sum += score;
+        mj->nonsense += why != 0;
+        if (i == 0) snprintf(mj->example, sizeof mj->example, "%s", texts[i]);
+    }
+    mj->failed = 0;
+out:
+    pthread_mutex_unlock(&M.mu);
+    free(mean);
+    free(temb);
+    free(prompt);
+    sf_samples_free(&s);
+    free_texts(texts, n);
+}
+
+static void on_ack(void *arg, int status, uint32_t accepted, uint32_t stale, uint32_t version, const char *err) {
+    mjob_t *mj = arg;
+    sf_job_t *job = mj->job;
+    if (status != 0 || (err && *err)) {
+        fail(job, SF_JOB_FAILED, "learner: %s", err && *err ? err : sf_strerror(status));
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "n", mj->n_rolls);
+        cJSON_AddNumberToObject(o, "accepted", accepted);
+        cJSON_AddNumberToObject(o, "stale", stale);
+        cJSON_AddNumberToObject(o, "policy_version", mj->version);
+        cJSON_AddNumberToObject(o, "learner_version", version);
+        cJSON_AddNumberToObject(o, "mean_score", mj->n_rolls ? mj->score_sum / mj->n_rolls : 0);
+        cJSON_AddNumberToObject(o, "nonsense", mj->nonsense);
+        cJSON_AddStringToObject(o, "example", mj->example);
+        job->out = cJSON_PrintUnformatted(o);
+        job->out_len = job->out ? strlen(job->out) : 0;
+        cJSON_Delete(o);
+        job->status = SF_JOB_OK;
+    }
+    mjob_complete(mj);
+}
+
+static void rollout_after(uv_work_t *wq, int status) {
+    mjob_t *mj = wq->data;
+    if (status == UV_ECANCELED) { fail(mj->job, SF_JOB_CANCELLED, "cancelled"); mjob_complete(mj); return; }
+    if (mj->failed) { mjob_complete(mj); return; }
+    Sf__RolloutBatch b = SF__ROLLOUT_BATCH__INIT;
+    b.run = mj->job->run;
+    b.policy_version = mj->version;
+    b.n_rollouts = (size_t)mj->n_rolls;
+    b.rollouts = mj->rollp;
+    sf_lc_send_rollouts(M.lc, &b, on_ack, mj);
+}
+
+static void captions_work(uv_work_t *wq);
+static void captions_after(uv_work_t *wq, int status);
+
+static void on_policy(void *arg, int status, const char *err, uint32_t version, const uint8_t *blob, size_t len,
+                      int done) {
+    mjob_t *mj = arg;
+    (void)done;
+    if (status != 0) {
+        fail(mj->job, SF_JOB_FAILED, "learner: %s", err && *err ? err : sf_strerror(status));
+        mjob_complete(mj);
+        return;
+    }
+    mj->version = version;
+    mj->blob = malloc(len ? len : 1);
+    if (!mj->blob) { fail(mj->job, SF_JOB_FAILED, "out of memory"); mjob_complete(mj); return; }
+    memcpy(mj->blob, blob, len);
+    mj->blob_len = len;
+    mj->work.data = mj;
+    if (strcmp(mj->job->kind, "rollout") == 0) uv_queue_work(sf_wk_loop(mj->wk), &mj->work, rollout_work, rollout_after);
+    else uv_queue_work(sf_wk_loop(mj->wk), &mj->work, captions_work, captions_after);
+}
+
+/* Starts a job that needs the run's policy from the learner. */
+static int start_with_policy(sf_wk_t *wk, sf_job_t *job, int need_learner) {
+    mjob_t *mj = calloc(1, sizeof *mj);
+    if (!mj) return fail(job, SF_JOB_FAILED, "out of memory");
+    mj->job = job;
+    mj->wk = wk;
+    mj->env = sf_wk_env(wk);
+    mj->p = cJSON_ParseWithLength(job->payload ? job->payload : "{}", job->payload_len ? job->payload_len : 2);
+    if (!mj->p || !safe_name(job->run) || !safe_name(job->wnid)) {
+        mjob_free(mj);
+        return fail(job, SF_JOB_FATAL, "%s: bad payload, run id or class", job->kind);
+    }
+    if (!need_learner) {
+        mj->work.data = mj;
+        uv_queue_work(sf_wk_loop(wk), &mj->work, captions_work, captions_after);
+        return 0;
+    }
+    if (!M.lc && sf_lc_init(sf_wk_loop(wk), mj->env->zctx, mj->env->learner, &M.lc) != 0) {
+        mjob_free(mj);
+        return fail(job, SF_JOB_FAILED, "cannot connect to the learner at %s", mj->env->learner);
+    }
+    sf_lc_get_policy(M.lc, job->run, job->policy_version, on_policy, mj);
+    return 0;
+}
+
+static int rollout(sf_wk_t *wk, sf_job_t *job) { return start_with_policy(wk, job, 1); }
+
+/* ---- captions ------------------------------------------------------------------- */
+
+static void run_dir(const sf_wk_env_t *env, const char *run, const char *sub, char *out, size_t n) {
+    snprintf(out, n, "%s/runs/%s/%s", env->data_dir, run, sub);
+}
+
+static void captions_work(uv_work_t *wq) {
+    mjob_t *mj = wq->data;
+    sf_job_t *job = mj->job;
+    const char *strategy = pstr(mj->p, "strategy", "ppo");
+    const int n = (int)job->item_count;
+    pthread_mutex_lock(&M.mu);
+    sf_world_t *w;
+    int k;
+    mj->failed = 1;
+    int32_t *prompt = NULL;
+    int plen;
+    sf_samples_t s = {0};
+    char **texts = NULL;
+    const char *policy_file = strcmp(strategy, "ppo") ? pstr(mj->p, "policy", "policy-sft.safetensors") : NULL;
+    uint64_t seed = mix(mix((uint64_t)pnum(mj->p, "seed", 1), str_hash(job->wnid)), 0xca971075ull + job->item_start);
+    if (ensure_ml(mj->env, job) || ensure_bpe(mj->env, job) || ensure_policy(mj, policy_file) ||
+        !(w = get_world(pstr(mj->p, "world", "builtin:imagenet-a-r-86"), job)) || (k = job_class(w, job)) < 0 ||
+        sample_captions(mj, w, k, n, seed, &prompt, &plen, &s, &texts))
+        goto out;
+    char dir[1400], path[1500];
+    run_dir(mj->env, job->run, "captions", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/%s.jsonl", dir, job->wnid);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    int nonsense = 0;
+    for (int i = 0; buf && i < n; i++) {
+        int why = sf_reward_check(sf_world_class(w, k), texts[i]);
+        nonsense += why != 0;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "index", job->item_start + i);
+        cJSON_AddStringToObject(o, "caption", texts[i]);
+        cJSON_AddStringToObject(o, "strategy", strategy);
+        cJSON_AddNumberToObject(o, "policy_version", policy_file ? 0 : mj->version);
+        cJSON_AddNumberToObject(o, "seed", (double)(seed & 0xffffffffffffull));
+        cJSON_AddBoolToObject(o, "nonsense", why != 0);
+        char *line = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        size_t l = strlen(line);
+        while (len + l + 2 > cap) buf = realloc(buf, cap *= 2);
+        memcpy(buf + len, line, l);
+        len += l;
+        buf[len++] = '\n';
+        free(line);
+    }
+    if (!buf || mkdir_p(dir) != 0 || write_file(path, buf, len) != 0) {
+        fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, strerror(errno));
+        free(buf);
+        goto out;
+    }
+    free(buf);
+    job->out_len = (size_t)asprintf(&job->out, "{\"captions\":%d,\"nonsense\":%d,\"policy_version\":%u}", n, nonsense,
+                                    policy_file ? 0 : mj->version);
+    job->status = SF_JOB_OK;
+    mj->failed = 0;
+out:
+    pthread_mutex_unlock(&M.mu);
+    free(prompt);
+    sf_samples_free(&s);
+    free_texts(texts, n);
+}
+
+static void captions_after(uv_work_t *wq, int status) {
+    mjob_t *mj = wq->data;
+    if (status == UV_ECANCELED) fail(mj->job, SF_JOB_CANCELLED, "cancelled");
+    mjob_complete(mj);
+}
+
+static int captions(sf_wk_t *wk, sf_job_t *job) {
+    cJSON *p = cJSON_ParseWithLength(job->payload ? job->payload : "{}", job->payload_len ? job->payload_len : 2);
+    int ppo = strcmp(pstr(p, "strategy", "ppo"), "ppo") == 0;
+    cJSON_Delete(p);
+    return start_with_policy(wk, job, ppo);
+}
+
+/* ---- generate ------------------------------------------------------------------- */
+
+/* The class's captions file: n lines of JSON (caller frees with cJSON_Delete
+ * on each). */
+static cJSON **read_captions(const sf_wk_env_t *env, sf_job_t *job, int *n) {
+    char dir[1400], path[1500];
+    run_dir(env, job->run, "captions", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/%s.jsonl", dir, job->wnid);
+    char *text = read_file(path, NULL);
+    if (!text) {
+        fail(job, SF_JOB_FAILED, "no captions for %s (the captions phase writes %s)", job->wnid, path);
+        return NULL;
+    }
+    int cap = 64;
+    cJSON **v = malloc(sizeof *v * cap);
+    *n = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *o = cJSON_Parse(line);
+        if (!o) continue;
+        if (*n == cap) v = realloc(v, sizeof *v * (cap *= 2));
+        v[(*n)++] = o;
+    }
+    free(text);
+    return v;
+}
+
+static int generate(sf_wk_t *wk, sf_job_t *job) {
+    const sf_wk_env_t *env = sf_wk_env(wk);
+    cJSON *p = cJSON_ParseWithLength(job->payload ? job->payload : "{}", job->payload_len ? job->payload_len : 2);
+    int rc = -1, ncap = 0, made = 0, failed_gen = 0;
+    cJSON **caps = NULL;
+    uint8_t *rgb = NULL;
+    if (!p || !safe_name(job->run) || !safe_name(job->wnid)) { fail(job, SF_JOB_FATAL, "generate: bad payload, run id or class"); goto out; }
+    if (strcmp(pstr(p, "generator", "world"), "world") != 0) {
+        fail(job, SF_JOB_FATAL, "generate: generator '%s' is not in this worker", pstr(p, "generator", ""));
+        goto out;
+    }
+    pthread_mutex_lock(&M.mu);
+    sf_world_t *w = get_world(pstr(p, "world", "builtin:imagenet-a-r-86"), job);
+    pthread_mutex_unlock(&M.mu);
+    if (!w || job_class(w, job) < 0 || !(caps = read_captions(env, job, &ncap))) goto out;
+    const int ipc = (int)pnum(p, "images_per_caption", 1), S = sf_world_size(w);
+    const uint64_t seed = (uint64_t)pnum(p, "seed", 1);
+    char dir[1400], path[1600];
+    run_dir(env, job->run, "images/", dir, sizeof dir);
+    strncat(dir, job->wnid, sizeof dir - strlen(dir) - 1);
+    rgb = malloc((size_t)S * S * 3);
+    if (!rgb || mkdir_p(dir) != 0) { fail(job, SF_JOB_FAILED, "cannot create %s: %s", dir, strerror(errno)); goto out; }
+    for (uint32_t i = job->item_start; i < job->item_start + job->item_count; i++) {
+        int ci = (int)(i / (uint32_t)(ipc > 0 ? ipc : 1));
+        if (ci >= ncap) { fail(job, SF_JOB_FAILED, "item %u needs caption %d; the class has %d", i, ci, ncap); goto out; }
+        const char *cap = pstr(caps[ci], "caption", "");
+        uint64_t gseed = mix(mix(seed, str_hash(job->wnid)), i) & 0xffffffffffffull;
+        sf_world_gen_t info;
+        if (sf_world_generate(w, cap, gseed, rgb, &info) != 0) { fail(job, SF_JOB_FAILED, "world generator failed"); goto out; }
+        failed_gen += info.outcome != SF_GEN_OK;
+        uint8_t *png;
+        size_t plen;
+        if (sf_png_encode(rgb, S, S, 3, &png, &plen) != 0) { fail(job, SF_JOB_FAILED, "PNG encoding failed"); goto out; }
+        snprintf(path, sizeof path, "%s/%u.png", dir, i);
+        int wrc = write_file(path, png, plen);
+        free(png);
+        cJSON *o = cJSON_CreateObject();
+        char id[96];
+        snprintf(id, sizeof id, "%s-%u", job->wnid, i);
+        cJSON_AddStringToObject(o, "id", id);
+        cJSON_AddStringToObject(o, "class", job->wnid);
+        cJSON_AddStringToObject(o, "caption", cap);
+        cJSON_AddNumberToObject(o, "caption_index", ci);
+        cJSON_AddNumberToObject(o, "caption_seed", pnum(caps[ci], "seed", 0));
+        cJSON_AddNumberToObject(o, "policy_version", pnum(caps[ci], "policy_version", 0));
+        cJSON_AddStringToObject(o, "strategy", pstr(caps[ci], "strategy", ""));
+        cJSON_AddNumberToObject(o, "seed", (double)gseed);
+        cJSON_AddStringToObject(o, "generator", "world");
+        cJSON_AddStringToObject(o, "generator_outcome", sf_world_outcome_name(info.outcome));
+        char *js = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        snprintf(path, sizeof path, "%s/%u.json", dir, i);
+        if (wrc != 0 || !js || write_file(path, js, strlen(js)) != 0) {
+            free(js);
+            fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, strerror(errno));
+            goto out;
+        }
+        free(js);
+        made++;
+    }
+    job->out_len = (size_t)asprintf(&job->out, "{\"generated\":%d,\"generator_failures\":%d}", made, failed_gen);
+    job->status = SF_JOB_OK;
+    rc = 0;
+out:
+    for (int i = 0; caps && i < ncap; i++) cJSON_Delete(caps[i]);
+    free(caps);
+    free(rgb);
+    cJSON_Delete(p);
+    return rc;
+}
+
+/* ---- filter --------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Rebuilds datasets/<run>/manifest.jsonl from the per-shard files, under a
+ * lock so that concurrent filter jobs do not lose each other's shards. */
+static int rebuild_manifest(const sf_wk_env_t *env, const char *run, const char *out_dir) {
+    char mdir[1400], lock[1500], path[1500];
+    run_dir(env, run, "manifest", mdir, sizeof mdir);
+    snprintf(lock, sizeof lock, "%s/.lock", mdir);
+    int fd = open(lock, O_CREAT | O_RDWR, 0664);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) { if (fd >= 0) close(fd); return -1; }
+    DIR *d = opendir(mdir);
+    char **names = NULL;
+    int nn = 0, cap = 0, rc = d ? 0 : -1;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        if (l < 7 || strcmp(e->d_name + l - 6, ".jsonl") != 0) continue;
+        if (nn == cap) names = realloc(names, sizeof *names * (cap = cap ? cap * 2 : 64));
+        names[nn++] = strdup(e->d_name);
+    }
+    if (d) closedir(d);
+    qsort(names, (size_t)nn, sizeof *names, cmp_str);
+    size_t tl = 0, tc = 65536;
+    char *all = malloc(tc);
+    for (int i = 0; rc == 0 && i < nn; i++) {
+        snprintf(path, sizeof path, "%s/%s", mdir, names[i]);
+        size_t l;
+        char *t = read_file(path, &l);
+        if (!t) continue;
+        while (tl + l + 1 > tc) all = realloc(all, tc *= 2);
+        memcpy(all + tl, t, l);
+        tl += l;
+        free(t);
+    }
+    for (int i = 0; i < nn; i++) free(names[i]);
+    free(names);
+    snprintf(path, sizeof path, "%s/manifest.jsonl", out_dir);
+    if (rc == 0) rc = write_file(path, all, tl);
+    free(all);
+    flock(fd, LOCK_UN);
+    close(fd);
+    return rc;
+}
+
+static int filter(sf_wk_t *wk, sf_job_t *job) {
+    const sf_wk_env_t *env = sf_wk_env(wk);
+    cJSON *p = cJSON_ParseWithLength(job->payload ? job->payload : "{}", job->payload_len ? job->payload_len : 2);
+    const int n = (int)job->item_count;
+    int rc = -1, kept = 0, dropped = 0, k;
+    char **caps = calloc((size_t)n, sizeof *caps);
+    cJSON **meta = calloc((size_t)n, sizeof *meta);
+    uint8_t **imgs = calloc((size_t)n, sizeof *imgs);
+    float *emb = NULL, *mean = NULL, *ctext = NULL;
+    char *manifest = NULL;
+    size_t mlen = 0, mcap = 0;
+    sf_world_t *w;
+    if (!p || !caps || !meta || !imgs || !safe_name(job->run) || !safe_name(job->wnid)) {
+        fail(job, SF_JOB_FATAL, "filter: bad payload, run id or class");
+        goto free_all;
+    }
+    pthread_mutex_lock(&M.mu);
+    if (ensure_clip(env, job) || !(w = get_world(pstr(p, "world", "builtin:imagenet-a-r-86"), job)) ||
+        (k = job_class(w, job)) < 0)
+        goto out;
+    const int E = sf_clip_config(M.clip)->embed_dim;
+    const float thr = (float)pnum(p, "threshold", 0.2);
+    emb = malloc(sizeof(float) * (size_t)(n ? n : 1) * E);
+    mean = malloc(sizeof(float) * E);
+    ctext = malloc(sizeof(float) * E);
+    if (!emb || !mean || !ctext) { fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    if (load_mean(env, p, job, mean, E)) goto out;
+    char text[300], *tp = text;
+    snprintf(text, sizeof text, "a photo of a %s", sf_world_class(w, k)->name);
+    if (embed_texts(&tp, 1, ctext, job)) goto out;
+    char idir[1400], path[1600], odir[1400];
+    run_dir(env, job->run, "images/", idir, sizeof idir);
+    strncat(idir, job->wnid, sizeof idir - strlen(idir) - 1);
+    int S = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t item = job->item_start + (uint32_t)i;
+        snprintf(path, sizeof path, "%s/%u.json", idir, item);
+        char *js = read_file(path, NULL), err[200];
+        meta[i] = js ? cJSON_Parse(js) : NULL;
+        free(js);
+        if (!meta[i]) { fail(job, SF_JOB_FAILED, "no metadata %s (the generate phase writes it)", path); goto out; }
+        snprintf(path, sizeof path, "%s/%u.png", idir, item);
+        int iw, ih;
+        if (sf_png_read(path, &imgs[i], &iw, &ih, err, sizeof err) != 0 || iw != ih || (S && iw != S)) {
+            fail(job, SF_JOB_FAILED, "image %s: %s", path, imgs[i] ? "not square or of another size" : err);
+            goto out;
+        }
+        S = iw;
+    }
+    if (n && embed_rgb((const uint8_t *const *)imgs, S, n, emb, job)) goto out;
+    snprintf(odir, sizeof odir, "%s/datasets/%s/%s", env->data_dir, job->run, job->wnid);
+    char mdir[1400];
+    run_dir(env, job->run, "manifest", mdir, sizeof mdir);
+    if (mkdir_p(odir) != 0 || mkdir_p(mdir) != 0) { fail(job, SF_JOB_FAILED, "cannot create %s: %s", odir, strerror(errno)); goto out; }
+    for (int i = 0; i < n; i++) {
+        float st = dotf(emb + (size_t)i * E, ctext, E), sm = cosf_(emb + (size_t)i * E, mean, E);
+        int keep = st >= thr;
+        const char *id = pstr(meta[i], "id", "");
+        char file[200];
+        snprintf(file, sizeof file, "%s/%s.png", job->wnid, id);
+        if (keep) {
+            uint32_t item = job->item_start + (uint32_t)i;
+            char src[1600], dst[1700];
+            snprintf(src, sizeof src, "%s/%u.png", idir, item);
+            snprintf(dst, sizeof dst, "%s/%s.png", odir, id);
+            size_t l;
+            char *b = read_file(src, &l);
+            if (!b || write_file(dst, b, l) != 0) { free(b); fail(job, SF_JOB_FAILED, "cannot write %s", dst); goto out; }
+            free(b);
+            kept++;
+        } else {
+            dropped++;
+        }
+        cJSON *o = cJSON_Duplicate(meta[i], 1);
+        cJSON_AddStringToObject(o, "name", sf_world_class(w, k)->name);
+        cJSON_AddNumberToObject(o, "clip_class_text", st);
+        cJSON_AddNumberToObject(o, "clip_class_mean", sm);
+        cJSON_AddBoolToObject(o, "kept", keep);
+        if (keep) cJSON_AddStringToObject(o, "file", file);
+        else {
+            char why[96];
+            snprintf(why, sizeof why, "similarity to the class text %.3f is below %.3f", st, thr);
+            cJSON_AddStringToObject(o, "why", why);
+        }
+        char *line = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        size_t l = strlen(line);
+        while (mlen + l + 2 > mcap) manifest = realloc(manifest, mcap = mcap ? mcap * 2 : 8192);
+        memcpy(manifest + mlen, line, l);
+        mlen += l;
+        manifest[mlen++] = '\n';
+        free(line);
+    }
+    snprintf(path, sizeof path, "%s/%s-%08u.jsonl", mdir, job->wnid, job->item_start);
+    *strrchr(odir, '/') = 0;
+    if (write_file(path, manifest ? manifest : "", mlen) != 0 || rebuild_manifest(env, job->run, odir) != 0) {
+        fail(job, SF_JOB_FAILED, "cannot write the manifest %s: %s", path, strerror(errno));
+        goto out;
+    }
+    job->out_len = (size_t)asprintf(&job->out, "{\"kept\":%d,\"dropped\":%d,\"threshold\":%g}", kept, dropped, thr);
+    job->status = SF_JOB_OK;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&M.mu);
+free_all:
+    for (int i = 0; i < n; i++) {
+        if (meta) cJSON_Delete(meta[i]);
+        if (imgs) free(imgs[i]);
+    }
+    free(caps);
+    free(meta);
+    free(imgs);
+    free(emb);
+    free(mean);
+    free(ctext);
+    free(manifest);
+    cJSON_Delete(p);
+    return rc;
+}
+
+static void lc_closed(void) {}
+
+void sf_models_close(sf_wk_t *wk) {
+    (void)wk;
+    if (M.lc) sf_lc_close(M.lc, lc_closed);
+    M.lc = NULL;
+}
+
+const sf_handler_t sf_model_handlers[] = {
+    {"embed", SF_RUN_THREAD, embed, "CLIP embeddings of a class's reference images -> its statistics"},
+    {"rollout", SF_RUN_ASYNC, rollout, "PPO rollouts with the learner's policy, scored, sent to the learner"},
+    {"captions", SF_RUN_ASYNC, captions, "a class's captions from the final (or SFT) policy"},
+    {"generate", SF_RUN_THREAD, generate, "captions -> images (the world's generator)"},
+    {"filter", SF_RUN_THREAD, filter, "keeps images whose CLIP similarity to the class text is >= threshold"},
+    {NULL, 0, NULL, NULL},
+};
+
+#else /* no libtorch: no model kinds */
+
+const sf_handler_t sf_model_handlers[] = {{NULL, 0, NULL, NULL}};
+void sf_models_close(sf_wk_t *wk) { (void)wk; }
+
+#endif
