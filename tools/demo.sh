@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# make demo: a local cluster (private Redis, coordinator, workers) runs a job
-# over the 86 ImageNet-A/R classes with live progress bars, then stops.
+# make demo: the paper's method on a local cluster (private Redis,
+# coordinator, PPO learner, two workers) over 10 of the 86 ImageNet-A/R
+# classes in the embedded world, with live progress bars.  It runs the method
+# (strategy ppo) and, for comparison, the SFT policy alone on the same
+# classes, seeds and image count; prints where the dataset is, the PPO curve
+# and the shift, and stops everything.  `make models` has trained the world's
+# models first (cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/${SF_BUILD:-build}/bin"
 DIR="$PWD/run/demo"
+UPDATES=${SF_DEMO_UPDATES:-60}
 rm -rf "$DIR"
 mkdir -p "$DIR"
-"$BIN/sfctl" up --dir "$DIR" --workers 4 --slots 4 --detach
+"$BIN/sfctl" up --dir "$DIR" --workers 2 --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach
 trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null' EXIT
 export SF_COORDINATOR="ipc://$DIR/clients.ipc"
-run=$("$BIN/sfctl" submit --classes builtin:imagenet-a-r-86 --kind sleep --payload '{"ms":10}' \
-      --items-per-class 32 --shard-size 4 --name demo)
-echo "submitted $run: 86 classes x 32 items in shards of 4 (sleep jobs, 10 ms per item)"
-"$BIN/sfctl" watch "$run" --interval 200
+# Ten classes of the 86: fish, birds, reptiles, insects, objects.
+CLASSES=goldfish,"great white shark",junco,"bald eagle","American alligator",scorpion,tarantula,ladybug,accordion,backpack
+COMMON=(--method shift --classes "$CLASSES" --captions-per-class 16 --images-per-caption 1 --reference-images 128
+        --seed 1)
+run=$("$BIN/sfctl" submit "${COMMON[@]}" --ppo-updates "$UPDATES" --ppo batch_size=32 --ppo mini_batch_size=8 \
+      --rollouts-per-job 8 --name "demo: the method (PPO)")
+echo "submitted $run: the method on 10 classes, $UPDATES PPO updates of 32 rollouts, 16 captions per class"
+"$BIN/sfctl" watch "$run" --interval 500
+base=$("$BIN/sfctl" submit "${COMMON[@]}" --strategy sft --name "demo: SFT policy alone")
+echo "submitted $base: the same with the SFT policy alone (the baseline)"
+"$BIN/sfctl" watch "$base" --interval 500
 echo
-"$BIN/sfctl" status "$run" | head -12
+python3 tools/method_summary.py --redis "$DIR/redis.sock" --data "$DIR/data" --run "$run" --baseline "$base" \
+    --svg "$DIR/ppo-curve.svg"
 echo
-echo "Redis holds it all:  redis-cli -s $DIR/redis.sock HGETALL sf:run:$run"
-redis-cli -s "$DIR/redis.sock" HGETALL "sf:run:$run" | paste - - | grep -E "^(state|done|total|dead)\b" | sed 's/^/  /'
+echo "dataset (ImageFolder + manifest.jsonl): $DIR/data/datasets/$run"
+echo "copy it out with: build/bin/sfctl export $run --to DIR --data $DIR/data"
+echo "PPO curve: $DIR/ppo-curve.svg"
