@@ -176,6 +176,7 @@ integration: build
 
 demo: deps
 	@$(MAKE) --no-print-directory build
+	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/demo.sh
 
 bench: deps
