@@ -94,6 +94,8 @@ struct sf_wk_s {
     uint64_t reconnects;
     sf_metrics_t *metrics;
     sf_wk_env_t env;
+    int64_t busy_us;        /* summed time jobs ran (started to done) */
+    int64_t first_job_us;   /* when the first job started */
 };
 
 static int64_t now_ms(void) {
@@ -182,6 +184,7 @@ static void push_result(sf_job_t *job) {
     r->payload.len = job->out_len;
     r->error = job->error;
     int64_t el = now_us() - job->started_us;
+    if (job->h && el > 0) wk->busy_us += el;
     r->elapsed_us = el > 0 && el < UINT32_MAX ? (uint32_t)el : 0;
     wk->resp[wk->n_res] = r;
     wk->res_jobs[wk->n_res] = job;
@@ -220,6 +223,7 @@ static void after_work_cb(uv_work_t *w, int status) {
 static void run_job(sf_wk_t *wk, sf_job_t *job) {
     wk->running++;
     job->started_us = now_us();
+    if (!wk->first_job_us) wk->first_job_us = job->started_us;
     if (!job->h) {
         job->status = SF_JOB_FATAL;
         snprintf(job->error, sizeof job->error, "this worker has no handler for kind '%s'", job->kind);
@@ -411,6 +415,8 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     sf_metric_value(m, "sf_worker_slots", NULL, (double)wk->cfg.slots);
     sf_metric_head(m, "sf_worker_reconnects_total", "counter", "times the coordinator was presumed gone");
     sf_metric_value(m, "sf_worker_reconnects_total", NULL, (double)wk->reconnects);
+    sf_metric_head(m, "sf_worker_busy_seconds_total", "counter", "time jobs ran, summed over slots");
+    sf_metric_value(m, "sf_worker_busy_seconds_total", NULL, wk->busy_us / 1e6);
 }
 
 static void finish(sf_wk_t *wk) {
@@ -425,7 +431,10 @@ static void finish(sf_wk_t *wk) {
     send_env(wk, &env);
     wk->said_bye = 1;
     sf_models_close(wk);
-    sf_info("leaving after %llu jobs done, %llu failed", (unsigned long long)wk->done, (unsigned long long)wk->failed);
+    double span = wk->first_job_us ? (now_us() - wk->first_job_us) / 1e6 : 0;
+    sf_info("leaving after %llu jobs done, %llu failed; busy %.1f%% of the %.1f s since the first job (%ld slots)",
+            (unsigned long long)wk->done, (unsigned long long)wk->failed,
+            span > 0 ? 100.0 * wk->busy_us / 1e6 / (span * (double)wk->cfg.slots) : 0.0, span, wk->cfg.slots);
     if (wk->zs_open) {
         wk->zs_open = 0;
         sf_zsock_close(&wk->zs, on_zs_closed);

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Throughput of the method end to end on a local cluster with N workers (one
+# slot each): PPO rollout captions per second, images per second through
+# generate + filter, and the share of worker time spent running jobs
+# (model code) rather than waiting for them.
+#   tools/bench_method.sh [WORKERS] [UPDATES]
+# Phase times come from the run's event stream in Redis; busy shares from the
+# workers' own accounting (the line each prints when it leaves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="$PWD/${SF_BUILD:-build}/bin"
+WORKERS=${1:-4}
+UPDATES=${2:-10}
+DIR=$(mktemp -d /tmp/sf-bench-method.XXXXXX)
+trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null 2>&1; rm -rf "$DIR"' EXIT
+"$BIN/sfctl" up --dir "$DIR" --workers "$WORKERS" --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach >/dev/null
+export SF_COORDINATOR="ipc://$DIR/clients.ipc"
+CLASSES="goldfish,great white shark,junco,bald eagle,American alligator,scorpion,tarantula,ladybug,accordion,backpack"
+run=$("$BIN/sfctl" submit --method shift --classes "$CLASSES" --ppo-updates "$UPDATES" --ppo batch_size=32 \
+      --rollouts-per-job 8 --captions-per-class 32 --images-per-caption 2 --shard-size 16 --reference-images 128)
+"$BIN/sfctl" watch "$run" --interval 1000 >/dev/null
+"$BIN/sfctl" down --dir "$DIR" >/dev/null 2>&1 || true
+# Redis is gone with the cluster: read what we need from its AOF by starting it again.
+redis-server --port 0 --unixsocket "$DIR/redis.sock" --dir "$DIR" --appendonly yes --save "" \
+    >"$DIR/redis2.log" 2>&1 &
+RPID=$!
+trap 'kill $RPID 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do redis-cli -s "$DIR/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
+python3 - "$DIR" "$run" "$WORKERS" <<'PY'
+import glob, re, subprocess, sys
+d, run, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out = subprocess.run(["redis-cli", "-s", d + "/redis.sock", "XRANGE", f"sf:run:{run}:events", "-", "+"],
+                     capture_output=True, text=True).stdout.split("\n")
+events, i = [], 0
+while i < len(out):
+    if re.match(r"^\d+-\d+$", out[i]):
+        ms = int(out[i].split("-")[0]); f = {}
+        i += 1
+        while i + 1 < len(out) and not re.match(r"^\d+-\d+$", out[i]):
+            f[out[i]] = out[i + 1]; i += 2
+        events.append((ms, f))
+    else:
+        i += 1
+def at(kind, detail=None):
+    for ms, f in events:
+        if f.get("type") == kind and (detail is None or f.get("detail", "").startswith(detail)):
+            return ms
+    return None
+t0 = at("started") or events[0][0]
+ends = {p: at("phase_done", p) for p in ("embed", "rollout", "captions", "generate", "filter")}
+res = subprocess.run(["redis-cli", "-s", d + "/redis.sock", "HGETALL", f"sf:run:{run}:results"],
+                     capture_output=True, text=True).stdout.split("\n")
+rollouts = sum(int(m) for m in re.findall(r'"accepted":(\d+)', "\n".join(res)))
+images = 10 * 32 * 2
+print(f"workers {workers}, 10 classes, {images} images")
+if ends["embed"] and ends["rollout"]:
+    s = (ends["rollout"] - ends["embed"]) / 1000
+    print(f"  PPO phase      {s:7.1f} s   {rollouts} rollout captions accepted   {rollouts / s:7.1f} captions/s")
+if ends["captions"] and ends["filter"]:
+    s = (ends["filter"] - ends["captions"]) / 1000
+    print(f"  generate+filter{s:7.1f} s   {images} images   {images / s:7.1f} images/s")
+busy = []
+for log in sorted(glob.glob(d + "/worker-*.log")):
+    m = re.findall(r"busy ([0-9.]+)% of the ([0-9.]+) s", open(log).read())
+    if m:
+        busy.append(float(m[-1][0]))
+if busy:
+    print(f"  worker busy share over the run: mean {sum(busy) / len(busy):.1f}% (each: " +
+          ", ".join(f"{b:.1f}%" for b in busy) + ")")
+PY
