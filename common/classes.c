@@ -3,6 +3,7 @@
 #include "common/classes.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 
 extern const unsigned char sf_data_imagenet1k_tsv[];
 extern const size_t sf_data_imagenet1k_tsv_len;
+extern const unsigned char sf_data_imagenet1k_glosses_tsv[];
+extern const size_t sf_data_imagenet1k_glosses_tsv_len;
 extern const unsigned char sf_data_imagenet_a_r_86_tsv[];
 extern const size_t sf_data_imagenet_a_r_86_tsv_len;
 
@@ -111,6 +114,24 @@ static const sf_class_t *lookup(const char *key, int *ambiguous) {
         }
     }
     return hit;
+}
+
+int sf_class_gloss(const char *wnid, char *out, size_t n) {
+    /* The embedded table is "wnid<TAB>gloss" lines after a comment; a
+     * linear scan is fine for the few lookups a run makes. */
+    const char *p = (const char *)sf_data_imagenet1k_glosses_tsv, *end = p + sf_data_imagenet1k_glosses_tsv_len;
+    size_t wl = wnid ? strlen(wnid) : 0;
+    while (wl && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) nl = end;
+        if ((size_t)(nl - p) > wl + 1 && memcmp(p, wnid, wl) == 0 && p[wl] == '\t') {
+            snprintf(out, n, "%.*s", (int)(nl - p - (ptrdiff_t)wl - 1), p + wl + 1);
+            return 0;
+        }
+        p = nl + 1;
+    }
+    if (n) out[0] = 0;
+    return SF_ENOTFOUND;
 }
 
 const sf_class_t *sf_classes_lookup(const char *key) {

@@ -34,6 +34,11 @@ const sf_classlist_t *sf_classes_imagenet1k(void);
  * Returns NULL if unknown or (for names) ambiguous.  Borrowed. */
 const sf_class_t *sf_classes_lookup(const char *wnid_or_name);
 
+/* The WordNet 3.0 gloss of an ImageNet-1k class (data/imagenet1k_glosses.tsv),
+ * e.g. "small golden or orange-red freshwater fishes …" for n01443537.
+ * SF_ENOTFOUND (and "") for another wnid. */
+int sf_class_gloss(const char *wnid, char *out, size_t n);
+
 /* Parses a list (see above).  On success *out is a new list the caller frees
  * with sf_classes_free().  On failure returns SF_EINVAL and writes a message
  * such as "line 3: unknown class 'dgo'" into err. */

@@ -1,5 +1,7 @@
 /* Unit tests for common/classes: built-in lists, parsing and validation of
  * users' lists, and the "class mentioned" check. */
+#include <string.h>
+
 #include "common/classes.h"
 #include "common/error.h"
 #include "sf_test.h"
@@ -73,8 +75,22 @@ TEST(mentioned_by_name_or_lemma) {
     CHECK(sf_classes_mentioned(monarch, "two monarch butterflies, painted"));
 }
 
+TEST(glosses_of_all_1000_classes) {
+    char g[512];
+    CHECK_EQ_INT(sf_class_gloss("n01443537", g, sizeof g), 0);
+    CHECK(strstr(g, "freshwater fishes") != NULL);
+    const sf_classlist_t *all = sf_classes_imagenet1k();
+    int found = 0;
+    for (int i = 0; i < all->n; i++) found += sf_class_gloss(all->v[i].wnid, g, sizeof g) == 0 && strlen(g) > 5;
+    CHECK_EQ_INT(found, 1000);
+    CHECK_EQ_INT(sf_class_gloss("n99999999", g, sizeof g), SF_ENOTFOUND);
+    CHECK_EQ_INT(g[0], 0);
+    CHECK_EQ_INT(sf_class_gloss("n0144353", g, sizeof g), SF_ENOTFOUND); /* a prefix is not a wnid */
+}
+
 int main(void) {
     SF_RUN(builtin_lists_load);
+    SF_RUN(glosses_of_all_1000_classes);
     SF_RUN(parse_by_wnid_and_name);
     SF_RUN(bad_lists_name_the_line);
     SF_RUN(mentioned_by_name_or_lemma);
