@@ -6,8 +6,12 @@
  *   rollout   PPO rollouts (strategy "ppo" only): jobs of a few captions
  *             each, classes interleaved, handed out until the learner
  *             reaches its target number of updates;
- *   captions  K captions per class from the final policy (or the SFT policy
- *             for strategy "sft");
+ *   captions  K captions per class: from the final policy (strategy "ppo"),
+ *             the SFT policy ("sft"), or the baselines — "d3s" (a photo of a
+ *             {class}, {WordNet gloss}, {one of D3S's ten backgrounds}),
+ *             "low-density" (attribute combinations the class rarely shows,
+ *             rejecting ones the generator cannot render), "base" (the
+ *             class's base images themselves, rendered by generate);
  *   generate  captions -> images with the configured generator;
  *   filter    CLIP similarity to the class text; kept images go to the
  *             dataset and its manifest.
@@ -74,7 +78,7 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         "strategy", "seed", "policy", "ppo", "reference_images", "reference_source", "rollouts_per_job",
         "captions_per_class", "images_per_caption", "filter_threshold", "generator", "max_new_tokens",
         "temperature", "shard_size", NULL};
-    static const char *const strategies[] = {"ppo", "sft", NULL};
+    static const char *const strategies[] = {"ppo", "sft", "d3s", "low-density", "base", NULL};
     static const char *const generators[] = {"world", NULL};
     static const char *const sources[] = {"world", NULL};
     int rc = sf_plan_check_keys(spec, allowed, err, n);
@@ -140,7 +144,7 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         r->phases[r->n_phases - 1].per_update = (uint32_t)((batch + rpj - 1) / rpj);
     }
     cJSON_AddStringToObject(p, "strategy", strategy);
-    if (!ppo) cJSON_AddStringToObject(p, "policy", policy);
+    if (!strcmp(strategy, "sft")) cJSON_AddStringToObject(p, "policy", policy);
     if ((rc = sf_plan_add_phase(r, "captions", "captions", (uint32_t)ncap, (uint32_t)ncap, p, err, n))) goto out;
     cJSON_Delete(p);
 
@@ -149,6 +153,7 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     cJSON_AddStringToObject(p, "world", world);
     cJSON_AddNumberToObject(p, "images_per_caption", (double)ipc);
     cJSON_AddNumberToObject(p, "seed", (double)seed);
+    cJSON_AddStringToObject(p, "strategy", strategy);
     if ((rc = sf_plan_add_phase(r, "generate", "generate", (uint32_t)images, (uint32_t)shard, p, err, n))) goto out;
     cJSON_Delete(p);
 

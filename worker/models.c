@@ -633,6 +633,47 @@ static int rollout(sf_wk_t *wk, sf_job_t *job) { return start_with_policy(wk, jo
 
 /* ---- captions ------------------------------------------------------------------- */
 
+/* D3S's ten backgrounds (Kattakinda et al. 2022). */
+static const char *const d3s_backgrounds[10] = {"grass", "road", "forest", "water", "sand",
+                                                "indoors", "snow", "rain", "night", "cave"};
+
+/* The same generation seed the generate phase uses for item `item`. */
+static uint64_t gen_seed(const cJSON *p, const char *wnid, uint32_t item) {
+    return mix(mix((uint64_t)pnum(p, "seed", 1), str_hash(wnid)), item) & 0xffffffffffffull;
+}
+
+/* Caption i of a baseline strategy into buf (no policy involved). */
+static int baseline_caption(const cJSON *p, const sf_world_t *w, int k, const char *wnid, const char *strategy,
+                            uint32_t i, char *buf, size_t n) {
+    const char *name = sf_world_class(w, k)->name;
+    if (!strcmp(strategy, "d3s")) {
+        char gloss[400];
+        sf_class_gloss(wnid, gloss, sizeof gloss);
+        snprintf(buf, n, "a photo of a %s, %s, %s", name, gloss, d3s_backgrounds[i % 10]);
+        return 0;
+    }
+    if (!strcmp(strategy, "base")) {
+        snprintf(buf, n, "a photo of a %s", name);
+        return 0;
+    }
+    /* low-density: attributes from the class prior raised to -1 (what the
+     * class rarely shows), all named; a draw the generator would fail on is
+     * rejected and drawn again (up to 32 times). */
+    const int ipc = (int)pnum(p, "images_per_caption", 1);
+    for (int j = 0; j < 32; j++) {
+        sf_world_attrs_t a;
+        uint64_t sd = mix(mix((uint64_t)pnum(p, "seed", 1) ^ 0x10ede5ull, str_hash(wnid)), (uint64_t)i * 64 + j);
+        sf_world_tempered_sample(w, k, sd, -1.0, &a);
+        unsigned mask = SF_ATTR_ALL & ~((1u << SF_ATTR_POS) | (1u << SF_ATTR_ROT));
+        if (sf_world_caption(w, &a, mask, (int)(sd % (uint64_t)sf_world_n_templates()), buf, n) < 0) continue;
+        sf_world_gen_t info;
+        if (sf_world_generate(w, buf, gen_seed(p, wnid, i * (uint32_t)(ipc > 0 ? ipc : 1)), NULL, &info) == 0 &&
+            info.outcome == SF_GEN_OK)
+            return 0;
+    }
+    return 1; /* the last draw stands; its generation may fail */
+}
+
 static void run_dir(const sf_wk_env_t *env, const char *run, const char *sub, char *out, size_t n) {
     snprintf(out, n, "%s/runs/%s/%s", env->data_dir, run, sub);
 }
@@ -650,12 +691,25 @@ static void captions_work(uv_work_t *wq) {
     int plen;
     sf_samples_t s = {0};
     char **texts = NULL;
+    const int learned = !strcmp(strategy, "ppo") || !strcmp(strategy, "sft");
     const char *policy_file = strcmp(strategy, "ppo") ? pstr(mj->p, "policy", "policy-sft.safetensors") : NULL;
     uint64_t seed = mix(mix((uint64_t)pnum(mj->p, "seed", 1), str_hash(job->wnid)), 0xca971075ull + job->item_start);
-    if (ensure_ml(mj->env, job) || ensure_bpe(mj->env, job) || ensure_policy(mj, policy_file) ||
-        !(w = get_world(pstr(mj->p, "world", "builtin:imagenet-a-r-86"), job)) || (k = job_class(w, job)) < 0 ||
-        sample_captions(mj, w, k, n, seed, &prompt, &plen, &s, &texts))
+    if (!(w = get_world(pstr(mj->p, "world", "builtin:imagenet-a-r-86"), job)) || (k = job_class(w, job)) < 0)
         goto out;
+    if (learned) {
+        if (ensure_ml(mj->env, job) || ensure_bpe(mj->env, job) || ensure_policy(mj, policy_file) ||
+            sample_captions(mj, w, k, n, seed, &prompt, &plen, &s, &texts))
+            goto out;
+    } else {
+        texts = calloc((size_t)n, sizeof *texts);
+        for (int i = 0; texts && i < n; i++) {
+            char buf[600];
+            baseline_caption(mj->p, w, k, job->wnid, strategy, job->item_start + (uint32_t)i, buf, sizeof buf);
+            texts[i] = strdup(buf);
+        }
+        if (!texts) { fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+        policy_file = "";
+    }
     char dir[1400], path[1500];
     run_dir(mj->env, job->run, "captions", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/%s.jsonl", dir, job->wnid);
@@ -670,7 +724,7 @@ static void captions_work(uv_work_t *wq) {
         cJSON_AddStringToObject(o, "caption", texts[i]);
         cJSON_AddStringToObject(o, "strategy", strategy);
         cJSON_AddNumberToObject(o, "policy_version", policy_file ? 0 : mj->version);
-        cJSON_AddNumberToObject(o, "seed", (double)(seed & 0xffffffffffffull));
+        if (learned) cJSON_AddNumberToObject(o, "seed", (double)(seed & 0xffffffffffffull));
         cJSON_AddBoolToObject(o, "nonsense", why != 0);
         char *line = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
@@ -710,6 +764,7 @@ static int captions(sf_wk_t *wk, sf_job_t *job) {
     cJSON_Delete(p);
     return start_with_policy(wk, job, ppo);
 }
+
 
 /* ---- generate ------------------------------------------------------------------- */
 
@@ -751,7 +806,8 @@ static int generate(sf_wk_t *wk, sf_job_t *job) {
     pthread_mutex_lock(&M.mu);
     sf_world_t *w = get_world(pstr(p, "world", "builtin:imagenet-a-r-86"), job);
     pthread_mutex_unlock(&M.mu);
-    if (!w || job_class(w, job) < 0 || !(caps = read_captions(env, job, &ncap))) goto out;
+    int k = w ? job_class(w, job) : -1;
+    if (k < 0 || !(caps = read_captions(env, job, &ncap))) goto out;
     const int ipc = (int)pnum(p, "images_per_caption", 1), S = sf_world_size(w);
     const uint64_t seed = (uint64_t)pnum(p, "seed", 1);
     char dir[1400], path[1600];
@@ -763,9 +819,20 @@ static int generate(sf_wk_t *wk, sf_job_t *job) {
         int ci = (int)(i / (uint32_t)(ipc > 0 ? ipc : 1));
         if (ci >= ncap) { fail(job, SF_JOB_FAILED, "item %u needs caption %d; the class has %d", i, ci, ncap); goto out; }
         const char *cap = pstr(caps[ci], "caption", "");
-        uint64_t gseed = mix(mix(seed, str_hash(job->wnid)), i) & 0xffffffffffffull;
-        sf_world_gen_t info;
-        if (sf_world_generate(w, cap, gseed, rgb, &info) != 0) { fail(job, SF_JOB_FAILED, "world generator failed"); goto out; }
+        uint64_t gseed = gen_seed(p, job->wnid, i);
+        (void)seed;
+        sf_world_gen_t info = {.outcome = SF_GEN_OK};
+        char basecap[400];
+        if (!strcmp(pstr(p, "strategy", ""), "base")) {
+            /* Base images the reference statistics never used. */
+            sf_world_attrs_t a;
+            if (sf_world_base_sample(w, k, (1u << 24) + i, rgb, &a) != 0) { fail(job, SF_JOB_FAILED, "world: base image"); goto out; }
+            sf_world_caption(w, &a, (1u << SF_ATTR_SCENE) | (1u << SF_ATTR_COLOR), 0, basecap, sizeof basecap);
+            cap = basecap;
+        } else if (sf_world_generate(w, cap, gseed, rgb, &info) != 0) {
+            fail(job, SF_JOB_FAILED, "world generator failed");
+            goto out;
+        }
         failed_gen += info.outcome != SF_GEN_OK;
         uint8_t *png;
         size_t plen;
