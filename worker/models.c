@@ -995,6 +995,7 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
         }
         cJSON *o = cJSON_Duplicate(meta[i], 1);
         cJSON_AddStringToObject(o, "name", sf_world_class(w, k)->name);
+        cJSON_AddStringToObject(o, "embedder", M.clip_tag);
         cJSON_AddNumberToObject(o, "clip_class_text", st);
         cJSON_AddNumberToObject(o, "clip_class_mean", sm);
         cJSON_AddBoolToObject(o, "kept", keep);
@@ -1012,6 +1013,21 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
         mlen += l;
         manifest[mlen++] = '\n';
         free(line);
+    }
+    /* The shard's CLIP embeddings, for the evaluation (docs/evaluation.md). */
+    char edir[1400];
+    run_dir(env, job->run, "embeddings", edir, sizeof edir);
+    snprintf(path, sizeof path, "%s/%s-%08u.safetensors", edir, job->wnid, job->item_start);
+    sf_st_writer_t *sw = NULL;
+    if (n && (mkdir_p(edir) != 0 || sf_st_writer_new(&sw) != 0)) { fail(job, SF_JOB_FAILED, "cannot create %s", edir); goto out; }
+    if (sw) {
+        int64_t shp[2] = {n, E};
+        sf_st_writer_add(sw, "embeddings", SF_ST_F32, 2, shp, emb, sizeof(float) * (size_t)n * E);
+        sf_st_writer_meta(sw, "class", job->wnid);
+        sf_st_writer_meta(sw, "embedder", M.clip_tag);
+        int wrc = sf_st_writer_save(sw, path);
+        sf_st_writer_free(&sw);
+        if (wrc) { fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, sf_strerror(wrc)); goto out; }
     }
     snprintf(path, sizeof path, "%s/%s-%08u.jsonl", mdir, job->wnid, job->item_start);
     *strrchr(odir, '/') = 0;
