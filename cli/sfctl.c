@@ -10,6 +10,7 @@
  *            --reference-images --rollouts-per-job --ppo-updates --ppo KEY=N
  *            --filter-threshold --generator --policy --seed …
  *   export RUN --to DIR [--data DIR]
+ *   report RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]
  *   up --dir DIR [--workers N] [worker flags…]             down --dir DIR
  *   top [--redis ADDR] [--interval MS] [--once]
  *   world …                  (the embedded world: sheets, corpus)
@@ -45,6 +46,8 @@ static void usage(FILE *f) {
           "           --reference-images, --rollouts-per-job, --ppo-updates N, --ppo KEY=NUMBER,\n"
           "           --filter-threshold, --generator, --policy, --seed, --max-new-tokens, --temperature\n"
           "  export   RUN --to DIR [--data DIR]: copy a run's dataset (ImageFolder + manifest.jsonl)\n"
+          "  report   RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]: the paper's tables\n"
+          "           and figures as HTML, Markdown and JSON\n"
           "  status   RUN: the run's state, phases, classes and dead jobs\n"
           "  watch    RUN: live progress bars until the run ends\n"
           "  cancel   RUN: cancel a run; leased jobs are cancelled on their workers\n"
@@ -341,6 +344,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "world")) return sfctl_world(sub_argc, sub);
     if (!strcmp(cmd, "top")) return sfctl_top(sub_argc, sub);
     if (!strcmp(cmd, "export")) return sfctl_export(sub_argc, sub);
+    if (!strcmp(cmd, "report")) return sfctl_report(sub_argc, sub);
     if (!strcmp(cmd, "status") || !strcmp(cmd, "cancel") || !strcmp(cmd, "watch")) {
         if (!run) { fprintf(stderr, "sfctl %s: which run? (e.g. sfctl %s r1)\n", cmd, cmd); return SFCTL_EXIT_USAGE; }
         if (!strcmp(cmd, "status")) return simple(SF__REQUEST__OP__STATUS, cmd, run, json);

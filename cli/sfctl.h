@@ -33,6 +33,8 @@ int sfctl_down(int argc, char **argv);
 int sfctl_top(int argc, char **argv);
 /* `sfctl export RUN --to DIR [--data DIR]` (export.c). */
 int sfctl_export(int argc, char **argv);
+/* `sfctl report RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]` (report.c). */
+int sfctl_report(int argc, char **argv);
 
 /* world_cmd.c */
 int sfctl_world(int argc, char **argv);
