@@ -19,13 +19,8 @@ typedef struct {
     sf_world_t *world;     /* the 86-class world, 64x64 */
 } sf_train_ctx_t;
 
-/* 2x2 box average of a world image (size s) to s/2, normalised:
- * out (3, s/2, s/2) = (v/255 - mean) / std. */
-void sf_train_downsample(const uint8_t *rgb, int s, const float mean[3], const float std[3], int flip,
-                         float *out);
-
-/* A world image (size s) as a model input of S x S (S = s or s/2),
- * normalised, mirrored when flip. */
+/* A world image (size s) as a classifier input of S x S (S = s or s/2),
+ * normalised, mirrored when flip: sf_world_to_input. */
 void sf_train_input(const uint8_t *rgb, int s, int S, const float mean[3], const float std[3], int flip,
                     float *out);
 

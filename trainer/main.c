@@ -43,31 +43,9 @@ uint64_t sf_train_hash(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-void sf_train_downsample(const uint8_t *rgb, int s, const float mean[3], const float std[3], int flip,
-                         float *out) {
-    const int h = s / 2;
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < h; x++) {
-                int sx = flip ? h - 1 - x : x;
-                const uint8_t *p = rgb + ((size_t)(2 * y) * s + 2 * sx) * 3 + c;
-                float v = (p[0] + p[3] + p[s * 3] + p[s * 3 + 3]) / (4 * 255.0f);
-                out[(size_t)c * h * h + (size_t)y * h + x] = (v - mean[c]) / std[c];
-            }
-}
-
 void sf_train_input(const uint8_t *rgb, int s, int S, const float mean[3], const float std[3], int flip,
                     float *out) {
-    if (S * 2 == s) {
-        sf_train_downsample(rgb, s, mean, std, flip, out);
-        return;
-    }
-    for (int c = 0; c < 3; c++)
-        for (int y = 0; y < s; y++)
-            for (int x = 0; x < s; x++) {
-                int sx = flip ? s - 1 - x : x;
-                out[(size_t)c * s * s + (size_t)y * s + x] = (rgb[((size_t)y * s + sx) * 3 + c] / 255.0f - mean[c]) / std[c];
-            }
+    sf_world_to_input(rgb, s, S, mean, std, flip, out);
 }
 
 uint64_t sf_train_world_fingerprint(const sf_world_t *w) {

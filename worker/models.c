@@ -67,6 +67,8 @@ static struct {
     sf_gpt2_t *policy;
     char policy_key[1200];  /* "run@version" or the file it came from */
     struct { char name[64]; sf_world_t *w; } worlds[MAX_WORLDS];
+    sf_classifier_t *cls[2];  /* the world's ConvNeXt and ViT (trained on the 86-class world) */
+    int cls_tried;
     sf_lc_t *lc;            /* loop thread only */
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -308,6 +310,37 @@ static float dotf(const float *a, const float *b, int n) {
 static float cosf_(const float *a, const float *b, int n) {
     float c;
     return sf_reward_cosine(a, b, (size_t)n, &c) == 0 ? c : 0.f;
+}
+
+/* The world classifiers, when models_dir has them (0 if not: the evaluation
+ * then has no classifier figures). */
+static int ensure_classifiers(const sf_wk_env_t *env) {
+    if (M.cls_tried) return M.cls[0] && M.cls[1];
+    M.cls_tried = 1;
+    const char *names[2] = {"convnext", "vit"};
+    for (int i = 0; i < 2; i++) {
+        char path[1200], err[256];
+        snprintf(path, sizeof path, "%s/%s-world.safetensors", env->models_dir, names[i]);
+        if (sf_classifier_load(path, NULL, env->device, &M.cls[i], err, sizeof err) != 0)
+            sf_warn("no %s classifier for the evaluation: %s", names[i], err);
+    }
+    return M.cls[0] && M.cls[1];
+}
+
+/* Labels the world classifiers give n images (S x S): pred[m][i]. */
+static int classify(const uint8_t *const *imgs, int S, int n, int *pred[2]) {
+    for (int m = 0; m < 2; m++) {
+        const sf_classifier_config_t *c = sf_classifier_config(M.cls[m]);
+        const int I = c->image_size;
+        float *px = malloc(sizeof(float) * (size_t)3 * I * I * (n ? n : 1));
+        if (!px) return SF_ENOMEM;
+        int rc = 0;
+        for (int i = 0; rc == 0 && i < n; i++) rc = sf_world_to_input(imgs[i], S, I, c->mean, c->std, 0, px + (size_t)i * 3 * I * I);
+        if (rc == 0) rc = sf_classifier_forward(M.cls[m], px, n, NULL, pred[m]);
+        free(px);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 /* ---- embed ------------------------------------------------------------------- */
@@ -970,6 +1003,14 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
         S = iw;
     }
     if (n && embed_rgb((const uint8_t *const *)imgs, S, n, emb, job)) goto out;
+    /* Table 2: the world classifiers' labels (their labels are the 86-class
+     * world's class indices). */
+    int *pred[2] = {NULL, NULL};
+    int have_pred = 0;
+    if (n && !strcmp(pstr(p, "world", ""), "builtin:imagenet-a-r-86") && ensure_classifiers(env)) {
+        pred[0] = malloc(sizeof(int) * (size_t)n), pred[1] = malloc(sizeof(int) * (size_t)n);
+        have_pred = pred[0] && pred[1] && classify((const uint8_t *const *)imgs, S, n, pred) == 0;
+    }
     snprintf(odir, sizeof odir, "%s/datasets/%s/%s", env->data_dir, job->run, job->wnid);
     char mdir[1400];
     run_dir(env, job->run, "manifest", mdir, sizeof mdir);
@@ -998,6 +1039,10 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
         cJSON_AddStringToObject(o, "embedder", M.clip_tag);
         cJSON_AddNumberToObject(o, "clip_class_text", st);
         cJSON_AddNumberToObject(o, "clip_class_mean", sm);
+        if (have_pred) {
+            cJSON_AddBoolToObject(o, "convnext_correct", pred[0][i] == k);
+            cJSON_AddBoolToObject(o, "vit_correct", pred[1][i] == k);
+        }
         cJSON_AddBoolToObject(o, "kept", keep);
         if (keep) cJSON_AddStringToObject(o, "file", file);
         else {
@@ -1014,6 +1059,8 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
         manifest[mlen++] = '\n';
         free(line);
     }
+    free(pred[0]);
+    free(pred[1]);
     /* The shard's CLIP embeddings, for the evaluation (docs/evaluation.md). */
     char edir[1400];
     run_dir(env, job->run, "embeddings", edir, sizeof edir);

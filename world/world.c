@@ -294,6 +294,21 @@ int sf_world_testset_get(const sf_world_t *w, int set, uint64_t index, uint8_t *
     return rgb ? sf_world_render(w, &a, rgb) : 0;
 }
 
+int sf_world_to_input(const uint8_t *rgb, int s, int S, const float mean[3], const float std[3], int flip,
+                      float *out) {
+    if (!rgb || !out || s <= 0 || (S != s && S * 2 != s)) return SF_EINVAL;
+    const int k = s / S; /* 1 or 2 */
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                int sx = flip ? S - 1 - x : x;
+                const uint8_t *p = rgb + ((size_t)(k * y) * s + k * sx) * 3 + c;
+                float v = k == 1 ? p[0] / 255.0f : (p[0] + p[3] + p[s * 3] + p[s * 3 + 3]) / (4 * 255.0f);
+                out[(size_t)c * S * S + (size_t)y * S + x] = (v - mean[c]) / std[c];
+            }
+    return 0;
+}
+
 int sf_world_to_chw(const uint8_t *rgb, int w, int h, const float mean[3], const float std[3],
                     float *out) {
     if (!rgb || !out || w <= 0 || h <= 0) return SF_EINVAL;

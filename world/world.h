@@ -145,6 +145,12 @@ int sf_world_testset_get(const sf_world_t *w, int set, uint64_t index,
 int sf_world_to_chw(const uint8_t *rgb, int w, int h, const float mean[3],
                     const float std[3], float *out);
 
+/* A world image of s x s as a classifier input of S x S, normalised (out
+ * (3, S, S) = (v/255 - mean) / std) and mirrored when flip: S = s as it is,
+ * S = s/2 by 2x2 box averages.  SF_EINVAL for any other S. */
+int sf_world_to_input(const uint8_t *rgb, int s, int S, const float mean[3], const float std[3], int flip,
+                      float *out);
+
 /* ---- captions ------------------------------------------------------------- */
 
 /* Number of caption templates. */
