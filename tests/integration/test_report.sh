@@ -1,0 +1,52 @@
+# One command writes the report for the five strategies (ppo, sft, d3s,
+# low-density, base) on the same classes; the page opens in headless
+# Chromium without errors, with the tables, a plot and an image grid; the
+# Markdown and JSON hold the same tables.  Tiny settings: behaviour, not
+# quality.
+. "$(dirname "$0")/lib.sh"
+[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+M=$(test_models)
+D="$T/data"
+start_redis
+start_coordinator
+start_learner --models-dir "$M"
+start_workers 2 --learner "$LEP" --models-dir "$M" --data-dir "$D" --gpt2-vocab "$(pwd)/data/gpt2"
+C=goldfish,junco,tench
+COMMON=(--method shift --classes "$C" --captions-per-class 4 --reference-images 24 --seed 3)
+runs=()
+runs+=("$(submit "${COMMON[@]}" --ppo-updates 3 --ppo batch_size=8 --ppo mini_batch_size=4 --rollouts-per-job 4)")
+for s in sft d3s low-density base; do runs+=("$(submit "${COMMON[@]}" --strategy "$s")"); done
+for r in "${runs[@]}"; do wait_state "$r" done 300; done
+ok "five strategies ran on the same classes: ${runs[*]}"
+
+expect 2 "usage" "$BIN/sfctl" report
+expect 1 "no manifest for run r99" "$BIN/sfctl" report r99 --out "$T/bad" --data "$D"
+"$BIN/sfctl" report "${runs[0]}" --compare "${runs[@]:1}" --out "$T/rep" --data "$D" --redis "unix:$T/redis.sock" \
+    >"$T/report.out" || fail "report: $(cat "$T/report.out")"
+for s in ppo sft d3s low-density base; do
+    grep -q "^| $s |" "$T/rep/report.md" || fail "report.md has no row for $s: $(cat "$T/rep/report.md")"
+done
+python3 - "$T/rep/report.json" <<'PY' || fail "report.json"
+import json, sys
+r = json.load(open(sys.argv[1]))
+rows = r["table1"]
+assert [x["strategy"] for x in rows] == ["reference images", "ppo", "sft", "d3s", "low-density", "base"], rows
+for x in rows:
+    assert 0 < x["similarity_x100"] <= 100 and x["mahalanobis"] > 0, x
+assert "convnext_accuracy" not in rows[1] or 0 <= rows[1]["convnext_accuracy"] <= 100
+assert len(r["ppo_curve"]["mean_score"]) == 3, r["ppo_curve"]
+PY
+ok "report.md and report.json hold Table 1 for every strategy and the PPO curve"
+
+CHROME=$(command -v chromium || command -v chromium-browser || true)
+[ -n "$CHROME" ] || fail "chromium is not installed (make deps installs it)"
+HOME="$T" timeout 120 "$CHROME" --headless=new --no-sandbox --disable-gpu --enable-logging=stderr --v=0 \
+    --screenshot="$T/shot.png" --window-size=1280,2400 "file://$T/rep/report.html" >"$T/chrome.log" 2>&1
+[ -s "$T/shot.png" ] || fail "no screenshot: $(tail -5 "$T/chrome.log")"
+! grep -E "CONSOLE|Uncaught|Failed to load" "$T/chrome.log" || fail "the page logged errors"
+HOME="$T" timeout 120 "$CHROME" --headless=new --no-sandbox --disable-gpu --dump-dom "file://$T/rep/report.html" \
+    >"$T/dom.html" 2>/dev/null
+for id in table1 table2 fig4 grid; do grep -q "id=\"$id\"" "$T/dom.html" || fail "rendered page lacks #$id"; done
+grep -q "<polyline" "$T/dom.html" || fail "no plot in the page"
+grep -q "<img[^>]*src=\"data:image/png;base64," "$T/dom.html" || fail "no image in the grid"
+ok "the page renders in headless Chromium with tables, plots and image grids ($(stat -c %s "$T/shot.png") byte screenshot)"
