@@ -354,7 +354,11 @@ extern "C" int sf_clip_new(const sf_clip_config_t *c, const char *device, uint64
     try {
         sf_vision_init(*(*out)->model, seed, 0.02);
         torch::NoGradGuard ng;
-        (*out)->model->logit_scale.fill_(std::log(1 / 0.07));
+        // Temperature 0.02, not CLIP's 0.07: a small model trained for
+        // minutes learnt the world's classes about twice as fast (measured
+        // with sf-train clip), as the scale grows far too slowly to matter
+        // in a short run.  0.01 (the clamp) stalled the toy unit test.
+        (*out)->model->logit_scale.fill_(std::log(50.0));
         (*out)->model->to((*out)->device);
     } catch (const std::exception &ex) {
         sf_clip_free(out);
@@ -545,14 +549,16 @@ extern "C" int sf_clip_train_step(sf_clip_t *m, const float *pixels, const int32
         int rc = eot_positions(m, tokens, B, T, &eot);
         if (rc) return rc;
         if (!m->opt) {
-            // Weight decay on matrices only, as CLIP's recipe does.
+            // Weight decay on matrices only, as CLIP's recipe does; beta2
+            // 0.999 and decay 0.05 (not CLIP's 0.98 and 0.1) measured better
+            // for short runs of small models.
             std::vector<torch::Tensor> decay, plain;
             for (auto &p : m->model->parameters()) (p.dim() >= 2 ? decay : plain).push_back(p);
             std::vector<torch::optim::OptimizerParamGroup> groups;
             groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                           torch::optim::AdamWOptions(lr).betas({0.9, 0.98}).eps(1e-6).weight_decay(0.1)));
+                                           torch::optim::AdamWOptions(lr).betas({0.9, 0.999}).eps(1e-6).weight_decay(0.05)));
             groups.emplace_back(plain, std::make_unique<torch::optim::AdamWOptions>(
-                                           torch::optim::AdamWOptions(lr).betas({0.9, 0.98}).eps(1e-6).weight_decay(0)));
+                                           torch::optim::AdamWOptions(lr).betas({0.9, 0.999}).eps(1e-6).weight_decay(0)));
             m->opt = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
         }
         for (auto &g : m->opt->param_groups())

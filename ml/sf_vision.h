@@ -54,7 +54,7 @@ int sf_clip_config_check(const sf_clip_config_t *c, char *err, size_t errlen);
 typedef struct sf_clip_s sf_clip_t;
 
 /* A CLIP with weights drawn from `seed` (normal 0.02, unit LayerNorms,
- * logit_scale ln(1/0.07)), on `device`. */
+ * logit_scale ln(50)), on `device`. */
 int sf_clip_new(const sf_clip_config_t *c, const char *device, uint64_t seed, sf_clip_t **out,
                 char *err, size_t errlen);
 /* Loads a .safetensors with HF CLIPModel names: one written by sf_clip_save
@@ -88,9 +88,10 @@ int sf_clip_encode_image(sf_clip_t *m, const float *pixels, int B, float *out);
 int sf_clip_encode_text(sf_clip_t *m, const int32_t *tokens, int B, int T, float *out);
 float sf_clip_logit_scale(const sf_clip_t *m);   /* exp(logit_scale) */
 
-/* One AdamW step (weight decay 0.1 on matrices) of the symmetric contrastive
- * loss over B pairs; lr as given (the caller schedules it).  *loss before the
- * step, *acc the fraction of images whose own caption scores highest. */
+/* One AdamW step (betas 0.9/0.999, weight decay 0.05 on matrices) of the
+ * symmetric contrastive loss over B pairs; lr as given (the caller schedules
+ * it).  *loss before the step, *acc the fraction of images whose own caption
+ * scores highest. */
 int sf_clip_train_step(sf_clip_t *m, const float *pixels, const int32_t *tokens, int B, int T,
                        float lr, float *loss, float *acc);
 
