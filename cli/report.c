@@ -406,6 +406,55 @@ int sfctl_report(int argc, char **argv) {
         fputs("</tr>\n", f);
     }
     fputs("</table>\n", f);
+    /* Fig. 6: fine-tuning gains (finetune.json of each run, when it has one). */
+    fputs("<h2>Fine-tuning on base + generated images (Fig. 6)</h2>\n<table id=\"fig6\"><tr><th>strategy</th>"
+          "<th>classifier</th><th>test set</th><th>original</th><th>base only</th><th>base + generated</th>"
+          "<th>gain</th><th>gain on the run's classes</th></tr>\n", f);
+    cJSON *ftj = cJSON_AddArrayToObject(js, "finetune");
+    snprintf(path, sizeof path, "%s/report.md", out);
+    FILE *md2 = fopen(path, "a");
+    if (md2) fputs("\n| strategy | classifier | test set | original | base only | base + generated | gain | gain on the run's classes |\n"
+                   "|---|---|---|---|---|---|---|---|\n", md2);
+    for (int r = 0; r < nr; r++) {
+        char fp[PATH_MAX * 2];
+        snprintf(fp, sizeof fp, "%s/datasets/%s/finetune.json", data, runs[r].id);
+        char *ft = slurp(fp, NULL);
+        cJSON *o = ft ? cJSON_Parse(ft) : NULL;
+        free(ft);
+        if (!o) continue;
+        const char *archs[2] = {"convnext", "vit"}, *sets[2] = {"world_R", "world_A"};
+        for (int a = 0; a < 2; a++)
+            for (int t = 0; t < 2; t++) {
+                const cJSON *so = cJSON_GetObjectItem(cJSON_GetObjectItem(o, archs[a]), sets[t]);
+                if (!so) continue;
+                double orig = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "original"));
+                double bo = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "base_only"));
+                double wg = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "with_generated"));
+                double bos = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "base_only_run_classes"));
+                double wgs = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "with_generated_run_classes"));
+                fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td>"
+                           "<td>%+.1f</td><td>%+.1f</td></tr>\n", runs[r].strategy, archs[a], sets[t], orig, bo, wg,
+                        wg - bo, wgs - bos);
+                if (md2) fprintf(md2, "| %s | %s | %s | %.1f%% | %.1f%% | %.1f%% | %+.1f | %+.1f |\n", runs[r].strategy,
+                                 archs[a], sets[t], orig, bo, wg, wg - bo, wgs - bos);
+                cJSON *row = cJSON_CreateObject();
+                cJSON_AddStringToObject(row, "strategy", runs[r].strategy);
+                cJSON_AddStringToObject(row, "classifier", archs[a]);
+                cJSON_AddStringToObject(row, "test_set", sets[t]);
+                cJSON_AddNumberToObject(row, "original", orig);
+                cJSON_AddNumberToObject(row, "base_only", bo);
+                cJSON_AddNumberToObject(row, "with_generated", wg);
+                cJSON_AddItemToArray(ftj, row);
+            }
+        cJSON_Delete(o);
+    }
+    if (md2) {
+        fputs("\nGain = accuracy after fine-tuning on base + generated images minus after as many steps on base "
+              "images alone.\n", md2);
+        fclose(md2);
+    }
+    fputs("</table><p>Gain: fine-tuned on base + generated images, minus the control fine-tuned as long on base "
+          "images alone.</p>\n", f);
     /* Fig. 4: per-class reduction bars. */
     fprintf(f, "<h2>Per-class reduction of similarity (Fig. 4)</h2>\n<svg class=\"plot\" id=\"fig4\" width=\"%d\" height=\"260\">",
             60 + nc * (12 * nr + 8));

@@ -243,7 +243,8 @@ static int cmd_submit(int argc, char **argv) {
                     !strcmp(a, "--retry-max-ms") || !strcmp(a, "--captions-per-class") ||
                     !strcmp(a, "--images-per-caption") || !strcmp(a, "--reference-images") ||
                     !strcmp(a, "--rollouts-per-job") || !strcmp(a, "--seed") || !strcmp(a, "--filter-threshold") ||
-                    !strcmp(a, "--max-new-tokens") || !strcmp(a, "--temperature"))) {
+                    !strcmp(a, "--max-new-tokens") || !strcmp(a, "--temperature") ||
+                    !strcmp(a, "--finetune-images-per-class") || !strcmp(a, "--finetune-steps"))) {
             char key[64];
             snprintf(key, sizeof key, "%s", a + 2);
             for (char *q = key; *q; q++) if (*q == '-') *q = '_';

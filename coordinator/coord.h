@@ -79,6 +79,7 @@ typedef struct sf_phase_s {
     uint32_t skipped;       /* JS_SKIPPED */
     int until_learner;      /* the phase ends when the run's learner says done */
     int interleave;         /* job i is class i % n_classes (rollouts: every class early) */
+    int single;             /* one job for the whole run (an evaluation over all classes) */
     uint32_t per_update;    /* until_learner: new jobs only up to (version + 2) x this, so
                              * rollouts keep pace with the learner instead of going stale */
     uint32_t items_per_class, shard_size, shards_per_class;
@@ -228,6 +229,10 @@ int sf_plan_uint(const cJSON *spec, const char *key, long def, long min, long ma
 int sf_plan_check_keys(const cJSON *spec, const char *const *allowed, char *err, size_t n);
 int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
                       const cJSON *payload, char *err, size_t n);
+/* A phase of one job for the whole run (job class 0, all items), e.g. an
+ * evaluation over every class; appended last. */
+int sf_plan_add_single(sf_run_t *r, const char *name, const char *kind, uint32_t items, const cJSON *payload,
+                       char *err, size_t n);
 /* method "shift": the paper's method (shift.c). */
 int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n);
 /* Adds a job result's per-class counters (JSON fields "generated", "kept",
@@ -246,7 +251,9 @@ int sf_run_phase_of(const sf_run_t *r, uint32_t idx);
 /* The first leased job at index >= from, into *idx; 0 when there is none.
  *   for (uint32_t i = 0; sf_run_next_leased(r, i, &i); i++) … */
 int sf_run_next_leased(const sf_run_t *r, uint32_t from, uint32_t *idx);
-void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls);
+/* The class and item range of job idx; returns 1 if the job counts toward
+ * its class's progress, 0 for the one job of a run-wide phase (class 0). */
+int sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls);
 /* Called after acks change counters: advances phases, finishes the run. */
 void sf_run_progress(sf_coord_t *c, sf_run_t *r);
 /* The learner's version and done flag (and error, if it failed) arrived. */

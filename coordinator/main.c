@@ -84,19 +84,19 @@ void sf_coord_on_acked(sf_coord_t *c, const sf_ack_t *acks, size_t n) {
         int pi = sf_run_phase_of(r, a->idx), cls;
         const char *w;
         uint32_t s0, cnt;
-        sf_run_job_shard(r, a->idx, &w, &s0, &cnt, &cls);
+        int per_class = sf_run_job_shard(r, a->idx, &w, &s0, &cnt, &cls);
         if (a->type == ACK_JOB_DONE) {
             j->state = JS_DONE;
             r->done++;
             r->phases[pi].done++;
-            r->class_done[cls]++;
+            r->class_done[cls] += per_class;
             sf_hist_add(&r->latency, (uint64_t)j->dispatched_us);
             sf_hist_add(&c->latency, (uint64_t)j->dispatched_us);
         } else if (a->type == ACK_JOB_DEAD) {
             j->state = JS_DEAD;
             r->dead++;
             r->phases[pi].dead++;
-            r->class_dead[cls]++;
+            r->class_dead[cls] += per_class;
         }
     }
     if (last) sf_run_progress(c, last);

@@ -114,6 +114,17 @@ int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t 
     return 0;
 }
 
+int sf_plan_add_single(sf_run_t *r, const char *name, const char *kind, uint32_t items, const cJSON *payload,
+                       char *err, size_t n) {
+    int rc = sf_plan_add_phase(r, name, kind, items, items, payload, err, n);
+    if (rc) return rc;
+    sf_phase_t *p = &r->phases[r->n_phases - 1];
+    r->n_jobs -= p->n - 1;
+    p->n = 1;
+    p->single = 1;
+    return 0;
+}
+
 /* method "jobs": one phase of a given kind.  Used by the built-in kinds
  * (noop, sleep, fail, crash) for tests, benchmarks and the first demo. */
 static int plan_jobs(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
@@ -341,7 +352,7 @@ int sf_run_next_leased(const sf_run_t *r, uint32_t from, uint32_t *idx) {
     return 0;
 }
 
-void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls) {
+int sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls) {
     int pi = sf_run_phase_of(r, idx);
     const sf_phase_t *p = &r->phases[pi < 0 ? 0 : pi];
     uint32_t local = idx - p->first, nc = (uint32_t)r->classes->n;
@@ -352,6 +363,8 @@ void sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32
     *start = si * p->shard_size;
     uint32_t left = p->items_per_class - *start;
     *count = left < p->shard_size ? left : p->shard_size;
+    if (p->single) *cls = 0, *wnid = r->classes->v[0].wnid, *start = 0, *count = p->items_per_class;
+    return !p->single;
 }
 
 int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
@@ -484,7 +497,7 @@ cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
     if (r->classes && r->class_done) {
         cJSON *cl = cJSON_AddArrayToObject(o, "classes");
         uint32_t per = 0;
-        for (int i = 0; i < r->n_phases; i++) per += r->phases[i].shards_per_class;
+        for (int i = 0; i < r->n_phases; i++) per += r->phases[i].single ? 0 : r->phases[i].shards_per_class;
         for (int i = 0; i < r->classes->n; i++) {
             cJSON *co = cJSON_CreateObject();
             cJSON_AddStringToObject(co, "wnid", r->classes->v[i].wnid);

@@ -14,7 +14,9 @@
  *             class's base images themselves, rendered by generate);
  *   generate  captions -> images with the configured generator;
  *   filter    CLIP similarity to the class text; kept images go to the
- *             dataset and its manifest.
+ *             dataset and its manifest;
+ *   finetune  one job: the world classifiers fine-tuned on base + kept
+ *             images, measured on world-R/A against a base-only control.
  *
  * The settings each worker needs travel in the phase payloads, so a worker
  * never reads Redis.  The learner reads "policy" and "ppo" from the stored
@@ -77,14 +79,14 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         "method", "name", "classes", "priority", "max_attempts", "lease_ms", "retry_base_ms", "retry_max_ms",
         "strategy", "seed", "policy", "ppo", "reference_images", "reference_source", "rollouts_per_job",
         "captions_per_class", "images_per_caption", "filter_threshold", "generator", "max_new_tokens",
-        "temperature", "shard_size", NULL};
+        "temperature", "shard_size", "finetune_images_per_class", "finetune_steps", NULL};
     static const char *const strategies[] = {"ppo", "sft", "d3s", "low-density", "base", NULL};
     static const char *const generators[] = {"world", NULL};
     static const char *const sources[] = {"world", NULL};
     int rc = sf_plan_check_keys(spec, allowed, err, n);
     if (rc) return rc;
     const char *strategy, *generator, *source, *policy;
-    long seed, nref, rpj, ncap, ipc, maxtok, shard;
+    long seed, nref, rpj, ncap, ipc, maxtok, shard, ft_per, ft_steps;
     double thr, temp;
     if ((rc = get_str(spec, "strategy", "ppo", strategies, &strategy, err, n)) ||
         (rc = get_str(spec, "generator", "world", generators, &generator, err, n)) ||
@@ -97,6 +99,8 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         (rc = sf_plan_uint(spec, "images_per_caption", 1, 1, 1000, &ipc, err, n)) ||
         (rc = sf_plan_uint(spec, "max_new_tokens", 32, 4, 256, &maxtok, err, n)) ||
         (rc = sf_plan_uint(spec, "shard_size", 64, 1, 1000000, &shard, err, n)) ||
+        (rc = sf_plan_uint(spec, "finetune_images_per_class", 8, 0, 10000, &ft_per, err, n)) ||
+        (rc = sf_plan_uint(spec, "finetune_steps", 60, 1, 1000000, &ft_steps, err, n)) ||
         (rc = get_num(spec, "filter_threshold", 0.2, -1, 1, &thr, err, n)) ||
         (rc = get_num(spec, "temperature", 1.0, 0.05, 10, &temp, err, n)))
         return rc;
@@ -164,7 +168,20 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     cJSON_AddNumberToObject(p, "threshold", thr);
     cJSON_AddNumberToObject(p, "images_per_caption", (double)ipc);
     cJSON_AddStringToObject(p, "strategy", strategy);
-    rc = sf_plan_add_phase(r, "filter", "filter", (uint32_t)images, (uint32_t)shard, p, err, n);
+    if ((rc = sf_plan_add_phase(r, "filter", "filter", (uint32_t)images, (uint32_t)shard, p, err, n))) goto out;
+    cJSON_Delete(p);
+    p = NULL;
+
+    /* Fig. 6: fine-tune the world classifiers on base + kept images (they
+     * know the 86-class world only). */
+    if (ft_per > 0 && strcmp(strategy, "base") && !strcmp(world, "builtin:imagenet-a-r-86")) {
+        p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "world", world);
+        cJSON_AddNumberToObject(p, "images_per_class", (double)ft_per);
+        cJSON_AddNumberToObject(p, "steps", (double)ft_steps);
+        cJSON_AddNumberToObject(p, "seed", (double)seed);
+        rc = sf_plan_add_single(r, "finetune", "finetune", (uint32_t)ft_per, p, err, n);
+    }
 out:
     cJSON_Delete(p);
     return rc;

@@ -236,9 +236,9 @@ void sf_store_job_done(sf_coord_t *c, sf_run_t *r, uint32_t idx, const void *pay
     int pi = sf_run_phase_of(r, idx), cls;
     const char *wnid;
     uint32_t st, cnt;
-    sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
+    int per_class = sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
     r->done_w++;
-    r->class_done_w[cls]++;
+    if (per_class) r->class_done_w[cls]++;
     sf_run_count_result(r, cls, payload, len);
     (void)pi;
     p->saved = p->classes_dirty = 1;
@@ -264,9 +264,9 @@ void sf_store_job_dead(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *err
     int cls;
     const char *wnid;
     uint32_t st, cnt;
-    sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
+    int per_class = sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
     r->dead_w++;
-    r->class_dead_w[cls]++;
+    if (per_class) r->class_dead_w[cls]++;
     p->saved = p->classes_dirty = 1;
     char detail[300];
     snprintf(detail, sizeof detail, "job %u: %s", idx, error);
@@ -415,7 +415,7 @@ static void classes_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_totals)
     args_str(&a, "HSET");
     args_str(&a, key(c, SF_KEY_RUN_CLASSES, r->id, k, sizeof k));
     uint32_t per = 0;
-    for (int i = 0; i < r->n_phases; i++) per += r->phases[i].shards_per_class;
+    for (int i = 0; i < r->n_phases; i++) per += r->phases[i].single ? 0 : r->phases[i].shards_per_class;
     for (int i = 0; i < r->classes->n; i++) {
         const char *w = r->classes->v[i].wnid;
         if (with_totals) { args_fmt(&a, "%s:total", w); args_fmt(&a, "%u", per); }
@@ -861,9 +861,9 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
         int pi = sf_run_phase_of(r, i), cls;
         const char *w;
         uint32_t a, b;
-        sf_run_job_shard(r, i, &w, &a, &b, &cls);
-        if (s == JS_DONE) { r->done++; r->phases[pi].done++; r->class_done[cls]++; }
-        else { r->dead++; r->phases[pi].dead++; r->class_dead[cls]++; }
+        int per_class = sf_run_job_shard(r, i, &w, &a, &b, &cls);
+        if (s == JS_DONE) { r->done++; r->phases[pi].done++; r->class_done[cls] += per_class; }
+        else { r->dead++; r->phases[pi].dead++; r->class_dead[cls] += per_class; }
     }
     r->done_w = r->done;
     r->dead_w = r->dead;

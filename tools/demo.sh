@@ -17,7 +17,7 @@ mkdir -p "$DIR"
 trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null' EXIT
 export SF_COORDINATOR="ipc://$DIR/clients.ipc"
 # Ten classes of the 86: fish, birds, reptiles, insects, objects.
-CLASSES="goldfish,great white shark,junco,bald eagle,American alligator,scorpion,tarantula,ladybug,accordion,backpack"
+CLASSES="stingray,junco,bald eagle,chameleon,scorpion,jellyfish,ladybug,accordion,lighthouse,pretzel"
 COMMON=(--method shift --classes "$CLASSES" --captions-per-class 16 --images-per-caption 1 --reference-images 128
         --seed 1)
 run=$("$BIN/sfctl" submit "${COMMON[@]}" --ppo-updates "$UPDATES" --ppo batch_size=32 --ppo mini_batch_size=8 \

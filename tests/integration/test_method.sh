@@ -19,9 +19,10 @@ expect 2 "'strategy' = \"magic\"" "$BIN/sfctl" submit --method shift --classes g
 expect 2 "filter_threshold" "$BIN/sfctl" submit --method shift --classes goldfish --filter-threshold 3
 ok "bad method settings are refused, naming the key"
 
-run=$(submit --method shift --classes goldfish,junco,tench --ppo-updates 8 --ppo batch_size=12 \
+run=$(submit --method shift --classes stingray,junco,scorpion --ppo-updates 8 --ppo batch_size=12 \
       --ppo mini_batch_size=4 --ppo max_staleness=3 --rollouts-per-job 4 --captions-per-class 5 \
-      --images-per-caption 2 --reference-images 16 --seed 7) || fail submit
+      --images-per-caption 2 --reference-images 16 --seed 7 --finetune-images-per-class 2 --finetune-steps 2) \
+      || fail submit
 
 # Mid-PPO: a worker dies (its leased rollout job goes to the other one),
 # then the learner dies and comes back from its checkpoint.
@@ -35,10 +36,19 @@ wait_state "$run" done 600
 grep -q "resumed from checkpoint" "$T/learner.log" || fail "the learner did not resume from its checkpoint"
 [ "$(R hget sf:run:$run:learner updates)" = 8 ] || fail "learner updates: $(R hget sf:run:$run:learner updates)"
 st=$("$BIN/sfctl" status "$run" --json)
-for ph in embed rollout captions generate filter; do
+for ph in embed rollout captions generate filter finetune; do
     echo "$st" | grep -q "\"name\":\"$ph\"" || fail "phase $ph missing: $st"
 done
 [ "$(R hget sf:run:$run dead)" = 0 ] || fail "dead jobs: $(R hgetall sf:run:$run:dead)"
+python3 - "$D/datasets/$run/finetune.json" <<'PY' || fail "finetune.json: $(cat "$D/datasets/$run/finetune.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert 1 <= r["generated_images"] <= 6 and r["steps"] == 2, r
+for arch in ("convnext", "vit"):
+    for s in ("base", "world_R", "world_A"):
+        for k in ("original", "base_only", "with_generated"):
+            assert 0 <= r[arch][s][k] <= 100, (arch, s, k)
+PY
 ok "every phase completed through a worker kill and a learner kill and restart"
 
 # The dataset: ImageFolder layout, manifest and images one to one.
@@ -69,7 +79,7 @@ for f in pngs:
     assert f in kept, "image without a kept manifest entry: " + f
 assert all(f.endswith(".png") for f in pngs)
 PY
-for w in n01443537 n01534433 n01440764; do
+for w in n01498041 n01534433 n01770393; do
     g=$(R hget sf:run:$run:classes $w:generated); k=$(R hget sf:run:$run:classes $w:kept)
     x=$(R hget sf:run:$run:classes $w:dropped)
     [ "$g" = 10 ] && [ $((${k:-0} + ${x:-0})) = 10 ] || fail "class $w counts: generated $g kept $k dropped $x"
@@ -81,8 +91,8 @@ ok "the dataset's manifest and images match; Redis has the per-class counts"
 ok "sfctl export copies the dataset ($(cat "$T/export.out"))"
 
 # A second run (the SFT policy alone) reuses the stored statistics.
-run2=$(submit --method shift --strategy sft --classes goldfish,junco --captions-per-class 3 \
-       --reference-images 16) || fail submit2
+run2=$(submit --method shift --strategy sft --classes stingray,junco --captions-per-class 3 \
+       --reference-images 16 --finetune-images-per-class 0) || fail submit2
 wait_state "$run2" done 300
 R hget sf:run:$run2:results 0 | grep -q '"cached":true' || fail "reference statistics were recomputed: $(R hget sf:run:$run2:results 0)"
 ok "a later run reuses the reference statistics; strategy sft runs without the learner"

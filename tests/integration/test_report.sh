@@ -11,8 +11,9 @@ start_redis
 start_coordinator
 start_learner --models-dir "$M"
 start_workers 2 --learner "$LEP" --models-dir "$M" --data-dir "$D" --gpt2-vocab "$(pwd)/data/gpt2"
-C=goldfish,junco,tench
-COMMON=(--method shift --classes "$C" --captions-per-class 4 --reference-images 24 --seed 3)
+C=stingray,junco,scorpion
+COMMON=(--method shift --classes "$C" --captions-per-class 4 --reference-images 24 --seed 3
+        --finetune-images-per-class 2 --finetune-steps 2)
 runs=()
 runs+=("$(submit "${COMMON[@]}" --ppo-updates 3 --ppo batch_size=8 --ppo mini_batch_size=4 --rollouts-per-job 4)")
 for s in sft d3s low-density base; do runs+=("$(submit "${COMMON[@]}" --strategy "$s")"); done
@@ -46,7 +47,7 @@ HOME="$T" timeout 120 "$CHROME" --headless=new --no-sandbox --disable-gpu --enab
 ! grep -E "CONSOLE|Uncaught|Failed to load" "$T/chrome.log" || fail "the page logged errors"
 HOME="$T" timeout 120 "$CHROME" --headless=new --no-sandbox --disable-gpu --dump-dom "file://$T/rep/report.html" \
     >"$T/dom.html" 2>/dev/null
-for id in table1 table2 fig4 grid; do grep -q "id=\"$id\"" "$T/dom.html" || fail "rendered page lacks #$id"; done
+for id in table1 table2 fig4 fig6 grid; do grep -q "id=\"$id\"" "$T/dom.html" || fail "rendered page lacks #$id"; done
 grep -q "<polyline" "$T/dom.html" || fail "no plot in the page"
 grep -q "<img[^>]*src=\"data:image/png;base64," "$T/dom.html" || fail "no image in the grid"
 ok "the page renders in headless Chromium with tables, plots and image grids ($(stat -c %s "$T/shot.png") byte screenshot)"
