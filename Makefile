@@ -86,7 +86,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 ITOOL_SRC  := $(wildcard tests/integration/*.c)
 ITOOL_BINS := $(patsubst tests/integration/%.c,$(BUILD)/itest/%,$(ITOOL_SRC))
 
-.PHONY: all deps build test unit integration demo bench clean models fuzz
+.PHONY: all deps build test unit integration demo bench clean models fuzz results
 .DEFAULT_GOAL := all
 
 all: deps
@@ -178,6 +178,11 @@ demo: deps
 	@$(MAKE) --no-print-directory build
 	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/demo.sh
+
+results: deps
+	@$(MAKE) --no-print-directory build
+	@$(BUILD)/bin/sf-train all --out models
+	@SF_BUILD=$(BUILD) tools/results.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory build

@@ -729,10 +729,37 @@ static void captions_work(uv_work_t *wq) {
     uint64_t seed = mix(mix((uint64_t)pnum(mj->p, "seed", 1), str_hash(job->wnid)), 0xca971075ull + job->item_start);
     if (!(w = get_world(pstr(mj->p, "world", "builtin:imagenet-a-r-86"), job)) || (k = job_class(w, job)) < 0)
         goto out;
+    int resampled = 0;
     if (learned) {
         if (ensure_ml(mj->env, job) || ensure_bpe(mj->env, job) || ensure_policy(mj, policy_file) ||
             sample_captions(mj, w, k, n, seed, &prompt, &plen, &s, &texts))
             goto out;
+        /* A nonsensical caption (not a sentence, or the class not named) is
+         * drawn again, up to 8 times, with the same sampler: the dataset
+         * wants captions of the class, as the reward does. */
+        for (int round = 1; round <= 8; round++) {
+            int bad[4096], nb = 0;
+            for (int i = 0; i < n && nb < 4096; i++)
+                if (sf_reward_check(sf_world_class(w, k), texts[i]) != 0) bad[nb++] = i;
+            if (!nb) break;
+            int32_t *p2 = NULL;
+            int pl2;
+            sf_samples_t s2 = {0};
+            char **t2 = NULL;
+            if (sample_captions(mj, w, k, nb, mix(seed, (uint64_t)round), &p2, &pl2, &s2, &t2)) {
+                free(p2);
+                goto out;
+            }
+            for (int j = 0; j < nb; j++) {
+                free(texts[bad[j]]);
+                texts[bad[j]] = t2[j];
+                t2[j] = NULL;
+            }
+            resampled += nb;
+            free_texts(t2, nb);
+            free(p2);
+            sf_samples_free(&s2);
+        }
     } else {
         texts = calloc((size_t)n, sizeof *texts);
         for (int i = 0; texts && i < n; i++) {
@@ -774,8 +801,8 @@ static void captions_work(uv_work_t *wq) {
         goto out;
     }
     free(buf);
-    job->out_len = (size_t)asprintf(&job->out, "{\"captions\":%d,\"nonsense\":%d,\"policy_version\":%u}", n, nonsense,
-                                    policy_file ? 0 : mj->version);
+    job->out_len = (size_t)asprintf(&job->out, "{\"captions\":%d,\"nonsense\":%d,\"resampled\":%d,\"policy_version\":%u}",
+                                    n, nonsense, resampled, policy_file && *policy_file ? 0 : mj->version);
     job->status = SF_JOB_OK;
     mj->failed = 0;
 out:
