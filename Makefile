@@ -86,7 +86,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 ITOOL_SRC  := $(wildcard tests/integration/*.c)
 ITOOL_BINS := $(patsubst tests/integration/%.c,$(BUILD)/itest/%,$(ITOOL_SRC))
 
-.PHONY: all deps build test unit integration demo bench clean models fuzz results
+.PHONY: all deps build test unit integration demo bench clean models fuzz fuzz-build results
 .DEFAULT_GOAL := all
 
 all: deps
@@ -194,6 +194,36 @@ bench: deps
 models: deps
 	@$(MAKE) --no-print-directory build
 	@$(BUILD)/bin/sf-train all --out models
+
+# Fuzzing (libFuzzer, clang): every decoder of outside input, one target per
+# tests/fuzz/fuzz_<name>.c, built with ASan and UBSan into build/fuzz.
+#   make fuzz               each target for FUZZ_SECONDS (600) from its seed corpus
+#   make fuzz-build         only build (tests/integration/test_fuzz.sh runs them briefly)
+FUZZ_SECONDS ?= 600
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+FUZZ_LIBSRC  := $(COMMON_SRC) $(WORLD_SRC) $(PROTO_C) $(DATA_C)
+FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(patsubst $(BUILD)/%,%,$(FUZZ_LIBSRC)))
+
+build/fuzz/obj/%.o: %.c | $(PROTO_H) $(DATA_C)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/obj/%.o: $(BUILD)/%.c | $(PROTO_H) $(DATA_C)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ $(LDLIBS)
+
+fuzz-build: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@SF_ROOT=$(CURDIR) tools/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build

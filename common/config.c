@@ -73,6 +73,42 @@ int sf_config_set(const sf_cfg_field_t *schema, void *obj, const char *key, cons
     return set_text(f, obj, value, err, n);
 }
 
+int sf_config_load_text(const sf_cfg_field_t *schema, void *obj, const char *name, const char *buf, size_t len,
+                        char *err, size_t n) {
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        int line = 1;
+        for (const char *q = buf; at && q < at && q < buf + len; q++) line += *q == '\n';
+        return sf_errf(SF_EINVAL, err, n, "config file '%s': invalid JSON near line %d", name, line);
+    }
+    int rc = 0;
+    if (!cJSON_IsObject(root)) {
+        rc = sf_errf(SF_EINVAL, err, n, "config file '%s': top level must be an object", name);
+        goto out;
+    }
+    for (cJSON *it = root->child; it && rc == 0; it = it->next) {
+        const sf_cfg_field_t *f = find(schema, it->string);
+        if (!f) { rc = sf_errf(SF_EINVAL, err, n, "config file '%s': unknown key '%s'", name, it->string); break; }
+        switch (f->type) {
+        case SF_CFG_STRING:
+            if (!cJSON_IsString(it)) rc = sf_errf(SF_EINVAL, err, n, "config file '%s': key '%s' must be a string", name, f->key);
+            else rc = set_text(f, obj, it->valuestring, err, n);
+            break;
+        case SF_CFG_BOOL:
+            if (!cJSON_IsBool(it)) rc = sf_errf(SF_EINVAL, err, n, "config file '%s': key '%s' must be true or false", name, f->key);
+            else *(int *)((char *)obj + f->offset) = cJSON_IsTrue(it);
+            break;
+        default:
+            if (!cJSON_IsNumber(it)) rc = sf_errf(SF_EINVAL, err, n, "config file '%s': key '%s' must be a number", name, f->key);
+            else rc = set_number(f, obj, it->valuedouble, err, n);
+        }
+    }
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
 int sf_config_load_file(const sf_cfg_field_t *schema, void *obj, const char *path, char *err, size_t n) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return sf_errf(SF_EIO, err, n, "cannot open config file '%s': %s", path, strerror(errno));
@@ -92,39 +128,8 @@ int sf_config_load_file(const sf_cfg_field_t *schema, void *obj, const char *pat
     }
     fclose(fp);
     buf[len] = 0;
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        int line = 1;
-        for (const char *q = buf; at && q < at && *q; q++) line += *q == '\n';
-        free(buf);
-        return sf_errf(SF_EINVAL, err, n, "config file '%s': invalid JSON near line %d", path, line);
-    }
+    int rc = sf_config_load_text(schema, obj, path, buf, len, err, n);
     free(buf);
-    int rc = 0;
-    if (!cJSON_IsObject(root)) {
-        rc = sf_errf(SF_EINVAL, err, n, "config file '%s': top level must be an object", path);
-        goto out;
-    }
-    for (cJSON *it = root->child; it && rc == 0; it = it->next) {
-        const sf_cfg_field_t *f = find(schema, it->string);
-        if (!f) { rc = sf_errf(SF_EINVAL, err, n, "config file '%s': unknown key '%s'", path, it->string); break; }
-        switch (f->type) {
-        case SF_CFG_STRING:
-            if (!cJSON_IsString(it)) rc = sf_errf(SF_EINVAL, err, n, "config file '%s': key '%s' must be a string", path, f->key);
-            else rc = set_text(f, obj, it->valuestring, err, n);
-            break;
-        case SF_CFG_BOOL:
-            if (!cJSON_IsBool(it)) rc = sf_errf(SF_EINVAL, err, n, "config file '%s': key '%s' must be true or false", path, f->key);
-            else *(int *)((char *)obj + f->offset) = cJSON_IsTrue(it);
-            break;
-        default:
-            if (!cJSON_IsNumber(it)) rc = sf_errf(SF_EINVAL, err, n, "config file '%s': key '%s' must be a number", path, f->key);
-            else rc = set_number(f, obj, it->valuedouble, err, n);
-        }
-    }
-out:
-    cJSON_Delete(root);
     return rc;
 }
 

@@ -33,11 +33,16 @@ typedef struct sf_cfg_field_s {
     {"log_level", SF_CFG_STRING, offsetof(T, log_level), "info", 1, 0, "debug, info, warn or error"},   \
     {"log_json", SF_CFG_BOOL, offsetof(T, log_json), "false", 1, 0, "log one JSON object per line"}
 
-/* Fills obj with the defaults of schema (terminated by a NULL key). */
+/* Fills obj with the defaults of schema (terminated by a NULL key); obj
+ * starts zeroed (string fields already set are freed first). */
 int sf_config_defaults(const sf_cfg_field_t *schema, void *obj);
 
 /* Applies a JSON object file.  Unknown keys are errors. */
 int sf_config_load_file(const sf_cfg_field_t *schema, void *obj, const char *path,
+                        char *err, size_t errlen);
+
+/* The same from len bytes of JSON text; `name` names it in errors. */
+int sf_config_load_text(const sf_cfg_field_t *schema, void *obj, const char *name, const char *buf, size_t len,
                         char *err, size_t errlen);
 
 /* Sets one key from text (as a flag would). */

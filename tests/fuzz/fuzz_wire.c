@@ -1,0 +1,12 @@
+/* libFuzzer target: a frame off the wire (common/wire.c's checked decoder). */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/wire.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    Sf__Envelope *e = NULL;
+    char err[256];
+    if (sf_wire_decode(data, size, &e, err, sizeof err) == 0) sf_wire_free(e);
+    return 0;
+}
