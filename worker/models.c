@@ -1160,8 +1160,8 @@ static int test_acc(sf_classifier_t *m, const sf_world_t *w, int set, const char
 }
 
 /* Fine-tunes a fresh copy of the world classifier `arch` for `steps` steps of
- * 64 images: half base images of every class, half (when gen) the run's kept
- * images; then measures it. */
+ * 64 images of classes drawn uniformly: base images, and for the run's
+ * classes (when gen) their kept images half of the time; then measures it. */
 static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, uint8_t *const *gen, const int *gen_lab,
                         int ngen, int steps, float lr, uint64_t seed, const char *mask, double acc[6], sf_job_t *job) {
     const char *names[2] = {"convnext", "vit"};
@@ -1179,15 +1179,17 @@ static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, u
     for (int step = 0; rc == 0 && step < steps; step++) {
         for (int j = 0; rc == 0 && j < B; j++) {
             r = mix(r, (uint64_t)step * B + j);
-            const uint8_t *img;
-            if (ngen && j % 2) {
-                int g = (int)(r % (uint64_t)ngen);
-                img = gen[g], labels[j] = gen_lab[g];
-            } else {
-                labels[j] = (int)(r % (uint64_t)K);
-                rc = sf_world_base_sample(w, labels[j], (1ull << 30) + (r >> 20) % 100000, rgb, NULL);
-                img = rgb;
-            }
+            /* Classes stay balanced (a class uniformly at random); a class
+             * with generated images shows one of them half of the time. */
+            const uint8_t *img = rgb;
+            labels[j] = (int)(r % (uint64_t)K);
+            int cnt = 0;
+            for (int g = 0; g < ngen; g++) cnt += gen_lab[g] == labels[j];
+            if (cnt && (r >> 40) & 1) {
+                int pick = (int)((r >> 41) % (uint64_t)cnt);
+                for (int g = 0; g < ngen; g++)
+                    if (gen_lab[g] == labels[j] && pick-- == 0) { img = gen[g]; break; }
+            } else rc = sf_world_base_sample(w, labels[j], (1ull << 30) + (r >> 20) % 100000, rgb, NULL);
             if (rc == 0) rc = sf_world_to_input(img, S, I, c->mean, c->std, (int)(r >> 63), px + (size_t)j * 3 * I * I);
         }
         if (rc == 0) rc = sf_classifier_train_step(m, px, labels, B, lr, NULL, NULL);
