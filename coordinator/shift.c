@@ -15,6 +15,8 @@
  *   generate  captions -> images with the configured generator;
  *   filter    CLIP similarity to the class text; kept images go to the
  *             dataset and its manifest;
+ *   manifest  one job: the filter's per-shard verdicts joined into the
+ *             dataset's manifest.jsonl;
  *   finetune  one job: the world classifiers fine-tuned on base + kept
  *             images, measured on world-R/A against a base-only control.
  *
@@ -171,6 +173,8 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     if ((rc = sf_plan_add_phase(r, "filter", "filter", (uint32_t)images, (uint32_t)shard, p, err, n))) goto out;
     cJSON_Delete(p);
     p = NULL;
+    /* The dataset's manifest.jsonl, joined once from the filter's shards. */
+    if ((rc = sf_plan_add_single(r, "manifest", "manifest", 1, NULL, err, n))) goto out;
 
     /* Fig. 6: fine-tune the world classifiers on base + kept images (they
      * know the 86-class world only). */

@@ -939,8 +939,8 @@ out:
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Rebuilds datasets/<run>/manifest.jsonl from the per-shard files, under a
- * lock so that concurrent filter jobs do not lose each other's shards. */
+/* Writes datasets/<run>/manifest.jsonl from the per-shard files (in name
+ * order), under a lock so that two writers never interleave. */
 static int rebuild_manifest(const sf_wk_env_t *env, const char *run, const char *out_dir) {
     char mdir[1400], lock[1500], path[1500];
     run_dir(env, run, "manifest", mdir, sizeof mdir);
@@ -1105,7 +1105,7 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
     }
     snprintf(path, sizeof path, "%s/%s-%08u.jsonl", mdir, job->wnid, job->item_start);
     *strrchr(odir, '/') = 0;
-    if (write_file(path, manifest ? manifest : "", mlen) != 0 || rebuild_manifest(env, job->run, odir) != 0) {
+    if (write_file(path, manifest ? manifest : "", mlen) != 0) {
         fail(job, SF_JOB_FAILED, "cannot write the manifest %s: %s", path, strerror(errno));
         goto out;
     }
@@ -1292,6 +1292,19 @@ free_all:
     return rc;
 }
 
+/* ---- manifest: one job after the filter phase ----------------------------------- */
+
+static int manifest_join(sf_wk_t *wk, sf_job_t *job) {
+    const sf_wk_env_t *env = sf_wk_env(wk);
+    if (!safe_name(job->run)) return fail(job, SF_JOB_FATAL, "manifest: bad run id");
+    char out[1400];
+    snprintf(out, sizeof out, "%s/datasets/%s", env->data_dir, job->run);
+    if (mkdir_p(out) != 0 || rebuild_manifest(env, job->run, out) != 0)
+        return fail(job, SF_JOB_FAILED, "cannot write %s/manifest.jsonl: %s", out, strerror(errno));
+    job->status = SF_JOB_OK;
+    return 0;
+}
+
 static void lc_closed(void) {}
 
 void sf_models_close(sf_wk_t *wk) {
@@ -1306,6 +1319,7 @@ const sf_handler_t sf_model_handlers[] = {
     {"captions", SF_RUN_ASYNC, captions, "a class's captions from the final (or SFT) policy"},
     {"generate", SF_RUN_THREAD, generate, "captions -> images (the world's generator)"},
     {"filter", SF_RUN_THREAD, filter, "keeps images whose CLIP similarity to the class text is >= threshold"},
+    {"manifest", SF_RUN_THREAD, manifest_join, "joins the filter's manifest shards into the dataset's manifest.jsonl"},
     {"finetune", SF_RUN_THREAD, finetune, "fine-tunes the world classifiers on base + generated images (Fig. 6)"},
     {NULL, 0, NULL, NULL},
 };
