@@ -3,10 +3,12 @@
 #
 #   make            build everything (installs missing Debian packages first)
 #   make test       unit + integration tests
+#   make test-faults the 5-minute fault drill (tools/faults.py)
 #   make demo       local cluster on the embedded world
 #   make bench      benchmarks (not tests)
 #   make NO_TORCH=1 coordinator, sfctl and a worker with the non-model kinds
 #   make SANITIZE=address,undefined test
+#   make SANITIZE=thread NO_TORCH=1 test   (ThreadSanitizer: build/san-thread)
 
 CC       ?= cc
 CXX      ?= g++
@@ -15,9 +17,11 @@ SANITIZE ?=
 NO_TORCH ?=
 LIBTORCH ?=
 
+comma := ,
 BUILD := build
 ifneq ($(SANITIZE),)
-BUILD := build/san
+# One tree per sanitizer set: ASan and TSan objects cannot be mixed.
+BUILD := build/san$(if $(filter address$(comma)undefined,$(SANITIZE)),,-$(subst $(comma),-,$(SANITIZE)))
 endif
 ifneq ($(NO_TORCH),)
 BUILD := $(BUILD)/notorch
@@ -27,7 +31,7 @@ CPPFLAGS := -I. -I$(BUILD) -D_GNU_SOURCE -MMD -MP
 CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-missing-field-initializers -fPIC
 CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC
 LDFLAGS  :=
-LDLIBS   := -lzmq -luv -lhiredis -lprotobuf-c -lcjson -lpng -lm -lpthread
+LDLIBS   := -lzmq -luv -lhiredis -lprotobuf-c -lcjson -lpng -ljpeg -lm -lpthread
 
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -38,7 +42,11 @@ endif
 # libtorch: Debian's libtorch-dev by default, or another tree (CUDA nodes).
 ifeq ($(NO_TORCH),)
 ifneq ($(LIBTORCH),)
-TORCH_INC  := -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/csrc/api/include
+CUDA_HOME  ?= /usr/local/cuda
+# CUDA's runtime headers, when the node has them, turn on the shim's CUDA
+# parts (freeing the caching allocator's memory between model swaps).
+TORCH_INC  := -isystem $(LIBTORCH)/include -isystem $(LIBTORCH)/include/torch/csrc/api/include \
+              $(if $(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),-isystem $(CUDA_HOME)/include)
 TORCH_LIBS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 \
               $(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda -lc10_cuda) -Wl,--as-needed
 else
@@ -86,7 +94,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 ITOOL_SRC  := $(wildcard tests/integration/*.c)
 ITOOL_BINS := $(patsubst tests/integration/%.c,$(BUILD)/itest/%,$(ITOOL_SRC))
 
-.PHONY: all deps build test unit integration demo bench clean models fuzz fuzz-build results
+.PHONY: all deps build test test-faults unit integration demo bench clean models fuzz fuzz-build results
 .DEFAULT_GOAL := all
 
 all: deps
@@ -173,6 +181,13 @@ unit: build
 
 integration: build
 	@SF_BUILD=$(BUILD) tests/run.sh integration
+
+# The fault drill: 5 minutes of SIGKILL and SIGSTOP of random workers, the
+# learner, the coordinator and Redis under load, then every accepted job must
+# be done exactly once (tools/faults.py; make test runs a 60-second version,
+# tests/integration/test_faults.sh).
+test-faults: build
+	@tools/faults.py --seconds 300 --seed 1 --bin $(BUILD)/bin
 
 demo: deps
 	@$(MAKE) --no-print-directory build

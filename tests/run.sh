@@ -9,6 +9,8 @@ what=${1:-all}
 filter=${2:-}
 export SF_BIN="$PWD/$BUILD/bin"
 export SF_ROOT="$PWD"
+# Sanitizer builds fail a test at the first report.
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp ${TSAN_OPTIONS:-}"
 
 pass=0; fail=0; failed=()
 run_one() {  # name timeout cmd...

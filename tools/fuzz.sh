@@ -23,8 +23,8 @@ for t in "${targets[@]}"; do
     "build/fuzz/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="build/fuzz/crash/$name/" "$work" "$seeds" >"$log" 2>&1
     rc=$?
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
-    [ -n "$runs" ] || runs=$(grep -oE '#[0-9]+' "$log" | tail -1 | tr -d '#')
+    runs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    [ -n "$runs" ] || runs=$(grep -aoE '#[0-9]+' "$log" | tail -1 | tr -d '#')
     if [ $rc -ne 0 ]; then
         cp build/fuzz/crash/"$name"/* "$regs"/ 2>/dev/null
         printf '%-22s %10s %10s %s\n' "$t" "$secs" "${runs:-?}" "CRASH (kept in $regs; see $log)"
