@@ -4,7 +4,9 @@
 #include "ml/vision_internal.hpp"
 
 #include <cjson/cJSON.h>
+#include <sys/stat.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstring>
 
@@ -218,7 +220,7 @@ struct TextImpl : torch::nn::Module {
         const int64_t B = tokens.size(0), T = tokens.size(1);
         auto x = embeddings->token_embedding->forward(tokens) +
                  embeddings->position_embedding->weight.narrow(0, 0, T).unsqueeze(0);
-        auto mask = torch::full({T, T}, -1e9f, x.options()).triu(1);   // (T, T)
+        auto mask = torch::full({T, T}, sf_ml_mask_value(x.scalar_type()), x.options()).triu(1);  // (T, T)
         x = final_layer_norm->forward(encoder->forward(x, mask));
         return x.index({torch::arange(B, eot.options()), eot});
     }
@@ -239,13 +241,18 @@ struct ClipImpl : torch::nn::Module {
             "text_projection", torch::nn::Linear(torch::nn::LinearOptions(c.text_width, c.embed_dim).bias(false)));
         logit_scale = register_parameter("logit_scale", torch::tensor(std::log(1 / 0.07f)));
     }
+    // Embeddings (B, E), float32 and L2-normalised in float32 whatever the
+    // weights' dtype, so that a bf16 model's embeddings are unit vectors too.
+    // (F.normalize's own formula, x / max(|x|, 1e-12).)
+    static torch::Tensor unit(const torch::Tensor &x) {
+        auto y = x.to(torch::kFloat32);
+        return y / y.norm(2, -1, true).clamp_min(1e-12).expand_as(y);
+    }
     torch::Tensor image(const torch::Tensor &px) {
-        return torch::nn::functional::normalize(visual_projection->forward(vision_model->forward(px)),
-                                                torch::nn::functional::NormalizeFuncOptions().dim(-1));
+        return unit(visual_projection->forward(vision_model->forward(px)));
     }
     torch::Tensor text(const torch::Tensor &tok, const torch::Tensor &eot) {
-        return torch::nn::functional::normalize(text_projection->forward(text_model->forward(tok, eot)),
-                                                torch::nn::functional::NormalizeFuncOptions().dim(-1));
+        return unit(text_projection->forward(text_model->forward(tok, eot)));
     }
 };
 TORCH_MODULE(Clip);
@@ -367,13 +374,12 @@ extern "C" int sf_clip_new(const sf_clip_config_t *c, const char *device, uint64
     return 0;
 }
 
-extern "C" int sf_clip_load(const char *path, const sf_clip_config_t *c, const char *device,
-                            sf_clip_t **out, char *err, size_t errlen) {
-    *out = nullptr;
-    sf_st_t *st;
+// A CLIP from a parsed file (freed here): config `c`, or the file's own
+// metadata when c is NULL (`why_none` then says what else was looked for).
+static int load_st(const char *path, sf_st_t *st, const sf_clip_config_t *c, const char *why_none,
+                   const char *device, sf_clip_t **out, char *err, size_t errlen) {
     char sub[256];
-    int rc = sf_st_load(path, &st, sub, sizeof sub);
-    if (rc) return sf_errf(rc, err, errlen, "%s: %s", path, sub);
+    int rc;
     sf_clip_config_t cfg;
     if (c) cfg = *c;
     else {
@@ -381,7 +387,7 @@ extern "C" int sf_clip_load(const char *path, const sf_clip_config_t *c, const c
         const char *meta = sf_st_meta(st, "sf_clip_config");
         if (!meta) {
             sf_st_free(&st);
-            return sf_errf(SF_EFORMAT, err, errlen, "%s: no CLIP config in its metadata; give one", path);
+            return sf_errf(SF_EFORMAT, err, errlen, "%s: no CLIP config in its metadata%s", path, why_none);
         }
         if ((rc = sf_vision_config_parse(meta, &cfg, clip_fields, n_clip_fields, sub, sizeof sub))) {
             sf_st_free(&st);
@@ -407,6 +413,216 @@ extern "C" int sf_clip_load(const char *path, const sf_clip_config_t *c, const c
     return rc;
 }
 
+extern "C" int sf_clip_load(const char *path, const sf_clip_config_t *c, const char *device,
+                            sf_clip_t **out, char *err, size_t errlen) {
+    *out = nullptr;
+    sf_st_t *st;
+    int rc = sf_st_load(path, &st, err, errlen);   // its messages name the file
+    if (rc) return rc;
+    return load_st(path, st, c, "; give one", device, out, err, errlen);
+}
+
+// ---- HF folders ----
+
+// Reads key of an HF config object into *dst; absent or null keeps it.
+static int hf_int(const cJSON *o, const char *sect, const char *key, int *dst, char *err,
+                  size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || std::fabs(v->valuedouble) > 1e9 ||
+        v->valuedouble != (double)(int)v->valuedouble)
+        return sf_errf(SF_EFORMAT, err, errlen, "%s%s is not an integer", sect, key);
+    *dst = (int)v->valuedouble;
+    return 0;
+}
+
+static int hf_float(const cJSON *o, const char *sect, const char *key, float *dst, char *err,
+                    size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v)) return sf_errf(SF_EFORMAT, err, errlen, "%s%s is not a number", sect, key);
+    *dst = (float)v->valuedouble;
+    return 0;
+}
+
+// hidden_act: CLIP's "quick_gelu" (x sigmoid(1.702 x)) or erf "gelu".
+static int hf_act(const cJSON *o, const char *sect, int *quick, char *err, size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "hidden_act");
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsString(v) && !strcmp(v->valuestring, "quick_gelu")) *quick = 1;
+    else if (cJSON_IsString(v) && !strcmp(v->valuestring, "gelu")) *quick = 0;
+    else
+        return sf_errf(SF_EUNSUPPORTED, err, errlen, "%shidden_act %s is not supported (quick_gelu or gelu)",
+                       sect, cJSON_IsString(v) ? v->valuestring : "(not a string)");
+    return 0;
+}
+
+// One tower's settings that this implementation shares between the towers.
+struct HFTower {
+    int quick = 1;
+    float eps = 1e-5f;
+};
+
+// The text tower's keys of one object (text_config, then text_config_dict,
+// which HF lets override it).
+static int hf_text(const cJSON *o, sf_clip_config_t *c, HFTower *t, int *eos, char *err, size_t errlen) {
+    if (!o || cJSON_IsNull(o)) return 0;
+    if (!cJSON_IsObject(o)) return sf_errf(SF_EFORMAT, err, errlen, "text_config is not an object");
+    const char *s = "text_config.";
+    int rc;
+    if ((rc = hf_int(o, s, "vocab_size", &c->vocab_size, err, errlen)) ||
+        (rc = hf_int(o, s, "hidden_size", &c->text_width, err, errlen)) ||
+        (rc = hf_int(o, s, "intermediate_size", &c->text_mlp, err, errlen)) ||
+        (rc = hf_int(o, s, "num_hidden_layers", &c->text_layers, err, errlen)) ||
+        (rc = hf_int(o, s, "num_attention_heads", &c->text_heads, err, errlen)) ||
+        (rc = hf_int(o, s, "max_position_embeddings", &c->context_length, err, errlen)) ||
+        (rc = hf_int(o, s, "eos_token_id", eos, err, errlen)) ||
+        (rc = hf_float(o, s, "layer_norm_eps", &t->eps, err, errlen)) ||
+        (rc = hf_act(o, s, &t->quick, err, errlen)))
+        return rc;
+    return 0;
+}
+
+static int hf_vision(const cJSON *o, sf_clip_config_t *c, HFTower *t, char *err, size_t errlen) {
+    if (!o || cJSON_IsNull(o)) return 0;
+    if (!cJSON_IsObject(o)) return sf_errf(SF_EFORMAT, err, errlen, "vision_config is not an object");
+    const char *s = "vision_config.";
+    int rc, channels = 3;
+    if ((rc = hf_int(o, s, "image_size", &c->image_size, err, errlen)) ||
+        (rc = hf_int(o, s, "patch_size", &c->patch_size, err, errlen)) ||
+        (rc = hf_int(o, s, "hidden_size", &c->vision_width, err, errlen)) ||
+        (rc = hf_int(o, s, "intermediate_size", &c->vision_mlp, err, errlen)) ||
+        (rc = hf_int(o, s, "num_hidden_layers", &c->vision_layers, err, errlen)) ||
+        (rc = hf_int(o, s, "num_attention_heads", &c->vision_heads, err, errlen)) ||
+        (rc = hf_int(o, s, "num_channels", &channels, err, errlen)) ||
+        (rc = hf_float(o, s, "layer_norm_eps", &t->eps, err, errlen)) ||
+        (rc = hf_act(o, s, &t->quick, err, errlen)))
+        return rc;
+    if (channels != 3)
+        return sf_errf(SF_EUNSUPPORTED, err, errlen, "vision_config.num_channels %d (RGB only)", channels);
+    return 0;
+}
+
+// An HF CLIPConfig object into c.  Absent keys take the defaults of HF's
+// CLIPTextConfig / CLIPVisionConfig / CLIPConfig (transformers
+// configuration_clip.py), which are those of ViT-B/32; *arch is set for a
+// config of another model.
+static int hf_clip(const cJSON *j, sf_clip_config_t *c, std::string *arch, char *err, size_t errlen) {
+    sf_clip_config_vit_b32(c);
+    if (!cJSON_IsObject(j)) return sf_errf(SF_EFORMAT, err, errlen, "not a JSON object");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(mt) && strcmp(mt->valuestring, "clip") != 0) {
+        *arch = mt->valuestring;
+        return SF_EUNSUPPORTED;
+    }
+    const cJSON *ar = cJSON_GetObjectItemCaseSensitive(j, "architectures");
+    const cJSON *list = cJSON_IsArray(ar) ? ar : nullptr, *a;
+    cJSON_ArrayForEach(a, list) {
+        if (cJSON_IsString(a) && strcmp(a->valuestring, "CLIPModel") != 0) {
+            *arch = a->valuestring;
+            return SF_EUNSUPPORTED;
+        }
+    }
+    HFTower text, vision;
+    int eos = 49407;   // CLIPTextConfig's default since transformers PR #24773
+    int rc;
+    if ((rc = hf_text(cJSON_GetObjectItemCaseSensitive(j, "text_config"), c, &text, &eos, err, errlen)) ||
+        (rc = hf_text(cJSON_GetObjectItemCaseSensitive(j, "text_config_dict"), c, &text, &eos, err, errlen)) ||
+        (rc = hf_vision(cJSON_GetObjectItemCaseSensitive(j, "vision_config"), c, &vision, err, errlen)) ||
+        (rc = hf_vision(cJSON_GetObjectItemCaseSensitive(j, "vision_config_dict"), c, &vision, err, errlen)) ||
+        (rc = hf_int(j, "", "projection_dim", &c->embed_dim, err, errlen)))
+        return rc;
+    if (text.quick != vision.quick)
+        return sf_errf(SF_EUNSUPPORTED, err, errlen, "text and vision towers with different hidden_act");
+    if (text.eps != vision.eps)
+        return sf_errf(SF_EUNSUPPORTED, err, errlen, "text and vision towers with different layer_norm_eps");
+    c->quick_gelu = text.quick;
+    c->ln_eps = text.eps;
+    // OpenAI's checkpoints were converted with eos_token_id 2, which is not
+    // their end token; HF pools those at the argmax of the ids, where the end
+    // token sits because it is the vocabulary's last id.  The tokenizer's
+    // end token is that last id, so pooling at its first occurrence (our
+    // rule) is the same for every tokenised text.
+    c->eot_id = eos == 2 ? c->vocab_size - 1 : eos;
+    return sf_clip_config_check(c, err, errlen);
+}
+
+extern "C" int sf_clip_config_load(const char *config_json, sf_clip_config_t *c, char *err,
+                                   size_t errlen) {
+    if (!config_json || !c) return SF_EINVAL;
+    std::string text;
+    if (!sf_ml_read_file(config_json, &text))
+        return sf_errf(SF_EIO, err, errlen, "cannot read %s: %s", config_json, strerror(errno));
+    cJSON *j = cJSON_ParseWithLength(text.data(), text.size());
+    if (!j) return sf_errf(SF_EFORMAT, err, errlen, "%s: not valid JSON", config_json);
+    char sub[256] = "";
+    std::string arch;
+    int rc = hf_clip(j, c, &arch, sub, sizeof sub);
+    cJSON_Delete(j);
+    if (rc && !arch.empty())
+        return sf_errf(rc, err, errlen, "unknown architecture '%s' in %s (this loader reads CLIP: "
+                       "model_type clip, CLIPModel)", arch.c_str(), config_json);
+    if (rc) return sf_errf(rc, err, errlen, "%s: %s", config_json, sub);
+    return 0;
+}
+
+// preprocessor_config.json's image_mean and image_std, when the file exists.
+static int hf_preprocessor(const std::string &path, sf_clip_config_t *c, char *err, size_t errlen) {
+    std::string text;
+    if (!sf_ml_read_file(path.c_str(), &text)) return 0;
+    cJSON *j = cJSON_ParseWithLength(text.data(), text.size());
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return sf_errf(SF_EFORMAT, err, errlen, "%s: not a JSON object", path.c_str());
+    }
+    int rc = 0;
+    const char *keys[2] = {"image_mean", "image_std"};
+    float *dst[2] = {c->mean, c->std};
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
+        if (!v) continue;
+        if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3) {
+            rc = sf_errf(SF_EFORMAT, err, errlen, "%s: %s is not 3 numbers", path.c_str(), keys[k]);
+            break;
+        }
+        for (int i = 0; i < 3; i++) {
+            const cJSON *x = cJSON_GetArrayItem(v, i);
+            if (!cJSON_IsNumber(x)) {
+                rc = sf_errf(SF_EFORMAT, err, errlen, "%s: %s is not 3 numbers", path.c_str(), keys[k]);
+                break;
+            }
+            dst[k][i] = (float)x->valuedouble;
+        }
+    }
+    cJSON_Delete(j);
+    if (rc == 0) rc = sf_clip_config_check(c, err, errlen);
+    return rc;
+}
+
+extern "C" int sf_clip_load_dir(const char *dir, const char *device, sf_clip_t **out, char *err,
+                                size_t errlen) {
+    *out = nullptr;
+    if (!dir) return SF_EINVAL;
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return sf_clip_load(dir, nullptr, device, out, err, errlen);
+    const std::string d = dir, cfg_path = d + "/config.json";
+    sf_clip_config_t c;
+    const bool have_cfg = stat(cfg_path.c_str(), &sb) == 0;
+    int rc;
+    if (have_cfg && ((rc = sf_clip_config_load(cfg_path.c_str(), &c, err, errlen)) ||
+                     (rc = hf_preprocessor(d + "/preprocessor_config.json", &c, err, errlen))))
+        return rc;
+    std::string file;
+    if ((rc = sf_ml_weights_path(d, &file, err, errlen))) return rc;
+    sf_st_t *st;
+    if ((rc = sf_st_load(file.c_str(), &st, err, errlen))) return rc;
+    // Our own layout (models/clip-world) has no config.json: the config is
+    // in the weights' metadata.
+    return load_st(file.c_str(), st, have_cfg ? &c : nullptr, ", and its folder has no config.json",
+                   device, out, err, errlen);
+}
+
 extern "C" int sf_clip_save(sf_clip_t *m, const char *path) {
     SF_ML_TRY {
         sf_st_writer_t *w;
@@ -430,6 +646,26 @@ extern "C" void sf_clip_free(sf_clip_t **m) {
     if (!m || !*m) return;
     delete *m;
     *m = nullptr;
+}
+
+extern "C" int sf_clip_set_dtype(sf_clip_t *m, const char *dtype) {
+    if (!m) return SF_EINVAL;
+    SF_ML_TRY {
+        torch::ScalarType t;
+        int rc = sf_ml_parse_dtype(dtype, &t, &m->e);
+        if (rc) return rc;
+        if (t == m->model->logit_scale.scalar_type()) return 0;
+        if ((rc = sf_ml_dtype_probe(m->device, t, true, &m->e)) != 0) return rc;
+        torch::NoGradGuard ng;
+        m->model->to(t);
+        m->opt.reset();   // AdamW's moments were for the float32 weights
+        return 0;
+    }
+    SF_ML_CATCH(&m->e)
+}
+
+extern "C" const char *sf_clip_dtype(const sf_clip_t *m) {
+    return m ? sf_ml_dtype_name(m->model->logit_scale.scalar_type()) : "?";
 }
 
 extern "C" const sf_clip_config_t *sf_clip_config(const sf_clip_t *m) { return &m->cfg; }
@@ -516,7 +752,8 @@ extern "C" int sf_clip_encode_image(sf_clip_t *m, const float *pixels, int B, fl
         torch::NoGradGuard ng;
         m->model->eval();
         const int S = m->cfg.image_size;
-        auto px = sf_ml_from_f32(pixels, {B, 3, S, S}).to(m->device);
+        auto px = sf_ml_from_f32(pixels, {B, 3, S, S}).to(m->device)
+                      .to(m->model->logit_scale.scalar_type());
         sf_ml_to_f32(m->model->image(px), out);
         return 0;
     }
@@ -545,6 +782,10 @@ extern "C" int sf_clip_train_step(sf_clip_t *m, const float *pixels, const int32
     SF_ML_TRY {
         if (B < 2 || !pixels || !tokens)
             return sf_ml_fail(&m->e, SF_EINVAL, "train_step: need at least 2 pairs");
+        if (m->model->logit_scale.scalar_type() != torch::kFloat32)
+            return sf_ml_fail(&m->e, SF_EUNSUPPORTED, "training needs fp32 weights, and this CLIP is "
+                              "%s for inference (set its dtype to fp32 first, or train a float32 copy)",
+                              sf_clip_dtype(m));
         torch::Tensor eot;
         int rc = eot_positions(m, tokens, B, T, &eot);
         if (rc) return rc;

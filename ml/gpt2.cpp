@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 
@@ -69,9 +70,11 @@ void GPT2Impl::init_weights(uint64_t seed) {
 torch::Tensor GPT2Impl::hidden(const torch::Tensor &tokens, const torch::Tensor &pos,
                                const torch::Tensor &bias, std::vector<KVLayer> *cache,
                                int64_t off) {
+    sf_ml_require_fp32_training(wte->weight, "GPT-2");
+    const torch::Tensor b = sf_ml_mask_to(bias, wte->weight.scalar_type());
     auto x = wte->forward(tokens) + wpe->forward(pos);             // (B, T, C)
     for (size_t i = 0; i < blocks.size(); i++)
-        x = blocks[i]->forward(x, bias, cache ? &(*cache)[i] : nullptr, off);
+        x = blocks[i]->forward(x, b, cache ? &(*cache)[i] : nullptr, off);
     return ln_f->forward(x);
 }
 
@@ -162,19 +165,73 @@ static char *config_to_json(const sf_gpt2_config_t *c) {
     return s;
 }
 
+// The architectures this code implements: HF's GPT-2 classes whose
+// transformer is GPT2Model (the heads other than the tied LM head are
+// dropped).
+static bool known_arch(const char *a) {
+    return !strcmp(a, "GPT2LMHeadModel") || !strcmp(a, "GPT2Model") ||
+           !strcmp(a, "GPT2DoubleHeadsModel");
+}
+
+// Refuses an HF config.json of another model, or a GPT-2 variant whose
+// switches this implementation does not follow; *arch gets the offending
+// name for the "unknown architecture" message (SF_EUNSUPPORTED with *arch
+// set), other refusals are SF_EUNSUPPORTED with a message in err.
+static int check_hf_gpt2(const cJSON *j, std::string *arch, char *err, size_t errlen) {
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(mt) && strcmp(mt->valuestring, "gpt2") != 0) {
+        *arch = mt->valuestring;
+        return SF_EUNSUPPORTED;
+    }
+    const cJSON *ar = cJSON_GetObjectItemCaseSensitive(j, "architectures");
+    const cJSON *list = cJSON_IsArray(ar) ? ar : nullptr, *a;
+    cJSON_ArrayForEach(a, list) {
+        if (cJSON_IsString(a) && !known_arch(a->valuestring)) {
+            *arch = a->valuestring;
+            return SF_EUNSUPPORTED;
+        }
+    }
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "activation_function");
+    if (cJSON_IsString(act) && strcmp(act->valuestring, "gelu_new") != 0 &&
+        strcmp(act->valuestring, "gelu_pytorch_tanh") != 0)
+        return sf_errf(SF_EUNSUPPORTED, err, errlen,
+                       "activation_function '%s' is not supported (GPT-2's is gelu_new)",
+                       act->valuestring);
+    const cJSON *inner = cJSON_GetObjectItemCaseSensitive(j, "n_inner");
+    const cJSON *embd = cJSON_GetObjectItemCaseSensitive(j, "n_embd");
+    double C = cJSON_IsNumber(embd) ? embd->valuedouble : 768;
+    if (cJSON_IsNumber(inner) && inner->valuedouble != 4 * C)
+        return sf_errf(SF_EUNSUPPORTED, err, errlen,
+                       "n_inner %g is not supported (the MLP is 4 x n_embd = %g)",
+                       inner->valuedouble, 4 * C);
+    static const struct { const char *key; bool want; } flags[] = {
+        {"tie_word_embeddings", true}, {"scale_attn_weights", true},
+        {"scale_attn_by_inverse_layer_idx", false},
+    };
+    for (auto &f : flags) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, f.key);
+        if (cJSON_IsBool(v) && (bool)cJSON_IsTrue(v) != f.want)
+            return sf_errf(SF_EUNSUPPORTED, err, errlen, "%s = %s is not supported", f.key,
+                           f.want ? "false" : "true");
+    }
+    return 0;
+}
+
 extern "C" int sf_gpt2_config_load(const char *path, sf_gpt2_config_t *c, char *err,
                                    size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return sf_errf(SF_EIO, err, errlen, "cannot read %s", path);
     std::string text;
-    char buf[4096];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, r);
-    fclose(f);
+    if (!sf_ml_read_file(path, &text))
+        return sf_errf(SF_EIO, err, errlen, "cannot read %s: %s", path, strerror(errno));
     cJSON *j = cJSON_ParseWithLength(text.data(), text.size());
+    if (!j) return sf_errf(SF_EFORMAT, err, errlen, "%s: not valid JSON", path);
     char sub[256] = "";
-    int rc = config_from_json(j, c, sub, sizeof sub);
+    std::string arch;
+    int rc = check_hf_gpt2(j, &arch, sub, sizeof sub);
+    if (rc == 0) rc = config_from_json(j, c, sub, sizeof sub);
     cJSON_Delete(j);
+    if (rc && !arch.empty())
+        return sf_errf(rc, err, errlen, "unknown architecture '%s' in %s (this loader reads GPT-2: "
+                       "model_type gpt2, GPT2LMHeadModel or GPT2Model)", arch.c_str(), path);
     if (rc) return sf_errf(rc, err, errlen, "%s: %s", path, sub);
     return 0;
 }
@@ -264,21 +321,33 @@ extern "C" int sf_gpt2_load(const char *path, const char *device, sf_gpt2_t **ou
                             size_t errlen) {
     *out = nullptr;
     struct stat sb;
-    if (stat(path, &sb) != 0) return sf_errf(SF_EIO, err, errlen, "cannot open %s", path);
+    if (stat(path, &sb) != 0)
+        return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
     std::string file = path, dir;
+    sf_gpt2_config_t c;
+    bool have_cfg = false;
+    int rc;
     if (S_ISDIR(sb.st_mode)) {
+        // An HF folder: its config.json says what model it is, so it is read
+        // (and a foreign architecture refused) before the weights.
         dir = path;
-        file = dir + "/model.safetensors";
+        std::string cfg = dir + "/config.json";
+        if (stat(cfg.c_str(), &sb) == 0) {
+            if ((rc = sf_gpt2_config_load(cfg.c_str(), &c, err, errlen)) != 0) return rc;
+            have_cfg = true;
+        }
+        if ((rc = sf_ml_weights_path(dir, &file, err, errlen)) != 0) return rc;
     } else {
         size_t slash = file.rfind('/');
         dir = slash == std::string::npos ? "." : file.substr(0, slash);
     }
     sf_st_t *st = nullptr;
-    int rc = sf_st_load(file.c_str(), &st, err, errlen);
-    if (rc) return rc;
-    sf_gpt2_config_t c;
+    if ((rc = sf_st_load(file.c_str(), &st, err, errlen)) != 0) return rc;
     char sub[256];
-    if (config_from_st(st, &c, sub, sizeof sub) != 0) {
+    sf_gpt2_config_t meta;
+    if (config_from_st(st, &meta, sub, sizeof sub) == 0) {
+        c = meta;   // our own file: its metadata is the config it was saved with
+    } else if (!have_cfg) {
         std::string cfg = dir + "/config.json";
         if ((rc = sf_gpt2_config_load(cfg.c_str(), &c, err, errlen)) != 0) {
             sf_st_free(&st);
@@ -395,7 +464,7 @@ extern "C" int sf_gpt2_clone(sf_gpt2_t *m, sf_gpt2_t **out) {
     SF_ML_TRY {
         torch::NoGradGuard ng;
         (*out)->device = m->device;
-        (*out)->model->to(m->device);
+        (*out)->model->to(m->device, m->model->wte->weight.scalar_type());
         auto src = m->model->named_parameters(true);
         for (auto &kv : (*out)->model->named_parameters(true)) kv.value().copy_(src[kv.key()]);
         return 0;
@@ -404,6 +473,30 @@ extern "C" int sf_gpt2_clone(sf_gpt2_t *m, sf_gpt2_t **out) {
         sf_gpt2_free(out);
         return sf_ml_fail(&m->e, SF_ETORCH, "cannot copy the model");
     }
+}
+
+// ---- inference dtype ----
+
+extern "C" int sf_gpt2_set_dtype(sf_gpt2_t *m, const char *dtype) {
+    if (!m) return SF_EINVAL;
+    SF_ML_TRY {
+        torch::ScalarType t;
+        int rc = sf_ml_parse_dtype(dtype, &t, &m->e);
+        if (rc) return rc;
+        if (t == m->model->wte->weight.scalar_type()) return 0;
+        if ((rc = sf_ml_dtype_probe(m->device, t, false, &m->e)) != 0) return rc;
+        torch::NoGradGuard ng;
+        m->model->to(t);
+        // Adam's moments belong to float32 training of the weights as they
+        // were; a later SFT step starts a fresh optimiser.
+        m->sft_opt.reset();
+        return 0;
+    }
+    SF_ML_CATCH(&m->e)
+}
+
+extern "C" const char *sf_gpt2_dtype(const sf_gpt2_t *m) {
+    return m ? sf_ml_dtype_name(m->model->wte->weight.scalar_type()) : "?";
 }
 
 // ---- forward ----

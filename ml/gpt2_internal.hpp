@@ -97,12 +97,22 @@ struct GPT2Impl : torch::nn::Module {
     explicit GPT2Impl(const sf_gpt2_config_t &c);
     void init_weights(uint64_t seed);
 
-    // tokens (B, T) int64, pos (B, T) int64, bias (B, 1, T, Tk) -> hidden
-    // (B, T, C) after ln_f.  With a cache, T new positions go at off.
+    // tokens (B, T) int64, pos (B, T) int64, bias (B, 1, T, Tk) float32 ->
+    // hidden (B, T, C) after ln_f, in the weights' dtype (the bias is cast to
+    // it).  With a cache, T new positions go at off; the cache holds the
+    // weights' dtype.  Throws sf_ml_error(SF_EUNSUPPORTED) when autograd
+    // records on weights that are not float32 (a training step).
     torch::Tensor hidden(const torch::Tensor &tokens, const torch::Tensor &pos,
                          const torch::Tensor &bias, std::vector<KVLayer> *cache, int64_t off);
-    // Tied lm_head: hidden (..., C) -> logits (..., V).
-    torch::Tensor logits(const torch::Tensor &hid) { return torch::matmul(hid, wte->weight.t()); }
+    // Tied lm_head: hidden (..., C) -> logits (..., V), float32.  A bf16 or
+    // fp16 model computes them in float32 from its cast weights: GPT-2's
+    // logits reach magnitudes near 100, where bf16 steps by 0.5, which would
+    // blur the sampling distribution and the log-probs.
+    torch::Tensor logits(const torch::Tensor &hid) {
+        const torch::Tensor &w = wte->weight;
+        if (w.scalar_type() == torch::kFloat32) return torch::matmul(hid, w.t());
+        return torch::matmul(hid.to(torch::kFloat32), w.to(torch::kFloat32).t());
+    }
 };
 TORCH_MODULE(GPT2);
 

@@ -1,13 +1,27 @@
 // runtime.cpp: process-wide set-up for the shim — threads, the BLAS check,
-// devices, errors — and moving a module's parameters through safetensors.
+// devices, inference dtypes, the CUDA cache, errors — and moving a module's
+// parameters through safetensors.
 #include "ml/shim_internal.hpp"
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sys/stat.h>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <thread>
+
+// The CUDA caching allocator's header exists in Debian's CPU-only libtorch
+// too, but it needs the CUDA runtime's headers and, at link time, libc10_cuda.
+// So it is used only where the CUDA headers and a CUDA build's generated
+// macros are both on the include path: a CUDA libtorch, which the Makefile
+// (LIBTORCH=) and tools/gpu_check.sh link with c10_cuda.  Elsewhere
+// sf_ml_empty_cache is a no-op.
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && \
+    __has_include(<c10/cuda/impl/cuda_cmake_macros.h>) && __has_include(<cuda_runtime_api.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define SF_ML_CUDA_ALLOCATOR 1
+#endif
 
 static thread_local char tl_errstr[512];
 
@@ -136,6 +150,126 @@ int sf_ml_parse_device(const char *spec, torch::Device *out, sf_ml_err_t *e) {
 extern "C" int sf_ml_device_check(const char *device) {
     torch::Device d(torch::kCPU);
     return sf_ml_parse_device(device, &d, nullptr);
+}
+
+extern "C" void sf_ml_empty_cache(void) {
+    try {
+        if (!torch::cuda::is_available()) return;
+#ifdef SF_ML_CUDA_ALLOCATOR
+        c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+    } catch (...) {
+        // Freeing a cache is advice; a failure leaves memory as it was.
+    }
+}
+
+// ---- inference dtypes ----
+
+int sf_ml_parse_dtype(const char *name, torch::ScalarType *out, sf_ml_err_t *e) {
+    std::string s = name ? name : "";
+    if (s == "fp32" || s == "float32") *out = torch::kFloat32;
+    else if (s == "bf16" || s == "bfloat16") *out = torch::kBFloat16;
+    else if (s == "fp16" || s == "float16") *out = torch::kHalf;
+    else return sf_ml_fail(e, SF_EINVAL, "bad dtype '%s' (want fp32, bf16 or fp16)", s.c_str());
+    return 0;
+}
+
+const char *sf_ml_dtype_name(torch::ScalarType t) {
+    switch (t) {
+    case torch::kFloat32: return "fp32";
+    case torch::kBFloat16: return "bf16";
+    case torch::kHalf: return "fp16";
+    default: return "?";
+    }
+}
+
+int sf_ml_dtype_probe(torch::Device dev, torch::ScalarType t, bool conv, sf_ml_err_t *e) {
+    if (t == torch::kFloat32) return 0;
+    try {
+        torch::NoGradGuard ng;
+        auto o = torch::TensorOptions().dtype(t).device(dev);
+        auto x = torch::linspace(-1, 1, 2 * 3 * 8, torch::kFloat32).view({2, 3, 8}).to(o);
+        auto w = torch::ones({8, 8}, o), b = torch::zeros({8}, o);
+        auto y = torch::addmm(b, x.reshape({-1, 8}), w).view({2, 3, 8});        // Conv1D
+        y = torch::nn::functional::linear(y, w, b);                             // Linear
+        auto att = torch::softmax(torch::matmul(y.unsqueeze(1), y.unsqueeze(1).transpose(-2, -1)) +
+                                  sf_ml_mask_to(torch::zeros({1, 1, 3, 3}), t).to(dev), -1);
+        y = torch::matmul(att, y.unsqueeze(1)).squeeze(1);
+        y = torch::layer_norm(y, {8}, w[0], b, 1e-5);
+        y = torch::gelu(y, "tanh") + torch::gelu(y) + y * torch::sigmoid(1.702 * y);
+        auto emb = torch::embedding(w, torch::tensor({0, 3}, torch::kLong).to(dev));
+        y = torch::log_softmax(y.sum(1) + emb, -1).to(torch::kFloat32);
+        if (conv) {
+            auto img = torch::ones({1, 3, 4, 4}, o), k = torch::ones({8, 3, 2, 2}, o);
+            y = y + torch::conv2d(img, k, torch::Tensor(), {2, 2}).flatten(1).mean(1, true).to(torch::kFloat32);
+        }
+        (void)y.sum().item<float>();
+        return 0;
+    } catch (const c10::Error &ex) {
+        std::string why = ex.what_without_backtrace();
+        size_t nl = why.find('\n');
+        if (nl != std::string::npos) why.resize(nl);
+        return sf_ml_fail(e, SF_EUNSUPPORTED,
+                          "%s is not supported on %s by this libtorch (%s)%s", sf_ml_dtype_name(t),
+                          dev.str().c_str(), why.c_str(),
+                          t == torch::kHalf && dev.is_cpu() ? "; use bf16 on the CPU: fp16 is for CUDA"
+                                                            : "");
+    }
+}
+
+double sf_ml_mask_value(torch::ScalarType t) { return t == torch::kHalf ? -3e4 : -1e9; }
+
+torch::Tensor sf_ml_mask_to(const torch::Tensor &mask, torch::ScalarType t) {
+    if (mask.scalar_type() == t) return mask;
+    return mask.clamp_min(sf_ml_mask_value(t)).to(t);
+}
+
+void sf_ml_require_fp32_training(const torch::Tensor &w, const char *what) {
+    if (w.scalar_type() == torch::kFloat32 || !at::GradMode::is_enabled() || !w.requires_grad())
+        return;
+    throw sf_ml_error(SF_EUNSUPPORTED,
+                      std::string("training needs fp32 weights, and this ") + what + " is " +
+                          sf_ml_dtype_name(w.scalar_type()) +
+                          " for inference (set its dtype to fp32 first, or train a float32 copy)");
+}
+
+// ---- model folders ----
+
+static bool file_exists(const std::string &p) {
+    struct stat sb;
+    return stat(p.c_str(), &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+bool sf_ml_read_file(const char *path, std::string *out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    out->clear();
+    char buf[4096];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, r);
+    bool ok = !ferror(f);
+    fclose(f);
+    return ok;
+}
+
+int sf_ml_weights_path(const std::string &dir, std::string *file, char *err, size_t errlen) {
+    *file = dir + "/model.safetensors";
+    if (file_exists(*file)) return 0;
+    static const struct { const char *name, *what; } other[] = {
+        {"model.safetensors.index.json", "a sharded checkpoint, which is not supported: merge the "
+                                         "shards into one model.safetensors"},
+        {"pytorch_model.bin", "PyTorch pickle weights, which are not supported (.bin is not "
+                              "read): convert them to model.safetensors"},
+        {"tf_model.h5", "TensorFlow weights, which are not supported: convert them to "
+                        "model.safetensors"},
+        {"flax_model.msgpack", "Flax weights, which are not supported: convert them to "
+                               "model.safetensors"},
+    };
+    for (auto &o : other)
+        if (file_exists(dir + "/" + o.name))
+            return sf_errf(SF_ENOTFOUND, err, errlen, "%s not found; %s/%s is %s", file->c_str(),
+                           dir.c_str(), o.name, o.what);
+    return sf_errf(SF_ENOTFOUND, err, errlen, "%s not found", file->c_str());
 }
 
 // ---- parameters through safetensors ----

@@ -166,15 +166,19 @@ extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *p
 
         std::vector<KVLayer> cache;
         if (o.use_cache) {
-            auto fo = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
+            // In the weights' dtype: the keys and values a layer computes.
+            auto fo = torch::TensorOptions().dtype(g.wte->weight.scalar_type()).device(dev);
             for (int l = 0; l < c.n_layer; l++)
                 cache.push_back({torch::empty({n, H, Tmax, D}, fo), torch::empty({n, H, Tmax, D}, fo)});
         }
 
         uint64_t rng = o.seed;
         std::vector<char> done(n, 0);
-        std::vector<int> idx;
+        std::vector<double> us(n);
+        std::vector<int> drawn(n);
         int n_done = 0;
+        // Rows per parallel task: a row of V probabilities is V additions.
+        const int64_t grain = std::max<int64_t>(1, 32768 / V);
         for (int step = 0; step < N && n_done < n; step++) {
             const int64_t cur = P + step;   // columns filled so far
             torch::Tensor hid;              // (n, C) at the last column
@@ -192,18 +196,28 @@ extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *p
                                   bias, nullptr, 0);
                 hid = h.select(1, cur - 1);
             }
-            auto logits = g.logits(hid).to(torch::kCPU, torch::kFloat32).contiguous();  // (n, V)
-            auto logp = torch::log_softmax(logits, -1);
+            // Log-probs and probabilities in float32 on the model's device
+            // (a GPU's exp is free next to the CPU's over n x 50257), copied
+            // back for the draws on the CPU.
+            auto logits = g.logits(hid).to(torch::kFloat32);                 // (n, V)
+            auto logp_d = torch::log_softmax(logits, -1);
+            auto probs_d = o.temperature == 1.0f ? logp_d.exp() : torch::softmax(logits / o.temperature, -1);
+            auto logp = logp_d.to(torch::kCPU).contiguous();
+            auto probs = probs_d.to(torch::kCPU).contiguous();               // (n, V)
             auto vals = g.v_head->forward(hid).to(torch::kCPU, torch::kFloat32).contiguous();  // (n)
-            auto probs = (o.temperature == 1.0f ? logp.exp() : torch::softmax(logits / o.temperature, -1))
-                             .contiguous();                                    // (n, V)
             const float *PR = probs.data_ptr<float>();
             const float *LP = logp.data_ptr<float>();
             const float *VA = vals.data_ptr<float>();
+            // One draw per row per step, finished or not and in row order, so
+            // that a row's draws do not depend on when the others stop; the
+            // rows then draw in parallel (each from its own u).
+            for (int i = 0; i < n; i++) us[i] = uniform01(&rng);
+            at::parallel_for(0, n, grain, [&](int64_t i0, int64_t i1) {
+                std::vector<int> idx;
+                for (int64_t i = i0; i < i1; i++)
+                    if (!done[i]) drawn[i] = draw(PR + (size_t)i * V, (int)V, o.top_k, o.top_p, us[i], idx);
+            });
             for (int i = 0; i < n; i++) {
-                // One draw per row per step, finished or not, so that a row's
-                // draws do not depend on when the others stop.
-                double u = uniform01(&rng);
                 int64_t next_pos = pos_a[i][cur - 1] + 1;
                 if (done[i]) {
                     seq_a[i][cur] = pad;
@@ -211,7 +225,7 @@ extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *p
                     pos_a[i][cur] = next_pos;
                     continue;
                 }
-                int tok = draw(PR + (size_t)i * V, (int)V, o.top_k, o.top_p, u, idx);
+                int tok = drawn[i];
                 out->tokens[(size_t)i * N + step] = tok;
                 out->logprobs[(size_t)i * N + step] = LP[(size_t)i * V + tok];
                 out->values[(size_t)i * N + step] = VA[i];

@@ -5,11 +5,13 @@
  * boundary and becomes a negative SF_E… code plus a message (the object's
  * errstr, and sf_ml_errstr() for the calling thread).
  *
- * This part holds the runtime (threads, BLAS check, devices), GPT-2 with a
- * value head — the caption policy — with KV-cache sampling, the SFT step and
- * TRL's classic PPO step, and weights as bytes.  Tensors cross the boundary
- * as plain row-major float / int32 arrays whose shapes are written next to
- * each parameter.
+ * This part holds the runtime (threads, BLAS check, devices, the CUDA
+ * cache), GPT-2 with a value head — the caption policy — with KV-cache
+ * sampling, the SFT step and TRL's classic PPO step, and weights as bytes.
+ * Tensors cross the boundary as plain row-major float / int32 arrays whose
+ * shapes are written next to each parameter.  Weights are float32; a model
+ * may be cast to bf16 or fp16 for inference (sf_gpt2_set_dtype), and its
+ * outputs stay float32.
  *
  * Threading: a model object is used by one thread at a time (the worker's
  * model thread, the learner's update thread); different objects may be used
@@ -59,6 +61,12 @@ int sf_ml_device_check(const char *device);
 /* Number of CUDA devices libtorch sees (0 on CPU-only builds). */
 int sf_ml_cuda_count(void);
 
+/* Hands the CUDA caching allocator's unused blocks back to the driver (after
+ * freeing a model, so that another process or a larger model can have the
+ * memory).  A no-op without CUDA, or where the shim was built without the
+ * CUDA headers (Debian's CPU libtorch). */
+void sf_ml_empty_cache(void);
+
 /* The last error message of the calling thread ("" if none). */
 const char *sf_ml_errstr(void);
 
@@ -78,7 +86,13 @@ typedef struct {
 void sf_gpt2_config_124m(sf_gpt2_config_t *c);
 
 /* Reads an HF config.json (n_layer, n_head, n_embd, n_positions or n_ctx,
- * vocab_size, layer_norm_epsilon, eos_token_id). */
+ * vocab_size, layer_norm_epsilon, eos_token_id; absent ones keep the 124M
+ * values, as HF's GPT2Config does).  A model_type other than "gpt2", or
+ * architectures other than GPT2LMHeadModel / GPT2Model / GPT2DoubleHeadsModel,
+ * is SF_EUNSUPPORTED "unknown architecture 'llama' in PATH"; so are the
+ * variants this code does not implement (activation_function other than
+ * gelu_new, n_inner other than 4 n_embd, untied embeddings, unscaled or
+ * layer-scaled attention).  A file that is not JSON is SF_EFORMAT. */
 int sf_gpt2_config_load(const char *path, sf_gpt2_config_t *c, char *err, size_t errlen);
 
 /* Checks that a configuration is usable (positive sizes, heads divide the
@@ -99,11 +113,19 @@ int sf_gpt2_new(const sf_gpt2_config_t *c, const char *device, uint64_t seed, sf
  * with or without the "transformer." prefix; F32, F16 or BF16 data;
  * lm_head.weight and attention-mask buffers are ignored (lm_head is tied to
  * wte).  A file without the value head ("v_head.summary.*") gets a fresh
- * one, as TRL does. */
+ * one, as TRL does.  The model is float32 (sf_gpt2_set_dtype casts it).
+ *
+ * Errors name the file: a folder's config.json is checked first (see
+ * sf_gpt2_config_load); a folder without model.safetensors is SF_ENOTFOUND,
+ * saying what it holds instead (pytorch_model.bin is not read: convert it);
+ * a truncated file, a tensor of the wrong shape (both shapes given) or of a
+ * non-float dtype (I64, U8, ...) is SF_EFORMAT with the tensor's name; a
+ * missing tensor is SF_ENOTFOUND. */
 int sf_gpt2_load(const char *path, const char *device, sf_gpt2_t **out, char *err, size_t errlen);
 
 /* Saves the weights with HF names (plus v_head.summary.*) as safetensors,
- * the config in the metadata. */
+ * the config in the metadata.  Always F32, also from a bf16 / fp16 model
+ * (then holding the rounded values). */
 int sf_gpt2_save(sf_gpt2_t *m, const char *path);
 
 /* Weights as bytes, for publishing policy versions: a safetensors image in
@@ -111,14 +133,16 @@ int sf_gpt2_save(sf_gpt2_t *m, const char *path);
 int sf_gpt2_to_bytes(sf_gpt2_t *m, uint8_t **buf, size_t *len);
 
 /* Loads weights from such an image into an existing model of the same
- * configuration (the worker's path: no reallocation). */
+ * configuration (the worker's path: no reallocation).  A bf16 / fp16 model
+ * stays in its dtype: the float32 image is rounded into it. */
 int sf_gpt2_load_bytes(sf_gpt2_t *m, const void *buf, size_t len);
 
 /* A new model from such an image (its configuration from the metadata). */
 int sf_gpt2_from_bytes(const void *buf, size_t len, const char *device, sf_gpt2_t **out,
                        char *err, size_t errlen);
 
-/* A copy of m's weights in a new model, on the same device. */
+/* A copy of m's weights in a new model, on the same device, in the same
+ * dtype. */
 int sf_gpt2_clone(sf_gpt2_t *m, sf_gpt2_t **out);
 
 void sf_gpt2_free(sf_gpt2_t **m);
@@ -128,6 +152,20 @@ void sf_gpt2_free(sf_gpt2_t **m);
 const sf_gpt2_config_t *sf_gpt2_config(const sf_gpt2_t *m);
 int64_t sf_gpt2_num_params(const sf_gpt2_t *m);
 const char *sf_gpt2_errstr(const sf_gpt2_t *m);
+
+/* Casts the weights to "fp32", "bf16" or "fp16" for inference: forward and
+ * sampling run in that dtype (the tied lm_head in float32 on the cast
+ * weights: GPT-2's logits reach magnitudes near 100, where bf16's step is
+ * 0.5), and their outputs stay float32 arrays.  SFT and PPO steps on a model
+ * that is not fp32 return SF_EUNSUPPORTED.  Casting back to fp32 does not
+ * restore the precision a cast lost (reload the weights for that).  fp16 needs
+ * kernels the device has: Debian's libtorch 1.13 has no fp16 matmul on the
+ * CPU, so there it is SF_EUNSUPPORTED and the model is unchanged (use bf16
+ * on the CPU; fp16 is for CUDA).  SF_EINVAL for an unknown name. */
+int sf_gpt2_set_dtype(sf_gpt2_t *m, const char *dtype);
+
+/* The weights' dtype: "fp32", "bf16" or "fp16" (static string). */
+const char *sf_gpt2_dtype(const sf_gpt2_t *m);
 
 /* Forward pass over a padded batch.
  *   tokens  (B, T)  ids
@@ -182,7 +220,8 @@ int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *prompt_lens,
 /* One optimiser step (Adam, learning rate lr) of next-token loss on the
  * response only: seqs (n, stride) hold prompt then response; prompt_lens[i]
  * and seq_lens[i] delimit them (prompt_len >= 1, seq_len > prompt_len).
- * *loss is the mean loss over response tokens before the step. */
+ * *loss is the mean loss over response tokens before the step.
+ * SF_EUNSUPPORTED when m is not fp32 (see sf_gpt2_set_dtype). */
 int sf_gpt2_sft_step(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_lens,
                      const int *seq_lens, int n, int stride, float lr, float max_grad_norm,
                      float *loss);
@@ -275,7 +314,8 @@ void sf_ppo_free(sf_ppo_t **p);
 const char *sf_ppo_errstr(const sf_ppo_t *p);
 
 /* One PPO step over a batch of rollouts (all of it: TRL's batch_size is the
- * batch's n). */
+ * batch's n).  SF_EUNSUPPORTED when the policy is not fp32; the reference
+ * may be bf16 (it only runs forward). */
 int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t *stats);
 
 /* The KL coefficient beta now. */

@@ -51,6 +51,27 @@ void sf_clip_config_vit_b32(sf_clip_config_t *c);
 void sf_clip_config_world(sf_clip_config_t *c);
 int sf_clip_config_check(const sf_clip_config_t *c, char *err, size_t errlen);
 
+/* Reads an HF CLIPConfig config.json (path): model_type "clip" (another, or
+ * architectures other than CLIPModel, is SF_EUNSUPPORTED "unknown
+ * architecture 'x' in PATH"); text_config {vocab_size, hidden_size,
+ * intermediate_size, num_hidden_layers, num_attention_heads,
+ * max_position_embeddings, hidden_act, layer_norm_eps, eos_token_id},
+ * vision_config {image_size, patch_size, hidden_size, intermediate_size,
+ * num_hidden_layers, num_attention_heads, hidden_act, layer_norm_eps} (the
+ * legacy text_config_dict / vision_config_dict override them, as in HF) and
+ * projection_dim.  Absent keys take HF's defaults (CLIPTextConfig,
+ * CLIPVisionConfig, CLIPConfig), which are ViT-B/32's; mean/std stay
+ * OpenAI's.
+ *   hidden_act: "quick_gelu" or "gelu"; both towers must agree, and so must
+ *     their layer_norm_eps (SF_EUNSUPPORTED otherwise).
+ *   eot_id: eos_token_id, except HF's legacy value 2 (OpenAI's converted
+ *     configs), which becomes vocab_size - 1 (49407): HF pools those models
+ *     at the argmax of the ids, which for any text from CLIP's tokenizer is
+ *     the first end token, the last id of the vocabulary.  (A row without an
+ *     end token is pooled at its last token here, at its largest id by HF.)
+ * SF_EFORMAT for a file that is not JSON or a value of the wrong type. */
+int sf_clip_config_load(const char *config_json, sf_clip_config_t *c, char *err, size_t errlen);
+
 typedef struct sf_clip_s sf_clip_t;
 
 /* A CLIP with weights drawn from `seed` (normal 0.02, unit LayerNorms,
@@ -64,8 +85,30 @@ int sf_clip_new(const sf_clip_config_t *c, const char *device, uint64_t seed, sf
  * position_ids buffers) are ignored. */
 int sf_clip_load(const char *path, const sf_clip_config_t *c, const char *device,
                  sf_clip_t **out, char *err, size_t errlen);
+
+/* Loads a CLIP folder: config.json (HF, see sf_clip_config_load) with
+ * model.safetensors (HF CLIPModel names, F32/F16/BF16; buffers such as
+ * position_ids ignored), and preprocessor_config.json's image_mean /
+ * image_std when present; or, without config.json, a model.safetensors
+ * written by sf_clip_save (config in its metadata: the layout of
+ * models/clip-world).  vocab.json and merges.txt are the caller's
+ * (common/clip_bpe.h).  A path to a file is loaded as sf_clip_load(path,
+ * NULL).  Errors as for sf_gpt2_load: each names the file and, for a tensor,
+ * its name, shapes or dtype. */
+int sf_clip_load_dir(const char *dir, const char *device, sf_clip_t **out, char *err, size_t errlen);
+
+/* Saves F32 weights, also from a bf16 / fp16 model (the rounded values). */
 int sf_clip_save(sf_clip_t *m, const char *path);
 void sf_clip_free(sf_clip_t **m);
+
+/* Casts the weights to "fp32", "bf16" or "fp16" for inference
+ * (encode_image, encode_text); embeddings stay float32 and are normalised in
+ * float32.  sf_clip_train_step on a model that is not fp32 is
+ * SF_EUNSUPPORTED.  As sf_gpt2_set_dtype: fp16 is SF_EUNSUPPORTED (model
+ * unchanged) where the device lacks the kernels (the CPU with libtorch 1.13),
+ * and a cast back to fp32 keeps the rounded values. */
+int sf_clip_set_dtype(sf_clip_t *m, const char *dtype);
+const char *sf_clip_dtype(const sf_clip_t *m);    /* "fp32", "bf16" or "fp16" */
 
 const sf_clip_config_t *sf_clip_config(const sf_clip_t *m);
 const char *sf_clip_errstr(const sf_clip_t *m);
@@ -91,7 +134,7 @@ float sf_clip_logit_scale(const sf_clip_t *m);   /* exp(logit_scale) */
 /* One AdamW step (betas 0.9/0.999, weight decay 0.05 on matrices) of the
  * symmetric contrastive loss over B pairs; lr as given (the caller schedules
  * it).  *loss before the step, *acc the fraction of images whose own caption
- * scores highest. */
+ * scores highest.  fp32 models only (SF_EUNSUPPORTED otherwise). */
 int sf_clip_train_step(sf_clip_t *m, const float *pixels, const int32_t *tokens, int B, int T,
                        float lr, float *loss, float *acc);
 

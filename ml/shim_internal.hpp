@@ -12,6 +12,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,11 +35,22 @@ int sf_ml_fail(sf_ml_err_t *e, int code, const char *fmt, ...) __attribute__((fo
 // Copies a failure message into a caller's (buf, n), which may be null.
 void sf_ml_copy_err(char *buf, size_t n, const char *msg);
 
+// A failure with its own SF_E… code, thrown from deep inside a model (e.g.
+// a training step reaching a bf16 model's forward) so that the entry point's
+// SF_ML_CATCH returns that code rather than SF_ETORCH.
+struct sf_ml_error : std::runtime_error {
+    int code;
+    sf_ml_error(int c, const std::string &msg) : std::runtime_error(msg), code(c) {}
+};
+
 // Every C entry point that touches torch runs its body inside these, so that
 // no C++ exception crosses into C:
 //   SF_ML_TRY { ... return 0; } SF_ML_CATCH(&m->e)
 #define SF_ML_TRY try
 #define SF_ML_CATCH(errp)                                                            \
+    catch (const sf_ml_error &ex_) {                                                 \
+        return sf_ml_fail((errp), ex_.code, "%s", ex_.what());                      \
+    }                                                                                \
     catch (const c10::Error &ex_) {                                                  \
         return sf_ml_fail((errp), SF_ETORCH, "%s", ex_.what_without_backtrace());   \
     }                                                                                \
@@ -54,6 +66,51 @@ void sf_ml_copy_err(char *buf, size_t n, const char *msg);
 
 // Parses "cpu", "cuda", "cuda:N" into a device, checking that it exists.
 int sf_ml_parse_device(const char *spec, torch::Device *out, sf_ml_err_t *e);
+
+// ---- inference dtypes ----
+//
+// A model's weights are float32 unless sf_<model>_set_dtype casts them to
+// bf16 or fp16 for inference; tensors that a forward pass creates (masks,
+// attention biases, KV caches) follow the weights' dtype, and what crosses
+// the C boundary stays float32.  Training steps need float32 weights.
+
+// "fp32" / "bf16" / "fp16" (also "float32", "bfloat16", "float16") into a
+// dtype; SF_EINVAL for anything else.
+int sf_ml_parse_dtype(const char *name, torch::ScalarType *out, sf_ml_err_t *e);
+
+// The short name of a dtype ("fp32", "bf16", "fp16"; "?" for others).
+const char *sf_ml_dtype_name(torch::ScalarType t);
+
+// Runs the operations the models use (addmm, batched matmul, softmax,
+// layer_norm, both GELUs, sigmoid, embedding, and conv2d when `conv`) on tiny
+// tensors of dtype t on dev, so that a dtype the device's kernels lack (fp16
+// on the CPU with older libtorch) is a clean SF_EUNSUPPORTED before any
+// weights are cast, not an exception in the middle of a job.
+int sf_ml_dtype_probe(torch::Device dev, torch::ScalarType t, bool conv, sf_ml_err_t *e);
+
+// The additive attention mask of dtype t: -1e9 for float32 and bf16 (same
+// exponent range), -3e4 for fp16 (whose largest finite value is 65504, so
+// -1e9 would be -inf, and a fully masked padding row would turn into NaN).
+double sf_ml_mask_value(torch::ScalarType t);
+
+// An additive mask built in float32 (0 or -1e9) in dtype t, clamped to
+// sf_ml_mask_value(t) first.
+torch::Tensor sf_ml_mask_to(const torch::Tensor &mask, torch::ScalarType t);
+
+// Throws sf_ml_error(SF_EUNSUPPORTED) when `w`, a weight of a model named
+// `what`, is not float32 while autograd records (i.e. in a training step):
+// optimisers and losses here are float32 and bf16 training needs a float32
+// master copy that the shim does not keep.
+void sf_ml_require_fp32_training(const torch::Tensor &w, const char *what);
+
+// Reads a whole (small) file, e.g. a config.json; false when it cannot.
+bool sf_ml_read_file(const char *path, std::string *out);
+
+// The weights file of an HF-style model folder: dir/model.safetensors.  When
+// it is missing, SF_ENOTFOUND names the path and what the folder holds
+// instead (pytorch_model.bin, a sharded index, TF or Flax weights), since
+// only single-file safetensors are read.
+int sf_ml_weights_path(const std::string &dir, std::string *file, char *err, size_t errlen);
 
 // Loads every parameter of `mod` from st by its name (optionally found
 // under `prefix`, e.g. "transformer."), converting F16/BF16/F64 to the
