@@ -1,6 +1,7 @@
 /* sf-train: trains the embedded world's models into a models folder.
  *
  *   sf-train all|clip|convnext|vit|sft --out DIR [--threads N] [--force] [--scale X]
+ *   sf-train toy-diffusion --out DIR --vocab V --merges M [--latent] [--hook]
  *
  * Every model is trained deterministically (fixed seeds, fixed step counts,
  * fixed thread count) and cached: DIR/<model>.stamp holds a key of its
@@ -20,6 +21,7 @@
 
 #include "common/classes.h"
 #include "common/error.h"
+#include "ml/sf_diffusion.h"
 #include "ml/sf_ml.h"
 #include "trainer/data.h"
 
@@ -135,13 +137,43 @@ static int quality_join(const sf_train_ctx_t *c, const char *const *names, int n
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: sf-train all|clip|convnext|vit|sft --out DIR [--threads N] [--force] [--scale X]\n");
+    fprintf(stderr, "usage: sf-train all|clip|convnext|vit|sft --out DIR [--threads N] [--force] [--scale X]\n"
+                    "       sf-train toy-diffusion --out DIR --vocab V --merges M [--latent] [--hook]\n");
     return 2;
+}
+
+/* A tiny random TorchScript diffusion pipeline (ml/sf_diffusion.h) for tests
+ * and dry runs; needs no world. */
+static int toy_diffusion(int argc, char **argv) {
+    const char *out = NULL, *vocab = NULL, *merges = NULL;
+    int latent = 0, hook = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
+        else if (!strcmp(argv[i], "--merges") && i + 1 < argc) merges = argv[++i];
+        else if (!strcmp(argv[i], "--latent")) latent = 1;
+        else if (!strcmp(argv[i], "--hook")) hook = 1;
+        else return usage();
+    }
+    if (!out || !vocab || !merges) return usage();
+    sf_ml_opts_t mo = {.threads = 1, .quiet = 1};
+    char err[512];
+    if (sf_ml_init(&mo)) {
+        fprintf(stderr, "sf-train: %s\n", sf_ml_errstr());
+        return 1;
+    }
+    if (sf_diffusion_write_toy(out, vocab, merges, latent, hook, 1, err, sizeof err)) {
+        fprintf(stderr, "sf-train: toy-diffusion: %s\n", err);
+        return 1;
+    }
+    printf("%s/sf-diffusion.json\n", out);
+    return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) return usage();
     const char *what = argv[1];
+    if (!strcmp(what, "toy-diffusion")) return toy_diffusion(argc, argv);
     sf_train_ctx_t c = {.out = "models", .threads = 1, .scale = 1.0};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) c.out = argv[++i];

@@ -1,0 +1,311 @@
+// diffusion_toy.cpp: tiny TorchScript pipelines with the exact contract of
+// ml/sf_diffusion.h, written from C++ (torch::jit::Module::define, no
+// Python): for the tests, and for a dry run of the whole path on a new node.
+//
+// Every module computes each sample on its own — elementwise products and
+// sums instead of convolutions and matrix products, whose CPU kernels change
+// their summation order with the batch size — so the same (prompt, seed)
+// gives the same bytes in any batch, which the tests rely on.
+#include "ml/shim_internal.hpp"
+#include "ml/sf_diffusion.h"
+
+#include <torch/script.h>
+
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+extern "C" {
+#include "common/clip_bpe.h"
+}
+
+namespace {
+
+const int kToyWidth = 32;   // D, the text encoder's width
+
+struct ToyShape {
+    int channels, sample_size, image_size, out_channels;
+    bool latent, hook;
+};
+
+int copy_file(const std::string &from, const std::string &to, char *err, size_t errlen) {
+    FILE *in = fopen(from.c_str(), "rb");
+    if (!in) return sf_errf(SF_ENOTFOUND, err, errlen, "%s: %s", from.c_str(), strerror(errno));
+    FILE *out = fopen(to.c_str(), "wb");
+    if (!out) {
+        fclose(in);
+        return sf_errf(SF_EIO, err, errlen, "%s: %s", to.c_str(), strerror(errno));
+    }
+    char buf[8192];
+    size_t k;
+    bool bad = false;
+    while (!bad && (k = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, k, out) != k;
+    bad = bad || ferror(in);
+    fclose(in);
+    if (fclose(out) != 0) bad = true;
+    return bad ? sf_errf(SF_EIO, err, errlen, "cannot copy %s to %s", from.c_str(), to.c_str()) : 0;
+}
+
+// The tokenizer files, copied into the pipeline; returns the vocabulary size
+// and the end token.
+int copy_tokenizer(const std::string &dir, const char *vocab, const char *merges, int *vocab_size,
+                   int *eot, char *err, size_t errlen) {
+    if (!vocab || !merges) return sf_errf(SF_EINVAL, err, errlen, "toy pipeline: no tokenizer files given");
+    sf_clip_bpe_t *b = nullptr;
+    char sub[300];
+    int rc = sf_clip_bpe_load(vocab, merges, &b, sub, sizeof sub);
+    if (rc) return sf_errf(rc, err, errlen, "tokenizer: %s", sub);
+    *vocab_size = sf_clip_bpe_vocab_size(b);
+    *eot = sf_clip_bpe_eot(b);
+    sf_clip_bpe_free(&b);
+    if ((rc = copy_file(vocab, dir + "/vocab.json", err, errlen))) return rc;
+    return copy_file(merges, dir + "/merges.txt", err, errlen);
+}
+
+torch::jit::Module new_module(const char *name) {
+    return torch::jit::Module(c10::QualifiedName(std::string("__torch__.sf_toy.") + name));
+}
+
+torch::Tensor randn(at::Generator &g, std::vector<int64_t> shape, double sd) {
+    return torch::randn(shape, g, torch::kFloat32) * sd;
+}
+
+// tokens (B, T) -> the rows of an embedding table (B, T, D).  The end
+// token's row is zero, so that the padding (end tokens) adds nothing to the
+// unet's sum over tokens and the words decide it.
+torch::jit::Module text_encoder(at::Generator &g, int vocab, int eot) {
+    auto m = new_module("TextEncoder");
+    torch::Tensor emb = randn(g, {vocab, kToyWidth}, 1.0);
+    emb[eot].zero_();
+    m.register_parameter("emb", emb, false);
+    m.define(R"(
+def forward(self, tokens: Tensor) -> Tensor:
+    return torch.embedding(self.emb, tokens)
+)");
+    return m;
+}
+
+// The exact noise prediction for Gaussian data x0 ~ N(m, s^2 I), s = 0.3,
+// m = 0.6 tanh(pattern + proj(sum over tokens of context)), bent a little
+// by 0.1 tanh(3x3 conv of x + a timestep term):
+//   x0_hat = m + k_t (x - sqrt(abar_t) m) + bend,
+//   k_t    = sqrt(abar_t) s^2 / (abar_t s^2 + 1 - abar_t),
+//   eps    = (x - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t),
+// so DDIM carries the seed's noise into the image (x0 ~ m + s * noise), the
+// prompt moves m, and images stay in range at guidance scales up to ~2.
+// abar comes from the schedule the toy's JSON names (scaled_linear, sc),
+// recomputed in float64 inside: in bf16, values near 1 would round to 1.
+// out_channels > C appends 0.1 x, IF's learned variance in shape only.
+torch::jit::Module toy_unet(at::Generator &g, const ToyShape &s, const sf_ddim_config_t &sc) {
+    const int C = s.channels;
+    auto m = new_module("Unet");
+    m.register_parameter("pattern", randn(g, {C, s.sample_size, s.sample_size}, 0.5), false);
+    m.register_parameter("proj", randn(g, {kToyWidth, C}, 0.05), false);             // (D, C)
+    m.register_parameter("w", randn(g, {C, C, 3, 3}, 0.3), false);                  // (out, in, 3, 3)
+    m.register_parameter("tw", randn(g, {C}, 0.5), false);
+    // scaled_linear: linspace(sqrt(beta_start), sqrt(beta_end), N)^2.
+    const double b0 = std::sqrt((double)sc.beta_start), b1 = std::sqrt((double)sc.beta_end);
+    const int N = sc.num_train_timesteps;
+    char sched[256];
+    snprintf(sched, sizeof sched, "%.17g + %.17g * torch.arange(%d, device=x.device).double() / %d.0", b0, b1 - b0,
+             N, N - 1);
+    std::string extra = s.out_channels > C
+                            ? "torch.cat([eps, 0.1 * x[:, :" + std::to_string(s.out_channels - C) + "]], 1)"
+                            : "eps";
+    m.define(R"(
+def forward(self, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
+    H = x.size(2)
+    W = x.size(3)
+    xf = x.float()
+    xp = torch.constant_pad_nd(xf, [1, 1, 1, 1], 0.0)
+    w = self.w.float()
+    h = torch.zeros_like(xf)
+    for i in range(3):
+        for j in range(3):
+            sl = xp[:, :, i:i + H, j:j + W]
+            for c in range()" + std::to_string(C) + R"():
+                h = h + sl[:, c:c + 1] * w[:, c, i, j].reshape(1, -1, 1, 1)
+    cm = context.float().sum(1)
+    cp = (cm.unsqueeze(2) * self.proj.float().unsqueeze(0)).sum(1)
+    m = 0.6 * torch.tanh(self.pattern.float().unsqueeze(0) + cp.reshape(cp.size(0), -1, 1, 1))
+    sb = )" + std::string(sched) + R"(
+    betas = sb * sb
+    a = torch.cumprod(1.0 - betas, 0)[t].float().reshape(-1, 1, 1, 1)
+    s2 = 0.09
+    k = a.sqrt() * s2 / (a * s2 + 1.0 - a)
+    tf = t.float().reshape(-1, 1, 1, 1) / )" + std::to_string(N) + R"(.0
+    x0 = m + k * (xf - a.sqrt() * m) + 0.1 * torch.tanh(h + tf * self.tw.float().reshape(1, -1, 1, 1))
+    eps = ((xf - a.sqrt() * x0) / (1.0 - a).sqrt()).to(x.dtype)
+    return )" + extra + R"(
+)");
+    return m;
+}
+
+// Nearest 2x upsampling, then a per-pixel linear map to RGB and tanh.
+torch::jit::Module toy_decoder(at::Generator &g, int C) {
+    auto m = new_module("Decoder");
+    m.register_parameter("w", randn(g, {3, C}, 0.5), false);
+    m.register_parameter("b", randn(g, {3}, 0.1), false);
+    m.define(R"(
+def forward(self, z: Tensor) -> Tensor:
+    u = z.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    y = torch.zeros([u.size(0), 3, u.size(2), u.size(3)], dtype=u.dtype, device=u.device)
+    y = y + self.b.reshape(1, 3, 1, 1)
+    for c in range()" + std::to_string(C) + R"():
+        y = y + u[:, c:c + 1] * self.w[:, c].reshape(1, 3, 1, 1)
+    return torch.tanh(y)
+)");
+    return m;
+}
+
+// grad log N(x0; g, I) = g - x0: with a positive hook_scale, samples move
+// away from g.
+torch::jit::Module toy_hook(at::Generator &g, int C) {
+    auto m = new_module("Guidance");
+    m.register_parameter("g", randn(g, {C}, 0.5), false);
+    m.define(R"(
+def forward(self, x0: Tensor, t: Tensor) -> Tensor:
+    return self.g.reshape(1, -1, 1, 1) - x0
+)");
+    return m;
+}
+
+torch::jit::Module const_unet(float value, int out_channels) {
+    auto m = new_module("ConstUnet");
+    m.register_parameter("value", torch::tensor(value), false);
+    m.define(R"(
+def forward(self, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
+    y = torch.zeros([x.size(0), )" + std::to_string(out_channels) + R"(, x.size(2), x.size(3)], dtype=x.dtype, device=x.device)
+    return y + self.value
+)");
+    return m;
+}
+
+void add_schedule(cJSON *root, const sf_ddim_config_t &c, int steps, double eta, double gs) {
+    static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
+    cJSON *s = cJSON_AddObjectToObject(root, "schedule");
+    cJSON_AddStringToObject(s, "beta_schedule", betas[c.beta_schedule]);
+    cJSON_AddNumberToObject(s, "beta_start", c.beta_start);
+    cJSON_AddNumberToObject(s, "beta_end", c.beta_end);
+    cJSON_AddNumberToObject(s, "num_train_timesteps", c.num_train_timesteps);
+    cJSON_AddNumberToObject(s, "steps_offset", c.steps_offset);
+    cJSON_AddBoolToObject(s, "set_alpha_to_one", c.set_alpha_to_one);
+    cJSON_AddStringToObject(s, "prediction_type", c.prediction_type == SF_PRED_V ? "v_prediction" : "epsilon");
+    cJSON_AddBoolToObject(s, "clip_sample", c.clip_sample);
+    cJSON_AddNumberToObject(s, "clip_sample_range", c.clip_sample_range);
+    cJSON *d = cJSON_AddObjectToObject(root, "defaults");
+    cJSON_AddNumberToObject(d, "steps", steps);
+    cJSON_AddNumberToObject(d, "eta", eta);
+    cJSON_AddNumberToObject(d, "guidance_scale", gs);
+}
+
+int write_json(const std::string &dir, cJSON *root, char *err, size_t errlen) {
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
+    const std::string path = dir + "/sf-diffusion.json";
+    FILE *f = fopen(path.c_str(), "w");
+    bool bad = !f || fputs(text, f) < 0 || fputc('\n', f) == EOF;
+    if (f && fclose(f) != 0) bad = true;
+    free(text);
+    return bad ? sf_errf(SF_EIO, err, errlen, "cannot write %s", path.c_str()) : 0;
+}
+
+cJSON *base_json(const ToyShape &s) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "source", "sf-train toy-diffusion (random weights)");
+    cJSON_AddStringToObject(root, "text_encoder", "text_encoder.pt");
+    cJSON_AddStringToObject(root, "unet", "unet.pt");
+    if (s.latent) cJSON_AddStringToObject(root, "decoder", "decoder.pt");
+    if (s.hook) cJSON_AddStringToObject(root, "guidance", "guidance.pt");
+    cJSON *t = cJSON_AddObjectToObject(root, "tokenizer");
+    cJSON_AddStringToObject(t, "kind", "clip");
+    cJSON_AddStringToObject(t, "vocab", "vocab.json");
+    cJSON_AddStringToObject(t, "merges", "merges.txt");
+    cJSON_AddNumberToObject(t, "context", 77);
+    cJSON_AddStringToObject(t, "pad", "eot");
+    cJSON_AddNumberToObject(root, "channels", s.channels);
+    cJSON_AddNumberToObject(root, "sample_size", s.sample_size);
+    cJSON_AddNumberToObject(root, "image_size", s.image_size);
+    cJSON_AddNumberToObject(root, "latent_scale", s.latent ? 2.0 : 1.0);
+    return root;
+}
+
+int make_dir(const char *dir, char *err, size_t errlen) {
+    if (!dir || !*dir) return sf_errf(SF_EINVAL, err, errlen, "toy pipeline: no directory given");
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return sf_errf(SF_EIO, err, errlen, "cannot create %s: %s", dir, strerror(errno));
+    return 0;
+}
+
+}  // namespace
+
+extern "C" int sf_diffusion_write_toy(const char *dir, const char *clip_vocab, const char *clip_merges,
+                                      int latent, int hook, uint64_t seed, char *err, size_t errlen) {
+    int rc = make_dir(dir, err, errlen), vocab = 0, eot = 0;
+    if (rc) return rc;
+    const std::string d = dir;
+    if ((rc = copy_tokenizer(d, clip_vocab, clip_merges, &vocab, &eot, err, errlen))) return rc;
+    ToyShape s;
+    s.latent = latent != 0;
+    s.hook = hook != 0;
+    s.channels = s.latent ? 4 : 3;
+    s.sample_size = s.latent ? 8 : 16;
+    s.image_size = 16;
+    s.out_channels = s.latent ? s.channels : 2 * s.channels;
+    // Stable Diffusion 1.x's scheduler settings.
+    sf_ddim_config_t sc;
+    sf_ddim_config_default(&sc);
+    sc.beta_schedule = SF_BETA_SCALED_LINEAR;
+    sc.beta_start = 0.00085f;
+    sc.beta_end = 0.012f;
+    sc.steps_offset = 1;
+    sc.set_alpha_to_one = 0;
+    sc.clip_sample = 0;
+    try {
+        torch::NoGradGuard ng;
+        at::Generator g = at::detail::createCPUGenerator(seed);
+        text_encoder(g, vocab, eot).save(d + "/text_encoder.pt");
+        toy_unet(g, s, sc).save(d + "/unet.pt");
+        if (s.latent) toy_decoder(g, s.channels).save(d + "/decoder.pt");
+        if (s.hook) toy_hook(g, s.channels).save(d + "/guidance.pt");
+    } catch (const c10::Error &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "toy pipeline: %s", ex.what());
+    } catch (const std::exception &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "toy pipeline: %s", ex.what());
+    }
+    cJSON *root = base_json(s);
+    add_schedule(root, sc, 8, 0.0, 1.5);
+    return write_json(d, root, err, errlen);
+}
+
+extern "C" int sf_diffusion_write_const(const char *dir, const char *clip_vocab, const char *clip_merges,
+                                        float value, int out_channels, char *err, size_t errlen) {
+    if (out_channels < 1 || out_channels > 64)
+        return sf_errf(SF_EINVAL, err, errlen, "const pipeline: out_channels %d outside 1..64", out_channels);
+    int rc = make_dir(dir, err, errlen), vocab = 0, eot = 0;
+    if (rc) return rc;
+    const std::string d = dir;
+    if ((rc = copy_tokenizer(d, clip_vocab, clip_merges, &vocab, &eot, err, errlen))) return rc;
+    ToyShape s{3, 8, 8, out_channels, false, false};
+    try {
+        torch::NoGradGuard ng;
+        at::Generator g = at::detail::createCPUGenerator(1);
+        text_encoder(g, vocab, eot).save(d + "/text_encoder.pt");
+        const_unet(value, out_channels).save(d + "/unet.pt");
+    } catch (const c10::Error &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "const pipeline: %s", ex.what());
+    } catch (const std::exception &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "const pipeline: %s", ex.what());
+    }
+    sf_ddim_config_t sc;
+    sf_ddim_config_default(&sc);
+    sc.clip_sample = 0;
+    cJSON *root = base_json(s);
+    add_schedule(root, sc, 10, 0.0, 1.0);
+    return write_json(d, root, err, errlen);
+}
