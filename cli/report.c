@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cli/sfctl.h"
+#include "common/redis_auth.h"
 #include "common/safetensors.h"
 #include "common/stats.h"
 
@@ -221,6 +222,7 @@ static void ppo_svg(FILE *f, redisContext *rc, const char *run, cJSON *js) {
 
 int sfctl_report(int argc, char **argv) {
     const char *out = NULL, *data = getenv("SF_DATA"), *redis = getenv("SF_REDIS");
+    const char *redis_user = NULL, *redis_password_file = NULL;
     rrun_t runs[MAX_RUNS];
     int nr = 0;
     memset(runs, 0, sizeof runs);
@@ -228,6 +230,8 @@ int sfctl_report(int argc, char **argv) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
         else if (!strcmp(argv[i], "--redis") && i + 1 < argc) redis = argv[++i];
+        else if (!strcmp(argv[i], "--redis-user") && i + 1 < argc) redis_user = argv[++i];
+        else if (!strcmp(argv[i], "--redis-password-file") && i + 1 < argc) redis_password_file = argv[++i];
         else if (!strcmp(argv[i], "--compare")) continue;
         else if (argv[i][0] != '-' && nr < MAX_RUNS && strlen(argv[i]) < 16) snprintf(runs[nr++].id, 16, "%s", argv[i]);
         else { fprintf(stderr, "sfctl report: unknown argument '%s'\n", argv[i]); return SFCTL_EXIT_USAGE; }
@@ -507,17 +511,14 @@ int sfctl_report(int argc, char **argv) {
     /* PPO curves. */
     redisContext *rc = NULL;
     if (redis && *redis) {
+        /* Only the PPO curves come from Redis: without it the report goes on without them. */
         struct timeval tv = {2, 0};
-        rc = !strncmp(redis, "unix:", 5) ? redisConnectUnixWithTimeout(redis + 5, tv) : NULL;
-        if (!rc) {
-            char host[256];
-            int port = 6379;
-            snprintf(host, sizeof host, "%s", redis);
-            char *colon = strrchr(host, ':');
-            if (colon) *colon = 0, port = atoi(colon + 1);
-            rc = redisConnectWithTimeout(host, port, tv);
-        }
-        if (rc && rc->err) { redisFree(rc); rc = NULL; }
+        sf_redis_auth_t auth;
+        char rerr[700];
+        if (sf_redis_auth_load(redis_user, redis_password_file, &auth, rerr, sizeof rerr) == 0)
+            rc = sf_redis_connect(redis, &auth, tv, rerr, sizeof rerr);
+        if (!rc) fprintf(stderr, "sfctl report: %s; the PPO curves are left out\n", rerr);
+        sf_redis_auth_free(&auth);
     }
     for (int r = 0; r < nr; r++)
         if (!strcmp(runs[r].strategy, "ppo")) ppo_svg(f, rc, runs[r].id, js);

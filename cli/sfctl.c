@@ -1,6 +1,6 @@
 /* sfctl: the operator's client.
  *
- *   sfctl [--coordinator EP] [--timeout MS] COMMAND [ARGS]
+ *   sfctl [--coordinator EP] [--timeout MS] [--curve-key F --curve-server-key F] COMMAND [ARGS]
  *   submit   --classes SPEC [--kind K] [--items-per-class N] [--shard-size N]
  *            [--payload JSON] [--priority P] [--max-attempts N] [--lease-ms MS]
  *            [--name TEXT] [--spec FILE] [--set KEY=JSON …] [--json] [--wait]
@@ -14,6 +14,7 @@
  *   up --dir DIR [--workers N] [worker flags…]             down --dir DIR
  *   top [--redis ADDR] [--interval MS] [--once]
  *   world …                  (the embedded world: sheets, corpus)
+ *   keygen --out PREFIX      a CURVE keypair: PREFIX.key (mode 0600) and PREFIX.pub
  *
  * Exit codes a script can rely on: 0 success; 1 the coordinator refused or
  * the run failed; 2 bad usage or bad input (e.g. an unknown class); 3 the
@@ -34,17 +35,20 @@
 #include "common/wire.h"
 
 
-sfctl_opts_t g_opts = {NULL, 5000, 0};
+sfctl_opts_t g_opts = {NULL, 5000, 0, NULL, NULL};
 
 static void usage(FILE *f) {
-    fputs("usage: sfctl [--coordinator EP] [--timeout MS] COMMAND [ARGS]\n"
+    fputs("usage: sfctl [--coordinator EP] [--timeout MS] [--curve-key FILE --curve-server-key FILE]\n"
+          "             COMMAND [ARGS]\n"
           "commands:\n"
           "  submit   submit a run (--classes SPEC, --kind, --items-per-class, --shard-size,\n"
           "           --payload JSON, --priority, --max-attempts, --lease-ms, --name,\n"
           "           --spec FILE, --set KEY=JSON, --json, --wait); the method (--method shift):\n"
           "           --strategy ppo|sft, --captions-per-class, --images-per-caption,\n"
           "           --reference-images, --rollouts-per-job, --ppo-updates N, --ppo KEY=NUMBER,\n"
-          "           --filter-threshold, --generator, --policy, --seed, --max-new-tokens, --temperature\n"
+          "           --filter-threshold, --generator world|diffusion, --policy, --seed,\n"
+          "           --max-new-tokens, --temperature, --reference world|FOLDER (under the workers'\n"
+          "           reference_root), --diffusion-steps, --guidance-scale, --eta, --hook-scale\n"
           "  export   RUN --to DIR [--data DIR]: copy a run's dataset (ImageFolder + manifest.jsonl)\n"
           "  report   RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]: the paper's tables\n"
           "           and figures as HTML, Markdown and JSON\n"
@@ -56,9 +60,12 @@ static void usage(FILE *f) {
           "  up       --dir DIR [--workers N]: a local cluster (redis, coordinator, workers)\n"
           "  down     --dir DIR: stop a local cluster\n"
           "  world    the embedded world (sfctl world --help)\n"
+          "  keygen   --out PREFIX: a CURVE keypair, PREFIX.key (secret, mode 0600) and PREFIX.pub\n"
           "SPEC is a file of wnids or class names, '-' for stdin, builtin:imagenet-a-r-86 or\n"
           "builtin:imagenet-1k.  The coordinator endpoint defaults to $SF_COORDINATOR or\n"
-          "tcp://127.0.0.1:5556.\n",
+          "tcp://127.0.0.1:5556.  With CURVE, --curve-key is this client's keypair (.key) and\n"
+          "--curve-server-key the coordinator's public key (.pub); $SF_CURVE_KEY and\n"
+          "$SF_CURVE_SERVER_KEY name them when the flags are not given.\n",
           f);
 }
 
@@ -70,6 +77,12 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     int64_t maxmsg = SF_WIRE_MAX_FRAME;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    void *mon = NULL;
+    char hs[512] = ""; /* the last CURVE handshake failure */
+    if (sfctl_curve_setup(ctx, s, &mon, out->error, sizeof out->error) != 0) {
+        rc = SFCTL_EXIT_USAGE;
+        goto done;
+    }
     if (zmq_connect(s, g_opts.coordinator) != 0) {
         snprintf(out->error, sizeof out->error, "bad coordinator endpoint '%s': %s", g_opts.coordinator,
                  zmq_strerror(zmq_errno()));
@@ -93,11 +106,26 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
         goto done;
     }
     free(buf);
-    zmq_pollitem_t pi = {s, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&pi, 1, g_opts.timeout_ms) <= 0) {
-        snprintf(out->error, sizeof out->error, "no answer from the coordinator at %s within %ld ms",
-                 g_opts.coordinator, g_opts.timeout_ms);
-        goto done;
+    zmq_pollitem_t pi[2] = {{s, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long left = g_opts.timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left < 0) left = 0;
+        if (zmq_poll(pi, mon ? 2 : 1, left) <= 0) {
+            snprintf(out->error, sizeof out->error, "no answer from the coordinator at %s within %ld ms%s%s",
+                     g_opts.coordinator, g_opts.timeout_ms, *hs ? "; " : "", hs);
+            goto done;
+        }
+        if (pi[0].revents & ZMQ_POLLIN) break;
+        int ev = sfctl_curve_event(mon, g_opts.coordinator, hs, sizeof hs);
+        if (ev == 2) {
+            /* Refused: waiting longer cannot help. */
+            snprintf(out->error, sizeof out->error, "%s", hs);
+            rc = SFCTL_EXIT_FAIL;
+            goto done;
+        }
     }
     zmq_msg_t m;
     zmq_msg_init(&m);
@@ -120,6 +148,10 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
     sf_wire_free(r);
     rc = out->code == 0 ? 0 : out->code == SF_EINVAL || out->code == SF_ENOTFOUND ? SFCTL_EXIT_USAGE : SFCTL_EXIT_FAIL;
 done:
+    if (mon) {
+        zmq_socket_monitor(s, NULL, 0);
+        zmq_close(mon);
+    }
     zmq_close(s);
     zmq_ctx_term(ctx);
     return rc;
@@ -210,10 +242,12 @@ static int cmd_submit(int argc, char **argv) {
                 ppo = cJSON_AddObjectToObject(spec, "ppo");
             }
             if (set_number_flag(ppo, key, val)) goto out;
-        } else if (!strcmp(a, "--strategy") || !strcmp(a, "--generator") || !strcmp(a, "--policy")) {
+        } else if (!strcmp(a, "--strategy") || !strcmp(a, "--generator") || !strcmp(a, "--policy") ||
+                   !strcmp(a, "--reference")) {
             NEEDV();
-            cJSON_DeleteItemFromObjectCaseSensitive(spec, a + 2);
-            cJSON_AddStringToObject(spec, a + 2, v);
+            const char *key = !strcmp(a, "--reference") ? "reference_source" : a + 2;
+            cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
+            cJSON_AddStringToObject(spec, key, v);
             if (!cJSON_GetObjectItemCaseSensitive(spec, "method")) cJSON_AddStringToObject(spec, "method", "shift");
         } else if (!strcmp(a, "--kind") || !strcmp(a, "--name") || !strcmp(a, "--method")) {
             NEEDV();
@@ -244,7 +278,9 @@ static int cmd_submit(int argc, char **argv) {
                     !strcmp(a, "--images-per-caption") || !strcmp(a, "--reference-images") ||
                     !strcmp(a, "--rollouts-per-job") || !strcmp(a, "--seed") || !strcmp(a, "--filter-threshold") ||
                     !strcmp(a, "--max-new-tokens") || !strcmp(a, "--temperature") ||
-                    !strcmp(a, "--finetune-images-per-class") || !strcmp(a, "--finetune-steps"))) {
+                    !strcmp(a, "--finetune-images-per-class") || !strcmp(a, "--finetune-steps") ||
+                    !strcmp(a, "--diffusion-steps") || !strcmp(a, "--guidance-scale") || !strcmp(a, "--eta") ||
+                    !strcmp(a, "--hook-scale"))) {
             char key[64];
             snprintf(key, sizeof key, "%s", a + 2);
             for (char *q = key; *q; q++) if (*q == '-') *q = '_';
@@ -323,6 +359,8 @@ int main(int argc, char **argv) {
     for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
         if (!strcmp(argv[i], "--coordinator") && i + 1 < argc) g_opts.coordinator = argv[++i];
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) g_opts.timeout_ms = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--curve-key") && i + 1 < argc) g_opts.curve_key = argv[++i];
+        else if (!strcmp(argv[i], "--curve-server-key") && i + 1 < argc) g_opts.curve_server_key = argv[++i];
         else if (!strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         else { fprintf(stderr, "sfctl: unknown option '%s'\n", argv[i]); usage(stderr); return SFCTL_EXIT_USAGE; }
     }
@@ -343,6 +381,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "up")) return sfctl_up(sub_argc, sub);
     if (!strcmp(cmd, "down")) return sfctl_down(sub_argc, sub);
     if (!strcmp(cmd, "world")) return sfctl_world(sub_argc, sub);
+    if (!strcmp(cmd, "keygen")) return sfctl_keygen(sub_argc, sub);
     if (!strcmp(cmd, "top")) return sfctl_top(sub_argc, sub);
     if (!strcmp(cmd, "export")) return sfctl_export(sub_argc, sub);
     if (!strcmp(cmd, "report")) return sfctl_report(sub_argc, sub);

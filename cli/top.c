@@ -3,9 +3,11 @@
  * runs with progress bars, the phases and slowest classes of the newest
  * active run, workers and their last heartbeat, and the learner.
  *
- *   sfctl top [--redis ADDR] [--interval MS] [--once]
+ *   sfctl top [--redis ADDR] [--redis-user U] [--redis-password-file F] [--interval MS] [--once]
  *
  * ADDR is host:port or unix:/path (default $SF_REDIS, then 127.0.0.1:6379).
+ * With a password (the file, or $SF_REDIS_PASSWORD; user $SF_REDIS_USER)
+ * every connection sends AUTH first.
  * It fits itself to the terminal (resizes included), draws with plain ASCII so
  * that it works over any SSH session, and quits on q or ^C.  --once prints one
  * frame without the full-screen mode (for scripts and logs). */
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/sfctl.h"
+#include "common/redis_auth.h"
 
 #define MAXW 400
 
@@ -164,33 +167,40 @@ static void term_size(void) {
     }
 }
 
+static sf_redis_auth_t auth;
+static char conn_err[700];
+
 static redisContext *connect_redis(const char *addr) {
     struct timeval tv = {2, 0};
-    if (!strncmp(addr, "unix:", 5)) return redisConnectUnixWithTimeout(addr + 5, tv);
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - addr) : (int)strlen(addr), addr);
-    return redisConnectWithTimeout(host, colon ? atoi(colon + 1) : 6379, tv);
+    return sf_redis_connect(addr, &auth, tv, conn_err, sizeof conn_err);
 }
 
 int sfctl_top(int argc, char **argv) {
     const char *addr = getenv("SF_REDIS") ? getenv("SF_REDIS") : "127.0.0.1:6379", *prefix = "sf";
+    const char *user = NULL, *password_file = NULL;
     long interval = 1000;
     int once = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--redis") && i + 1 < argc) addr = argv[++i];
         else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) prefix = argv[++i];
+        else if (!strcmp(argv[i], "--redis-user") && i + 1 < argc) user = argv[++i];
+        else if (!strcmp(argv[i], "--redis-password-file") && i + 1 < argc) password_file = argv[++i];
         else if (!strcmp(argv[i], "--interval") && i + 1 < argc) interval = atol(argv[++i]);
         else if (!strcmp(argv[i], "--once")) once = 1;
         else {
-            fprintf(stderr, "sfctl top: usage: sfctl top [--redis ADDR] [--prefix P] [--interval MS] [--once]\n");
+            fprintf(stderr, "sfctl top: usage: sfctl top [--redis ADDR] [--redis-user U] [--redis-password-file F] "
+                            "[--prefix P] [--interval MS] [--once]\n");
             return SFCTL_EXIT_USAGE;
         }
     }
+    if (sf_redis_auth_load(user, password_file, &auth, conn_err, sizeof conn_err) != 0) {
+        fprintf(stderr, "sfctl top: %s\n", conn_err);
+        return SFCTL_EXIT_USAGE;
+    }
     redisContext *rc = connect_redis(addr);
-    if (!rc || rc->err) {
-        fprintf(stderr, "sfctl top: cannot reach Redis at %s: %s\n", addr, rc ? rc->errstr : "out of memory");
-        if (rc) redisFree(rc);
+    if (!rc) {
+        fprintf(stderr, "sfctl top: %s\n", conn_err);
+        sf_redis_auth_free(&auth);
         return SFCTL_EXIT_UNREACHABLE;
     }
     if (once || !isatty(1)) {
@@ -200,6 +210,7 @@ int sfctl_top(int argc, char **argv) {
         draw(rc, addr, prefix);
         for (int i = 0; i < row; i++) printf("%s\n", frame[i]);
         redisFree(rc);
+        sf_redis_auth_free(&auth);
         return 0;
     }
     struct termios old, raw;
@@ -214,9 +225,9 @@ int sfctl_top(int argc, char **argv) {
     printf("\033[?1049h\033[?25l");
     while (!stop_flag) {
         term_size();
-        draw(rc, addr, prefix);
-        if (rc->err) {
-            redisFree(rc);
+        if (rc) draw(rc, addr, prefix);
+        if (!rc || rc->err) {
+            if (rc) redisFree(rc);
             rc = connect_redis(addr);
             row = 0;
             line("shiftforge top - redis %s unreachable, retrying", addr);
@@ -237,5 +248,6 @@ int sfctl_top(int argc, char **argv) {
     fflush(stdout);
     if (have_tty) tcsetattr(0, TCSANOW, &old);
     if (rc) redisFree(rc);
+    sf_redis_auth_free(&auth);
     return 0;
 }

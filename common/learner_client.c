@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "common/blob.h"
+#include "common/curve.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/wire.h"
@@ -237,13 +238,26 @@ static void on_timer(uv_timer_t *t) {
     }
 }
 
+/* Process-wide, like the worker's config it comes from; read on the loop
+ * thread only. */
+static sf_curve_client_t g_curve;
+
+void sf_lc_set_curve(const sf_curve_client_t *cc) {
+    sf_curve_wipe(&g_curve.kp);
+    memset(&g_curve, 0, sizeof g_curve);
+    if (cc && cc->on) g_curve = *cc;
+}
+
 int sf_lc_init(uv_loop_t *loop, void *zctx, const char *endpoint, sf_lc_t **out) {
     *out = NULL;
     sf_lc_t *lc = calloc(1, sizeof *lc);
     if (!lc) return SF_ENOMEM;
     lc->loop = loop;
     lc->sock = zmq_socket(zctx, ZMQ_DEALER);
-    if (!lc->sock || sf_wire_sockopts(lc->sock) != 0 || zmq_connect(lc->sock, endpoint) != 0) {
+    char err[300] = "";
+    if (!lc->sock || sf_curve_client(lc->sock, &g_curve, err, sizeof err) != 0 || sf_wire_sockopts(lc->sock) != 0 ||
+        zmq_connect(lc->sock, endpoint) != 0) {
+        if (*err) sf_error("learner: %s", err);
         if (lc->sock) zmq_close(lc->sock);
         free(lc);
         return SF_EIO;

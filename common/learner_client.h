@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/curve.h"
 #include "proto/shiftforge.pb-c.h"
 
 typedef struct sf_lc_s sf_lc_t;
@@ -21,7 +22,13 @@ typedef void (*sf_lc_ack_cb)(void *arg, int status, uint32_t accepted, uint32_t 
                              const char *err);
 typedef void (*sf_lc_close_cb)(void);
 
-/* Connects a DEALER to `endpoint` on zctx (borrowed). */
+/* CURVE keys for every learner client made after this call (copied; the
+ * worker sets them once at start from its config).  NULL or cc->on == 0:
+ * plain connections. */
+void sf_lc_set_curve(const sf_curve_client_t *cc);
+
+/* Connects a DEALER to `endpoint` on zctx (borrowed), with the keys of
+ * sf_lc_set_curve() if any. */
 int sf_lc_init(uv_loop_t *loop, void *zctx, const char *endpoint, sf_lc_t **out);
 
 /* Calls cb once policy `run` at a version >= min_version is here (at once if

@@ -22,6 +22,7 @@
 
 #include "common/classes.h"
 #include "common/config.h"
+#include "common/redis_auth.h"
 #include "common/wire.h"
 #include "common/zsock.h"
 #include "common/hist.h"
@@ -80,8 +81,9 @@ typedef struct sf_phase_s {
     int until_learner;      /* the phase ends when the run's learner says done */
     int interleave;         /* job i is class i % n_classes (rollouts: every class early) */
     int single;             /* one job for the whole run (an evaluation over all classes) */
-    uint32_t per_update;    /* until_learner: new jobs only up to (version + 2) x this, so
-                             * rollouts keep pace with the learner instead of going stale */
+    uint32_t per_update;    /* until_learner: new jobs only up to (version + 2 + reopened) x
+                             * this, so rollouts keep pace with the learner instead of going stale */
+    uint32_t reopened;      /* until_learner: times the window was opened for lost rollouts */
     uint32_t items_per_class, shard_size, shards_per_class;
     char *payload;          /* JSON handed to every job of the phase (owned) */
     uint32_t payload_len;
@@ -110,6 +112,9 @@ typedef struct sf_run_s {
     uint64_t done, dead, retries, leased;
     uint32_t learner_version;  /* last seen in sf:run:<id>:learner */
     int learner_done, learner_polling;
+    int learner_idle;          /* it waits for rollouts, or no learner holds the run (store.c) */
+    int64_t learner_updated_ms, learner_fresh_ms; /* its hash's updated_ms; when that last moved */
+    int64_t learner_idle_ms;   /* since when idle at learner_version; 0 when not */
     int shortfall;             /* a learner phase ran out of jobs first */
     int max_attempts;
     uint32_t lease_ms, retry_base_ms, retry_max_ms;
@@ -149,8 +154,10 @@ typedef struct sf_worker_s {
 typedef struct sf_coord_config_s {
     char *redis;            /* "unix:/path" or "host:port" */
     char *redis_prefix;
+    char *redis_user, *redis_password_file;
     char *worker_endpoint;
     char *client_endpoint;
+    char *curve_key_file, *curve_allowed_dir;
     long heartbeat_ms, liveness;
     long lease_ms, max_attempts, retry_base_ms, retry_max_ms;
     long drain_timeout_ms;
@@ -181,7 +188,7 @@ typedef struct sf_stats_s {
     uint64_t frames_in, frames_bad, frames_out;
     uint64_t results_ok, results_failed, results_dup, results_stale, results_unknown;
     uint64_t dispatched, requeued, expired, dead_lettered, workers_died;
-    uint64_t redis_batches, redis_errors, redis_reconnects;
+    uint64_t redis_batches, redis_errors, redis_reconnects, redis_auth_failures;
     uint64_t send_errors;
 } sf_stats_t;
 
@@ -192,7 +199,9 @@ typedef struct sf_coord_s {
     sf_zsock_t wz, cz;
     uv_prepare_t pump;
     uv_timer_t cron;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    sf_redis_auth_t redis_auth;  /* AUTH on every Redis connection (no password: none) */
+    struct sf_zap_s *zap;        /* CURVE client authentication; NULL when CURVE is off */
     sf_store_t *store;
     uint64_t epoch;
     int64_t start_ms;
@@ -281,6 +290,7 @@ void sf_store_flush(sf_coord_t *c);
 void sf_store_run_saved(sf_coord_t *c, sf_run_t *r, int with_spec);
 void sf_store_job_leased(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *worker, int64_t deadline_ms);
 void sf_store_job_requeued(sf_coord_t *c, sf_run_t *r, uint32_t idx);
+void sf_store_job_skipped(sf_coord_t *c, sf_run_t *r, uint32_t idx);  /* drops its lease entry */
 void sf_store_job_done(sf_coord_t *c, sf_run_t *r, uint32_t idx, const void *payload, size_t len);
 void sf_store_job_dead(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *error, const char *worker);
 void sf_store_event(sf_coord_t *c, sf_run_t *r, const char *type, const char *detail);

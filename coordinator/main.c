@@ -13,12 +13,15 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/zap.h"
 #include "coordinator/coord.h"
 
 #define CRON_MS 100
@@ -28,8 +31,15 @@
 const sf_cfg_field_t sf_coord_schema[] = {
     F(redis, SF_CFG_STRING, "127.0.0.1:6379", 1, 0, "Redis address: host:port or unix:/path/to/socket"),
     F(redis_prefix, SF_CFG_STRING, "sf", 1, 0, "prefix of every Redis key"),
+    F(redis_user, SF_CFG_STRING, "", 1, 0, "Redis ACL user for AUTH (default $SF_REDIS_USER, else the default user)"),
+    F(redis_password_file, SF_CFG_STRING, "", 1, 0,
+      "file holding the Redis password (default $SF_REDIS_PASSWORD; empty: no AUTH)"),
     F(worker_endpoint, SF_CFG_STRING, "tcp://*:5555", 1, 0, "ZeroMQ endpoint the workers' ROUTER binds"),
     F(client_endpoint, SF_CFG_STRING, "tcp://*:5556", 1, 0, "ZeroMQ endpoint the clients' ROUTER binds"),
+    F(curve_key_file, SF_CFG_STRING, "", 1, 0,
+      "this coordinator's CURVE keypair (sfctl keygen; mode 0600); empty: CURVE off"),
+    F(curve_allowed_dir, SF_CFG_STRING, "", 1, 0,
+      "folder of the *.pub files of allowed workers and clients (reread on SIGHUP); needs curve_key_file"),
     F(heartbeat_ms, SF_CFG_INT, "1000", 50, 60000, "heartbeat interval to and from workers, ms"),
     F(liveness, SF_CFG_INT, "3", 2, 100, "heartbeat intervals of silence after which a worker is dead"),
     F(lease_ms, SF_CFG_INT, "600000", 100, 604800000, "default lease of a job, ms (a run spec may set its own)"),
@@ -183,6 +193,9 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     counter(m, "sf_coordinator_redis_batches_total", "MULTI/EXEC batches sent to Redis", (double)s->redis_batches);
     counter(m, "sf_coordinator_redis_errors_total", "commands Redis refused", (double)s->redis_errors);
     counter(m, "sf_coordinator_redis_reconnects_total", "lost Redis connections", (double)s->redis_reconnects);
+    counter(m, "sf_coordinator_redis_auth_failures_total", "Redis connections whose AUTH was refused",
+            (double)s->redis_auth_failures);
+    sf_zap_metrics(c->zap, m, "sf_coordinator");
     uint64_t jobs_done = 0, queued = 0, leased = 0;
     int states[RUN_CANCELLED + 1] = {0};
     for (sf_run_t *r = c->runs; r; r = r->next) {
@@ -266,13 +279,30 @@ static void shutdown_loop(sf_coord_t *c) {
     uv_close((uv_handle_t *)&c->cron, NULL);
     uv_close((uv_handle_t *)&c->sigterm, NULL);
     uv_close((uv_handle_t *)&c->sigint, NULL);
+    uv_close((uv_handle_t *)&c->sighup, NULL);
+    sf_zap_close(c->zap);
+    c->zap = NULL;
     sf_store_close(c);
     sf_metrics_stop(c->metrics);
 }
 
-static void *bind_router(sf_coord_t *c, const char *ep, char *err, size_t n) {
+/* SIGHUP: read the allowed CURVE keys again. */
+static void on_hup(uv_signal_t *s, int signum) {
+    (void)signum;
+    sf_coord_t *c = s->data;
+    if (c->zap) sf_zap_reload(c->zap);
+    else sf_info("SIGHUP: CURVE is off, nothing to reload");
+}
+
+/* kp: CURVE server keys, or NULL; domain names the socket to the ZAP handler. */
+static void *bind_router(sf_coord_t *c, const char *ep, const sf_curve_keypair_t *kp, const char *domain, char *err,
+                         size_t n) {
     void *s = zmq_socket(c->zctx, ZMQ_ROUTER);
     int one = 1;
+    if (s && kp && sf_curve_server(s, kp, domain, err, n) != 0) {
+        zmq_close(s);
+        return NULL;
+    }
     if (!s || sf_wire_sockopts(s) || zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
         zmq_bind(s, ep) != 0) {
         sf_errf(SF_EIO, err, n, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
@@ -280,6 +310,21 @@ static void *bind_router(sf_coord_t *c, const char *ep, char *err, size_t n) {
         return NULL;
     }
     return s;
+}
+
+/* The CURVE settings: both keys or neither. */
+static int check_curve(const sf_coord_config_t *cfg, sf_curve_keypair_t *kp, char *err, size_t n) {
+    if (!*cfg->curve_key_file && !*cfg->curve_allowed_dir) return 0;
+    if (!*cfg->curve_allowed_dir)
+        return sf_errf(SF_EINVAL, err, n,
+                       "config key 'curve_key_file' needs 'curve_allowed_dir' (the folder of allowed clients' .pub "
+                       "files)");
+    if (!*cfg->curve_key_file)
+        return sf_errf(SF_EINVAL, err, n, "config key 'curve_allowed_dir' needs 'curve_key_file' (this server's keypair)");
+    char e2[600];
+    if (sf_curve_load_keypair(cfg->curve_key_file, kp, e2, sizeof e2) != 0)
+        return sf_errf(SF_EINVAL, err, n, "config key 'curve_key_file': %s", e2);
+    return 1;
 }
 
 static void usage(void) {
@@ -305,17 +350,47 @@ int main(int argc, char **argv) {
         return 2;
     }
     sf_log_init("sf-coordinator", c->cfg.log_level, c->cfg.log_json);
+    static sf_curve_keypair_t curve;
+    int curve_on = check_curve(&c->cfg, &curve, err, sizeof err);
+    if (curve_on < 0 ||
+        sf_redis_auth_load(c->cfg.redis_user, c->cfg.redis_password_file, &c->redis_auth, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-coordinator: %s\n", err);
+        return 2;
+    }
     c->loop = uv_default_loop();
     c->start_ms = sf_now_ms();
     c->workers = calloc(SF_MAX_WORKERS, sizeof *c->workers);
     if (!c->workers) return 1;
-    if (sf_store_load(c, err, sizeof err) != 0) {
-        sf_error("%s", err);
-        return 1;
+    /* Nothing is served before Redis has given us every run: while it is
+     * unreachable or refuses our AUTH, wait and try again (the loop does
+     * not run yet, so there is nothing to block). */
+    for (int tries = 0;; tries++) {
+        if (tries && sf_redis_auth_refresh(&c->redis_auth, c->cfg.redis_user, c->cfg.redis_password_file, err,
+                                           sizeof err) != 0 && tries % 30 == 0)
+            sf_error("%s", err);
+        int rc = sf_store_load(c, err, sizeof err);
+        if (rc == 0) break;
+        if (rc != SF_EREDIS) {
+            sf_error("%s", err);
+            return 1;
+        }
+        if (tries % 30 == 0) sf_error("%s; retrying every second", err);
+        sleep(1);
     }
     c->zctx = zmq_ctx_new();
-    c->wsock = bind_router(c, c->cfg.worker_endpoint, err, sizeof err);
-    c->csock = c->wsock ? bind_router(c, c->cfg.client_endpoint, err, sizeof err) : NULL;
+    if (curve_on) {
+        static const char *const domains[] = {"workers", "clients", NULL};
+        if (sf_zap_start(c->loop, c->zctx, c->cfg.curve_allowed_dir, domains, &c->zap, err, sizeof err) != 0) {
+            sf_error("config key 'curve_allowed_dir': %s", err);
+            return 2;
+        }
+        sf_info("CURVE on: server public key %s; %d allowed client keys in %s", curve.public_key,
+                sf_zap_allowed(c->zap), c->cfg.curve_allowed_dir);
+    }
+    c->wsock = bind_router(c, c->cfg.worker_endpoint, curve_on ? &curve : NULL, "workers", err, sizeof err);
+    c->csock = c->wsock ? bind_router(c, c->cfg.client_endpoint, curve_on ? &curve : NULL, "clients", err, sizeof err)
+                        : NULL;
+    sf_curve_wipe(&curve);
     if (!c->wsock || !c->csock) {
         sf_error("%s", err);
         return 1;
@@ -343,6 +418,9 @@ int main(int argc, char **argv) {
     c->sigterm.data = c->sigint.data = c;
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
     uv_signal_start(&c->sigint, on_signal, SIGINT);
+    uv_signal_init(c->loop, &c->sighup);
+    c->sighup.data = c;
+    uv_signal_start(&c->sighup, on_hup, SIGHUP);
     sf_info("epoch %llu; workers on %s, clients on %s, redis %s; %d runs loaded",
             (unsigned long long)c->epoch, c->cfg.worker_endpoint, c->cfg.client_endpoint, c->cfg.redis,
             ({ int k = 0; for (sf_run_t *r = c->runs; r; r = r->next) k++; k; }));
@@ -359,6 +437,7 @@ int main(int argc, char **argv) {
     }
     free(c->workers);
     free(c->sbuf);
+    sf_redis_auth_free(&c->redis_auth);
     sf_config_free(sf_coord_schema, &c->cfg);
     sf_info("stopped%s", rc ? " (loop not empty)" : "");
     return 0;

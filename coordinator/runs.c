@@ -8,6 +8,7 @@
  * i / S, items [(i % S) * shard_size, …).  Nothing per job is stored beyond a
  * 16-byte slot, so a run of millions of jobs is cheap to hold and to reload.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,11 +73,14 @@ int sf_plan_uint(const cJSON *spec, const char *key, long def, long min, long ma
                     char *err, size_t n) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(spec, key);
     if (!it) { *out = def; return 0; }
-    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(long)it->valuedouble)
+    /* Checked as a double before the conversion: one outside long's range
+     * (1e300) converted to long is undefined behaviour. */
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble))
         return sf_errf(SF_EINVAL, err, n, "run spec: '%s' must be a whole number", key);
-    long v = (long)it->valuedouble;
-    if (v < min || v > max) return sf_errf(SF_EINVAL, err, n, "run spec: '%s' = %ld is outside [%ld, %ld]", key, v, min, max);
-    *out = v;
+    if (!(it->valuedouble >= (double)min && it->valuedouble <= (double)max))
+        return sf_errf(SF_EINVAL, err, n, "run spec: '%s' = %.15g is outside [%ld, %ld]", key, it->valuedouble, min,
+                       max);
+    *out = (long)it->valuedouble;
     return 0;
 }
 
@@ -367,6 +371,33 @@ int sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_
     return !p->single;
 }
 
+/* How long a learner must sit idle at one version, with every job of its
+ * phase handed out finished, before the window opens by another update's
+ * worth.  Longer than the learner's one-second refresh of its state, so a
+ * stale "ready" read while it has just begun an update does not count. */
+#define LEARNER_IDLE_MS 3000
+
+/* A learner phase hands out new jobs only up to (version + 2) updates'
+ * worth.  Rollouts can be lost on the way — a restarted learner loses those
+ * it held, stale ones are dropped — and then every job of the window is done
+ * while the learner still waits, or no learner holds the run any more (a
+ * restarted one takes a run up only when a request for it comes): the window
+ * opens by one update's worth (and again after as long, if need be), or the
+ * phase would wait forever. */
+static int learner_window(sf_run_t *r, sf_phase_t *p) {
+    uint64_t handed = p->next - p->first;
+    if (handed < ((uint64_t)r->learner_version + 2 + p->reopened) * p->per_update) return 1;
+    int64_t now = sf_now_ms();
+    if (handed > (uint64_t)p->done + p->dead || !r->learner_idle_ms || now - r->learner_idle_ms < LEARNER_IDLE_MS)
+        return 0;
+    p->reopened++;
+    r->learner_idle_ms = now;
+    sf_warn("run %s: the learner has waited at version %u for %d ms with every %s job handed out done "
+            "(rollouts lost on the way); %u more jobs", r->id, r->learner_version, LEARNER_IDLE_MS, p->name,
+            p->per_update);
+    return 1;
+}
+
 int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
     (void)c;
     if (!sf_run_active(r)) return -1;
@@ -376,9 +407,7 @@ int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
     uint32_t idx;
     while (sf_ring_pop(&r->ready, &idx))
         if (r->jobs[idx].state == JS_READY) return idx;
-    if (p->until_learner && p->per_update &&
-        (uint64_t)(p->next - p->first) >= ((uint64_t)r->learner_version + 2) * p->per_update)
-        return -1;
+    if (p->until_learner && p->per_update && !learner_window(r, p)) return -1;
     while (p->next < p->first + p->n) {
         idx = p->next++;
         if (r->jobs[idx].state == JS_PENDING) return idx;
@@ -399,6 +428,10 @@ void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done
     r->learner_polling = 0;
     if (!sf_run_active(r)) return;
     if (version > r->learner_version) c->dispatch_dirty = 1;
+    int64_t now = sf_now_ms();
+    if (!r->learner_idle || version != r->learner_version) r->learner_idle_ms = r->learner_idle ? now : 0;
+    else if (!r->learner_idle_ms) r->learner_idle_ms = now;
+    else if (now - r->learner_idle_ms >= LEARNER_IDLE_MS) c->dispatch_dirty = 1; /* learner_window() may open */
     r->learner_version = version;
     if (r->phase >= r->n_phases || !r->phases[r->phase].until_learner) return;
     sf_phase_t *p = &r->phases[r->phase];
@@ -419,6 +452,8 @@ void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done
     for (uint32_t i = p->first; i < p->first + p->n; i++) {
         uint8_t st = r->jobs[i].state;
         if (st == JS_PENDING || st == JS_READY || st == JS_BACKOFF) {
+            /* One that was out before waits with a lease entry "- <attempt> 0". */
+            if (r->jobs[i].attempt) sf_store_job_skipped(c, r, i);
             r->jobs[i].state = JS_SKIPPED;
             skipped++;
         }

@@ -51,6 +51,7 @@ typedef struct batch_s {
     sf_ack_t *acks;
     size_t n_acks, cap_acks;
     int sent;           /* in flight on the current connection */
+    int resync;         /* made by resync(): superseded by the next one */
     int64_t sent_us;
     struct batch_s *next;
 } batch_t;
@@ -58,6 +59,9 @@ typedef struct batch_s {
 struct sf_store_s {
     redisAsyncContext *ac;
     int connected, connecting;
+    int authing;        /* AUTH sent, its reply not here yet */
+    int auth_refused;   /* the last AUTH was refused: retry after the disconnect */
+    int64_t auth_logged_ms; /* a refused AUTH is logged at most once a minute */
     uv_timer_t retry;
     int64_t retry_ms;
     char *prefix;
@@ -69,6 +73,8 @@ struct sf_store_s {
     int inflight;
     size_t ops;         /* operations in the open batch */
     int was_connected;  /* a reconnect, not the first connect */
+    int batch_refused;  /* Redis refused an EXEC on this connection: reconnect and send again */
+    int refused_streak; /* batches refused in a row: the reconnects back off, the log stays short */
 };
 
 /* ---- argument lists ------------------------------------------------------------ */
@@ -209,6 +215,13 @@ void sf_store_job_leased(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *w
     if (!p) return;
     args_fmt(&p->lease_set, "%u", idx);
     args_fmt(&p->lease_set, "%s %u %lld", worker, r->jobs[idx].attempt, (long long)deadline_ms);
+    c->store->ops++;
+}
+
+void sf_store_job_skipped(sf_coord_t *c, sf_run_t *r, uint32_t idx) {
+    runpend_t *p = pend(c->store, r->num);
+    if (!p) return;
+    args_fmt(&p->lease_del, "%u", idx);
     c->store->ops++;
 }
 
@@ -361,9 +374,17 @@ static void on_learner(redisAsyncContext *ac, void *reply, void *priv) {
     sf_run_t *r = sf_runs_find_num(c, num);
     redisReply *rep = reply;
     if (!r) return;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) { r->learner_polling = 0; return; }
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 5) { r->learner_polling = 0; return; }
     const char *v = rep->element[0]->str, *d = rep->element[1]->str, *st = rep->element[2]->str,
-               *e = rep->element[3]->str;
+               *e = rep->element[3]->str, *u = rep->element[4]->str;
+    /* Idle: the learner waits for rollouts ("ready"), or no learner holds the
+     * run any more — the one that does rewrites the hash every second, and a
+     * restarted learner takes a run up only when a rollout or a policy
+     * request for it comes — so its updated_ms has not moved for 5 s (by
+     * this clock: the learner's may differ). */
+    int64_t now = sf_now_ms(), upd = u ? atoll(u) : 0;
+    if (upd != r->learner_updated_ms) r->learner_updated_ms = upd, r->learner_fresh_ms = now;
+    r->learner_idle = (st && !strcmp(st, "ready")) || now - r->learner_fresh_ms > 5000;
     sf_run_learner_state(c, r, v ? (uint32_t)strtoul(v, NULL, 10) : 0, d && atoi(d) == 1,
                          st && !strcmp(st, "failed") ? (e && *e ? e : "unknown error") : NULL);
 }
@@ -373,7 +394,7 @@ void sf_store_poll_learner(sf_coord_t *c, sf_run_t *r) {
     if (!s->connected || r->learner_polling) return;
     char k[160];
     snprintf(k, sizeof k, "%s:run:%s:learner", s->prefix, r->id);
-    if (redisAsyncCommand(s->ac, on_learner, (void *)(uintptr_t)r->num, "HMGET %s version done state error", k) == REDIS_OK)
+    if (redisAsyncCommand(s->ac, on_learner, (void *)(uintptr_t)r->num, "HMGET %s version done state error updated_ms", k) == REDIS_OK)
         r->learner_polling = 1;
 }
 
@@ -521,16 +542,26 @@ static void send_batch(sf_coord_t *c, batch_t *b) {
 
 
 static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
-    (void)ac;
     sf_coord_t *c = g_coord;
     sf_store_t *s = c->store;
     batch_t *b = priv;
     redisReply *r = reply;
     if (!r) return; /* connection lost: the batch stays queued and is sent again */
+    if (s->batch_refused) return; /* behind a refused batch: sent again after the reconnect */
     s->inflight--;
     if (r->type == REDIS_REPLY_ERROR) {
+        /* EXEC refused (EXECABORT: Redis rejected a queued command, e.g.
+         * LOADING while it reads its AOF after a restart): nothing of the
+         * batch was applied, so nothing of it may be acknowledged.  Drop the
+         * connection; the reconnect (with backoff) rewrites the active runs
+         * and sends this batch and the ones behind it again. */
         c->st.redis_errors++;
-        sf_error("redis: a batch failed: %s", r->str);
+        if (s->refused_streak++ % 20 == 0)
+            sf_warn("redis: a batch was refused (%s); it is sent again after a reconnect (%d in a row)", r->str,
+                    s->refused_streak);
+        s->batch_refused = 1;
+        redisAsyncDisconnect(ac);
+        return;
     } else if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; i++) {
             if (r->element[i]->type == REDIS_REPLY_ERROR) {
@@ -539,6 +570,7 @@ static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
             }
         }
     }
+    if (s->refused_streak) s->refused_streak = 0, s->retry_ms = 0;
     /* Batches are acknowledged in order: b is the head. */
     if (s->head != b) sf_error("redis: acknowledgement out of order");
     s->head = b->next;
@@ -559,7 +591,7 @@ void sf_store_flush(sf_coord_t *c) {
         /* Up to four batches in flight; beyond that, keep coalescing. */
         if (s->inflight < 4 || s->ops > (size_t)c->cfg.flush_max_ops) seal(c);
     }
-    if (!s->connected) return;
+    if (!s->connected || s->batch_refused) return;
     for (batch_t *b = s->head; b; b = b->next)
         if (!b->sent) send_batch(c, b);
 }
@@ -589,6 +621,15 @@ static void resync(sf_coord_t *c) {
     sf_store_t *s = c->store;
     batch_t *b = calloc(1, sizeof *b);
     if (!b) return;
+    b->resync = 1;
+    /* One from an earlier connection that Redis never acknowledged (it
+     * refused it, or went away again) is superseded by this one. */
+    s->tail = NULL;
+    for (batch_t **pp = &s->head; *pp;) {
+        batch_t *o = *pp;
+        if (o->resync) { *pp = o->next; batch_free(o); }
+        else { s->tail = o; pp = &o->next; }
+    }
     const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
     batch_cmd(b, 1, multi, NULL);
     char k[160], score[32], nn[16];
@@ -636,6 +677,45 @@ static void resync(sf_coord_t *c) {
     sf_info("redis: rewriting the state of %d active runs after the reconnect", runs);
 }
 
+/* The connection is usable (connected, and AUTH accepted if we sent one). */
+static void on_ready(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    s->connected = 1;
+    if (!s->refused_streak) s->retry_ms = 0; /* refused batches back off across reconnects */
+    sf_info("redis: connected");
+    for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
+    s->inflight = 0;
+    if (s->was_connected) resync(c);
+    s->was_connected = 1;
+    sf_store_flush(c);
+}
+
+static void on_auth(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)priv;
+    sf_coord_t *c = g_coord;
+    sf_store_t *s = c->store;
+    redisReply *r = reply;
+    if (!r) return; /* lost before the reply: the disconnect callback retries */
+    s->authing = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        c->st.redis_auth_failures++;
+        int64_t now = sf_now_ms();
+        if (!s->auth_logged_ms || now - s->auth_logged_ms >= 60000) {
+            char who[160];
+            sf_error("redis: %s refused AUTH as %s: %s%s; nothing is written until it accepts, retrying",
+                     c->cfg.redis, sf_redis_auth_who(&c->redis_auth, who, sizeof who), r->str,
+                     sf_redis_auth_hint(r->str));
+            s->auth_logged_ms = now;
+        }
+        s->auth_refused = 1;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (s->auth_logged_ms) sf_info("redis: AUTH accepted");
+    s->auth_logged_ms = 0;
+    on_ready(c);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status) {
     sf_coord_t *c = ac->data;
     sf_store_t *s = c->store;
@@ -646,50 +726,44 @@ static void on_connect(const redisAsyncContext *ac, int status) {
         schedule_retry(c);
         return;
     }
-    s->connected = 1;
-    s->retry_ms = 0;
-    sf_info("redis: connected");
-    for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
-    s->inflight = 0;
-    if (s->was_connected) resync(c);
-    s->was_connected = 1;
-    sf_store_flush(c);
+    /* AUTH goes first; nothing else is sent until it is accepted. */
+    int rc = sf_redis_auth_async(s->ac, &c->redis_auth, on_auth, NULL);
+    if (rc == 1) s->authing = 1;
+    else if (rc == 0) on_ready(c);
+    else redisAsyncDisconnect(s->ac);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
     sf_coord_t *c = ac->data;
     sf_store_t *s = c->store;
+    int refused = s->auth_refused || s->authing || s->batch_refused;
     s->connected = 0;
+    s->authing = s->auth_refused = s->batch_refused = 0;
     s->ac = NULL;
     s->inflight = 0;
     for (sf_run_t *r = c->runs; r; r = r->next) r->learner_polling = 0;
     for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
-    if (status != REDIS_OK && !c->stopping) {
+    if (c->stopping) return;
+    if (refused) schedule_retry(c);
+    else if (status != REDIS_OK) {
         c->st.redis_reconnects++;
         sf_warn("redis: connection lost (%s); writes are held until it is back", ac->errstr);
         schedule_retry(c);
     }
 }
 
-static int parse_addr(const char *addr, char *host, size_t hn, int *port, int *is_unix) {
-    if (strncmp(addr, "unix:", 5) == 0) {
-        snprintf(host, hn, "%s", addr + 5);
-        *is_unix = 1;
-        return 0;
-    }
-    *is_unix = 0;
-    const char *colon = strrchr(addr, ':');
-    if (!colon) { snprintf(host, hn, "%s", addr); *port = 6379; return 0; }
-    snprintf(host, hn, "%.*s", (int)(colon - addr), addr);
-    *port = atoi(colon + 1);
-    return *port > 0 && *port < 65536 ? 0 : SF_EINVAL;
-}
-
 static int connect_async(sf_coord_t *c) {
     sf_store_t *s = c->store;
-    char host[512];
+    char host[512], err[600];
+    static int64_t warned_ms; /* at most once a minute */
+    if (s->was_connected &&
+        sf_redis_auth_refresh(&c->redis_auth, c->cfg.redis_user, c->cfg.redis_password_file, err, sizeof err) != 0 &&
+        sf_now_ms() - warned_ms >= 60000) {
+        warned_ms = sf_now_ms();
+        sf_warn("redis: %s; trying the password read before", err);
+    }
     int port = 0, is_unix = 0;
-    if (parse_addr(c->cfg.redis, host, sizeof host, &port, &is_unix)) return SF_EINVAL;
+    if (sf_redis_addr_parse(c->cfg.redis, host, sizeof host, &port, &is_unix)) return SF_EINVAL;
     redisAsyncContext *ac = is_unix ? redisAsyncConnectUnix(host) : redisAsyncConnect(host, port);
     if (!ac || ac->err) {
         sf_warn("redis: %s", ac ? ac->errstr : "out of memory");
@@ -707,20 +781,8 @@ static int connect_async(sf_coord_t *c) {
 }
 
 static redisContext *connect_sync(const sf_coord_t *c, char *err, size_t n) {
-    char host[512];
-    int port = 0, is_unix = 0;
-    if (parse_addr(c->cfg.redis, host, sizeof host, &port, &is_unix)) {
-        sf_errf(SF_EINVAL, err, n, "bad redis address '%s'", c->cfg.redis);
-        return NULL;
-    }
     struct timeval tv = {5, 0};
-    redisContext *rc = is_unix ? redisConnectUnixWithTimeout(host, tv) : redisConnectWithTimeout(host, port, tv);
-    if (!rc || rc->err) {
-        sf_errf(SF_EREDIS, err, n, "cannot connect to redis at %s: %s", c->cfg.redis, rc ? rc->errstr : "out of memory");
-        if (rc) redisFree(rc);
-        return NULL;
-    }
-    return rc;
+    return sf_redis_connect(c->cfg.redis, &c->redis_auth, tv, err, n);
 }
 
 int sf_store_open(sf_coord_t *c, char *err, size_t n) {
@@ -765,6 +827,9 @@ static redisReply *cmd(redisContext *rc, const char *fmt, ...) {
 
 static void check_persistence(redisContext *rc) {
     redisReply *r = cmd(rc, "CONFIG GET appendonly");
+    if (r && r->type == REDIS_REPLY_ERROR)
+        sf_warn("cannot check Redis's persistence settings (CONFIG GET: %s): make sure it runs with appendonly yes "
+                "and maxmemory-policy noeviction", r->str);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && strcmp(r->element[1]->str, "yes") != 0)
         sf_warn("REDIS HAS NO AOF PERSISTENCE (appendonly no): a Redis restart can lose accepted runs and results");
     freeReplyObject(r);
@@ -886,13 +951,18 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
 }
 
 int sf_store_load(sf_coord_t *c, char *err, size_t n) {
+    char host[512];
+    int port, is_unix;
+    if (sf_redis_addr_parse(c->cfg.redis, host, sizeof host, &port, &is_unix))
+        return sf_errf(SF_EINVAL, err, n, "config key 'redis': bad address '%s' (host:port or unix:/path)", c->cfg.redis);
     redisContext *rc = connect_sync(c, err, n);
     if (!rc) return SF_EREDIS;
     const char *p = c->cfg.redis_prefix;
     check_persistence(rc);
     redisReply *r = cmd(rc, "INCR " SF_KEY_EPOCH, p);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
-        sf_errf(SF_EREDIS, err, n, "redis: INCR epoch failed: %s", r && r->str ? r->str : rc->errstr);
+        const char *e = r && r->str ? r->str : rc->errstr;
+        sf_errf(SF_EREDIS, err, n, "redis: INCR epoch failed: %s%s", e, sf_redis_auth_hint(e));
         freeReplyObject(r);
         redisFree(rc);
         return SF_EREDIS;

@@ -32,16 +32,20 @@
 
 #include "common/blob.h"
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/error.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/redis_auth.h"
 #include "common/wire.h"
+#include "common/zap.h"
 #include "common/zsock.h"
 #include "ml/sf_ml.h"
 
 typedef struct {
-    char *redis, *redis_prefix, *endpoint, *checkpoint_dir, *models_dir, *device;
+    char *redis, *redis_prefix, *redis_user, *redis_password_file, *endpoint, *curve_key_file, *curve_allowed_dir;
+    char *checkpoint_dir, *models_dir, *device;
     long threads;
     char *metrics_host;
     long metrics_port;
@@ -53,7 +57,13 @@ typedef struct {
 static const sf_cfg_field_t l_schema[] = {
     F(redis, SF_CFG_STRING, "127.0.0.1:6379", 1, 0, "Redis address: host:port or unix:/path"),
     F(redis_prefix, SF_CFG_STRING, "sf", 1, 0, "prefix of every Redis key"),
+    F(redis_user, SF_CFG_STRING, "", 1, 0, "Redis ACL user for AUTH (default $SF_REDIS_USER, else the default user)"),
+    F(redis_password_file, SF_CFG_STRING, "", 1, 0,
+      "file holding the Redis password (default $SF_REDIS_PASSWORD; empty: no AUTH)"),
     F(endpoint, SF_CFG_STRING, "tcp://*:5557", 1, 0, "ZeroMQ endpoint the workers' ROUTER binds"),
+    F(curve_key_file, SF_CFG_STRING, "", 1, 0, "this learner's CURVE keypair (sfctl keygen; mode 0600); empty: CURVE off"),
+    F(curve_allowed_dir, SF_CFG_STRING, "", 1, 0,
+      "folder of the *.pub files of allowed workers (reread on SIGHUP); needs curve_key_file"),
     F(checkpoint_dir, SF_CFG_STRING, "checkpoints", 1, 0, "where each run's policy checkpoints go"),
     F(models_dir, SF_CFG_STRING, "models", 1, 0, "where a run spec's relative \"policy\" path is looked up"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for PPO: cpu or cuda:N"),
@@ -83,6 +93,7 @@ enum { L_LOADING_SPEC, L_LOADING_MODEL, L_READY, L_UPDATING, L_FAILED };
 typedef struct lrun_s {
     char id[16];
     int state;
+    int spec_asked;      /* L_LOADING_SPEC: the HGET of the spec is out */
     char error[512];
     /* settings */
     char policy_path[PATH_MAX];
@@ -131,7 +142,11 @@ typedef struct {
     sf_zsock_t zs;
     redisAsyncContext *ac;
     uv_timer_t cron;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    sf_redis_auth_t redis_auth;
+    int64_t auth_logged_ms;  /* a refused AUTH is logged at most once a minute */
+    uint64_t redis_auth_failures;
+    sf_zap_t *zap;           /* CURVE client authentication; NULL when off */
     lrun_t *runs;
     uint8_t *sbuf;
     size_t sbuf_cap;
@@ -152,11 +167,32 @@ static int64_t now_ms(void) {
 
 static void redis_connect(void);
 
+static void on_redis_auth(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)priv;
+    redisReply *r = reply;
+    if (!r) return;
+    if (r->type != REDIS_REPLY_ERROR) {
+        sf_info("redis: connected%s", L.auth_logged_ms ? "; AUTH accepted" : "");
+        L.auth_logged_ms = 0;
+        return;
+    }
+    L.redis_auth_failures++;
+    int64_t now = now_ms();
+    if (!L.auth_logged_ms || now - L.auth_logged_ms >= 60000) {
+        char who[160];
+        sf_error("redis: %s refused AUTH as %s: %s%s; retrying", L.cfg.redis,
+                 sf_redis_auth_who(&L.redis_auth, who, sizeof who), r->str, sf_redis_auth_hint(r->str));
+        L.auth_logged_ms = now;
+    }
+    /* The cron connects again; whatever was queued behind AUTH fails now. */
+    redisAsyncDisconnect(ac);
+}
+
 static void on_redis_connect(const redisAsyncContext *ac, int status) {
     if (status != REDIS_OK) {
         sf_warn("redis: connect failed: %s", ac->errstr);
         L.ac = NULL;
-    } else {
+    } else if (!L.redis_auth.password) {
         sf_info("redis: connected");
     }
 }
@@ -169,6 +205,13 @@ static void on_redis_disconnect(const redisAsyncContext *ac, int status) {
 
 static void redis_connect(void) {
     if (L.ac) return;
+    char err[600];
+    static int64_t warned_ms; /* at most once a minute */
+    if (sf_redis_auth_refresh(&L.redis_auth, L.cfg.redis_user, L.cfg.redis_password_file, err, sizeof err) != 0 &&
+        now_ms() - warned_ms >= 60000) {
+        warned_ms = now_ms();
+        sf_warn("redis: %s; trying the password read before", err);
+    }
     const char *a = L.cfg.redis;
     redisAsyncContext *ac;
     if (!strncmp(a, "unix:", 5)) ac = redisAsyncConnectUnix(a + 5);
@@ -188,10 +231,15 @@ static void redis_connect(void) {
     redisAsyncSetConnectCallback(ac, on_redis_connect);
     redisAsyncSetDisconnectCallback(ac, on_redis_disconnect);
     L.ac = ac;
+    /* AUTH first: hiredis sends commands in order, so every command queued
+     * after this one runs as the authenticated user. */
+    sf_redis_auth_async(ac, &L.redis_auth, on_redis_auth, NULL);
 }
 
 static void write_stats(lrun_t *r, int with_curve) {
-    if (!L.ac) return;
+    /* Nothing to say before the spec is read (and target_updates 0 would
+     * read as done). */
+    if (!L.ac || r->state == L_LOADING_SPEC) return;
     char key[128], f[64][32];
     const char *argv[80];
     size_t n = 0;
@@ -553,7 +601,15 @@ static void on_spec(redisAsyncContext *ac, void *reply, void *priv) {
     (void)ac;
     lrun_t *r = priv;
     redisReply *rep = reply;
-    if (!rep || rep->type != REDIS_REPLY_STRING) {
+    r->spec_asked = 0;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        /* Redis went away or is still loading its AOF after a restart: not
+         * the run's fault; the cron asks again. */
+        sf_warn("run %s: cannot read its spec yet (%s); asking again", r->id,
+                rep ? rep->str : "connection lost");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_STRING) {
         snprintf(r->error, sizeof r->error, "no run %s in Redis", r->id);
         r->state = L_FAILED;
     } else if (configure(r, rep->str) != 0) {
@@ -569,6 +625,15 @@ static void on_spec(redisAsyncContext *ac, void *reply, void *priv) {
     answer_waiters(r);
 }
 
+/* Reads the run's spec; while Redis is unreachable the run waits in
+ * L_LOADING_SPEC and the cron asks again. */
+static void ask_spec(lrun_t *r) {
+    if (!L.ac || r->spec_asked) return;
+    char key[128];
+    snprintf(key, sizeof key, SF_KEY_RUN, L.cfg.redis_prefix, r->id);
+    if (redisAsyncCommand(L.ac, on_spec, r, "HGET %s spec", key) == REDIS_OK) r->spec_asked = 1;
+}
+
 static lrun_t *get_run(const char *id) {
     lrun_t *r = find_run(id);
     if (r) return r;
@@ -578,16 +643,9 @@ static lrun_t *get_run(const char *id) {
     r->state = L_LOADING_SPEC;
     r->next = L.runs;
     L.runs = r;
-    if (!L.ac) redis_connect();
-    if (!L.ac) {
-        snprintf(r->error, sizeof r->error, "Redis is unreachable");
-        r->state = L_FAILED;
-        return r;
-    }
-    char key[128];
-    snprintf(key, sizeof key, SF_KEY_RUN, L.cfg.redis_prefix, id);
-    redisAsyncCommand(L.ac, on_spec, r, "HGET %s spec", key);
     sf_info("run %s: loading its learner settings", id);
+    if (!L.ac) redis_connect();
+    ask_spec(r);
     return r;
 }
 
@@ -714,6 +772,9 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     }
     sf_metric_head(m, "sf_learner_frames_bad_total", "counter", "malformed frames dropped");
     sf_metric_value(m, "sf_learner_frames_bad_total", NULL, (double)L.frames_bad);
+    sf_metric_head(m, "sf_learner_redis_auth_failures_total", "counter", "Redis connections whose AUTH was refused");
+    sf_metric_value(m, "sf_learner_redis_auth_failures_total", NULL, (double)L.redis_auth_failures);
+    sf_zap_metrics(L.zap, m, "sf_learner");
 }
 
 /* The cron, every second: reconnect to Redis if the connection was lost;
@@ -724,6 +785,7 @@ static void cron(uv_timer_t *t) {
     if (!L.ac) redis_connect();
     int busy = 0;
     for (lrun_t *r = L.runs; r; r = r->next) {
+        if (r->state == L_LOADING_SPEC) ask_spec(r);
         write_stats(r, 0);
         busy |= r->state == L_LOADING_MODEL || r->state == L_UPDATING;
     }
@@ -732,6 +794,9 @@ static void cron(uv_timer_t *t) {
         uv_close((uv_handle_t *)&L.cron, NULL);
         uv_close((uv_handle_t *)&L.sigterm, NULL);
         uv_close((uv_handle_t *)&L.sigint, NULL);
+        uv_close((uv_handle_t *)&L.sighup, NULL);
+        sf_zap_close(L.zap);
+        L.zap = NULL;
         if (L.ac) redisAsyncDisconnect(L.ac);
         sf_metrics_stop(L.metrics);
     }
@@ -741,6 +806,14 @@ static void on_signal(uv_signal_t *s, int signum) {
     (void)s;
     sf_info("signal %d: finishing the running update, then stopping", signum);
     L.stopping = 1;
+}
+
+/* SIGHUP: read the allowed CURVE keys again. */
+static void on_hup(uv_signal_t *s, int signum) {
+    (void)s;
+    (void)signum;
+    if (L.zap) sf_zap_reload(L.zap);
+    else sf_info("SIGHUP: CURVE is off, nothing to reload");
 }
 
 int main(int argc, char **argv) {
@@ -762,6 +835,21 @@ int main(int argc, char **argv) {
         return 2;
     }
     sf_log_init("sf-learner", L.cfg.log_level, L.cfg.log_json);
+    sf_curve_keypair_t curve;
+    int curve_on = *L.cfg.curve_key_file || *L.cfg.curve_allowed_dir;
+    if (curve_on && (!*L.cfg.curve_key_file || !*L.cfg.curve_allowed_dir)) {
+        fprintf(stderr, "sf-learner: config keys 'curve_key_file' and 'curve_allowed_dir' go together: CURVE needs "
+                        "this server's keypair and the folder of allowed workers' .pub files\n");
+        return 2;
+    }
+    if (curve_on && sf_curve_load_keypair(L.cfg.curve_key_file, &curve, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-learner: config key 'curve_key_file': %s\n", err);
+        return 2;
+    }
+    if (sf_redis_auth_load(L.cfg.redis_user, L.cfg.redis_password_file, &L.redis_auth, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-learner: %s\n", err);
+        return 2;
+    }
     sf_ml_opts_t mo = {(int)L.cfg.threads, 0};
     if (sf_ml_init(&mo) != 0 || sf_ml_device_check(L.cfg.device) != 0) {
         sf_error("device %s: %s", L.cfg.device, sf_ml_errstr());
@@ -769,8 +857,22 @@ int main(int argc, char **argv) {
     }
     L.loop = uv_default_loop();
     L.zctx = zmq_ctx_new();
+    if (curve_on) {
+        static const char *const domains[] = {"workers", NULL};
+        if (sf_zap_start(L.loop, L.zctx, L.cfg.curve_allowed_dir, domains, &L.zap, err, sizeof err) != 0) {
+            sf_error("config key 'curve_allowed_dir': %s", err);
+            return 2;
+        }
+        sf_info("CURVE on: server public key %s; %d allowed worker keys in %s", curve.public_key,
+                sf_zap_allowed(L.zap), L.cfg.curve_allowed_dir);
+    }
     L.sock = zmq_socket(L.zctx, ZMQ_ROUTER);
     int one = 1;
+    if (L.sock && curve_on && sf_curve_server(L.sock, &curve, "workers", err, sizeof err) != 0) {
+        sf_error("%s", err);
+        return 1;
+    }
+    if (curve_on) sf_curve_wipe(&curve);
     if (!L.sock || sf_wire_sockopts(L.sock) || zmq_setsockopt(L.sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
         zmq_bind(L.sock, L.cfg.endpoint) != 0) {
         sf_error("cannot bind %s: %s", L.cfg.endpoint, zmq_strerror(zmq_errno()));
@@ -789,11 +891,14 @@ int main(int argc, char **argv) {
     uv_signal_init(L.loop, &L.sigint);
     uv_signal_start(&L.sigterm, on_signal, SIGTERM);
     uv_signal_start(&L.sigint, on_signal, SIGINT);
+    uv_signal_init(L.loop, &L.sighup);
+    uv_signal_start(&L.sighup, on_hup, SIGHUP);
     sf_info("serving workers on %s; checkpoints in %s; device %s, %ld threads, BLAS %s", L.cfg.endpoint,
             L.cfg.checkpoint_dir, L.cfg.device, L.cfg.threads, sf_ml_blas_name());
     uv_run(L.loop, UV_RUN_DEFAULT);
     zmq_close(L.sock);
     zmq_ctx_term(L.zctx);
+    sf_redis_auth_free(&L.redis_auth);
     sf_info("stopped");
     return 0;
 }

@@ -21,7 +21,9 @@
 #include <zmq.h>
 
 #include "common/config.h"
+#include "common/curve.h"
 #include "common/error.h"
+#include "common/learner_client.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/wire.h"
@@ -37,6 +39,9 @@ typedef struct {
     char *kinds;
     char *device;
     char *learner, *models_dir, *data_dir, *gpt2_vocab;
+    char *curve_key_file, *curve_server_key_file, *learner_server_key_file;
+    char *clip_dir, *diffusion_dir, *reference_root, *dtype;
+    int swap_models;
     long slots, prefetch, threads, recycle_after, heartbeat_ms, liveness;
     char *metrics_host;
     long metrics_port;
@@ -51,9 +56,22 @@ static const sf_cfg_field_t wk_schema[] = {
     F(kinds, SF_CFG_STRING, "", 1, 0, "comma-separated job kinds to take (default: all this build has)"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for model work: cpu or cuda:N"),
     F(learner, SF_CFG_STRING, "tcp://127.0.0.1:5557", 1, 0, "the learner's endpoint (rollout and captions jobs)"),
+    F(curve_key_file, SF_CFG_STRING, "", 1, 0, "this worker's CURVE keypair (sfctl keygen; mode 0600); empty: CURVE off"),
+    F(curve_server_key_file, SF_CFG_STRING, "", 1, 0, "the coordinator's CURVE public key (its .pub file)"),
+    F(learner_server_key_file, SF_CFG_STRING, "", 1, 0,
+      "the learner's CURVE public key (.pub; default: curve_server_key_file's)"),
     F(models_dir, SF_CFG_STRING, "models", 1, 0, "folder of the world models and policies (make models)"),
     F(data_dir, SF_CFG_STRING, "sf-data", 1, 0, "shared folder: reference statistics, run files, datasets"),
     F(gpt2_vocab, SF_CFG_STRING, "data/gpt2", 1, 0, "folder with GPT-2's encoder.json and vocab.bpe"),
+    F(clip_dir, SF_CFG_STRING, "", 1, 0,
+      "CLIP folder (HF config.json + model.safetensors + vocab.json + merges.txt; default models_dir/clip-world)"),
+    F(diffusion_dir, SF_CFG_STRING, "", 1, 0,
+      "TorchScript diffusion pipeline folder (sf-diffusion.json; docs/real-models.md) for generator \"diffusion\""),
+    F(reference_root, SF_CFG_STRING, "", 1, 0,
+      "folder of ImageNet-style reference sets: a run's reference_source names ROOT/<source>/<wnid>/"),
+    F(dtype, SF_CFG_STRING, "fp32", 1, 0, "inference precision of CLIP, the policy's sampling and diffusion: fp32, bf16 or fp16"),
+    F(swap_models, SF_CFG_BOOL, "false", 1, 0,
+      "keep one large model (CLIP, policy, diffusion) in device memory at a time, freeing the others on a switch"),
     F(slots, SF_CFG_INT, "1", 1, 4096, "jobs run at once"),
     F(prefetch, SF_CFG_INT, "2", 1, 1024, "credit per slot: jobs held ready beyond those running"),
     F(threads, SF_CFG_INT, "1", 1, 256, "intra-op threads for model work"),
@@ -94,6 +112,8 @@ struct sf_wk_s {
     uint64_t reconnects;
     sf_metrics_t *metrics;
     sf_wk_env_t env;
+    sf_curve_client_t curve;  /* CURVE to the coordinator (curve.on = 0: off) */
+    int welcomed;             /* a Welcome came since start */
     int64_t busy_us;        /* summed time jobs ran (started to done) */
     int64_t first_job_us;   /* when the first job started */
 };
@@ -116,10 +136,17 @@ const sf_wk_env_t *sf_wk_env(sf_wk_t *wk) { return &wk->env; }
 
 static void send_env(sf_wk_t *wk, Sf__Envelope *env) {
     if (!wk->sock) return;
-    if (sf_wire_send(wk->sock, NULL, 0, env, &wk->sbuf, &wk->sbuf_cap) != 0)
-        sf_warn("send to coordinator failed: %s", zmq_strerror(zmq_errno()));
-    else
+    static int64_t warned_ms;
+    if (sf_wire_send(wk->sock, NULL, 0, env, &wk->sbuf, &wk->sbuf_cap) != 0) {
+        /* With no coordinator to talk to (down, or refusing our CURVE key)
+         * every heartbeat fails: say so every 5 s, not ten times a second. */
+        if (now_ms() - warned_ms >= 5000) {
+            warned_ms = now_ms();
+            sf_warn("send to coordinator failed: %s", zmq_strerror(zmq_errno()));
+        }
+    } else {
         wk->last_send_ms = now_ms();
+    }
 }
 
 static uint32_t capacity(const sf_wk_t *wk) {
@@ -327,6 +354,7 @@ static void on_message(sf_wk_t *wk, const void *buf, size_t len) {
             sf_info("coordinator epoch %llu: heartbeat %u ms, liveness %u", (unsigned long long)env->welcome->epoch,
                     env->welcome->heartbeat_ms, env->welcome->liveness);
         wk->epoch = env->welcome->epoch;
+        wk->welcomed = 1;
         if (env->welcome->heartbeat_ms) wk->hb_ms = env->welcome->heartbeat_ms;
         if (env->welcome->liveness) wk->liveness = env->welcome->liveness;
         break;
@@ -374,6 +402,11 @@ static int open_socket(sf_wk_t *wk) {
     if (!wk->sock || sf_wire_sockopts(wk->sock) != 0) return SF_EIO;
     int linger = 2000; /* results and goodbye get out on exit */
     zmq_setsockopt(wk->sock, ZMQ_LINGER, &linger, sizeof linger);
+    char err[300];
+    if (sf_curve_client(wk->sock, &wk->curve, err, sizeof err) != 0) {
+        sf_error("%s", err);
+        return SF_EIO;
+    }
     if (zmq_connect(wk->sock, wk->cfg.coordinator) != 0) {
         sf_error("cannot connect to %s: %s", wk->cfg.coordinator, zmq_strerror(zmq_errno()));
         return SF_EIO;
@@ -395,7 +428,12 @@ static void on_zs_closed(sf_zsock_t *zs) {
 
 static void reconnect(sf_wk_t *wk) {
     if (!wk->zs_open) return;
-    sf_warn("coordinator silent for %lld ms: reconnecting", (long long)(now_ms() - wk->last_recv_ms));
+    if (wk->curve.on && !wk->welcomed)
+        sf_warn("coordinator silent for %lld ms: reconnecting (CURVE: is this worker's public key %s in the "
+                "coordinator's curve_allowed_dir, and curve_server_key_file its key?)",
+                (long long)(now_ms() - wk->last_recv_ms), wk->curve.kp.public_key);
+    else
+        sf_warn("coordinator silent for %lld ms: reconnecting", (long long)(now_ms() - wk->last_recv_ms));
     wk->zs_open = 0;
     wk->reconnects++;
     sf_zsock_close(&wk->zs, on_zs_closed);
@@ -555,12 +593,40 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sf-worker: %s\n", err);
         return 2;
     }
+    if (strcmp(wk->cfg.dtype, "fp32") && strcmp(wk->cfg.dtype, "bf16") && strcmp(wk->cfg.dtype, "fp16")) {
+        fprintf(stderr, "sf-worker: dtype = '%s': must be fp32, bf16 or fp16\n", wk->cfg.dtype);
+        return 2;
+    }
+    if (sf_curve_client_load(wk->cfg.curve_key_file, wk->cfg.curve_server_key_file, "curve_key_file",
+                             "curve_server_key_file", &wk->curve, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-worker: config key %s\n", err);
+        return 2;
+    }
+    if (*wk->cfg.learner_server_key_file && !wk->curve.on) {
+        fprintf(stderr, "sf-worker: config key learner_server_key_file needs curve_key_file and curve_server_key_file\n");
+        return 2;
+    }
+    if (wk->curve.on) {
+        /* The learner client (rollout and captions jobs) speaks CURVE too,
+         * with this worker's keypair and the learner's public key. */
+        sf_curve_client_t lcc = wk->curve;
+        if (*wk->cfg.learner_server_key_file &&
+            sf_curve_load_public(wk->cfg.learner_server_key_file, lcc.server, err, sizeof err) != 0) {
+            fprintf(stderr, "sf-worker: config key learner_server_key_file: %s\n", err);
+            return 2;
+        }
+        sf_lc_set_curve(&lcc);
+        sf_curve_wipe(&lcc.kp);
+    }
     wk->hb_ms = (uint32_t)wk->cfg.heartbeat_ms;
     wk->liveness = (uint32_t)wk->cfg.liveness;
     wk->loop = uv_default_loop();
     wk->zctx = zmq_ctx_new();
     wk->env = (sf_wk_env_t){.learner = wk->cfg.learner, .models_dir = wk->cfg.models_dir, .data_dir = wk->cfg.data_dir,
                             .gpt2_vocab = wk->cfg.gpt2_vocab, .device = wk->cfg.device,
+                            .clip_dir = wk->cfg.clip_dir, .diffusion_dir = wk->cfg.diffusion_dir,
+                            .reference_root = wk->cfg.reference_root, .dtype = wk->cfg.dtype,
+                            .swap_models = wk->cfg.swap_models,
                             .threads = (int)wk->cfg.threads, .zctx = wk->zctx};
     if (open_socket(wk) != 0) return 1;
     if (sf_metrics_start(wk->loop, wk->cfg.metrics_host, (int)wk->cfg.metrics_port, render_metrics, wk, &wk->metrics,
@@ -585,6 +651,7 @@ int main(int argc, char **argv) {
     if (wk->sock) zmq_close(wk->sock);
     zmq_ctx_term(wk->zctx);
     free(wk->sbuf);
+    sf_curve_wipe(&wk->curve.kp);
     sf_config_free(wk_schema, &wk->cfg);
     return 0;
 }

@@ -68,6 +68,11 @@ typedef struct {
     const char *data_dir;    /* shared: reference statistics, run files, datasets */
     const char *gpt2_vocab;  /* folder with encoder.json and vocab.bpe */
     const char *device;
+    const char *clip_dir;       /* "" = models_dir/clip-world */
+    const char *diffusion_dir;  /* "" = no diffusion generator */
+    const char *reference_root; /* "" = world references only */
+    const char *dtype;          /* fp32, bf16, fp16 (inference) */
+    int swap_models;
     int threads;
     void *zctx;
 } sf_wk_env_t;

@@ -6,13 +6,15 @@
  *   sf_fake_worker ENDPOINT RUN get MIN_VERSION
  *       prints: version V done D bytes N tensors T
  *   sf_fake_worker ENDPOINT RUN send POLICY_VERSION COUNT SEED VOCAB
- *       prints: accepted A stale S version V */
+ *       prints: accepted A stale S version V
+ * With SF_CURVE_KEY and SF_CURVE_SERVER_KEY set it speaks CURVE. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 #include <zmq.h>
 
+#include "common/curve.h"
 #include "common/learner_client.h"
 #include "common/safetensors.h"
 
@@ -52,6 +54,15 @@ static void on_ack(void *arg, int status, uint32_t accepted, uint32_t stale, uin
 
 int main(int argc, char **argv) {
     if (argc < 5) { fprintf(stderr, "usage: see the file's comment\n"); return 2; }
+    /* CURVE as sfctl takes it: SF_CURVE_KEY (own .key), SF_CURVE_SERVER_KEY (the learner's .pub). */
+    sf_curve_client_t cc;
+    char cerr[700];
+    if (sf_curve_client_load(getenv("SF_CURVE_KEY"), getenv("SF_CURVE_SERVER_KEY"), "SF_CURVE_KEY",
+                             "SF_CURVE_SERVER_KEY", &cc, cerr, sizeof cerr) != 0) {
+        fprintf(stderr, "%s\n", cerr);
+        return 2;
+    }
+    sf_lc_set_curve(&cc);
     uv_loop_t *loop = uv_default_loop();
     void *ctx = zmq_ctx_new();
     if (sf_lc_init(loop, ctx, argv[1], &lc) != 0) { fprintf(stderr, "cannot connect\n"); return 1; }
