@@ -221,6 +221,10 @@ FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIBSRC  := $(COMMON_SRC) $(WORLD_SRC) $(PROTO_C) $(DATA_C)
 FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(patsubst $(BUILD)/%,%,$(FUZZ_LIBSRC)))
+# Sources a target links besides those: fuzz_spec runs the coordinator's
+# planner (its harness defines what runs.c needs of main.c, store.c, broker.c).
+FUZZ_EXTRA_fuzz_spec := coordinator/runs.c coordinator/shift.c
+fuzz_extra    = $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_EXTRA_$(1)))
 
 build/fuzz/obj/%.o: %.c | $(PROTO_H) $(DATA_C)
 	@mkdir -p $(dir $@)
@@ -230,9 +234,10 @@ build/fuzz/obj/%.o: $(BUILD)/%.c | $(PROTO_H) $(DATA_C)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ) $$(call fuzz_extra,fuzz_$$*)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ $(LDLIBS)
+	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) \
+		$(call fuzz_extra,fuzz_$*) -o $@ $(LDLIBS)
 
 fuzz-build: deps
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)

@@ -403,13 +403,10 @@ static char *slurp(const char *path, size_t *len) {
     return buf;
 }
 
-static int load_encoder(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *path,
-                        char *err, size_t errlen) {
-    size_t len;
-    char *text = slurp(path, &len);
-    if (!text) return sf_errf(SF_EIO, err, errlen, "cannot read %s", path);
+/* encoder.json's text (len bytes, borrowed; path names it in messages). */
+static int load_encoder(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *text, size_t len,
+                        const char *path, char *err, size_t errlen) {
     cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return sf_errf(SF_EFORMAT, err, errlen, "%s: not a JSON object", path);
@@ -472,28 +469,28 @@ out:
     return rc;
 }
 
-static int load_merges(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *path,
-                       char *err, size_t errlen) {
-    size_t len;
-    char *text = slurp(path, &len);
-    if (!text) return sf_errf(SF_EIO, err, errlen, "cannot read %s", path);
+/* vocab.bpe's text (len bytes, borrowed; path names it in messages).  A NUL
+ * is an ordinary byte here, so it makes a line a bad merge. */
+static int load_merges(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *text, size_t len,
+                       const char *path, char *err, size_t errlen) {
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
     int rc = map_init(&b->merges, lines);
     uint8_t *key = malloc(len + 2);
-    if (rc || !key) { free(text); free(key); return SF_ENOMEM; }
+    if (rc || !key) { free(key); return SF_ENOMEM; }
     /* Like the reference: the first line is a version comment, and the merges
      * are the lines after it up to the final newline. */
-    char *p = strchr(text, '\n');
+    const char *end = text + len;
+    const char *p = memchr(text, '\n', len);
     int rank = 0, lineno = 1;
     while (p && rc == 0) {
-        char *line = p + 1;
-        p = strchr(line, '\n');
+        const char *line = p + 1;
+        p = memchr(line, '\n', (size_t)(end - line));
         if (!p) break;     /* text after the last newline is not a merge */
         lineno++;
         size_t ll = (size_t)(p - line);
         if (ll && line[ll - 1] == '\r') ll--;
-        char *sp = memchr(line, ' ', ll);
+        const char *sp = memchr(line, ' ', ll);
         if (!sp || sp == line || sp == line + ll - 1) {
             rc = sf_errf(SF_EFORMAT, err, errlen, "%s:%d: not a merge pair", path, lineno);
             break;
@@ -512,19 +509,33 @@ static int load_merges(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *p
         if (rc == SF_EEXIST) rc = 0;   /* a repeated merge keeps its first rank */
     }
     free(key);
-    free(text);
     return rc;
 }
 
-int sf_bpe_load(const char *encoder_json, const char *vocab_bpe, sf_bpe_t **out,
-                char *err, size_t errlen) {
+/* One of the two files, loaded by fn: read from path when there is one,
+ * else text[0..len) named `name` in messages. */
+typedef int (*part_fn)(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *text, size_t len, const char *path,
+                       char *err, size_t errlen);
+static int load_part(sf_bpe_t *b, const int16_t cp_to_byte[324], part_fn fn, const char *path, const char *text,
+                     size_t len, const char *name, char *err, size_t errlen) {
+    char *owned = NULL;
+    if (path && !(text = owned = slurp(path, &len))) return sf_errf(SF_EIO, err, errlen, "cannot read %s", path);
+    int rc = fn(b, cp_to_byte, text, len, path ? path : name, err, errlen);
+    free(owned);
+    return rc;
+}
+
+/* encoder.json, then vocab.bpe (a path is read only once the file before
+ * it loaded), each from its path or, when that is NULL, from memory. */
+static int load(const char *enc_path, const char *enc, size_t enc_len, const char *voc_path, const char *voc,
+                size_t voc_len, sf_bpe_t **out, char *err, size_t errlen) {
     *out = NULL;
     sf_bpe_t *b = calloc(1, sizeof *b);
     if (!b) return SF_ENOMEM;
     int16_t cp_to_byte[324];
     byte_table(cp_to_byte);
-    int rc = load_encoder(b, cp_to_byte, encoder_json, err, errlen);
-    if (rc == 0) rc = load_merges(b, cp_to_byte, vocab_bpe, err, errlen);
+    int rc = load_part(b, cp_to_byte, load_encoder, enc_path, enc, enc_len, "encoder.json", err, errlen);
+    if (rc == 0) rc = load_part(b, cp_to_byte, load_merges, voc_path, voc, voc_len, "vocab.bpe", err, errlen);
     if (rc) {
         if (rc == SF_ENOMEM) sf_errf(rc, err, errlen, "out of memory loading the vocabulary");
         sf_bpe_free(&b);
@@ -532,6 +543,17 @@ int sf_bpe_load(const char *encoder_json, const char *vocab_bpe, sf_bpe_t **out,
     }
     *out = b;
     return 0;
+}
+
+int sf_bpe_load(const char *encoder_json, const char *vocab_bpe, sf_bpe_t **out,
+                char *err, size_t errlen) {
+    return load(encoder_json, NULL, 0, vocab_bpe, NULL, 0, out, err, errlen);
+}
+
+int sf_bpe_load_mem(const char *encoder_json, size_t encoder_len, const char *vocab_bpe, size_t vocab_len,
+                    sf_bpe_t **out, char *err, size_t errlen) {
+    if (!encoder_json || !vocab_bpe) return sf_errf(SF_EINVAL, err, errlen, "no vocabulary text");
+    return load(NULL, encoder_json, encoder_len, NULL, vocab_bpe, vocab_len, out, err, errlen);
 }
 
 int sf_bpe_load_gpt2(const char *root, sf_bpe_t **out, char *err, size_t errlen) {

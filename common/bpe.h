@@ -26,6 +26,12 @@ typedef struct sf_bpe_s sf_bpe_t;
 int sf_bpe_load(const char *encoder_json, const char *vocab_bpe, sf_bpe_t **out,
                 char *err, size_t errlen);
 
+/* The same from the two files' contents in memory (borrowed; not
+ * NUL-terminated): encoder_json[0..encoder_len), vocab_bpe[0..vocab_len).
+ * Messages name them "encoder.json" and "vocab.bpe". */
+int sf_bpe_load_mem(const char *encoder_json, size_t encoder_len, const char *vocab_bpe, size_t vocab_len,
+                    sf_bpe_t **out, char *err, size_t errlen);
+
 /* Loads data/gpt2/{encoder.json,vocab.bpe} under `root` ($SF_ROOT or "."
  * when root is NULL). */
 int sf_bpe_load_gpt2(const char *root, sf_bpe_t **out, char *err, size_t errlen);

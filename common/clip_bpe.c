@@ -197,51 +197,45 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-int sf_clip_bpe_load(const char *vocab_json, const char *merges_txt, sf_clip_bpe_t **out,
-                     char *err, size_t errlen) {
-    *out = NULL;
-    size_t len;
-    char *text = read_file(vocab_json, &len);
-    if (!text) return sf_errf(SF_EIO, err, errlen, "cannot read %s", vocab_json);
+/* vocab.json's text (len bytes, borrowed; name in messages). */
+static int load_vocab(sf_clip_bpe_t *b, const char *text, size_t len, const char *name, char *err, size_t errlen) {
     cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        return sf_errf(SF_EFORMAT, err, errlen, "%s: not a JSON object", vocab_json);
+        return sf_errf(SF_EFORMAT, err, errlen, "%s: not a JSON object", name);
     }
-    sf_clip_bpe_t *b = bpe_alloc();
-    if (!b) {
-        cJSON_Delete(j);
-        return SF_ENOMEM;
-    }
+    /* Ids are 0 .. n-1 for n entries: a larger one is refused before the id
+     * table grows to hold it. */
+    const int n = cJSON_GetArraySize(j);
     int rc = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, j) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > (1 << 24) ||
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0 && it->valuedouble < n) ||
             it->valuedouble != (int)it->valuedouble) {
-            rc = sf_errf(SF_EFORMAT, err, errlen, "%s: id of '%s' is not a valid id", vocab_json, it->string);
+            rc = sf_errf(SF_EFORMAT, err, errlen, "%s: id of '%s' is not a valid id (0 to %d)", name, it->string,
+                         n - 1);
             break;
         }
         if ((rc = add_token(b, it->string, (int)it->valuedouble))) {
-            rc = sf_errf(rc == SF_EEXIST ? SF_EFORMAT : rc, err, errlen, "%s: token '%s' or id %d twice",
-                         vocab_json, it->string, (int)it->valuedouble);
+            rc = sf_errf(rc == SF_EEXIST ? SF_EFORMAT : rc, err, errlen, "%s: token '%s' or id %d twice", name,
+                         it->string, (int)it->valuedouble);
             break;
         }
     }
     cJSON_Delete(j);
     for (int i = 0; rc == 0 && i < b->n_tokens; i++)
-        if (!b->tokens[i]) rc = sf_errf(SF_EFORMAT, err, errlen, "%s: no token has id %d", vocab_json, i);
+        if (!b->tokens[i]) rc = sf_errf(SF_EFORMAT, err, errlen, "%s: no token has id %d", name, i);
     b->sot = map_get(&b->vocab, SOT_STR);
     b->eot = map_get(&b->vocab, EOT_STR);
     if (rc == 0 && (b->sot < 0 || b->eot < 0))
-        rc = sf_errf(SF_EFORMAT, err, errlen, "%s: no %s or %s token", vocab_json, SOT_STR, EOT_STR);
-    if (rc == 0 && !(text = read_file(merges_txt, &len)))
-        rc = sf_errf(SF_EIO, err, errlen, "cannot read %s", merges_txt);
-    if (rc) {
-        sf_clip_bpe_free(&b);
-        return rc;
-    }
-    int line_no = 0;
+        rc = sf_errf(SF_EFORMAT, err, errlen, "%s: no %s or %s token", name, SOT_STR, EOT_STR);
+    return rc;
+}
+
+/* merges.txt's text, NUL-terminated (it ends at the first NUL), cut into
+ * lines in place; vocab names vocab.json in messages. */
+static int load_merges(sf_clip_bpe_t *b, char *text, const char *name, const char *vocab, char *err, size_t errlen) {
+    int rc = 0, line_no = 0;
     for (char *line = text, *next; rc == 0 && line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
@@ -251,7 +245,7 @@ int sf_clip_bpe_load(const char *vocab_json, const char *merges_txt, sf_clip_bpe
         if (l == 0 || (line_no == 1 && strncmp(line, "#version", 8) == 0)) continue;
         char *sp = strchr(line, ' ');
         if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' ')) {
-            rc = sf_errf(SF_EFORMAT, err, errlen, "%s:%d: not a merge 'a b'", merges_txt, line_no);
+            rc = sf_errf(SF_EFORMAT, err, errlen, "%s:%d: not a merge 'a b'", name, line_no);
             break;
         }
         *sp = 0;
@@ -261,11 +255,49 @@ int sf_clip_bpe_load(const char *vocab_json, const char *merges_txt, sf_clip_bpe
                  map_get(&b->vocab, merged) >= 0;
         *sp = ' ';
         if (!ok) {
-            rc = sf_errf(SF_EFORMAT, err, errlen, "%s:%d: merge '%s' uses or makes a token not in %s",
-                         merges_txt, line_no, line, vocab_json);
+            rc = sf_errf(SF_EFORMAT, err, errlen, "%s:%d: merge '%s' uses or makes a token not in %s", name, line_no,
+                         line, vocab);
             break;
         }
         rc = add_merge(b, line);
+    }
+    return rc;
+}
+
+int sf_clip_bpe_load(const char *vocab_json, const char *merges_txt, sf_clip_bpe_t **out,
+                     char *err, size_t errlen) {
+    *out = NULL;
+    size_t len;
+    char *text = read_file(vocab_json, &len);
+    if (!text) return sf_errf(SF_EIO, err, errlen, "cannot read %s", vocab_json);
+    sf_clip_bpe_t *b = bpe_alloc();
+    int rc = b ? load_vocab(b, text, len, vocab_json, err, errlen) : SF_ENOMEM;
+    free(text);
+    if (rc == 0 && !(text = read_file(merges_txt, &len))) rc = sf_errf(SF_EIO, err, errlen, "cannot read %s", merges_txt);
+    if (rc == 0) {
+        rc = load_merges(b, text, merges_txt, vocab_json, err, errlen);
+        free(text);
+    }
+    if (rc) {
+        sf_clip_bpe_free(&b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+int sf_clip_bpe_load_mem(const char *vocab_json, size_t vocab_len, const char *merges_txt, size_t merges_len,
+                         sf_clip_bpe_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!vocab_json || !merges_txt) return sf_errf(SF_EINVAL, err, errlen, "no vocabulary text");
+    sf_clip_bpe_t *b = bpe_alloc();
+    int rc = b ? load_vocab(b, vocab_json, vocab_len, "vocab.json", err, errlen) : SF_ENOMEM;
+    char *text = NULL;
+    if (rc == 0 && !(text = malloc(merges_len + 1))) rc = SF_ENOMEM;
+    if (rc == 0) {
+        memcpy(text, merges_txt, merges_len);
+        text[merges_len] = 0;
+        rc = load_merges(b, text, "merges.txt", "vocab.json", err, errlen);
     }
     free(text);
     if (rc) {

@@ -27,6 +27,13 @@ typedef struct sf_clip_bpe_s sf_clip_bpe_t;
 int sf_clip_bpe_load(const char *vocab_json, const char *merges_txt, sf_clip_bpe_t **out,
                      char *err, size_t errlen);
 
+/* The same from the two files' contents in memory (borrowed; not
+ * NUL-terminated): vocab_json[0..vocab_len), merges_txt[0..merges_len)
+ * (whose merges end at a NUL, as a file's do).  Messages name them
+ * "vocab.json" and "merges.txt". */
+int sf_clip_bpe_load_mem(const char *vocab_json, size_t vocab_len, const char *merges_txt, size_t merges_len,
+                         sf_clip_bpe_t **out, char *err, size_t errlen);
+
 /* Builds a tokenizer whose merges spell every word of `words` (lower-cased
  * ASCII letters; others are skipped) as one token; duplicates are fine and
  * the result depends only on the set of words. */

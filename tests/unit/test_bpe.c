@@ -159,8 +159,47 @@ TEST(test_bad_files) {
     rmdir(dir);
 }
 
+/* The in-memory loader reads the same files the same way (GPT-2's own
+ * vocabulary gives the same ids), and its contents need no NUL. */
+TEST(test_load_mem) {
+    CHECK(tok);
+    size_t el, vl;
+    char *enc = read_all("data/gpt2/encoder.json", &el), *voc = read_all("data/gpt2/vocab.bpe", &vl);
+    CHECK(enc && voc);
+    sf_bpe_t *b = NULL;
+    char err[256];
+    CHECK_EQ_INT(sf_bpe_load_mem(enc, el, voc, vl, &b, err, sizeof err), 0);
+    free(enc);
+    free(voc);
+    CHECK_EQ_INT(sf_bpe_vocab_size(b), 50257);
+    const char s[] = "A photo of a goldfinch, isn't it? 123 \xc3\xa9t\xc3\xa9";
+    int32_t *x, *y;
+    size_t nx, ny;
+    CHECK_EQ_INT(sf_bpe_encode(tok, s, sizeof s - 1, &x, &nx), 0);
+    CHECK_EQ_INT(sf_bpe_encode(b, s, sizeof s - 1, &y, &ny), 0);
+    CHECK_EQ_INT(nx, ny);
+    CHECK(memcmp(x, y, nx * sizeof *x) == 0);
+    free(x);
+    free(y);
+    sf_bpe_free(&b);
+
+    static const char e[] = "{\"a\": 0, \"b\": 1, \"ab\": 2}XXXX";
+    static const char v[] = "#version: 0.2\na b\nXXXX";
+    CHECK_EQ_INT(sf_bpe_load_mem(e, sizeof e - 5, v, sizeof v - 5, &b, err, sizeof err), 0);
+    CHECK_EQ_INT(sf_bpe_encode(b, "ab", 2, &x, &nx), 0);
+    CHECK_EQ_INT(nx, 1);
+    CHECK_EQ_INT(x[0], 2);
+    free(x);
+    sf_bpe_free(&b);
+    static const char bad[] = "#version: 0.2\na b\na\0 b\n";   /* a NUL is a byte of a bad merge */
+    CHECK_EQ_INT(sf_bpe_load_mem(e, sizeof e - 5, bad, sizeof bad - 1, &b, err, sizeof err), SF_EFORMAT);
+    CHECK(strstr(err, "vocab.bpe:3:") != NULL);
+    CHECK(b == NULL);
+}
+
 int main(void) {
     SF_RUN(test_load);
+    SF_RUN(test_load_mem);
     SF_RUN(test_reference_fixture);
     SF_RUN(test_known_ids);
     SF_RUN(test_invalid_utf8_roundtrips);

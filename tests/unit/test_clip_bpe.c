@@ -165,6 +165,40 @@ TEST(corrupt_files_are_errors) {
     rmdir(dir);
 }
 
+/* The in-memory loader gives the tokenizer the files give; an id past the
+ * entries' count is refused before any table is sized for it. */
+TEST(load_mem) {
+    sf_clip_bpe_t *b = make(), *c = NULL;
+    char dir[] = "/tmp/sf_clip_bpe_XXXXXX", v[128], m[128], err[256];
+    CHECK(mkdtemp(dir));
+    snprintf(v, sizeof v, "%s/vocab.json", dir);
+    snprintf(m, sizeof m, "%s/merges.txt", dir);
+    CHECK_EQ_INT(sf_clip_bpe_save(b, v, m), 0);
+    char *vt = NULL, *mt = NULL;
+    size_t vl = 0, ml = 0;
+    FILE *f = fopen(v, "rb");
+    CHECK(f && getdelim(&vt, &vl, 0, f) > 0);
+    fclose(f);
+    f = fopen(m, "rb");
+    CHECK(f && getdelim(&mt, &ml, 0, f) > 0);
+    fclose(f);
+    CHECK_EQ_INT(sf_clip_bpe_load_mem(vt, strlen(vt), mt, strlen(mt), &c, err, sizeof err), 0);
+    int32_t x[77], y[77];
+    CHECK_EQ_INT(sf_clip_bpe_encode(b, "a sketch of the cats", x, 77), sf_clip_bpe_encode(c, "a sketch of the cats", y, 77));
+    CHECK(memcmp(x, y, sizeof x) == 0);
+    sf_clip_bpe_free(&c);
+    free(vt);
+    free(mt);
+    static const char huge[] = "{\"<|startoftext|>\": 0, \"<|endoftext|>\": 16777216}";
+    CHECK_EQ_INT(sf_clip_bpe_load_mem(huge, sizeof huge - 1, "", 0, &c, err, sizeof err), SF_EFORMAT);
+    CHECK(strstr(err, "vocab.json"));
+    CHECK(c == NULL);
+    sf_clip_bpe_free(&b);
+    unlink(v);
+    unlink(m);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv) {
     /* `test_clip_bpe --write-fixture DIR` regenerates the fixture files. */
     if (argc == 3 && strcmp(argv[1], "--write-fixture") == 0) {
@@ -182,5 +216,6 @@ int main(int argc, char **argv) {
     SF_RUN(context_cut_keeps_eot);
     SF_RUN(save_load_round_trip_and_fixture);
     SF_RUN(corrupt_files_are_errors);
+    SF_RUN(load_mem);
     SF_DONE();
 }
