@@ -12,7 +12,10 @@
  *             "low-density" (attribute combinations the class rarely shows,
  *             rejecting ones the generator cannot render), "base" (the
  *             class's base images themselves, rendered by generate);
- *   generate  captions -> images with the configured generator;
+ *   generate  captions -> images with the configured generator: "world"
+ *             (the embedded world's renderer) or "diffusion" (the worker's
+ *             TorchScript pipeline, ml/sf_diffusion.h; DDIM steps, guidance,
+ *             eta and the low-density hook's scale from the spec);
  *   filter    CLIP similarity to the class text; kept images go to the
  *             dataset and its manifest;
  *   manifest  one job: the filter's per-shard verdicts joined into the
@@ -59,6 +62,36 @@ static int get_str(const cJSON *spec, const char *key, const char *def, const ch
     return 0;
 }
 
+static int source_name_ok(const char *s) {
+    size_t l = strlen(s);
+    if (l == 0 || l > 64 || s[0] == '.') return 0;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+              *c == '_' || *c == '-'))
+            return 0;
+    return 1;
+}
+
+/* A run spec comes from a client: its policy is a path inside the learner's
+ * and workers' models_dir, never absolute and never climbing out ("..").
+ * (The learner takes absolute paths from its operators' own specs in tests;
+ * through the coordinator only this form arrives.) */
+static int policy_path_ok(const char *s) {
+    size_t l = strlen(s);
+    if (l == 0 || l > 255 || s[0] == '/') return 0;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+              *c == '_' || *c == '-' || *c == '/'))
+            return 0;
+    for (const char *c = s; c; c = strchr(c, '/')) {
+        if (*c == '/') c++;
+        if (*c == '/' || *c == 0 || (c[0] == '.' && (c[1] == '/' || c[1] == 0)) ||
+            (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == 0)))
+            return 0;
+    }
+    return 1;
+}
+
 /* The world whose class shapes every worker renders: the 86-class list when
  * the run's classes are all in it (the world models were trained on it),
  * else all 1000. */
@@ -81,18 +114,18 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         "method", "name", "classes", "priority", "max_attempts", "lease_ms", "retry_base_ms", "retry_max_ms",
         "strategy", "seed", "policy", "ppo", "reference_images", "reference_source", "rollouts_per_job",
         "captions_per_class", "images_per_caption", "filter_threshold", "generator", "max_new_tokens",
-        "temperature", "shard_size", "finetune_images_per_class", "finetune_steps", NULL};
+        "temperature", "shard_size", "finetune_images_per_class", "finetune_steps", "diffusion_steps",
+        "guidance_scale", "eta", "hook_scale", NULL};
     static const char *const strategies[] = {"ppo", "sft", "d3s", "low-density", "base", NULL};
-    static const char *const generators[] = {"world", NULL};
-    static const char *const sources[] = {"world", NULL};
+    static const char *const generators[] = {"world", "diffusion", NULL};
     int rc = sf_plan_check_keys(spec, allowed, err, n);
     if (rc) return rc;
     const char *strategy, *generator, *source, *policy;
-    long seed, nref, rpj, ncap, ipc, maxtok, shard, ft_per, ft_steps;
-    double thr, temp;
+    long seed, nref, rpj, ncap, ipc, maxtok, shard, ft_per, ft_steps, dsteps;
+    double thr, temp, gscale, eta, hook;
     if ((rc = get_str(spec, "strategy", "ppo", strategies, &strategy, err, n)) ||
         (rc = get_str(spec, "generator", "world", generators, &generator, err, n)) ||
-        (rc = get_str(spec, "reference_source", "world", sources, &source, err, n)) ||
+        (rc = get_str(spec, "reference_source", "world", NULL, &source, err, n)) ||
         (rc = get_str(spec, "policy", DEFAULT_POLICY, NULL, &policy, err, n)) ||
         (rc = sf_plan_uint(spec, "seed", 1, 0, 0x7fffffffL, &seed, err, n)) ||
         (rc = sf_plan_uint(spec, "reference_images", 128, 1, 100000, &nref, err, n)) ||
@@ -104,8 +137,24 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         (rc = sf_plan_uint(spec, "finetune_images_per_class", 8, 0, 10000, &ft_per, err, n)) ||
         (rc = sf_plan_uint(spec, "finetune_steps", 60, 1, 1000000, &ft_steps, err, n)) ||
         (rc = get_num(spec, "filter_threshold", 0.2, -1, 1, &thr, err, n)) ||
-        (rc = get_num(spec, "temperature", 1.0, 0.05, 10, &temp, err, n)))
+        (rc = get_num(spec, "temperature", 1.0, 0.05, 10, &temp, err, n)) ||
+        (rc = sf_plan_uint(spec, "diffusion_steps", 0, 0, 1000, &dsteps, err, n)) ||
+        (rc = get_num(spec, "guidance_scale", 0, 0, 100, &gscale, err, n)) ||
+        (rc = get_num(spec, "eta", 0, 0, 1, &eta, err, n)) ||
+        (rc = get_num(spec, "hook_scale", strcmp(strategy, "low-density") ? 0 : 1, -100, 100, &hook, err, n)))
         return rc;
+    /* A reference source other than the world names a folder under each
+     * worker's reference_root (never a path: the name becomes one there). */
+    if (!source_name_ok(source))
+        return sf_errf(SF_EINVAL, err, n,
+                       "run spec: 'reference_source' = \"%.100s\" must be \"world\" or a folder name under the "
+                       "workers' reference_root (letters, digits, '.', '_', '-'; no leading '.'; at most 64)",
+                       source);
+    if (!policy_path_ok(policy))
+        return sf_errf(SF_EINVAL, err, n,
+                       "run spec: 'policy' = \"%.100s\" must be a path inside the models_dir of the learner and "
+                       "workers (letters, digits, '.', '_', '-', '/'; not absolute, no '..' or empty parts)",
+                       policy);
     const int ppo = strcmp(strategy, "ppo") == 0;
     const cJSON *ppo_spec = cJSON_GetObjectItemCaseSensitive(spec, "ppo");
     if (ppo_spec && !cJSON_IsObject(ppo_spec)) return sf_errf(SF_EINVAL, err, n, "run spec: 'ppo' must be an object");
@@ -156,6 +205,13 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
 
     p = cJSON_CreateObject();
     cJSON_AddStringToObject(p, "generator", generator);
+    if (!strcmp(generator, "diffusion")) {
+        /* 0 = the pipeline's own defaults (its sf-diffusion.json). */
+        cJSON_AddNumberToObject(p, "steps", (double)dsteps);
+        cJSON_AddNumberToObject(p, "guidance_scale", gscale);
+        cJSON_AddNumberToObject(p, "eta", eta);
+        cJSON_AddNumberToObject(p, "hook_scale", hook);
+    }
     cJSON_AddStringToObject(p, "world", world);
     cJSON_AddNumberToObject(p, "images_per_caption", (double)ipc);
     cJSON_AddNumberToObject(p, "seed", (double)seed);
@@ -168,6 +224,7 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     cJSON_AddStringToObject(p, "source", source);
     cJSON_AddNumberToObject(p, "reference_images", (double)nref);
     cJSON_AddNumberToObject(p, "threshold", thr);
+    cJSON_AddStringToObject(p, "generator", generator);
     cJSON_AddNumberToObject(p, "images_per_caption", (double)ipc);
     cJSON_AddStringToObject(p, "strategy", strategy);
     if ((rc = sf_plan_add_phase(r, "filter", "filter", (uint32_t)images, (uint32_t)shard, p, err, n))) goto out;
@@ -178,7 +235,8 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
 
     /* Fig. 6: fine-tune the world classifiers on base + kept images (they
      * know the 86-class world only). */
-    if (ft_per > 0 && strcmp(strategy, "base") && !strcmp(world, "builtin:imagenet-a-r-86")) {
+    if (ft_per > 0 && strcmp(strategy, "base") && !strcmp(world, "builtin:imagenet-a-r-86") &&
+        !strcmp(generator, "world")) {
         p = cJSON_CreateObject();
         cJSON_AddStringToObject(p, "world", world);
         cJSON_AddNumberToObject(p, "images_per_class", (double)ft_per);

@@ -25,6 +25,7 @@
  * the loop, outside it.
  */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +52,9 @@
 #include "common/png.h"
 #include "common/reward.h"
 #include "common/safetensors.h"
+#include "common/image.h"
+#include "common/imagefolder.h"
+#include "ml/sf_diffusion.h"
 #include "ml/sf_ml.h"
 #include "ml/sf_vision.h"
 #include "world/world.h"
@@ -68,6 +72,7 @@ static struct {
     char policy_key[1200];  /* "run@version" or the file it came from */
     struct { char name[64]; sf_world_t *w; } worlds[MAX_WORLDS];
     sf_classifier_t *cls[2];  /* the world's ConvNeXt and ViT (trained on the 86-class world) */
+    sf_diffusion_t *diff;     /* the TorchScript pipeline of diffusion_dir */
     int cls_tried;
     sf_lc_t *lc;            /* loop thread only */
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -190,25 +195,55 @@ static int ensure_ml(const sf_wk_env_t *env, sf_job_t *job) {
     return 0;
 }
 
+/* With swap_models, one large model lives on the device at a time: loading
+ * `keep` frees the others and hands their memory back to the device (a GPU
+ * worker that holds CLIP, the policy and a diffusion model at once may not
+ * fit).  The small world classifiers stay. */
+enum { KEEP_CLIP = 1, KEEP_POLICY = 2, KEEP_DIFFUSION = 4 };
+static void swap_to(const sf_wk_env_t *env, int keep) {
+    if (!env->swap_models) return;
+    int freed = 0;
+    if (!(keep & KEEP_CLIP) && M.clip) sf_clip_free(&M.clip), freed = 1;
+    if (!(keep & KEEP_POLICY) && M.policy) sf_gpt2_free(&M.policy), M.policy_key[0] = 0, freed = 1;
+    if (!(keep & KEEP_DIFFUSION) && M.diff) sf_diffusion_free(&M.diff), freed = 1;
+    if (freed) sf_ml_empty_cache();
+}
+
 static int ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
+    swap_to(env, KEEP_CLIP);
     if (M.clip) return 0;
     if (ensure_ml(env, job)) return -1;
-    char path[1200], voc[1200], mer[1200], err[256];
-    snprintf(path, sizeof path, "%s/clip-world/model.safetensors", env->models_dir);
-    snprintf(voc, sizeof voc, "%s/clip-world/vocab.json", env->models_dir);
-    snprintf(mer, sizeof mer, "%s/clip-world/merges.txt", env->models_dir);
+    /* clip_dir: an HF CLIP folder (or our own layout); the tag that names the
+     * reference statistics comes from the weights' bytes, so statistics of
+     * one embedder are never read with another. */
+    char dir[1100], path[1200], voc[1200], mer[1200], err[256];
+    if (env->clip_dir && *env->clip_dir) snprintf(dir, sizeof dir, "%s", env->clip_dir);
+    else snprintf(dir, sizeof dir, "%s/clip-world", env->models_dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(voc, sizeof voc, "%s/vocab.json", dir);
+    snprintf(mer, sizeof mer, "%s/merges.txt", dir);
     size_t len = 0;
     char *bytes = read_file(path, &len);
-    if (!bytes) return fail(job, SF_JOB_FATAL, "CLIP: cannot read %s (run make models): %s", path, strerror(errno));
-    snprintf(M.clip_tag, sizeof M.clip_tag, "clip-world-%08x", sf_crc32(0, bytes, len));
+    if (!bytes) return fail(job, SF_JOB_FATAL, "CLIP: cannot read %s (run make models, or set clip_dir): %s", path, strerror(errno));
+    const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+    char safe[32];
+    size_t k = 0;
+    for (const char *c = base; *c && k < sizeof safe - 1; c++)
+        safe[k++] = (isalnum((unsigned char)*c) || *c == '-' || *c == '_') ? *c : '_';
+    safe[k] = 0;
+    snprintf(M.clip_tag, sizeof M.clip_tag, "%s-%08x", k ? safe : "clip", sf_crc32(0, bytes, len));
     free(bytes);
-    if (sf_clip_load(path, NULL, env->device, &M.clip, err, sizeof err) != 0)
-        return fail(job, SF_JOB_FATAL, "CLIP: %s", err);
-    if (sf_clip_bpe_load(voc, mer, &M.ctok, err, sizeof err) != 0) {
+    if (sf_clip_load_dir(dir, env->device, &M.clip, err, sizeof err) != 0) return fail(job, SF_JOB_FATAL, "CLIP: %s", err);
+    if (strcmp(env->dtype, "fp32") && sf_clip_set_dtype(M.clip, env->dtype) != 0) {
+        fail(job, SF_JOB_FATAL, "CLIP in %s: %s", env->dtype, sf_clip_errstr(M.clip));
+        sf_clip_free(&M.clip);
+        return -1;
+    }
+    if (!M.ctok && sf_clip_bpe_load(voc, mer, &M.ctok, err, sizeof err) != 0) {
         sf_clip_free(&M.clip);
         return fail(job, SF_JOB_FATAL, "CLIP tokenizer: %s", err);
     }
-    sf_info("loaded CLIP %s (%s)", path, M.clip_tag);
+    sf_info("loaded CLIP %s (%s, %s)", dir, M.clip_tag, env->dtype);
     return 0;
 }
 
@@ -285,7 +320,10 @@ static int embed_texts(char **texts, int n, float *out, sf_job_t *job) {
     return rc ? fail(job, SF_JOB_FAILED, "CLIP text: %s", sf_clip_errstr(M.clip)) : 0;
 }
 
-static int embed_rgb(const uint8_t *const *rgb, int size, int n, float *out, sf_job_t *job) {
+/* CLIP image embeddings of n RGB images: all size x size, or (ws, hs given)
+ * each of its own size (real reference photos). */
+static int embed_rgb_sized(const uint8_t *const *rgb, int size, const int *ws, const int *hs, int n, float *out,
+                           sf_job_t *job) {
     const sf_clip_config_t *cfg = sf_clip_config(M.clip);
     const int S = cfg->image_size, B = 64, E = cfg->embed_dim;
     float *px = malloc(sizeof(float) * B * 3 * S * S);
@@ -294,11 +332,16 @@ static int embed_rgb(const uint8_t *const *rgb, int size, int n, float *out, sf_
     for (int i0 = 0; rc == 0 && i0 < n; i0 += B) {
         int b = n - i0 < B ? n - i0 : B;
         for (int j = 0; rc == 0 && j < b; j++)
-            rc = sf_clip_preprocess(cfg, rgb[i0 + j], size, size, px + (size_t)j * 3 * S * S);
+            rc = sf_clip_preprocess(cfg, rgb[i0 + j], ws ? ws[i0 + j] : size, hs ? hs[i0 + j] : size,
+                                    px + (size_t)j * 3 * S * S);
         if (rc == 0) rc = sf_clip_encode_image(M.clip, px, b, out + (size_t)i0 * E);
     }
     free(px);
     return rc ? fail(job, SF_JOB_FAILED, "CLIP image: %s", sf_clip_errstr(M.clip)) : 0;
+}
+
+static int embed_rgb(const uint8_t *const *rgb, int size, int n, float *out, sf_job_t *job) {
+    return embed_rgb_sized(rgb, size, NULL, NULL, n, out, job);
 }
 
 static float dotf(const float *a, const float *b, int n) {
@@ -345,6 +388,40 @@ static int classify(const uint8_t *const *imgs, int S, int n, int *pred[2]) {
 
 /* ---- embed ------------------------------------------------------------------- */
 
+/* Embeds the first `want` readable reference images of the job's class from
+ * reference_root/<source>/<wnid>/ into *emb (new); returns how many (>= 1)
+ * or -1 with the job failed.  b keeps the count of unreadable files. */
+static int embed_folder(const sf_wk_env_t *env, const char *source, sf_job_t *job, int want,
+                        sf_imagefolder_batch_t *b, float **emb) {
+    if (!env->reference_root || !*env->reference_root)
+        return fail(job, SF_JOB_FATAL, "reference source '%s' needs the worker's reference_root", source);
+    char root[1200], err[400];
+    snprintf(root, sizeof root, "%s/%s", env->reference_root, source);
+    const char *wn = job->wnid;
+    sf_imagefolder_t *f = NULL;
+    if (sf_imagefolder_open(root, &wn, 1, &f, err, sizeof err) != 0)
+        return fail(job, SF_JOB_FATAL, "reference images: %s", err);
+    int rc = sf_imagefolder_read_batch(f, job->wnid, 0, -1, want, b, err, sizeof err);
+    sf_imagefolder_free(&f);
+    if (rc != 0) return fail(job, SF_JOB_FAILED, "reference images: %s", err);
+    if (b->n_images == 0)
+        return fail(job, SF_JOB_FATAL, "reference images: no readable image of %s in %s/%s (%d unreadable%s%s)", job->wnid,
+                    root, job->wnid, b->n_skipped, b->n_skipped ? "; first: " : "", b->first_err);
+    if (b->n_skipped)
+        sf_warn("reference images of %s: %d unreadable file(s) skipped; first: %s", job->wnid, b->n_skipped, b->first_err);
+    const int n = b->n_images, E = sf_clip_config(M.clip)->embed_dim;
+    const uint8_t **rgb = calloc((size_t)n, sizeof *rgb);
+    int *ws = calloc((size_t)n, sizeof *ws), *hs = calloc((size_t)n, sizeof *hs);
+    *emb = malloc(sizeof(float) * (size_t)n * E);
+    rc = !rgb || !ws || !hs || !*emb ? fail(job, SF_JOB_FAILED, "out of memory") : 0;
+    for (int i = 0; rc == 0 && i < n; i++) rgb[i] = b->images[i].rgb, ws[i] = b->images[i].w, hs[i] = b->images[i].h;
+    if (rc == 0) rc = embed_rgb_sized(rgb, 0, ws, hs, n, *emb, job);
+    free(rgb);
+    free(ws);
+    free(hs);
+    return rc ? -1 : n;
+}
+
 static int embed(sf_wk_t *wk, sf_job_t *job) {
     const sf_wk_env_t *env = sf_wk_env(wk);
     cJSON *p = cJSON_ParseWithLength(job->payload ? job->payload : "{}", job->payload_len ? job->payload_len : 2);
@@ -364,28 +441,46 @@ static int embed(sf_wk_t *wk, sf_job_t *job) {
     stats_path(env, source, job->wnid, path, sizeof path);
     sf_st_t *old;
     if (sf_st_load(path, &old, err, sizeof err) == 0) {
+        /* Stored for the same number of images asked for (a folder may have
+         * given fewer: "requested" says what was asked). */
         const sf_st_tensor_t *t = sf_st_find(old, "embeddings");
-        int same = t && t->ndim == 2 && t->shape[0] == n && t->shape[1] == E;
+        const char *req = sf_st_meta(old, "requested");
+        int have = t && t->ndim == 2 ? (int)t->shape[0] : -1;
+        int same = t && t->ndim == 2 && t->shape[1] == E && (req ? atoi(req) == n : have == n);
         sf_st_free(&old);
         if (same) {
-            job->out_len = (size_t)asprintf(&job->out, "{\"n\":%d,\"cached\":true,\"embedder\":\"%s\"}", n, M.clip_tag);
+            job->out_len = (size_t)asprintf(&job->out, "{\"n\":%d,\"cached\":true,\"embedder\":\"%s\"}", have, M.clip_tag);
             job->status = SF_JOB_OK;
             rc = 0;
             goto done;
         }
     }
-    emb = malloc(sizeof(float) * (size_t)n * E), mean = calloc((size_t)E, sizeof(float));
-    pix = malloc((size_t)n * S * S * 3);
-    rows = calloc((size_t)n ? (size_t)n : 1, sizeof *rows);
-    if (!emb || !mean || !pix || !rows) { fail(job, SF_JOB_FAILED, "out of memory"); goto done; }
-    for (int i = 0; i < n; i++) {
-        rows[i] = pix + (size_t)i * S * S * 3;
-        if (sf_world_base_sample(w, k, (uint64_t)(job->item_start + i), pix + (size_t)i * S * S * 3, NULL) != 0) {
-            fail(job, SF_JOB_FATAL, "world: cannot render base image %d of %s", i, job->wnid);
-            goto done;
+    int unreadable = 0;
+    const int requested = n;
+    if (strcmp(source, "world") != 0) {
+        /* Real reference images: the first n readable files of the class in
+         * reference_root/<source>/<wnid>/, unreadable ones skipped and
+         * counted (the coordinator checked that source is a name). */
+        sf_imagefolder_batch_t b = {0};
+        if ((n = embed_folder(env, source, job, n, &b, &emb)) < 0) goto done;
+        unreadable = b.n_skipped;
+        sf_imagefolder_batch_free(&b);
+        mean = calloc((size_t)E, sizeof(float));
+        if (!mean) { fail(job, SF_JOB_FAILED, "out of memory"); goto done; }
+    } else {
+        emb = malloc(sizeof(float) * (size_t)n * E), mean = calloc((size_t)E, sizeof(float));
+        pix = malloc((size_t)n * S * S * 3);
+        rows = calloc((size_t)n ? (size_t)n : 1, sizeof *rows);
+        if (!emb || !mean || !pix || !rows) { fail(job, SF_JOB_FAILED, "out of memory"); goto done; }
+        for (int i = 0; i < n; i++) {
+            rows[i] = pix + (size_t)i * S * S * 3;
+            if (sf_world_base_sample(w, k, (uint64_t)(job->item_start + i), pix + (size_t)i * S * S * 3, NULL) != 0) {
+                fail(job, SF_JOB_FATAL, "world: cannot render base image %d of %s", i, job->wnid);
+                goto done;
+            }
         }
+        if (embed_rgb(rows, S, n, emb, job)) goto done;
     }
-    if (embed_rgb(rows, S, n, emb, job)) goto done;
     for (int i = 0; i < n; i++)
         for (int e = 0; e < E; e++) mean[e] += emb[(size_t)i * E + e] / n;
     char dir[1400];
@@ -405,10 +500,13 @@ static int embed(sf_wk_t *wk, sf_job_t *job) {
     sf_st_writer_meta(sw, "source", source);
     sf_st_writer_meta(sw, "embedder", M.clip_tag);
     sf_st_writer_meta(sw, "n", nb);
+    snprintf(nb, sizeof nb, "%d", requested);
+    sf_st_writer_meta(sw, "requested", nb);
     int wrc = sf_st_writer_save(sw, path);
     sf_st_writer_free(&sw);
     if (wrc) { fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, sf_strerror(wrc)); goto done; }
-    job->out_len = (size_t)asprintf(&job->out, "{\"n\":%d,\"cached\":false,\"embedder\":\"%s\"}", n, M.clip_tag);
+    job->out_len = (size_t)asprintf(&job->out, "{\"n\":%d,\"cached\":false,\"unreadable\":%d,\"embedder\":\"%s\"}", n,
+                                    unreadable, M.clip_tag);
     job->status = SF_JOB_OK;
     rc = 0;
 done:
@@ -434,6 +532,7 @@ static int ensure_policy(mjob_t *mj, const char *path) {
     char key[1200], err[256];
     if (path) snprintf(key, sizeof key, "file:%s/%s", path[0] == '/' ? "" : mj->env->models_dir, path);
     else snprintf(key, sizeof key, "%s@%u", job->run, mj->version);
+    swap_to(mj->env, KEEP_POLICY);
     if (M.policy && strcmp(key, M.policy_key) == 0) return 0;
     int rc;
     if (path) {
@@ -447,8 +546,47 @@ static int ensure_policy(mjob_t *mj, const char *path) {
         rc = sf_gpt2_from_bytes(mj->blob, mj->blob_len, mj->env->device, &M.policy, err, sizeof err);
         if (rc) return fail(job, SF_JOB_FAILED, "policy image from the learner: %s", err);
     }
+    /* Sampling only: the learner trains in fp32 and sends fp32 images. */
+    if (strcmp(mj->env->dtype, "fp32") && sf_gpt2_set_dtype(M.policy, mj->env->dtype) != 0) {
+        rc = fail(job, SF_JOB_FATAL, "policy in %s: %s", mj->env->dtype, sf_gpt2_errstr(M.policy));
+        sf_gpt2_free(&M.policy);
+        return rc;
+    }
     snprintf(M.policy_key, sizeof M.policy_key, "%s", key);
     return 0;
+}
+
+/* A caption as valid UTF-8 (a copy): GPT-2's byte-level tokens can stop in
+ * the middle of a character, and the manifest is JSON, so every byte that
+ * does not start a complete, shortest-form sequence becomes U+FFFD.  A NUL
+ * ends the text. */
+static char *utf8_clean(const char *s, size_t n) {
+    char *out = malloc(n * 3 + 1), *o = out;
+    if (!out) return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n && u[i]) {
+        unsigned c = u[i];
+        int len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        int ok = len > 0 && i + (size_t)len <= n;
+        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+        for (int k = 1; ok && k < len; k++) {
+            ok = (u[i + k] & 0xc0) == 0x80;
+            cp = (cp << 6) | (u[i + k] & 0x3f);
+        }
+        if (ok && ((len == 2 && cp < 0x80) || (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                   (len == 4 && (cp < 0x10000 || cp > 0x10ffff))))
+            ok = 0;
+        if (ok) {
+            memcpy(o, s + i, (size_t)len);
+            o += len, i += (size_t)len;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3, i++;
+        }
+    }
+    *o = 0;
+    return out;
 }
 
 /* Samples n captions for class k with M.policy: prompts, responses and
@@ -482,10 +620,10 @@ static int sample_captions(mjob_t *mj, const sf_world_t *w, int k, int n, uint64
         if (L > 0 && t[L - 1] == eos) L--;
         char *s = NULL;
         size_t sl;
-        if (sf_bpe_decode(M.bpe, t, (size_t)L, &s, &sl) != 0) s = strdup("");
+        if (sf_bpe_decode(M.bpe, t, (size_t)L, &s, &sl) != 0) s = strdup(""), sl = 0;
         char *a = s;
         while (*a == ' ') a++;
-        (*texts)[i] = strdup(a);
+        (*texts)[i] = utf8_clean(a, sl - (size_t)(a - s));
         free(s);
     }
     return 0;
@@ -852,6 +990,121 @@ static cJSON **read_captions(const sf_wk_env_t *env, sf_job_t *job, int *n) {
     return v;
 }
 
+/* Writes image `item` of a generate job: <item>.png and its metadata
+ * <item>.json (the filter's input), each by rename. */
+static int write_generated(sf_job_t *job, const char *dir, uint32_t item, const uint8_t *rgb, int S, cJSON *meta) {
+    char path[1600];
+    uint8_t *png;
+    size_t plen;
+    if (sf_png_encode(rgb, S, S, 3, &png, &plen) != 0) return fail(job, SF_JOB_FAILED, "PNG encoding failed");
+    snprintf(path, sizeof path, "%s/%u.png", dir, item);
+    int wrc = write_file(path, png, plen);
+    free(png);
+    char *js = cJSON_PrintUnformatted(meta);
+    if (wrc == 0 && js) {
+        snprintf(path, sizeof path, "%s/%u.json", dir, item);
+        wrc = write_file(path, js, strlen(js));
+    }
+    free(js);
+    return wrc || !js ? fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, strerror(errno)) : 0;
+}
+
+static void diffusion_progress(int step, int steps, void *user) {
+    sf_job_t *job = user;
+    sf_debug("generate %s: DDIM step %d/%d", job->wnid, step, steps);
+}
+
+/* generate with the worker's TorchScript diffusion pipeline: the job's
+ * captions in batches, each image with its own seed (so a retried or
+ * re-sharded job draws the same images). */
+static int generate_diffusion(const sf_wk_env_t *env, sf_job_t *job, const cJSON *p) {
+    int rc = -1, ncap = 0, made = 0;
+    cJSON **caps = NULL;
+    uint8_t *rgb = NULL;
+    const char **prompts = NULL;
+    uint64_t *seeds = NULL;
+    if (!env->diffusion_dir || !*env->diffusion_dir)
+        return fail(job, SF_JOB_FATAL, "generate: generator 'diffusion' needs the worker's diffusion_dir");
+    if (!(caps = read_captions(env, job, &ncap))) return -1;
+    pthread_mutex_lock(&M.mu);
+    swap_to(env, KEEP_DIFFUSION);
+    char err[300];
+    if (!M.diff) {
+        if (ensure_ml(env, job)) goto out;
+        if (sf_diffusion_load(env->diffusion_dir, env->device, env->dtype, &M.diff, err, sizeof err) != 0) {
+            fail(job, SF_JOB_FATAL, "diffusion pipeline: %s", err);
+            goto out;
+        }
+        sf_info("loaded diffusion pipeline %s (%s on %s)", env->diffusion_dir, env->dtype, env->device);
+    }
+    const int ipc = (int)pnum(p, "images_per_caption", 1), S = sf_diffusion_image_size(M.diff);
+    sf_diffusion_opts_t o;
+    sf_diffusion_opts_default(&o);
+    o.steps = (int)pnum(p, "steps", 0);
+    o.guidance_scale = (float)pnum(p, "guidance_scale", 0);
+    o.eta = (float)pnum(p, "eta", 0);
+    o.hook_scale = (float)pnum(p, "hook_scale", 0);
+    sf_diffusion_opts_resolve(M.diff, &o, &o);  /* the values used, for the metadata */
+    if (o.hook_scale != 0 && !sf_diffusion_has_hook(M.diff)) {
+        fail(job, SF_JOB_FATAL, "generate: hook_scale %.3g needs a guidance module in %s", o.hook_scale, env->diffusion_dir);
+        goto out;
+    }
+    const int n = (int)job->item_count;
+    char dir[1400];
+    run_dir(env, job->run, "images/", dir, sizeof dir);
+    strncat(dir, job->wnid, sizeof dir - strlen(dir) - 1);
+    rgb = malloc((size_t)(n ? n : 1) * S * S * 3);
+    prompts = calloc((size_t)(n ? n : 1), sizeof *prompts);
+    seeds = calloc((size_t)(n ? n : 1), sizeof *seeds);
+    if (!rgb || !prompts || !seeds || mkdir_p(dir) != 0) { fail(job, SF_JOB_FAILED, "cannot create %s: %s", dir, strerror(errno)); goto out; }
+    for (int j = 0; j < n; j++) {
+        uint32_t i = job->item_start + (uint32_t)j;
+        int ci = (int)(i / (uint32_t)(ipc > 0 ? ipc : 1));
+        if (ci >= ncap) { fail(job, SF_JOB_FAILED, "item %u needs caption %d; the class has %d", i, ci, ncap); goto out; }
+        prompts[j] = pstr(caps[ci], "caption", "");
+        seeds[j] = gen_seed(p, job->wnid, i);
+    }
+    if (n && sf_diffusion_generate(M.diff, prompts, n, seeds, &o, rgb, diffusion_progress, job) != 0) {
+        fail(job, SF_JOB_FAILED, "diffusion: %s", sf_diffusion_errstr(M.diff));
+        goto out;
+    }
+    for (int j = 0; j < n; j++) {
+        uint32_t i = job->item_start + (uint32_t)j;
+        int ci = (int)(i / (uint32_t)(ipc > 0 ? ipc : 1));
+        cJSON *o2 = cJSON_CreateObject();
+        char id[96];
+        snprintf(id, sizeof id, "%s-%u", job->wnid, i);
+        cJSON_AddStringToObject(o2, "id", id);
+        cJSON_AddStringToObject(o2, "class", job->wnid);
+        cJSON_AddStringToObject(o2, "caption", prompts[j]);
+        cJSON_AddNumberToObject(o2, "caption_index", ci);
+        cJSON_AddNumberToObject(o2, "caption_seed", pnum(caps[ci], "seed", 0));
+        cJSON_AddNumberToObject(o2, "policy_version", pnum(caps[ci], "policy_version", 0));
+        cJSON_AddStringToObject(o2, "strategy", pstr(caps[ci], "strategy", ""));
+        cJSON_AddNumberToObject(o2, "seed", (double)seeds[j]);
+        cJSON_AddStringToObject(o2, "generator", "diffusion");
+        cJSON_AddNumberToObject(o2, "steps", o.steps);
+        cJSON_AddNumberToObject(o2, "guidance_scale", o.guidance_scale);
+        cJSON_AddNumberToObject(o2, "eta", o.eta);
+        if (o.hook_scale != 0) cJSON_AddNumberToObject(o2, "hook_scale", o.hook_scale);
+        int wrc = write_generated(job, dir, i, rgb + (size_t)j * S * S * 3, S, o2);
+        cJSON_Delete(o2);
+        if (wrc) goto out;
+        made++;
+    }
+    job->out_len = (size_t)asprintf(&job->out, "{\"generated\":%d,\"generator_failures\":0}", made);
+    job->status = SF_JOB_OK;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&M.mu);
+    for (int i = 0; i < ncap; i++) cJSON_Delete(caps[i]);
+    free(caps);
+    free(rgb);
+    free(prompts);
+    free(seeds);
+    return rc;
+}
+
 static int generate(sf_wk_t *wk, sf_job_t *job) {
     const sf_wk_env_t *env = sf_wk_env(wk);
     cJSON *p = cJSON_ParseWithLength(job->payload ? job->payload : "{}", job->payload_len ? job->payload_len : 2);
@@ -859,6 +1112,10 @@ static int generate(sf_wk_t *wk, sf_job_t *job) {
     cJSON **caps = NULL;
     uint8_t *rgb = NULL;
     if (!p || !safe_name(job->run) || !safe_name(job->wnid)) { fail(job, SF_JOB_FATAL, "generate: bad payload, run id or class"); goto out; }
+    if (!strcmp(pstr(p, "generator", "world"), "diffusion")) {
+        rc = generate_diffusion(env, job, p);
+        goto out;
+    }
     if (strcmp(pstr(p, "generator", "world"), "world") != 0) {
         fail(job, SF_JOB_FATAL, "generate: generator '%s' is not in this worker", pstr(p, "generator", ""));
         goto out;
@@ -870,7 +1127,7 @@ static int generate(sf_wk_t *wk, sf_job_t *job) {
     if (k < 0 || !(caps = read_captions(env, job, &ncap))) goto out;
     const int ipc = (int)pnum(p, "images_per_caption", 1), S = sf_world_size(w);
     const uint64_t seed = (uint64_t)pnum(p, "seed", 1);
-    char dir[1400], path[1600];
+    char dir[1400];
     run_dir(env, job->run, "images/", dir, sizeof dir);
     strncat(dir, job->wnid, sizeof dir - strlen(dir) - 1);
     rgb = malloc((size_t)S * S * 3);
@@ -894,12 +1151,6 @@ static int generate(sf_wk_t *wk, sf_job_t *job) {
             goto out;
         }
         failed_gen += info.outcome != SF_GEN_OK;
-        uint8_t *png;
-        size_t plen;
-        if (sf_png_encode(rgb, S, S, 3, &png, &plen) != 0) { fail(job, SF_JOB_FAILED, "PNG encoding failed"); goto out; }
-        snprintf(path, sizeof path, "%s/%u.png", dir, i);
-        int wrc = write_file(path, png, plen);
-        free(png);
         cJSON *o = cJSON_CreateObject();
         char id[96];
         snprintf(id, sizeof id, "%s-%u", job->wnid, i);
@@ -913,15 +1164,9 @@ static int generate(sf_wk_t *wk, sf_job_t *job) {
         cJSON_AddNumberToObject(o, "seed", (double)gseed);
         cJSON_AddStringToObject(o, "generator", "world");
         cJSON_AddStringToObject(o, "generator_outcome", sf_world_outcome_name(info.outcome));
-        char *js = cJSON_PrintUnformatted(o);
+        int wrc = write_generated(job, dir, i, rgb, S, o);
         cJSON_Delete(o);
-        snprintf(path, sizeof path, "%s/%u.json", dir, i);
-        if (wrc != 0 || !js || write_file(path, js, strlen(js)) != 0) {
-            free(js);
-            fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, strerror(errno));
-            goto out;
-        }
-        free(js);
+        if (wrc) goto out;
         made++;
     }
     job->out_len = (size_t)asprintf(&job->out, "{\"generated\":%d,\"generator_failures\":%d}", made, failed_gen);
@@ -1034,7 +1279,8 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
      * world's class indices). */
     int *pred[2] = {NULL, NULL};
     int have_pred = 0;
-    if (n && !strcmp(pstr(p, "world", ""), "builtin:imagenet-a-r-86") && ensure_classifiers(env)) {
+    if (n && !strcmp(pstr(p, "world", ""), "builtin:imagenet-a-r-86") && !strcmp(pstr(p, "generator", "world"), "world") &&
+        ensure_classifiers(env)) {
         pred[0] = malloc(sizeof(int) * (size_t)n), pred[1] = malloc(sizeof(int) * (size_t)n);
         have_pred = pred[0] && pred[1] && classify((const uint8_t *const *)imgs, S, n, pred) == 0;
     }
