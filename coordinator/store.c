@@ -825,6 +825,38 @@ static redisReply *cmd(redisContext *rc, const char *fmt, ...) {
     return r;
 }
 
+/* The start-up load reads every run before anything is served; a Redis that
+ * goes away or is still loading its AOF in the middle must not leave runs
+ * out (a run skipped here would not resume, and run ids would be reused), so
+ * such a failure abandons the whole load and the caller tries again. */
+typedef struct {
+    redisContext *rc;
+    int failed;
+    char why[200];
+} load_ctx_t;
+
+static redisReply *lcmd(load_ctx_t *ld, const char *fmt, ...) {
+    if (ld->failed) return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(ld->rc, fmt, ap);
+    va_end(ap);
+    const char *e = !r ? (ld->rc->errstr[0] ? ld->rc->errstr : "no reply")
+                       : (r->type == REDIS_REPLY_ERROR && r->str &&
+                          (!strncmp(r->str, "LOADING", 7) || !strncmp(r->str, "BUSY", 4) ||
+                           !strncmp(r->str, "NOAUTH", 6) || !strncmp(r->str, "TRYAGAIN", 8) ||
+                           !strncmp(r->str, "MASTERDOWN", 10)))
+                             ? r->str
+                             : NULL;
+    if (e) {
+        ld->failed = 1;
+        snprintf(ld->why, sizeof ld->why, "%s", e);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
 static void check_persistence(redisContext *rc) {
     redisReply *r = cmd(rc, "CONFIG GET appendonly");
     if (r && r->type == REDIS_REPLY_ERROR)
@@ -840,10 +872,12 @@ static void check_persistence(redisContext *rc) {
     freeReplyObject(r);
 }
 
-static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
+/* One run rebuilt from Redis, not yet inserted (NULL if it cannot be
+ * loaded, or if ld failed). */
+static sf_run_t *load_run(sf_coord_t *c, load_ctx_t *ld, const char *id) {
     const char *p = c->cfg.redis_prefix;
-    redisReply *h = cmd(rc, "HGETALL " SF_KEY_RUN, p, id);
-    if (!h || h->type != REDIS_REPLY_ARRAY) { freeReplyObject(h); return; }
+    redisReply *h = lcmd(ld, "HGETALL " SF_KEY_RUN, p, id);
+    if (!h || h->type != REDIS_REPLY_ARRAY) { freeReplyObject(h); return NULL; }
     const char *spec = NULL, *state = NULL, *created = NULL, *started = NULL, *finished = NULL, *retries = NULL,
                *last_error = NULL;
     for (size_t i = 0; i + 1 < h->elements; i += 2) {
@@ -862,7 +896,7 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
     if (!spec || sf_run_create(c, spec, num, &r, err, sizeof err) != 0) {
         sf_error("run %s in redis cannot be loaded: %s", id, spec ? err : "no spec");
         freeReplyObject(h);
-        return;
+        return NULL;
     }
     int st = sf_run_state_parse(state);
     r->state = st < 0 ? RUN_QUEUED : st;
@@ -874,13 +908,13 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
     freeReplyObject(h);
 
     /* Done bits, dead jobs and the attempts of leased ones. */
-    redisReply *bits = cmd(rc, "GET " SF_KEY_RUN_DONE, p, id);
+    redisReply *bits = lcmd(ld, "GET " SF_KEY_RUN_DONE, p, id);
     if (bits && bits->type == REDIS_REPLY_STRING) {
         for (uint32_t i = 0; i < r->n_jobs && i / 8 < bits->len; i++)
             if ((unsigned char)bits->str[i / 8] & (0x80 >> (i % 8))) r->jobs[i].state = JS_DONE;
     }
     freeReplyObject(bits);
-    redisReply *dead = cmd(rc, "HGETALL " SF_KEY_RUN_DEAD, p, id);
+    redisReply *dead = lcmd(ld, "HGETALL " SF_KEY_RUN_DEAD, p, id);
     for (size_t i = 0; dead && dead->type == REDIS_REPLY_ARRAY && i + 1 < dead->elements; i += 2) {
         uint32_t idx = (uint32_t)strtoul(dead->element[i]->str, NULL, 10);
         if (idx >= r->n_jobs || r->jobs[idx].state == JS_DONE) continue;
@@ -896,7 +930,7 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
         }
     }
     freeReplyObject(dead);
-    redisReply *leases = cmd(rc, "HGETALL " SF_KEY_RUN_LEASES, p, id);
+    redisReply *leases = lcmd(ld, "HGETALL " SF_KEY_RUN_LEASES, p, id);
     int requeued = 0;
     for (size_t i = 0; leases && leases->type == REDIS_REPLY_ARRAY && i + 1 < leases->elements; i += 2) {
         uint32_t idx = (uint32_t)strtoul(leases->element[i]->str, NULL, 10);
@@ -907,7 +941,7 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
     }
     freeReplyObject(leases);
     /* Per-class image counts follow from the stored results of done jobs. */
-    redisReply *res = cmd(rc, "HGETALL " SF_KEY_RUN_RESULTS, p, id);
+    redisReply *res = lcmd(ld, "HGETALL " SF_KEY_RUN_RESULTS, p, id);
     for (size_t i = 0; res && res->type == REDIS_REPLY_ARRAY && i + 1 < res->elements; i += 2) {
         uint32_t idx = (uint32_t)strtoul(res->element[i]->str, NULL, 10);
         if (idx >= r->n_jobs || r->jobs[idx].state != JS_DONE) continue;
@@ -946,8 +980,11 @@ static void load_run(sf_coord_t *c, redisContext *rc, const char *id) {
         sf_info("run %s resumed: %llu of %u done, %llu dead, %d were leased", r->id, (unsigned long long)r->done,
                 r->n_jobs, (unsigned long long)r->dead, requeued);
     }
-    sf_runs_insert(c, r);
-    if (!r->loaded_summary_only) sf_run_progress(c, r);
+    if (ld->failed) {
+        sf_run_free(r);
+        return NULL;
+    }
+    return r;
 }
 
 int sf_store_load(sf_coord_t *c, char *err, size_t n) {
@@ -969,17 +1006,34 @@ int sf_store_load(sf_coord_t *c, char *err, size_t n) {
     }
     c->epoch = (uint64_t)r->integer;
     freeReplyObject(r);
-    r = cmd(rc, "GET " SF_KEY_RUN_NEXT, p);
-    c->next_run_num = (r && r->type == REDIS_REPLY_STRING) ? (uint32_t)strtoul(r->str, NULL, 10) + 1 : 1;
+    load_ctx_t ld = {.rc = rc};
+    r = lcmd(&ld, "GET " SF_KEY_RUN_NEXT, p);
+    uint32_t next = (r && r->type == REDIS_REPLY_STRING) ? (uint32_t)strtoul(r->str, NULL, 10) + 1 : 1;
     freeReplyObject(r);
-    r = cmd(rc, "ZRANGE " SF_KEY_RUNS " 0 -1", p);
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    r = lcmd(&ld, "ZRANGE " SF_KEY_RUNS " 0 -1", p);
+    size_t nr = r && r->type == REDIS_REPLY_ARRAY ? r->elements : 0, got = 0;
+    sf_run_t **runs = calloc(nr ? nr : 1, sizeof *runs);
+    if (!runs) ld.failed = 1, snprintf(ld.why, sizeof ld.why, "out of memory");
+    for (size_t i = 0; runs && !ld.failed && i < nr; i++) {
         const char *id = r->element[i]->str;
         uint32_t num = (uint32_t)strtoul(id + 1, NULL, 10);
-        if (num >= c->next_run_num) c->next_run_num = num + 1;
-        load_run(c, rc, id);
+        if (num >= next) next = num + 1;
+        sf_run_t *run = load_run(c, &ld, id);
+        if (run) runs[got++] = run;
     }
     freeReplyObject(r);
     redisFree(rc);
+    if (ld.failed) {
+        /* Nothing of this attempt is kept: the next one reads it all again. */
+        for (size_t i = 0; i < got; i++) sf_run_free(runs[i]);
+        free(runs);
+        return sf_errf(SF_EREDIS, err, n, "redis: loading the runs failed (%s)", ld.why);
+    }
+    c->next_run_num = next;
+    for (size_t i = 0; i < got; i++) {
+        sf_runs_insert(c, runs[i]);
+        if (!runs[i]->loaded_summary_only) sf_run_progress(c, runs[i]);
+    }
+    free(runs);
     return 0;
 }
