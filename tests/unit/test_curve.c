@@ -100,11 +100,16 @@ TEST(bad_key_files_name_the_line) {
     CHECK_EQ_STR(kp2.public_key, kp.public_key);
 
     char text[512];
-    snprintf(text, sizeof text, "public = %s\nsecret %s\n", kp.public_key, kp.secret_key);
+    /* A line without '=' (the key has its '=' taken out: Z85 keys may hold one,
+     * and the split is at the first). */
+    char noeq[64];
+    snprintf(noeq, sizeof noeq, "%s", kp.secret_key);
+    for (char *q = noeq; *q; q++) if (*q == '=') *q = 'x';
+    snprintf(text, sizeof text, "public = %s\nsecret %s\n", kp.public_key, noeq);
     write_file("bad1.key", text, 0600);
     CHECK(sf_curve_load_keypair(path("bad1.key"), &kp2, err, sizeof err) != 0);
     CHECK(strstr(err, "bad1.key:2: expected"));
-    CHECK(!strstr(err, kp.secret_key));
+    CHECK(!strstr(err, noeq));
     snprintf(text, sizeof text, "public = %s\nsecret = %.39s\n", kp.public_key, kp.secret_key);
     write_file("bad2.key", text, 0600);
     CHECK(sf_curve_load_keypair(path("bad2.key"), &kp2, err, sizeof err) != 0);
