@@ -556,5 +556,22 @@ int sfctl_report(int argc, char **argv) {
     free(txt);
     cJSON_Delete(js);
     printf("report for %d runs over %d classes in %s/: report.html, report.md, report.json\n", nr, nc, out);
+    for (int r = 0; r < nr; r++) {
+        for (int j = 0; j < runs[r].n; j++) cJSON_Delete(runs[r].entries[j]);
+        free(runs[r].entries);
+        free(runs[r].emb);
+        free(runs[r].cls_sim);
+        free(runs[r].cls_red);
+        free(runs[r].cls_n);
+    }
+    for (int c = 0; c < nc; c++) free(cls[c].base);
+    free(pool);
+    free(pmean);
+    free(comps);
+    free(pvar);
+    free(cmu);
+    free(W);
+    free(zall);
+    free(base_sim);
     return SFCTL_EXIT_OK;
 }
