@@ -222,7 +222,7 @@ FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIBSRC  := $(COMMON_SRC) $(WORLD_SRC) $(PROTO_C) $(DATA_C)
 FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(patsubst $(BUILD)/%,%,$(FUZZ_LIBSRC)))
 # Sources a target links besides those: fuzz_spec runs the coordinator's
-# planner (its harness defines what runs.c needs of main.c, store.c, broker.c).
+# planner (its harness defines what runs.c needs of store.c and broker.c).
 FUZZ_EXTRA_fuzz_spec := coordinator/runs.c coordinator/shift.c
 fuzz_extra    = $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_EXTRA_$(1)))
 

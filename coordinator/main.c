@@ -56,26 +56,6 @@ const sf_cfg_field_t sf_coord_schema[] = {
 };
 #undef F
 
-int64_t sf_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t sf_now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int sf_coord_kind_id(sf_coord_t *c, const char *kind) {
-    for (int i = 0; i < c->n_kinds; i++)
-        if (strcmp(c->kinds[i], kind) == 0) return i;
-    if (c->n_kinds == SF_MAX_KINDS || strlen(kind) >= sizeof c->kinds[0]) return -1;
-    snprintf(c->kinds[c->n_kinds], sizeof c->kinds[0], "%s", kind);
-    return c->n_kinds++;
-}
-
 void sf_coord_on_acked(sf_coord_t *c, const sf_ack_t *acks, size_t n) {
     sf_run_t *last = NULL;
     for (size_t i = 0; i < n; i++) {

@@ -9,12 +9,36 @@
  * 16-byte slot, so a run of millions of jobs is cheap to hold and to reload.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/coord.h"
+
+/* The coordinator's clocks and its table of job kinds: here, beside the runs
+ * that use them, so that what links runs.c (the daemon, the spec fuzzer) has them. */
+int64_t sf_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sf_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int sf_coord_kind_id(sf_coord_t *c, const char *kind) {
+    for (int i = 0; i < c->n_kinds; i++)
+        if (strcmp(c->kinds[i], kind) == 0) return i;
+    if (c->n_kinds == SF_MAX_KINDS || strlen(kind) >= sizeof c->kinds[0]) return -1;
+    snprintf(c->kinds[c->n_kinds], sizeof c->kinds[0], "%s", kind);
+    return c->n_kinds++;
+}
 
 const char *const sf_class_stat_names[SF_CLASS_STATS] = {"generated", "kept", "dropped"};
 

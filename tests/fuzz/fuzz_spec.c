@@ -9,7 +9,7 @@
  * the job indices of done bits and leases depend on it.
  *
  * The fuzz binary links runs.c and shift.c only; the few functions of
- * main.c, store.c and broker.c they name are defined here.  max_jobs_per_run
+ * store.c and broker.c they name are defined here.  max_jobs_per_run
  * is small, so a spec asking for a huge run is refused by the planner's own
  * limit, never allocated. */
 #include <stdint.h>
@@ -21,21 +21,6 @@
 #include "coordinator/coord.h"
 
 #define FUZZ_MAX_JOBS (1 << 16)
-
-int64_t sf_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* As main.c's. */
-int sf_coord_kind_id(sf_coord_t *c, const char *kind) {
-    for (int i = 0; i < c->n_kinds; i++)
-        if (strcmp(c->kinds[i], kind) == 0) return i;
-    if (c->n_kinds == SF_MAX_KINDS || strlen(kind) >= sizeof c->kinds[0]) return -1;
-    snprintf(c->kinds[c->n_kinds], sizeof c->kinds[0], "%s", kind);
-    return c->n_kinds++;
-}
 
 /* Dispatch and progress (never reached from a submit) write through these. */
 void sf_store_event(sf_coord_t *c, sf_run_t *r, const char *type, const char *detail) { (void)c, (void)r, (void)type, (void)detail; }
