@@ -1009,6 +1009,25 @@ static int write_generated(sf_job_t *job, const char *dir, uint32_t item, const 
     return wrc || !js ? fail(job, SF_JOB_FAILED, "cannot write %s: %s", path, strerror(errno)) : 0;
 }
 
+/* The metadata of generated image `item` (what the filter and the manifest
+ * carry), whichever generator made it; the generator adds its own fields. */
+static cJSON *gen_meta(const sf_job_t *job, uint32_t item, const char *caption, int ci, const cJSON *cap,
+                       uint64_t seed, const char *generator) {
+    cJSON *o = cJSON_CreateObject();
+    char id[96];
+    snprintf(id, sizeof id, "%s-%u", job->wnid, item);
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "class", job->wnid);
+    cJSON_AddStringToObject(o, "caption", caption);
+    cJSON_AddNumberToObject(o, "caption_index", ci);
+    cJSON_AddNumberToObject(o, "caption_seed", pnum(cap, "seed", 0));
+    cJSON_AddNumberToObject(o, "policy_version", pnum(cap, "policy_version", 0));
+    cJSON_AddStringToObject(o, "strategy", pstr(cap, "strategy", ""));
+    cJSON_AddNumberToObject(o, "seed", (double)seed);
+    cJSON_AddStringToObject(o, "generator", generator);
+    return o;
+}
+
 static void diffusion_progress(int step, int steps, void *user) {
     sf_job_t *job = user;
     sf_debug("generate %s: DDIM step %d/%d", job->wnid, step, steps);
@@ -1071,18 +1090,7 @@ static int generate_diffusion(const sf_wk_env_t *env, sf_job_t *job, const cJSON
     for (int j = 0; j < n; j++) {
         uint32_t i = job->item_start + (uint32_t)j;
         int ci = (int)(i / (uint32_t)(ipc > 0 ? ipc : 1));
-        cJSON *o2 = cJSON_CreateObject();
-        char id[96];
-        snprintf(id, sizeof id, "%s-%u", job->wnid, i);
-        cJSON_AddStringToObject(o2, "id", id);
-        cJSON_AddStringToObject(o2, "class", job->wnid);
-        cJSON_AddStringToObject(o2, "caption", prompts[j]);
-        cJSON_AddNumberToObject(o2, "caption_index", ci);
-        cJSON_AddNumberToObject(o2, "caption_seed", pnum(caps[ci], "seed", 0));
-        cJSON_AddNumberToObject(o2, "policy_version", pnum(caps[ci], "policy_version", 0));
-        cJSON_AddStringToObject(o2, "strategy", pstr(caps[ci], "strategy", ""));
-        cJSON_AddNumberToObject(o2, "seed", (double)seeds[j]);
-        cJSON_AddStringToObject(o2, "generator", "diffusion");
+        cJSON *o2 = gen_meta(job, i, prompts[j], ci, caps[ci], seeds[j], "diffusion");
         cJSON_AddNumberToObject(o2, "steps", o.steps);
         cJSON_AddNumberToObject(o2, "guidance_scale", o.guidance_scale);
         cJSON_AddNumberToObject(o2, "eta", o.eta);
@@ -1151,18 +1159,7 @@ static int generate(sf_wk_t *wk, sf_job_t *job) {
             goto out;
         }
         failed_gen += info.outcome != SF_GEN_OK;
-        cJSON *o = cJSON_CreateObject();
-        char id[96];
-        snprintf(id, sizeof id, "%s-%u", job->wnid, i);
-        cJSON_AddStringToObject(o, "id", id);
-        cJSON_AddStringToObject(o, "class", job->wnid);
-        cJSON_AddStringToObject(o, "caption", cap);
-        cJSON_AddNumberToObject(o, "caption_index", ci);
-        cJSON_AddNumberToObject(o, "caption_seed", pnum(caps[ci], "seed", 0));
-        cJSON_AddNumberToObject(o, "policy_version", pnum(caps[ci], "policy_version", 0));
-        cJSON_AddStringToObject(o, "strategy", pstr(caps[ci], "strategy", ""));
-        cJSON_AddNumberToObject(o, "seed", (double)gseed);
-        cJSON_AddStringToObject(o, "generator", "world");
+        cJSON *o = gen_meta(job, i, cap, ci, caps[ci], gseed, "world");
         cJSON_AddStringToObject(o, "generator_outcome", sf_world_outcome_name(info.outcome));
         int wrc = write_generated(job, dir, i, rgb, S, o);
         cJSON_Delete(o);
