@@ -413,12 +413,13 @@ int sfctl_report(int argc, char **argv) {
     /* Fig. 6: fine-tuning gains (finetune.json of each run, when it has one). */
     fputs("<h2>Fine-tuning on base + generated images (Fig. 6)</h2>\n<table id=\"fig6\"><tr><th>strategy</th>"
           "<th>classifier</th><th>test set</th><th>original</th><th>base only</th><th>base + generated</th>"
-          "<th>gain</th><th>gain on the run's classes</th></tr>\n", f);
+          "<th>gain</th><th>run's classes: base only</th><th>base + generated</th><th>gain ± s.e.</th></tr>\n", f);
     cJSON *ftj = cJSON_AddArrayToObject(js, "finetune");
     snprintf(path, sizeof path, "%s/report.md", out);
     FILE *md2 = fopen(path, "a");
-    if (md2) fputs("\n| strategy | classifier | test set | original | base only | base + generated | gain | gain on the run's classes |\n"
-                   "|---|---|---|---|---|---|---|---|\n", md2);
+    if (md2) fputs("\n| strategy | classifier | test set | original | base only | base + generated | gain "
+                   "| run's classes: base only | base + generated | gain ± s.e. |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|\n", md2);
     for (int r = 0; r < nr; r++) {
         char fp[PATH_MAX * 2];
         snprintf(fp, sizeof fp, "%s/datasets/%s/finetune.json", data, runs[r].id);
@@ -436,11 +437,15 @@ int sfctl_report(int argc, char **argv) {
                 double wg = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "with_generated"));
                 double bos = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "base_only_run_classes"));
                 double wgs = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "with_generated_run_classes"));
+                /* Older finetune.json files have no standard error. */
+                const cJSON *sej = cJSON_GetObjectItem(so, "gain_run_classes_se");
+                char se[32] = "";
+                if (cJSON_IsNumber(sej)) snprintf(se, sizeof se, " ± %.1f", sej->valuedouble);
                 fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td>"
-                           "<td>%+.1f</td><td>%+.1f</td></tr>\n", runs[r].strategy, archs[a], sets[t], orig, bo, wg,
-                        wg - bo, wgs - bos);
-                if (md2) fprintf(md2, "| %s | %s | %s | %.1f%% | %.1f%% | %.1f%% | %+.1f | %+.1f |\n", runs[r].strategy,
-                                 archs[a], sets[t], orig, bo, wg, wg - bo, wgs - bos);
+                           "<td>%+.1f</td><td>%.1f%%</td><td>%.1f%%</td><td>%+.1f%s</td></tr>\n", runs[r].strategy,
+                        archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs, wgs - bos, se);
+                if (md2) fprintf(md2, "| %s | %s | %s | %.1f%% | %.1f%% | %.1f%% | %+.1f | %.1f%% | %.1f%% | %+.1f%s |\n",
+                                 runs[r].strategy, archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs, wgs - bos, se);
                 cJSON *row = cJSON_CreateObject();
                 cJSON_AddStringToObject(row, "strategy", runs[r].strategy);
                 cJSON_AddStringToObject(row, "classifier", archs[a]);
@@ -448,17 +453,22 @@ int sfctl_report(int argc, char **argv) {
                 cJSON_AddNumberToObject(row, "original", orig);
                 cJSON_AddNumberToObject(row, "base_only", bo);
                 cJSON_AddNumberToObject(row, "with_generated", wg);
+                cJSON_AddNumberToObject(row, "base_only_run_classes", bos);
+                cJSON_AddNumberToObject(row, "with_generated_run_classes", wgs);
+                if (cJSON_IsNumber(sej)) cJSON_AddNumberToObject(row, "gain_run_classes_se", sej->valuedouble);
                 cJSON_AddItemToArray(ftj, row);
             }
         cJSON_Delete(o);
     }
     if (md2) {
         fputs("\nGain = accuracy after fine-tuning on base + generated images minus after as many steps on base "
-              "images alone.\n", md2);
+              "images alone, averaged over the fine-tuning seeds; the whole-set columns use 10 test images per "
+              "class, the run's classes 100 each, with the standard error of the paired per-image gain.\n", md2);
         fclose(md2);
     }
     fputs("</table><p>Gain: fine-tuned on base + generated images, minus the control fine-tuned as long on base "
-          "images alone.</p>\n", f);
+          "images alone, averaged over the fine-tuning seeds. Whole sets: 10 test images per class; the run's "
+          "classes: 100 each, ± the standard error of the paired per-image gain.</p>\n", f);
     /* Fig. 4: per-class reduction bars. */
     fprintf(f, "<h2>Per-class reduction of similarity (Fig. 4)</h2>\n<svg class=\"plot\" id=\"fig4\" width=\"%d\" height=\"260\">",
             60 + nc * (12 * nr + 8));

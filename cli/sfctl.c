@@ -279,6 +279,7 @@ static int cmd_submit(int argc, char **argv) {
                     !strcmp(a, "--rollouts-per-job") || !strcmp(a, "--seed") || !strcmp(a, "--filter-threshold") ||
                     !strcmp(a, "--max-new-tokens") || !strcmp(a, "--temperature") ||
                     !strcmp(a, "--finetune-images-per-class") || !strcmp(a, "--finetune-steps") ||
+                    !strcmp(a, "--finetune-seeds") ||
                     !strcmp(a, "--diffusion-steps") || !strcmp(a, "--guidance-scale") || !strcmp(a, "--eta") ||
                     !strcmp(a, "--hook-scale"))) {
             char key[64];

@@ -114,14 +114,14 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         "method", "name", "classes", "priority", "max_attempts", "lease_ms", "retry_base_ms", "retry_max_ms",
         "strategy", "seed", "policy", "ppo", "reference_images", "reference_source", "rollouts_per_job",
         "captions_per_class", "images_per_caption", "filter_threshold", "generator", "max_new_tokens",
-        "temperature", "shard_size", "finetune_images_per_class", "finetune_steps", "diffusion_steps",
+        "temperature", "shard_size", "finetune_images_per_class", "finetune_steps", "finetune_seeds", "diffusion_steps",
         "guidance_scale", "eta", "hook_scale", NULL};
     static const char *const strategies[] = {"ppo", "sft", "d3s", "low-density", "base", NULL};
     static const char *const generators[] = {"world", "diffusion", NULL};
     int rc = sf_plan_check_keys(spec, allowed, err, n);
     if (rc) return rc;
     const char *strategy, *generator, *source, *policy;
-    long seed, nref, rpj, ncap, ipc, maxtok, shard, ft_per, ft_steps, dsteps;
+    long seed, nref, rpj, ncap, ipc, maxtok, shard, ft_per, ft_steps, ft_seeds, dsteps;
     double thr, temp, gscale, eta, hook;
     if ((rc = get_str(spec, "strategy", "ppo", strategies, &strategy, err, n)) ||
         (rc = get_str(spec, "generator", "world", generators, &generator, err, n)) ||
@@ -136,6 +136,7 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         (rc = sf_plan_uint(spec, "shard_size", 64, 1, 1000000, &shard, err, n)) ||
         (rc = sf_plan_uint(spec, "finetune_images_per_class", 8, 0, 10000, &ft_per, err, n)) ||
         (rc = sf_plan_uint(spec, "finetune_steps", 60, 1, 1000000, &ft_steps, err, n)) ||
+        (rc = sf_plan_uint(spec, "finetune_seeds", 3, 1, 16, &ft_seeds, err, n)) ||
         (rc = get_num(spec, "filter_threshold", 0.2, -1, 1, &thr, err, n)) ||
         (rc = get_num(spec, "temperature", 1.0, 0.05, 10, &temp, err, n)) ||
         (rc = sf_plan_uint(spec, "diffusion_steps", 0, 0, 1000, &dsteps, err, n)) ||
@@ -241,6 +242,7 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         cJSON_AddStringToObject(p, "world", world);
         cJSON_AddNumberToObject(p, "images_per_class", (double)ft_per);
         cJSON_AddNumberToObject(p, "steps", (double)ft_steps);
+        cJSON_AddNumberToObject(p, "seeds", (double)ft_seeds);
         cJSON_AddNumberToObject(p, "seed", (double)seed);
         rc = sf_plan_add_single(r, "finetune", "finetune", (uint32_t)ft_per, p, err, n);
     }

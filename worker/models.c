@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1375,24 +1376,51 @@ free_all:
 
 /* ---- finetune (Fig. 6) ---------------------------------------------------------- */
 
-/* Accuracy of m on test set `set` of the world: overall and on the classes
- * in mask (1 per class index). */
-static int test_acc(sf_classifier_t *m, const sf_world_t *w, int set, const char *mask, double *all, double *sel) {
+/* Test images per class of the run's classes in the Fig. 6 figures: ten would
+ * leave a 10-class gain within +-5 points of noise, so they get many more
+ * than the 10 per class of the whole-set figure. */
+#define FT_TEST_PER_RUN_CLASS 100
+
+/* Accuracy of m on test set `set` of the world: *all over the first 10
+ * images of every class, and over FT_TEST_PER_RUN_CLASS images of each class
+ * in mask (1 per class index), whose hits (1 right, 0 wrong; class by class
+ * in index order, images in order) go to hits when it is not NULL. */
+static int test_acc(sf_classifier_t *m, const sf_world_t *w, int set, const char *mask, double *all, double *sel,
+                    uint8_t *hits) {
     const sf_classifier_config_t *c = sf_classifier_config(m);
     const int K = sf_world_n_classes(w), n = K * 10, S = sf_world_size(w), I = c->image_size, B = 128;
+    int nsel = 0;
+    for (int k = 0; k < K; k++) nsel += mask[k] != 0;
+    const int ns = nsel * FT_TEST_PER_RUN_CLASS;
     float *px = malloc(sizeof(float) * (size_t)B * 3 * I * I);
     uint8_t *rgb = malloc((size_t)S * S * 3);
-    int pred[128], lab[128], ok = 0, oks = 0, ns = 0, rc = px && rgb ? 0 : SF_ENOMEM;
-    for (int i0 = 0; rc == 0 && i0 < n; i0 += B) {
-        int b = n - i0 < B ? n - i0 : B;
-        for (int j = 0; rc == 0 && j < b; j++) {
-            rc = sf_world_testset_get(w, set, (uint64_t)(i0 + j), rgb, &lab[j], NULL);
-            if (rc == 0) rc = sf_world_to_input(rgb, S, I, c->mean, c->std, 0, px + (size_t)j * 3 * I * I);
-        }
-        if (rc == 0) rc = sf_classifier_forward(m, px, b, NULL, pred);
-        for (int j = 0; rc == 0 && j < b; j++) {
-            ok += pred[j] == lab[j];
-            if (mask[lab[j]]) ns++, oks += pred[j] == lab[j];
+    int pred[128], lab[128], ok = 0, oks = 0, rc = px && rgb ? 0 : SF_ENOMEM;
+    /* Pass 0: the whole set; pass 1: the run's classes. */
+    for (int pass = 0; pass < 2; pass++) {
+        const int total = pass ? ns : n;
+        for (int i0 = 0; rc == 0 && i0 < total; i0 += B) {
+            int b = total - i0 < B ? total - i0 : B;
+            for (int j = 0; rc == 0 && j < b; j++) {
+                uint64_t idx = (uint64_t)(i0 + j);
+                if (pass) {
+                    /* The q-th selected class's i-th image: index i*K + k. */
+                    int q = (int)(idx / FT_TEST_PER_RUN_CLASS), k = 0;
+                    for (int seen = -1; k < K; k++)
+                        if (mask[k] && ++seen == q) break;
+                    idx = (idx % FT_TEST_PER_RUN_CLASS) * (uint64_t)K + (uint64_t)k;
+                }
+                rc = sf_world_testset_get(w, set, idx, rgb, &lab[j], NULL);
+                if (rc == 0) rc = sf_world_to_input(rgb, S, I, c->mean, c->std, 0, px + (size_t)j * 3 * I * I);
+            }
+            if (rc == 0) rc = sf_classifier_forward(m, px, b, NULL, pred);
+            for (int j = 0; rc == 0 && j < b; j++) {
+                int hit = pred[j] == lab[j];
+                if (!pass) ok += hit;
+                else {
+                    oks += hit;
+                    if (hits) hits[i0 + j] = (uint8_t)hit;
+                }
+            }
         }
     }
     *all = 100.0 * ok / n;
@@ -1406,7 +1434,8 @@ static int test_acc(sf_classifier_t *m, const sf_world_t *w, int set, const char
  * 64 images of classes drawn uniformly: base images, and for the run's
  * classes (when gen) their kept images half of the time; then measures it. */
 static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, uint8_t *const *gen, const int *gen_lab,
-                        int ngen, int steps, float lr, uint64_t seed, const char *mask, double acc[6], sf_job_t *job) {
+                        int ngen, int steps, float lr, uint64_t seed, const char *mask, double acc[6], uint8_t *hits[3],
+                        sf_job_t *job) {
     const char *names[2] = {"convnext", "vit"};
     char path[1200], err[256];
     snprintf(path, sizeof path, "%s/%s-world.safetensors", env->models_dir, names[arch]);
@@ -1437,7 +1466,8 @@ static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, u
         }
         if (rc == 0) rc = sf_classifier_train_step(m, px, labels, B, lr, NULL, NULL);
     }
-    for (int set = 0; rc == 0 && set < SF_WORLD_N_SETS; set++) rc = test_acc(m, w, set, mask, &acc[2 * set], &acc[2 * set + 1]);
+    for (int set = 0; rc == 0 && set < SF_WORLD_N_SETS; set++)
+        rc = test_acc(m, w, set, mask, &acc[2 * set], &acc[2 * set + 1], hits[set]);
     free(px);
     free(rgb);
     if (rc) fail(job, SF_JOB_FAILED, "finetune: %s", sf_classifier_errstr(m));
@@ -1485,36 +1515,72 @@ static int finetune(sf_wk_t *wk, sf_job_t *job) {
     }
     free(count);
     if (!ngen) { fail(job, SF_JOB_FAILED, "finetune: no kept images of the world's classes in %s", path); free(mask); goto out; }
+    /* Fine-tuning noise: each of `seeds` seeds fine-tunes a control and a
+     * model with generated images from the same start and batches. */
+    const int seeds = (int)fmin(16, fmax(1, pnum(p, "seeds", 3)));
+    int nsel = 0;
+    for (int k = 0; k < K; k++) nsel += mask[k] != 0;
+    const int ns = nsel * FT_TEST_PER_RUN_CLASS;
     cJSON *res = cJSON_CreateObject();
     cJSON_AddNumberToObject(res, "images_per_class", per);
     cJSON_AddNumberToObject(res, "generated_images", ngen);
     cJSON_AddNumberToObject(res, "steps", steps);
     cJSON_AddNumberToObject(res, "batch", 64);
     cJSON_AddNumberToObject(res, "learning_rate", lr);
+    cJSON_AddNumberToObject(res, "seeds", seeds);
+    cJSON_AddNumberToObject(res, "test_images_per_class", 10);
+    cJSON_AddNumberToObject(res, "test_images_per_run_class", FT_TEST_PER_RUN_CLASS);
     const char *names[2] = {"convnext", "vit"}, *sets[3] = {"base", "world_R", "world_A"};
+    /* d[set][i]: test image i's hits with generated images minus the
+     * control's, summed over seeds. */
+    int *d[3] = {calloc((size_t)ns + 1, sizeof(int)), calloc((size_t)ns + 1, sizeof(int)), calloc((size_t)ns + 1, sizeof(int))};
+    uint8_t *hc[3], *hf[3];
+    for (int t = 0; t < 3; t++) hc[t] = malloc((size_t)ns + 1), hf[t] = malloc((size_t)ns + 1);
     rc = 0;
+    for (int t = 0; t < 3; t++)
+        if (!d[t] || !hc[t] || !hf[t]) rc = fail(job, SF_JOB_FAILED, "finetune: out of memory");
     for (int a = 0; rc == 0 && a < 2; a++) {
         /* Control: as many steps on base images alone, so that a gain is the
          * generated data's and not the extra training's. */
-        double ctl[6], ft[6];
-        uint64_t sd = (uint64_t)pnum(p, "seed", 1) * 1000 + (uint64_t)a;
-        rc = finetune_one(env, a, w, gen, gen_lab, 0, steps, lr, sd, mask, ctl, job);
-        if (rc == 0) rc = finetune_one(env, a, w, gen, gen_lab, ngen, steps, lr, sd, mask, ft, job);
+        double ctl[6] = {0}, ft[6] = {0};
+        for (int t = 0; t < 3; t++) memset(d[t], 0, sizeof(int) * ((size_t)ns + 1));
+        for (int sd_i = 0; rc == 0 && sd_i < seeds; sd_i++) {
+            double c1[6], f1[6];
+            uint64_t sd = ((uint64_t)pnum(p, "seed", 1) * 1000 + (uint64_t)a) * 131 + (uint64_t)sd_i;
+            rc = finetune_one(env, a, w, gen, gen_lab, 0, steps, lr, sd, mask, c1, hc, job);
+            if (rc == 0) rc = finetune_one(env, a, w, gen, gen_lab, ngen, steps, lr, sd, mask, f1, hf, job);
+            for (int i = 0; rc == 0 && i < 6; i++) ctl[i] += c1[i] / seeds, ft[i] += f1[i] / seeds;
+            for (int t = 0; rc == 0 && t < 3; t++)
+                for (int i = 0; i < ns; i++) d[t][i] += (int)hf[t][i] - (int)hc[t][i];
+        }
         if (rc) break;
         double orig[6];
         ensure_classifiers(env);
         if (M.cls[a])
-            for (int set = 0; set < SF_WORLD_N_SETS; set++) test_acc(M.cls[a], w, set, mask, &orig[2 * set], &orig[2 * set + 1]);
+            for (int set = 0; set < SF_WORLD_N_SETS; set++)
+                test_acc(M.cls[a], w, set, mask, &orig[2 * set], &orig[2 * set + 1], NULL);
         cJSON *o = cJSON_AddObjectToObject(res, names[a]);
         for (int set = 0; set < 3; set++) {
+            /* The standard error of the run classes' gain: over test images
+             * of the per-image gain (averaged over seeds), in points. */
+            double mean = 0, var = 0;
+            for (int i = 0; i < ns; i++) mean += (double)d[set][i] / seeds;
+            mean /= ns ? ns : 1;
+            for (int i = 0; i < ns; i++) var += pow((double)d[set][i] / seeds - mean, 2);
+            double se = ns > 1 ? 100.0 * sqrt(var / (ns - 1) / ns) : 0;
             cJSON *so = cJSON_AddObjectToObject(o, sets[set]);
-            if (M.cls[a]) cJSON_AddNumberToObject(so, "original", orig[2 * set]);
+            if (M.cls[a]) {
+                cJSON_AddNumberToObject(so, "original", orig[2 * set]);
+                cJSON_AddNumberToObject(so, "original_run_classes", orig[2 * set + 1]);
+            }
             cJSON_AddNumberToObject(so, "base_only", ctl[2 * set]);
             cJSON_AddNumberToObject(so, "with_generated", ft[2 * set]);
             cJSON_AddNumberToObject(so, "base_only_run_classes", ctl[2 * set + 1]);
             cJSON_AddNumberToObject(so, "with_generated_run_classes", ft[2 * set + 1]);
+            cJSON_AddNumberToObject(so, "gain_run_classes_se", se);
         }
     }
+    for (int t = 0; t < 3; t++) free(d[t]), free(hc[t]), free(hf[t]);
     free(mask);
     if (rc == 0) {
         char *js = cJSON_PrintUnformatted(res);

@@ -21,7 +21,7 @@ ok "bad method settings are refused, naming the key"
 
 run=$(submit --method shift --classes stingray,junco,scorpion --ppo-updates 8 --ppo batch_size=12 \
       --ppo mini_batch_size=4 --ppo max_staleness=3 --rollouts-per-job 4 --captions-per-class 5 \
-      --images-per-caption 2 --reference-images 16 --seed 7 --finetune-images-per-class 2 --finetune-steps 2) \
+      --images-per-caption 2 --reference-images 16 --seed 7 --finetune-images-per-class 2 --finetune-steps 2 --finetune-seeds 2) \
       || fail submit
 
 # Mid-PPO: a worker dies (its leased rollout job goes to the other one),
@@ -43,11 +43,14 @@ done
 python3 - "$D/datasets/$run/finetune.json" <<'PY' || fail "finetune.json: $(cat "$D/datasets/$run/finetune.json")"
 import json, sys
 r = json.load(open(sys.argv[1]))
-assert 1 <= r["generated_images"] <= 6 and r["steps"] == 2, r
+assert 1 <= r["generated_images"] <= 6 and r["steps"] == 2 and r["seeds"] == 2, r
+assert r["test_images_per_run_class"] == 100, r
 for arch in ("convnext", "vit"):
     for s in ("base", "world_R", "world_A"):
-        for k in ("original", "base_only", "with_generated"):
+        for k in ("original", "base_only", "with_generated", "original_run_classes", "base_only_run_classes",
+                  "with_generated_run_classes"):
             assert 0 <= r[arch][s][k] <= 100, (arch, s, k)
+        assert 0 <= r[arch][s]["gain_run_classes_se"] < 100, (arch, s)
 PY
 ok "every phase completed through a worker kill and a learner kill and restart"
 
