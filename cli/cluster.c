@@ -146,7 +146,7 @@ int sfctl_up(int argc, char **argv) {
     if (access(lbin, X_OK) == 0) {
         snprintf(log, sizeof log, "%s/learner.log", adir);
         char *largv[] = {lbin, "--redis", redis, "--endpoint", lep, "--checkpoint-dir", ackpt,
-                         "--models-dir", amodels, NULL};
+                         "--models-dir", amodels, "--gpt2-vocab", avocab, NULL};
         spawn(largv, log);
     }
     char wbin[PATH_MAX + 32];

@@ -137,6 +137,12 @@ static void draw(redisContext *rc, const char *addr, const char *prefix) {
             line("LEARNER of %s: %s, version %s, updates %s/%s, score %.4f, KL %.3f, beta %.4f, buffered %s", focus,
                  field(lh, "state"), field(lh, "version"), field(lh, "updates"), field(lh, "target_updates"),
                  num(lh, "mean_score"), num(lh, "kl"), num(lh, "kl_coef"), field(lh, "buffered"));
+            if (atoi(field(lh, "sft_steps")) > 0) {
+                char b[64];
+                double st = atof(field(lh, "sft_step")), n = atof(field(lh, "sft_steps"));
+                bar(b, 22, st / n);
+                line("  SFT       %s %4.0f/%-4.0f loss %.4f", b, st, n, num(lh, "sft_loss"));
+            }
         }
         freeReplyObject(lh);
     }

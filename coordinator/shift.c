@@ -109,13 +109,43 @@ static const char *world_list(const sf_classlist_t *cl) {
     return res;
 }
 
+/* "sft": the learner fine-tunes the named policy on a caption corpus before
+ * PPO (docs/configuration.md).  Only the ppo strategy has a learner. */
+static int check_sft(const cJSON *spec, int ppo, char *err, size_t n) {
+    const cJSON *sft = cJSON_GetObjectItemCaseSensitive(spec, "sft");
+    if (!sft) return 0;
+    if (!cJSON_IsObject(sft)) return sf_errf(SF_EINVAL, err, n, "run spec: 'sft' must be an object");
+    if (!ppo)
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'sft' needs strategy ppo (the learner fine-tunes the policy; "
+                                          "other strategies name an already fine-tuned \"policy\")");
+    static const char *const allowed[] = {"steps", "batch_size", "learning_rate", "min_learning_rate", "warmup",
+                                          "captions_per_class", "corpus", NULL};
+    int rc = sf_plan_check_keys(sft, allowed, err, n);
+    long steps, batch, warmup, per;
+    double lr, lr_min;
+    if (rc || (rc = sf_plan_uint(sft, "steps", 0, 1, 10000000, &steps, err, n)) ||
+        (rc = sf_plan_uint(sft, "batch_size", 16, 1, 4096, &batch, err, n)) ||
+        (rc = sf_plan_uint(sft, "warmup", 0, 0, 10000000, &warmup, err, n)) ||
+        (rc = sf_plan_uint(sft, "captions_per_class", 16, 1, 64, &per, err, n)) ||
+        (rc = get_num(sft, "learning_rate", 3e-3, 1e-9, 10, &lr, err, n)) ||
+        (rc = get_num(sft, "min_learning_rate", 0, 0, 10, &lr_min, err, n)))
+        return rc;
+    if (!cJSON_GetObjectItemCaseSensitive(sft, "steps")) return sf_errf(SF_EINVAL, err, n, "run spec: sft.steps is required");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(sft, "corpus");
+    if (c && (!cJSON_IsString(c) || (strcmp(c->valuestring, "world") && !policy_path_ok(c->valuestring))))
+        return sf_errf(SF_EINVAL, err, n,
+                       "run spec: sft.corpus must be \"world\" or a JSONL file's path inside the learner's models_dir "
+                       "(letters, digits, '.', '_', '-', '/'; not absolute, no '..')");
+    return 0;
+}
+
 int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
     static const char *const allowed[] = {
         "method", "name", "classes", "priority", "max_attempts", "lease_ms", "retry_base_ms", "retry_max_ms",
         "strategy", "seed", "policy", "ppo", "reference_images", "reference_source", "rollouts_per_job",
         "captions_per_class", "images_per_caption", "filter_threshold", "generator", "max_new_tokens",
         "temperature", "shard_size", "finetune_images_per_class", "finetune_steps", "finetune_seeds", "diffusion_steps",
-        "guidance_scale", "eta", "hook_scale", NULL};
+        "guidance_scale", "eta", "hook_scale", "sft", "world", NULL};
     static const char *const strategies[] = {"ppo", "sft", "d3s", "low-density", "base", NULL};
     static const char *const generators[] = {"world", "diffusion", NULL};
     int rc = sf_plan_check_keys(spec, allowed, err, n);
@@ -163,8 +193,12 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     if (ppo && ((rc = sf_plan_uint(ppo_spec, "updates", 100, 1, 10000000, &updates, err, n)) ||
                 (rc = sf_plan_uint(ppo_spec, "batch_size", 64, 1, 1000000, &batch, err, n))))
         return rc;
+    if ((rc = check_sft(spec, ppo, err, n))) return rc;
     if (!cJSON_GetObjectItemCaseSensitive(spec, "policy")) cJSON_AddStringToObject(spec, "policy", policy);
     const char *world = world_list(r->classes);
+    /* The learner's SFT reads the world's corpus of the run's classes. */
+    cJSON_DeleteItemFromObjectCaseSensitive(spec, "world");
+    cJSON_AddStringToObject(spec, "world", world);
     const uint64_t C = (uint64_t)r->classes->n, images = (uint64_t)ncap * (uint64_t)ipc;
 
     /* Rollout jobs: the learner needs updates x batch_size fresh rollouts;

@@ -12,15 +12,19 @@
  *
  * A run's learner settings come from its spec in Redis (`sf:run:<id>`
  * field `spec`): "policy" (a checkpoint path) or "policy_config" (a random
- * policy of that shape, from "seed"), and "ppo" (docs/configuration.md).
- * A restarted learner resumes from its last checkpoint in checkpoint_dir.
+ * policy of that shape, from "seed"), "ppo", and "sft" when the policy
+ * still needs its supervised fine-tuning on a caption corpus before PPO
+ * (docs/configuration.md).  A restarted learner resumes from its last
+ * checkpoint in checkpoint_dir, and does not repeat a finished SFT.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include "common/redis_uv.h"
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,8 @@
 #include <zmq.h>
 
 #include "common/blob.h"
+#include "common/bpe.h"
+#include "common/classes.h"
 #include "common/config.h"
 #include "common/curve.h"
 #include "common/error.h"
@@ -38,14 +44,16 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/redis_auth.h"
+#include "common/sft_rows.h"
 #include "common/wire.h"
 #include "common/zap.h"
 #include "common/zsock.h"
 #include "ml/sf_ml.h"
+#include "world/world.h"
 
 typedef struct {
     char *redis, *redis_prefix, *redis_user, *redis_password_file, *endpoint, *curve_key_file, *curve_allowed_dir;
-    char *checkpoint_dir, *models_dir, *device;
+    char *checkpoint_dir, *models_dir, *device, *gpt2_vocab;
     long threads;
     char *metrics_host;
     long metrics_port;
@@ -67,6 +75,8 @@ static const sf_cfg_field_t l_schema[] = {
     F(checkpoint_dir, SF_CFG_STRING, "checkpoints", 1, 0, "where each run's policy checkpoints go"),
     F(models_dir, SF_CFG_STRING, "models", 1, 0, "where a run spec's relative \"policy\" path is looked up"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for PPO: cpu or cuda:N"),
+    F(gpt2_vocab, SF_CFG_STRING, "data/gpt2", 1, 0,
+      "folder with GPT-2's encoder.json and vocab.bpe (tokenises the SFT corpus of runs with \"sft\")"),
     F(threads, SF_CFG_INT, "2", 1, 256, "intra-op threads for PPO"),
     SF_CFG_DAEMON_FIELDS(lconfig_t),
     {NULL, 0, 0, NULL, 0, 0, NULL},
@@ -103,6 +113,16 @@ typedef struct lrun_s {
     sf_ppo_config_t ppo;
     int batch_size, max_staleness;
     uint64_t target_updates;
+    /* SFT before PPO ("sft" in the spec; sft_steps 0: none) */
+    int sft_steps, sft_batch, sft_warmup, sft_per_class;
+    float sft_lr, sft_lr_min;
+    char sft_corpus[PATH_MAX]; /* "" for the world's corpus */
+    char world[64];
+    char **classes;            /* the run's classes (wnids or names) */
+    int n_classes;
+    _Atomic int sft_step;      /* progress, written by the thread-pool job */
+    _Atomic int sft_loss_x1e6;
+    float sft_first, sft_last;
     /* models (touched only by the thread-pool job while one runs) */
     sf_gpt2_t *policy, *ref;
     sf_ppo_t *trainer;
@@ -156,6 +176,9 @@ typedef struct {
 } learner_t;
 
 static learner_t L;
+/* Set by a signal; a running SFT stops at its next step (the loop waits
+ * for thread-pool jobs before it exits). */
+static atomic_int sft_stop;
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -252,7 +275,12 @@ static void write_stats(lrun_t *r, int with_curve) {
     PUT("updates", "%llu", (unsigned long long)r->updates);
     PUT("target_updates", "%llu", (unsigned long long)r->target_updates);
     PUT("done", "%d", r->updates >= r->target_updates);
-    PUT("state", "%s", r->state == L_FAILED ? "failed" : r->state == L_UPDATING ? "updating" : r->state == L_READY ? "ready" : "loading");
+    int sft_step = atomic_load(&r->sft_step);
+    PUT("state", "%s", r->state == L_FAILED ? "failed" : r->state == L_UPDATING ? "updating" : r->state == L_READY ? "ready"
+                       : r->sft_steps && sft_step < r->sft_steps ? "sft" : "loading");
+    PUT("sft_step", "%d", sft_step);
+    PUT("sft_steps", "%d", r->sft_steps);
+    PUT("sft_loss", "%.6f", atomic_load(&r->sft_loss_x1e6) / 1e6);
     PUT("buffered", "%d", r->n_buf);
     PUT("received", "%llu", (unsigned long long)r->received);
     PUT("dropped_stale", "%llu", (unsigned long long)r->dropped_stale);
@@ -375,6 +403,122 @@ static int checkpoint(lrun_t *r, uint32_t version, uint64_t updates) {
     return 0;
 }
 
+/* ---- SFT before PPO (thread pool) ------------------------------------------------ */
+
+static int sft_progress(void *arg, int step, int steps, float loss) {
+    lrun_t *r = arg;
+    atomic_store(&r->sft_step, step);
+    atomic_store(&r->sft_loss_x1e6, (int)fminf(loss * 1e6f, 2e9f));
+    if (step == 1 || step % 200 == 0 || step == steps) sf_info("run %s: SFT step %d/%d loss %.4f", r->id, step, steps, loss);
+    return atomic_load(&sft_stop);
+}
+
+/* The SFT corpus of run r as token rows: the world's corpus captions of
+ * the run's classes, or the lines {"class", "caption"} of a JSONL file. */
+static int sft_rows(lrun_t *r, sf_sft_rows_t *rows, int stride, char *err, size_t n) {
+    char enc[PATH_MAX + 32], voc[PATH_MAX + 32], e[256];
+    snprintf(enc, sizeof enc, "%s/encoder.json", L.cfg.gpt2_vocab);
+    snprintf(voc, sizeof voc, "%s/vocab.bpe", L.cfg.gpt2_vocab);
+    sf_bpe_t *bpe = NULL;
+    sf_classlist_t *cl = NULL;
+    sf_world_t *w = NULL;
+    int rc = sf_bpe_load(enc, voc, &bpe, e, sizeof e);
+    if (rc) { sf_errf(rc, err, n, "SFT: GPT-2 vocabulary (gpt2_vocab %s): %s", L.cfg.gpt2_vocab, e); goto out; }
+    if ((rc = sf_classes_load(r->world, &cl, e, sizeof e)) != 0 ||
+        (rc = sf_world_create(cl, SF_WORLD_DEFAULT_SIZE, &w)) != 0) {
+        sf_errf(rc, err, n, "SFT: cannot make the world %s: %s", r->world, e);
+        goto out;
+    }
+    if ((rc = sf_sft_rows_init(rows, stride)) != 0) goto out;
+    if (!r->sft_corpus[0]) {
+        for (int i = 0; rc == 0 && i < r->n_classes; i++) {
+            int k = sf_world_class_find(w, r->classes[i]);
+            if (k < 0) { rc = sf_errf(SF_EINVAL, err, n, "SFT: class '%s' is not in %s", r->classes[i], r->world); break; }
+            for (int j = 0; rc == 0 && j < r->sft_per_class; j++) {
+                char cap[512];
+                if (sf_world_corpus_caption(w, k, j, 1, cap, sizeof cap) != 0) break; /* the class has no more */
+                rc = sf_sft_rows_add(rows, bpe, sf_world_class(w, k)->name, cap);
+            }
+        }
+    } else {
+        FILE *f = fopen(r->sft_corpus, "r");
+        if (!f) { rc = sf_errf(SF_EIO, err, n, "SFT: cannot open the corpus %s: %s", r->sft_corpus, strerror(errno)); goto out; }
+        char *line = NULL;
+        size_t cap = 0;
+        int lineno = 0;
+        while (rc == 0 && getline(&line, &cap, f) > 0) {
+            lineno++;
+            if (strspn(line, " \t\r\n") == strlen(line)) continue;
+            cJSON *o = cJSON_Parse(line);
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "class"), *t = cJSON_GetObjectItemCaseSensitive(o, "caption");
+            int k = cJSON_IsString(c) ? sf_world_class_find(w, c->valuestring) : -1;
+            if (!cJSON_IsString(c) || !cJSON_IsString(t))
+                rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: want {\"class\": ..., \"caption\": ...}",
+                             r->sft_corpus, lineno);
+            else if (k < 0)
+                rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: unknown class '%.64s'", r->sft_corpus, lineno,
+                             c->valuestring);
+            else if (sf_sft_rows_add(rows, bpe, sf_world_class(w, k)->name, t->valuestring) != 0)
+                rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: the caption is empty or has control characters",
+                             r->sft_corpus, lineno);
+            cJSON_Delete(o);
+        }
+        free(line);
+        fclose(f);
+    }
+    if (rc == 0 && rows->n == 0) rc = sf_errf(SF_EINVAL, err, n, "SFT: the corpus has no captions");
+out:
+    if (rc) sf_sft_rows_free(rows);
+    sf_world_destroy(&w);
+    sf_classes_free(&cl);
+    sf_bpe_free(&bpe);
+    return rc;
+}
+
+/* Fine-tunes r->ref on the run's corpus and saves it as the run's
+ * sft.safetensors; or, when an earlier learner finished that, loads it. */
+static int sft_work(lrun_t *r, char *err, size_t n) {
+    char dir[PATH_MAX + 32], path[PATH_MAX + 64], tmp[PATH_MAX + 80], e[512] = "";
+    snprintf(dir, sizeof dir, "%s/%s", L.cfg.checkpoint_dir, r->id);
+    snprintf(path, sizeof path, "%s/sft.safetensors", dir);
+    sf_gpt2_t *m = NULL;
+    if (access(path, R_OK) == 0) {
+        if (sf_gpt2_load(path, L.cfg.device, &m, e, sizeof e) == 0) {
+            sf_gpt2_free(&r->ref);
+            r->ref = m;
+            atomic_store(&r->sft_step, r->sft_steps);
+            sf_info("run %s: SFT was done before; policy from %s", r->id, path);
+            return 0;
+        }
+        sf_warn("run %s: %s unusable (%s); fine-tuning again", r->id, path, e);
+    }
+    sf_sft_rows_t rows;
+    const int ctx = sf_gpt2_config(r->ref)->n_ctx, stride = ctx < 128 ? ctx : 128;
+    int rc = sft_rows(r, &rows, stride, err, n);
+    if (rc) return rc;
+    sf_info("run %s: SFT of the policy: %d steps of %d over %d captions", r->id, r->sft_steps, r->sft_batch, rows.n);
+    sf_sft_opts_t o;
+    sf_sft_opts_default(&o);
+    o.steps = r->sft_steps, o.batch = r->sft_batch, o.warmup = r->sft_warmup;
+    o.lr = r->sft_lr, o.lr_min = r->sft_lr_min, o.seed = r->seed ^ 0x5f7ull;
+    rc = sf_gpt2_sft(r->ref, rows.seqs, rows.plen, rows.slen, rows.n, rows.stride, &o, sft_progress, r, &r->sft_first,
+                     &r->sft_last);
+    sf_sft_rows_free(&rows);
+    if (rc == SF_ECANCELED) return sf_errf(rc, err, n, "SFT stopped by a signal");
+    if (rc) return sf_errf(rc, err, n, "SFT failed: %s", sf_gpt2_errstr(r->ref));
+    /* A copy without the SFT optimiser's moments is what PPO keeps. */
+    if ((rc = sf_gpt2_clone(r->ref, &m)) != 0) return sf_errf(rc, err, n, "cannot copy the policy: %s", sf_ml_errstr());
+    sf_gpt2_free(&r->ref);
+    r->ref = m;
+    mkdir(L.cfg.checkpoint_dir, 0755);
+    mkdir(dir, 0755);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (sf_gpt2_save(r->ref, tmp) != 0 || rename(tmp, path) != 0)
+        sf_warn("run %s: cannot save %s (a restarted learner will fine-tune again)", r->id, path);
+    sf_info("run %s: SFT done: loss %.4f -> %.4f", r->id, r->sft_first, r->sft_last);
+    return 0;
+}
+
 static void load_work(uv_work_t *w) {
     lrun_t *r = w->data;
     char model[PATH_MAX + 64], state[PATH_MAX + 64], err[512] = "";
@@ -385,6 +529,11 @@ static void load_work(uv_work_t *w) {
     if (r->random_policy) rc = sf_gpt2_new(&r->pcfg, L.cfg.device, r->seed, &r->ref, err, sizeof err);
     else rc = sf_gpt2_load(r->policy_path, L.cfg.device, &r->ref, err, sizeof err);
     if (rc) { snprintf(r->w_error, sizeof r->w_error, "cannot load the policy: %s", err); r->w_failed = 1; return; }
+    if (r->sft_steps && (rc = sft_work(r, err, sizeof err)) != 0) {
+        snprintf(r->w_error, sizeof r->w_error, "%s", err);
+        r->w_failed = 1;
+        return;
+    }
     /* Resume from a checkpoint if this run has one. */
     ckpt_paths(r, model, sizeof model, state, sizeof state);
     FILE *f = fopen(state, "r");
@@ -546,6 +695,40 @@ static double jnum(const cJSON *o, const char *k, double def) {
     return cJSON_IsNumber(it) ? it->valuedouble : def;
 }
 
+/* The spec's "sft" (the coordinator checked the same ranges). */
+static int configure_sft(lrun_t *r, const cJSON *spec, const cJSON *sft) {
+    char *e = r->error;
+    const size_t n = sizeof r->error;
+    if (!cJSON_IsObject(sft)) return sf_errf(SF_EINVAL, e, n, "sft: must be an object");
+    double steps = jnum(sft, "steps", 0);
+    r->sft_steps = steps >= 1 && steps <= 1e7 ? (int)steps : 0;
+    r->sft_batch = (int)jnum(sft, "batch_size", 16);
+    r->sft_lr = (float)jnum(sft, "learning_rate", 3e-3);
+    r->sft_lr_min = (float)jnum(sft, "min_learning_rate", r->sft_lr / 10);
+    r->sft_warmup = (int)jnum(sft, "warmup", r->sft_steps / 10 < 100 ? r->sft_steps / 10 : 100);
+    r->sft_per_class = (int)jnum(sft, "captions_per_class", 16);
+    if (!r->sft_steps || r->sft_batch < 1 || r->sft_batch > 4096 || !(r->sft_lr > 0) || !(r->sft_lr_min >= 0) ||
+        r->sft_warmup < 0 || r->sft_per_class < 1 || r->sft_per_class > 64)
+        return sf_errf(SF_EINVAL, e, n, "sft: steps (1..10000000), batch_size (1..4096), learning_rate (> 0), "
+                                        "min_learning_rate (>= 0), warmup (>= 0) or captions_per_class (1..64) out of range");
+    const cJSON *corpus = cJSON_GetObjectItemCaseSensitive(sft, "corpus");
+    if (corpus && !cJSON_IsString(corpus)) return sf_errf(SF_EINVAL, e, n, "sft: corpus must be a string");
+    if (corpus && strcmp(corpus->valuestring, "world")) {
+        if (corpus->valuestring[0] == '/') snprintf(r->sft_corpus, sizeof r->sft_corpus, "%s", corpus->valuestring);
+        else snprintf(r->sft_corpus, sizeof r->sft_corpus, "%s/%s", L.cfg.models_dir, corpus->valuestring);
+    }
+    const cJSON *wl = cJSON_GetObjectItemCaseSensitive(spec, "world");
+    snprintf(r->world, sizeof r->world, "%s", cJSON_IsString(wl) ? wl->valuestring : "builtin:imagenet-a-r-86");
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(spec, "classes");
+    int nc = cJSON_GetArraySize(cl);
+    if (!cJSON_IsArray(cl) || nc < 1) return sf_errf(SF_EINVAL, e, n, "sft: the run spec has no classes");
+    r->classes = calloc((size_t)nc, sizeof *r->classes);
+    if (!r->classes) return SF_ENOMEM;
+    for (const cJSON *it = cl->child; it; it = it->next)
+        if (cJSON_IsString(it)) r->classes[r->n_classes++] = strdup(it->valuestring);
+    return 0;
+}
+
 /* Reads the learner's settings from the run spec. */
 static int configure(lrun_t *r, const char *spec_json) {
     cJSON *spec = cJSON_Parse(spec_json);
@@ -593,6 +776,8 @@ static int configure(lrun_t *r, const char *spec_json) {
     } else if (!rc) {
         rc = sf_errf(SF_EINVAL, r->error, sizeof r->error, "the run spec names no \"policy\" or \"policy_config\"");
     }
+    const cJSON *sft = cJSON_GetObjectItemCaseSensitive(spec, "sft");
+    if (!rc && sft) rc = configure_sft(r, spec, sft);
     cJSON_Delete(spec);
     return rc;
 }
@@ -806,6 +991,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     (void)s;
     sf_info("signal %d: finishing the running update, then stopping", signum);
     L.stopping = 1;
+    atomic_store(&sft_stop, 1);
 }
 
 /* SIGHUP: read the allowed CURVE keys again. */

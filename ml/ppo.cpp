@@ -308,6 +308,57 @@ extern "C" int sf_gpt2_sft_step(sf_gpt2_t *m, const int32_t *seqs, const int *pr
     SF_ML_CATCH(&m->e)
 }
 
+extern "C" void sf_sft_opts_default(sf_sft_opts_t *o) {
+    if (!o) return;
+    o->steps = 1000, o->batch = 16, o->warmup = 100;
+    o->lr = 3e-3f, o->lr_min = 3e-4f, o->max_grad_norm = 0;
+    o->seed = 5;
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+extern "C" int sf_gpt2_sft(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_lens, const int *seq_lens, int n,
+                           int stride, const sf_sft_opts_t *o, sf_sft_progress_fn progress, void *arg,
+                           float *first_loss, float *last_loss) {
+    if (!m || !seqs || !prompt_lens || !seq_lens || n < 1 || stride < 2 || !o || o->steps < 1 || o->batch < 1 ||
+        o->warmup < 0 || !(o->lr > 0) || !(o->lr_min >= 0))
+        return SF_EINVAL;
+    std::vector<int32_t> bs((size_t)o->batch * stride);
+    std::vector<int> bp(o->batch), bl(o->batch);
+    std::vector<float> tail;
+    uint64_t r = o->seed;
+    for (int step = 0; step < o->steps; step++) {
+        for (int j = 0; j < o->batch; j++) {
+            int i = (int)(splitmix64(&r) % (uint64_t)n);
+            memcpy(&bs[(size_t)j * stride], seqs + (size_t)i * stride, sizeof(int32_t) * stride);
+            bp[j] = prompt_lens[i], bl[j] = seq_lens[i];
+        }
+        float lr = o->lr;
+        if (step < o->warmup)
+            lr = o->lr * (float)(step + 1) / (float)o->warmup;
+        else if (o->steps > o->warmup)
+            lr = o->lr_min + 0.5f * (o->lr - o->lr_min) *
+                                 (1.0f + std::cos(3.14159265f * (float)(step - o->warmup) / (float)(o->steps - o->warmup)));
+        float loss = 0;
+        int rc = sf_gpt2_sft_step(m, bs.data(), bp.data(), bl.data(), o->batch, stride, lr, o->max_grad_norm, &loss);
+        if (rc) return rc;
+        if (step == 0 && first_loss) *first_loss = loss;
+        if (o->steps - step <= 25) tail.push_back(loss);
+        if (progress && progress(arg, step + 1, o->steps, loss)) return SF_ECANCELED;
+    }
+    if (last_loss) {
+        double s = 0;
+        for (float x : tail) s += x;
+        *last_loss = tail.empty() ? 0.0f : (float)(s / (double)tail.size());
+    }
+    return 0;
+}
+
 // ---- the PPO trainer ----
 
 extern "C" void sf_ppo_config_default(sf_ppo_config_t *c) {

@@ -226,6 +226,29 @@ int sf_gpt2_sft_step(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_lens,
                      const int *seq_lens, int n, int stride, float lr, float max_grad_norm,
                      float *loss);
 
+/* A whole SFT: `steps` steps of `batch` rows drawn uniformly with
+ * replacement (splitmix64 from seed), learning rate rising linearly over
+ * `warmup` steps to lr, then cosine down to lr_min. */
+typedef struct {
+    int steps, batch, warmup;
+    float lr, lr_min, max_grad_norm;
+    uint64_t seed;
+} sf_sft_opts_t;
+
+/* steps 1000, batch 16, warmup 100, lr 3e-3 -> 3e-4, no clipping, seed 5. */
+void sf_sft_opts_default(sf_sft_opts_t *o);
+
+/* Called after each step with its loss; a non-zero return stops the SFT
+ * (sf_gpt2_sft then returns SF_ECANCELED). */
+typedef int (*sf_sft_progress_fn)(void *arg, int step, int steps, float loss);
+
+/* Runs o->steps steps of sf_gpt2_sft_step over the n rows (layout of
+ * sf_gpt2_sft_step).  *first_loss is the first step's loss, *last_loss the
+ * mean of the last min(25, steps) (either may be NULL). */
+int sf_gpt2_sft(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_lens, const int *seq_lens, int n,
+                int stride, const sf_sft_opts_t *o, sf_sft_progress_fn progress, void *arg,
+                float *first_loss, float *last_loss);
+
 /* ---- PPO (TRL's classic PPOTrainer) ---- */
 
 typedef enum { SF_KL_KL = 0, SF_KL_ABS = 1, SF_KL_MSE = 2 } sf_kl_penalty_t;

@@ -13,6 +13,7 @@
 #include "common/classes.h"
 #include "common/error.h"
 #include "common/reward.h"
+#include "common/sft_rows.h"
 #include "ml/sf_ml.h"
 #include "trainer/data.h"
 
@@ -23,7 +24,7 @@
  * captions to pass the reward's check (four layers did no better).  The step's
  * cost is mostly the 50257-way output layer, so depth is cheap and width
  * is not. */
-#define SFT_VERSION 3
+#define SFT_VERSION 4 /* 4: batches from sf_gpt2_sft's splitmix64 */
 #define SFT_N_LAYER 3
 #define SFT_N_HEAD 2
 #define SFT_N_EMBD 64
@@ -75,6 +76,23 @@ static int sft_eval(sf_gpt2_t *m, const sf_bpe_t *bpe, const sf_world_t *w, cons
     return rc;
 }
 
+typedef struct {
+    double t0, lsum;
+    int cnt;
+} sft_progress_t;
+
+static int sft_progress(void *arg, int step, int steps, float loss) {
+    sft_progress_t *p = arg;
+    p->lsum += loss, p->cnt++;
+    if (step % 25 == 0 || step == steps) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "loss %.3f", p->lsum / p->cnt);
+        sf_train_progress("sft", step, steps, p->t0, extra);
+        p->lsum = 0, p->cnt = 0;
+    }
+    return 0;
+}
+
 int sf_train_sft(sf_train_ctx_t *c) {
     const sf_world_t *w = c->world;
     sf_bpe_t *bpe;
@@ -101,76 +119,35 @@ int sf_train_sft(sf_train_ctx_t *c) {
         return 0;
     }
     /* The corpus as token rows: prompt, caption, end-of-text. */
-    int32_t *seqs = calloc((size_t)N * SFT_STRIDE, sizeof *seqs);
-    int *plen = calloc(N, sizeof *plen), *slen = calloc(N, sizeof *slen);
-    if (!seqs || !plen || !slen) rc = SF_ENOMEM;
+    sf_sft_rows_t rows;
+    rc = sf_sft_rows_init(&rows, SFT_STRIDE);
     for (int i = 0; rc == 0 && i < N; i++) {
-        char prompt[256], cap[512];
-        snprintf(prompt, sizeof prompt, "Caption of a %s:", sf_world_class(w, i / 16)->name);
-        sf_world_corpus_caption(w, i / 16, i % 16, 1, cap + 1, sizeof cap - 2);
-        cap[0] = ' ';
-        /* A caption is a sentence (the reward's check): it ends with a full stop. */
-        strcat(cap, ".");
-        int32_t *a, *b;
-        size_t na, nb;
-        if (sf_bpe_encode(bpe, prompt, strlen(prompt), &a, &na) || sf_bpe_encode(bpe, cap, strlen(cap), &b, &nb)) {
-            rc = SF_EINVAL;
-            break;
-        }
-        if (na + 2 > SFT_STRIDE) na = SFT_STRIDE - 2;
-        if (na + nb + 1 > SFT_STRIDE) nb = SFT_STRIDE - 1 - na;
-        memcpy(seqs + (size_t)i * SFT_STRIDE, a, na * sizeof *a);
-        memcpy(seqs + (size_t)i * SFT_STRIDE + na, b, nb * sizeof *b);
-        seqs[(size_t)i * SFT_STRIDE + na + nb] = sf_bpe_eot(bpe);
-        plen[i] = (int)na, slen[i] = (int)(na + nb + 1);
-        free(a);
-        free(b);
+        char cap[512];
+        if ((rc = sf_world_corpus_caption(w, i / 16, i % 16, 1, cap, sizeof cap)) == 0)
+            rc = sf_sft_rows_add(&rows, bpe, sf_world_class(w, i / 16)->name, cap);
     }
     sf_gpt2_t *m = NULL;
     if (rc == 0 && (rc = sf_gpt2_new(&cfg, "cpu", 2024, &m, err, sizeof err))) fprintf(stderr, "sft: %s\n", err);
     if (rc == 0)
         fprintf(stderr, "sft: %" PRId64 " parameters, %d captions, %d steps of %d\n", sf_gpt2_num_params(m), N, steps,
                 batch);
-    int32_t *bs = malloc(sizeof *bs * batch * SFT_STRIDE);
-    int *bp = malloc(sizeof *bp * batch), *bl = malloc(sizeof *bl * batch);
-    if (rc == 0 && (!bs || !bp || !bl)) rc = SF_ENOMEM;
-    uint64_t r = 5;
-    double t0 = sf_train_now(), lsum = 0, first = 0, last = 0;
-    int cnt = 0;
-    for (int step = 0; rc == 0 && step < steps; step++) {
-        for (int j = 0; j < batch; j++) {
-            int i = (int)(sf_train_rng(&r) % (uint64_t)N);
-            memcpy(bs + (size_t)j * SFT_STRIDE, seqs + (size_t)i * SFT_STRIDE, sizeof *bs * SFT_STRIDE);
-            bp[j] = plen[i], bl[j] = slen[i];
-        }
-        /* Linear warmup, then cosine decay from lr_peak to lr_min. */
-        float loss = 0, lr = lr_peak;
-        if (step < warmup)
-            lr = lr_peak * (float)(step + 1) / warmup;
-        else if (steps > warmup)
-            lr = lr_min + 0.5f * (lr_peak - lr_min) *
-                              (1.0f + cosf(3.14159265f * (float)(step - warmup) / (float)(steps - warmup)));
-        if ((rc = sf_gpt2_sft_step(m, bs, bp, bl, batch, SFT_STRIDE, lr, 1.0f, &loss))) {
-            fprintf(stderr, "sft: %s\n", sf_gpt2_errstr(m));
-            break;
-        }
-        if (step == 0) first = loss;
-        lsum += loss, cnt++;
-        if ((step + 1) % 25 == 0 || step + 1 == steps) {
-            char extra[64];
-            last = lsum / cnt;
-            snprintf(extra, sizeof extra, "loss %.3f", last);
-            sf_train_progress("sft", step + 1, steps, t0, extra);
-            lsum = 0, cnt = 0;
-        }
-    }
+    sf_sft_opts_t so;
+    sf_sft_opts_default(&so);
+    so.steps = steps, so.batch = batch, so.warmup = warmup, so.lr = lr_peak, so.lr_min = lr_min, so.seed = 5;
+    sft_progress_t pr = {sf_train_now(), 0, 0};
+    float first = 0, last = 0;
+    const double t0 = pr.t0;
+    if (rc == 0 && (rc = sf_gpt2_sft(m, rows.seqs, rows.plen, rows.slen, rows.n, SFT_STRIDE, &so, sft_progress, &pr,
+                                     &first, &last)))
+        fprintf(stderr, "sft: %s\n", sf_gpt2_errstr(m));
     double train_s = sf_train_now() - t0, wf = 0, mc = 0;
     int32_t *prompts = calloc((size_t)K * SFT_STRIDE, sizeof *prompts);
     int *pl = calloc(K, sizeof *pl);
     if (rc == 0 && (!prompts || !pl)) rc = SF_ENOMEM;
     for (int k = 0; rc == 0 && k < K; k++) {
-        memcpy(prompts + (size_t)k * SFT_STRIDE, seqs + (size_t)k * 16 * SFT_STRIDE, sizeof *prompts * plen[k * 16]);
-        pl[k] = plen[k * 16];
+        memcpy(prompts + (size_t)k * SFT_STRIDE, rows.seqs + (size_t)k * 16 * SFT_STRIDE,
+               sizeof *prompts * rows.plen[k * 16]);
+        pl[k] = rows.plen[k * 16];
     }
     if (rc == 0) rc = sft_eval(m, bpe, w, prompts, pl, &wf, &mc);
     free(prompts);
@@ -187,12 +164,7 @@ int sf_train_sft(sf_train_ctx_t *c) {
         if (rc == 0) fprintf(stderr, "sft: %s\n", json);
     }
     if (rc == 0) rc = sf_train_stamp_write(c, "sft", key);
-    free(bs);
-    free(bp);
-    free(bl);
-    free(seqs);
-    free(plen);
-    free(slen);
+    sf_sft_rows_free(&rows);
     sf_gpt2_free(&m);
     sf_bpe_free(&bpe);
     return rc;

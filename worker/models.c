@@ -53,6 +53,7 @@
 #include "common/png.h"
 #include "common/reward.h"
 #include "common/safetensors.h"
+#include "common/sft_rows.h"
 #include "common/image.h"
 #include "common/imagefolder.h"
 #include "ml/sf_diffusion.h"
@@ -596,9 +597,10 @@ static int sample_captions(mjob_t *mj, const sf_world_t *w, int k, int n, uint64
                            sf_samples_t *out, char ***texts) {
     sf_job_t *job = mj->job;
     char buf[300];
-    snprintf(buf, sizeof buf, "Caption of a %s:", sf_world_class(w, k)->name);
     size_t np;
-    if (sf_bpe_encode(M.bpe, buf, strlen(buf), prompt, &np) != 0) return fail(job, SF_JOB_FAILED, "cannot tokenise the prompt");
+    if (sf_policy_prompt(sf_world_class(w, k)->name, buf, sizeof buf) != 0 ||
+        sf_bpe_encode(M.bpe, buf, strlen(buf), prompt, &np) != 0)
+        return fail(job, SF_JOB_FAILED, "cannot tokenise the prompt");
     *plen = (int)np;
     int32_t *prompts = malloc(sizeof(int32_t) * (size_t)n * np);
     int *lens = malloc(sizeof(int) * (size_t)n);

@@ -11,17 +11,22 @@ D="$T/data"
 WFLAGS=(--learner "$LEP" --models-dir "$M" --data-dir "$D" --gpt2-vocab "$(pwd)/data/gpt2")
 start_redis
 start_coordinator
-start_learner --models-dir "$M"
+start_learner --models-dir "$M" --gpt2-vocab "$(pwd)/data/gpt2"
 start_workers 2 "${WFLAGS[@]}"
 
 expect 2 "unknown key 'captions'" "$BIN/sfctl" submit --method shift --classes goldfish --set captions=3
 expect 2 "'strategy' = \"magic\"" "$BIN/sfctl" submit --method shift --classes goldfish --strategy magic
 expect 2 "filter_threshold" "$BIN/sfctl" submit --method shift --classes goldfish --filter-threshold 3
+expect 2 "'sft' needs strategy ppo" "$BIN/sfctl" submit --method shift --classes goldfish --strategy sft \
+    --set 'sft={"steps":5}'
+expect 2 "sft.corpus must be" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"steps":5,"corpus":"../x"}'
+expect 2 "sft.steps is required" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"corpus":"world"}'
 ok "bad method settings are refused, naming the key"
 
 run=$(submit --method shift --classes stingray,junco,scorpion --ppo-updates 8 --ppo batch_size=12 \
       --ppo mini_batch_size=4 --ppo max_staleness=3 --rollouts-per-job 4 --captions-per-class 5 \
-      --images-per-caption 2 --reference-images 16 --seed 7 --finetune-images-per-class 2 --finetune-steps 2 --finetune-seeds 2) \
+      --images-per-caption 2 --reference-images 16 --seed 7 --finetune-images-per-class 2 --finetune-steps 2 --finetune-seeds 2 \
+      --set 'sft={"steps":6,"batch_size":4,"learning_rate":0.0001}') \
       || fail submit
 
 # Mid-PPO: a worker dies (its leased rollout job goes to the other one),
@@ -31,9 +36,11 @@ for _ in $(seq 600); do [ "$(R hget sf:run:$run:learner version)" -ge 2 ] 2>/dev
 kill -9 "${PIDS[-1]}"   # worker w1 (started last)
 kill -9 "$LPID"
 sleep 0.5
-start_learner --models-dir "$M"
+start_learner --models-dir "$M" --gpt2-vocab "$(pwd)/data/gpt2"
 wait_state "$run" done 600
 grep -q "resumed from checkpoint" "$T/learner.log" || fail "the learner did not resume from its checkpoint"
+[ "$(R hget sf:run:$run:learner sft_step)" = 6 ] || fail "the learner's SFT: $(R hgetall sf:run:$run:learner)"
+grep -q "run $run: SFT was done before" "$T/learner.log" || fail "the restarted learner did not reuse its SFT"
 [ "$(R hget sf:run:$run:learner updates)" = 8 ] || fail "learner updates: $(R hget sf:run:$run:learner updates)"
 st=$("$BIN/sfctl" status "$run" --json)
 for ph in embed rollout captions generate filter finetune; do

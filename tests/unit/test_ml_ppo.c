@@ -125,6 +125,47 @@ TEST(test_sft_learns) {
     sf_gpt2_free(&m);
 }
 
+static int stop_at_5(void *arg, int step, int steps, float loss) {
+    (void)steps, (void)loss;
+    *(int *)arg = step;
+    return step >= 5;
+}
+
+static int count_steps(void *arg, int step, int steps, float loss) {
+    (void)steps, (void)loss;
+    *(int *)arg = step;
+    return 0;
+}
+
+TEST(test_sft_loop) {
+    /* sf_gpt2_sft: the whole loop (rows drawn with replacement, warm-up and
+     * cosine) learns the same toy task; progress sees every step and can stop it. */
+    sf_gpt2_t *m = new_tiny(4);
+    CHECK(m);
+    int32_t seqs[8 * 4] = {0};
+    int pl[8], sl[8];
+    for (int i = 0; i < 8; i++) {
+        seqs[i * 4] = i, seqs[i * 4 + 1] = i + 1, seqs[i * 4 + 2] = i + 2;
+        pl[i] = 1, sl[i] = 3;
+    }
+    sf_sft_opts_t o;
+    sf_sft_opts_default(&o);
+    o.steps = 80, o.batch = 8, o.warmup = 5, o.lr = 1e-2f, o.lr_min = 1e-3f;
+    float first = 0, last = 0;
+    int seen = 0;
+    CHECK_EQ_INT(sf_gpt2_sft(m, seqs, pl, sl, 8, 4, &o, count_steps, &seen, &first, &last), 0);
+    printf("# SFT loop loss %.3f -> %.3f\n", first, last);
+    CHECK_EQ_INT(seen, 80);
+    CHECK(first > 3.0f);
+    CHECK(last < 0.2f * first);
+    seen = 0;
+    CHECK_EQ_INT(sf_gpt2_sft(m, seqs, pl, sl, 8, 4, &o, stop_at_5, &seen, NULL, NULL), SF_ECANCELED);
+    CHECK_EQ_INT(seen, 5);
+    o.steps = 0;
+    CHECK_EQ_INT(sf_gpt2_sft(m, seqs, pl, sl, 8, 4, &o, NULL, NULL, NULL, NULL), SF_EINVAL);
+    sf_gpt2_free(&m);
+}
+
 /* Samples NB rollouts and scores them: the number of TARGET tokens. */
 static int rollouts(sf_gpt2_t *m, uint64_t seed, int32_t *q, int *ql, sf_samples_t *s, float *scores) {
     for (int i = 0; i < NB; i++) {
@@ -313,6 +354,7 @@ int main(void) {
     SF_RUN(test_loss_clipping);
     SF_RUN(test_kl_controller);
     SF_RUN(test_sft_learns);
+    SF_RUN(test_sft_loop);
     SF_RUN(test_ratio_guard_skips);
     SF_RUN(test_rollout_logprobs_and_explicit_ref);
     SF_RUN(test_rl_learns_a_word);
