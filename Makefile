@@ -97,8 +97,11 @@ ITOOL_BINS := $(patsubst tests/integration/%.c,$(BUILD)/itest/%,$(ITOOL_SRC))
 .PHONY: all deps build test test-faults unit integration demo bench clean models fuzz fuzz-build results
 .DEFAULT_GOAL := all
 
+# The targets that build first do it on every core unless make was given -j.
+BUILD_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
+
 all: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
 
 deps:
 	@tools/deps.sh
@@ -173,7 +176,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $$(call libs_for,$$*)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $< $(call libs_for,$*) $(call ldlibs_for,$*)
 
 test: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
 	@SF_BUILD=$(BUILD) tests/run.sh
 
 unit: build
@@ -190,24 +193,24 @@ test-faults: build
 	@tools/faults.py --seconds 300 --seed 1 --bin $(BUILD)/bin
 
 demo: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
 	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/demo.sh
 
 results: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
 	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/results.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
 	@SF_BUILD=$(BUILD) tools/bench.sh
 
 # The embedded world's trained models (CLIP, classifiers, SFT policy), made
 # deterministically by sf-train and cached in models/: sf-train itself skips
 # what is up to date, so a second `make models` does nothing.
 models: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
 	@$(BUILD)/bin/sf-train all --out models
 
 # Fuzzing (libFuzzer, clang): every decoder of outside input, one target per

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# ppo_experiment.sh: the PPO phase of the demo on its own, for trying PPO
+# settings: a local cluster (two workers) runs the method on the demo's 10
+# classes with UPDATES updates of 32 rollouts and 4 captions per class, then
+# prints the mean score, nonsense share, KL and entropy by fifths of the run.
+#   tools/ppo_experiment.sh UPDATES [sfctl submit flags…]
+#   e.g. tools/ppo_experiment.sh 120 --ppo learning_rate=0.0002 --ppo init_kl_coef=0.1
+# SF_MODELS names the models folder (default models); the cluster lives in
+# run/ppo-experiment and is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="$PWD/${SF_BUILD:-build}/bin"
+UPD=${1:?usage: tools/ppo_experiment.sh UPDATES [sfctl submit flags…]}
+shift
+DIR="$PWD/run/ppo-experiment"
+rm -rf "$DIR"
+mkdir -p "$DIR"
+"$BIN/sfctl" up --dir "$DIR" --workers 2 --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach >/dev/null
+trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null' EXIT
+export SF_COORDINATOR="ipc://$DIR/clients.ipc"
+CLASSES="stingray,junco,bald eagle,chameleon,scorpion,jellyfish,ladybug,accordion,lighthouse,pretzel"
+run=$("$BIN/sfctl" submit --method shift --classes "$CLASSES" --captions-per-class 4 --images-per-caption 1 \
+      --reference-images 128 --seed 1 --ppo-updates "$UPD" --ppo batch_size=32 --ppo mini_batch_size=8 \
+      --rollouts-per-job 8 --finetune-images-per-class 0 "$@" --name "ppo experiment")
+"$BIN/sfctl" watch "$run" --interval 2000 >/dev/null 2>&1 || true
+python3 - "$DIR/redis.sock" "$run" <<'PY'
+import sys
+sys.path.insert(0, "tools")
+from method_summary import ppo_curve
+rows = ppo_curve(sys.argv[1], sys.argv[2])
+n = len(rows)
+q = max(1, n // 5)
+def mean(k, a, b):
+    v = [r.get(k, 0.0) for r in rows[a:b]]
+    return sum(v) / max(1, len(v))
+print(f"{n} updates")
+for i in range(0, n, q):
+    print("updates %3d-%3d  score %.3f  nonsense %.3f  kl %.3f  entropy %.2f" % (
+        i + 1, min(n, i + q), mean("mean_score", i, i + q), mean("nonsense", i, i + q), mean("kl", i, i + q),
+        mean("entropy", i, i + q)))
+PY
