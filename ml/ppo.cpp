@@ -315,13 +315,6 @@ extern "C" void sf_sft_opts_default(sf_sft_opts_t *o) {
     o->seed = 5;
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 extern "C" int sf_gpt2_sft(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_lens, const int *seq_lens, int n,
                            int stride, const sf_sft_opts_t *o, sf_sft_progress_fn progress, void *arg,
                            float *first_loss, float *last_loss) {
@@ -334,7 +327,7 @@ extern "C" int sf_gpt2_sft(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_
     uint64_t r = o->seed;
     for (int step = 0; step < o->steps; step++) {
         for (int j = 0; j < o->batch; j++) {
-            int i = (int)(splitmix64(&r) % (uint64_t)n);
+            int i = (int)(sf_ml_mix64(&r) % (uint64_t)n);
             memcpy(&bs[(size_t)j * stride], seqs + (size_t)i * stride, sizeof(int32_t) * stride);
             bp[j] = prompt_lens[i], bl[j] = seq_lens[i];
         }

@@ -36,15 +36,7 @@ extern "C" void sf_samples_free(sf_samples_t *s) {
     memset(s, 0, sizeof *s);
 }
 
-// splitmix64: small, fast, and the same everywhere.
-static inline uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static inline double uniform01(uint64_t *s) { return (double)(mix64(s) >> 11) * 0x1.0p-53; }
+static inline double uniform01(uint64_t *s) { return (double)(sf_ml_mix64(s) >> 11) * 0x1.0p-53; }
 
 // Draws one id from a row of V probabilities (softmax of the logits over
 // the temperature), after top-k and top-p filtering, with the uniform u.
