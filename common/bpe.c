@@ -556,13 +556,20 @@ int sf_bpe_load_mem(const char *encoder_json, size_t encoder_len, const char *vo
     return load(NULL, encoder_json, encoder_len, NULL, vocab_bpe, vocab_len, out, err, errlen);
 }
 
+int sf_bpe_load_dir(const char *dir, sf_bpe_t **out, char *err, size_t errlen) {
+    if (!dir) return SF_EINVAL;
+    char enc[4096], voc[4096];
+    snprintf(enc, sizeof enc, "%s/encoder.json", dir);
+    snprintf(voc, sizeof voc, "%s/vocab.bpe", dir);
+    return sf_bpe_load(enc, voc, out, err, errlen);
+}
+
 int sf_bpe_load_gpt2(const char *root, sf_bpe_t **out, char *err, size_t errlen) {
     if (!root) root = getenv("SF_ROOT");
     if (!root || !*root) root = ".";
-    char enc[4096], voc[4096];
-    snprintf(enc, sizeof enc, "%s/data/gpt2/encoder.json", root);
-    snprintf(voc, sizeof voc, "%s/data/gpt2/vocab.bpe", root);
-    return sf_bpe_load(enc, voc, out, err, errlen);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/data/gpt2", root);
+    return sf_bpe_load_dir(dir, out, err, errlen);
 }
 
 void sf_bpe_free(sf_bpe_t **bp) {

@@ -32,6 +32,9 @@ int sf_bpe_load(const char *encoder_json, const char *vocab_bpe, sf_bpe_t **out,
 int sf_bpe_load_mem(const char *encoder_json, size_t encoder_len, const char *vocab_bpe, size_t vocab_len,
                     sf_bpe_t **out, char *err, size_t errlen);
 
+/* Loads dir/encoder.json and dir/vocab.bpe (a gpt2_vocab folder). */
+int sf_bpe_load_dir(const char *dir, sf_bpe_t **out, char *err, size_t errlen);
+
 /* Loads data/gpt2/{encoder.json,vocab.bpe} under `root` ($SF_ROOT or "."
  * when root is NULL). */
 int sf_bpe_load_gpt2(const char *root, sf_bpe_t **out, char *err, size_t errlen);

@@ -416,13 +416,11 @@ static int sft_progress(void *arg, int step, int steps, float loss) {
 /* The SFT corpus of run r as token rows: the world's corpus captions of
  * the run's classes, or the lines {"class", "caption"} of a JSONL file. */
 static int sft_rows(lrun_t *r, sf_sft_rows_t *rows, int stride, char *err, size_t n) {
-    char enc[PATH_MAX + 32], voc[PATH_MAX + 32], e[256];
-    snprintf(enc, sizeof enc, "%s/encoder.json", L.cfg.gpt2_vocab);
-    snprintf(voc, sizeof voc, "%s/vocab.bpe", L.cfg.gpt2_vocab);
+    char e[256];
     sf_bpe_t *bpe = NULL;
     sf_classlist_t *cl = NULL;
     sf_world_t *w = NULL;
-    int rc = sf_bpe_load(enc, voc, &bpe, e, sizeof e);
+    int rc = sf_bpe_load_dir(L.cfg.gpt2_vocab, &bpe, e, sizeof e);
     if (rc) { sf_errf(rc, err, n, "SFT: GPT-2 vocabulary (gpt2_vocab %s): %s", L.cfg.gpt2_vocab, e); goto out; }
     if ((rc = sf_classes_load(r->world, &cl, e, sizeof e)) != 0 ||
         (rc = sf_world_create(cl, SF_WORLD_DEFAULT_SIZE, &w)) != 0) {

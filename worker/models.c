@@ -251,10 +251,9 @@ static int ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
 
 static int ensure_bpe(const sf_wk_env_t *env, sf_job_t *job) {
     if (M.bpe) return 0;
-    char enc[1200], voc[1200], err[256];
-    snprintf(enc, sizeof enc, "%s/encoder.json", env->gpt2_vocab);
-    snprintf(voc, sizeof voc, "%s/vocab.bpe", env->gpt2_vocab);
-    if (sf_bpe_load(enc, voc, &M.bpe, err, sizeof err) != 0) return fail(job, SF_JOB_FATAL, "GPT-2 vocabulary: %s", err);
+    char err[256];
+    if (sf_bpe_load_dir(env->gpt2_vocab, &M.bpe, err, sizeof err) != 0)
+        return fail(job, SF_JOB_FATAL, "GPT-2 vocabulary: %s", err);
     return 0;
 }
 
