@@ -1390,12 +1390,13 @@ static int test_acc(sf_classifier_t *m, const sf_world_t *w, int set, const char
                     uint8_t *hits) {
     const sf_classifier_config_t *c = sf_classifier_config(m);
     const int K = sf_world_n_classes(w), n = K * 10, S = sf_world_size(w), I = c->image_size, B = 128;
-    int nsel = 0;
-    for (int k = 0; k < K; k++) nsel += mask[k] != 0;
+    int *selk = malloc(sizeof(int) * (size_t)K), nsel = 0; /* the run's class indices, in order */
+    for (int k = 0; selk && k < K; k++)
+        if (mask[k]) selk[nsel++] = k;
     const int ns = nsel * FT_TEST_PER_RUN_CLASS;
     float *px = malloc(sizeof(float) * (size_t)B * 3 * I * I);
     uint8_t *rgb = malloc((size_t)S * S * 3);
-    int pred[128], lab[128], ok = 0, oks = 0, rc = px && rgb ? 0 : SF_ENOMEM;
+    int pred[128], lab[128], ok = 0, oks = 0, rc = px && rgb && selk ? 0 : SF_ENOMEM;
     /* Pass 0: the whole set; pass 1: the run's classes. */
     for (int pass = 0; pass < 2; pass++) {
         const int total = pass ? ns : n;
@@ -1403,13 +1404,9 @@ static int test_acc(sf_classifier_t *m, const sf_world_t *w, int set, const char
             int b = total - i0 < B ? total - i0 : B;
             for (int j = 0; rc == 0 && j < b; j++) {
                 uint64_t idx = (uint64_t)(i0 + j);
-                if (pass) {
-                    /* The q-th selected class's i-th image: index i*K + k. */
-                    int q = (int)(idx / FT_TEST_PER_RUN_CLASS), k = 0;
-                    for (int seen = -1; k < K; k++)
-                        if (mask[k] && ++seen == q) break;
-                    idx = (idx % FT_TEST_PER_RUN_CLASS) * (uint64_t)K + (uint64_t)k;
-                }
+                /* The q-th run class's i-th image: index i*K + k. */
+                if (pass)
+                    idx = (idx % FT_TEST_PER_RUN_CLASS) * (uint64_t)K + (uint64_t)selk[idx / FT_TEST_PER_RUN_CLASS];
                 rc = sf_world_testset_get(w, set, idx, rgb, &lab[j], NULL);
                 if (rc == 0) rc = sf_world_to_input(rgb, S, I, c->mean, c->std, 0, px + (size_t)j * 3 * I * I);
             }
@@ -1428,6 +1425,7 @@ static int test_acc(sf_classifier_t *m, const sf_world_t *w, int set, const char
     *sel = ns ? 100.0 * oks / ns : 0;
     free(px);
     free(rgb);
+    free(selk);
     return rc;
 }
 
