@@ -139,6 +139,44 @@ static int check_sft(const cJSON *spec, int ppo, char *err, size_t n) {
     return 0;
 }
 
+/* "ppo": the learner's settings (learner.c configure() reads the same keys).
+ * Checked here so that a misspelt key or a value out of range is refused at
+ * submit time instead of being replaced by a default on the learner. */
+static int check_ppo(const cJSON *spec, long *updates, long *batch, char *err, size_t n) {
+    const cJSON *ppo = cJSON_GetObjectItemCaseSensitive(spec, "ppo");
+    if (ppo && !cJSON_IsObject(ppo)) return sf_errf(SF_EINVAL, err, n, "run spec: 'ppo' must be an object");
+    static const char *const allowed[] = {
+        "updates", "batch_size", "mini_batch_size", "ppo_epochs", "max_staleness", "learning_rate", "init_kl_coef",
+        "target", "horizon", "cliprange", "cliprange_value", "vf_coef", "gamma", "lam", "max_grad_norm",
+        "prompt_baseline", NULL};
+    char e[256] = "";
+    long mb, epochs, stale, pb;
+    double d;
+    int rc = ppo ? sf_plan_check_keys(ppo, allowed, e, sizeof e) : 0;
+    if (!rc && !((rc = sf_plan_uint(ppo, "updates", 100, 1, 10000000, updates, e, sizeof e)) ||
+                 (rc = sf_plan_uint(ppo, "batch_size", 64, 1, 65536, batch, e, sizeof e)) ||
+                 (rc = sf_plan_uint(ppo, "mini_batch_size", 8, 1, 65536, &mb, e, sizeof e)) ||
+                 (rc = sf_plan_uint(ppo, "ppo_epochs", 4, 1, 100, &epochs, e, sizeof e)) ||
+                 (rc = sf_plan_uint(ppo, "max_staleness", 2, 0, 1000, &stale, e, sizeof e)) ||
+                 (rc = sf_plan_uint(ppo, "prompt_baseline", 1, 0, 1, &pb, e, sizeof e)) ||
+                 (rc = get_num(ppo, "learning_rate", 0, 1e-12, 1, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "init_kl_coef", 0, 0, 100, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "target", 6, 1e-6, 1e6, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "horizon", 1e4, 1, 1e9, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "cliprange", 0, 0, 10, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "cliprange_value", 0, 0, 1e6, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "vf_coef", 0, 0, 100, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "gamma", 0, 0, 1, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "lam", 0, 0, 1, &d, e, sizeof e)) ||
+                 (rc = get_num(ppo, "max_grad_norm", 0, 0, 1e6, &d, e, sizeof e))) &&
+        *batch % mb != 0)
+        rc = sf_errf(SF_EINVAL, e, sizeof e, "'batch_size' %ld must be a multiple of 'mini_batch_size' %ld", *batch,
+                     mb);
+    if (!rc) return 0;
+    const char *m = strncmp(e, "run spec: ", 10) ? e : e + 10;
+    return sf_errf(rc, err, n, "run spec: in 'ppo', %s", m);
+}
+
 int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
     static const char *const allowed[] = {
         "method", "name", "classes", "priority", "max_attempts", "lease_ms", "retry_base_ms", "retry_max_ms",
@@ -187,12 +225,8 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
                        "workers (letters, digits, '.', '_', '-', '/'; not absolute, no '..' or empty parts)",
                        policy);
     const int ppo = strcmp(strategy, "ppo") == 0;
-    const cJSON *ppo_spec = cJSON_GetObjectItemCaseSensitive(spec, "ppo");
-    if (ppo_spec && !cJSON_IsObject(ppo_spec)) return sf_errf(SF_EINVAL, err, n, "run spec: 'ppo' must be an object");
     long updates = 0, batch = 0;
-    if (ppo && ((rc = sf_plan_uint(ppo_spec, "updates", 100, 1, 10000000, &updates, err, n)) ||
-                (rc = sf_plan_uint(ppo_spec, "batch_size", 64, 1, 1000000, &batch, err, n))))
-        return rc;
+    if ((rc = check_ppo(spec, &updates, &batch, err, n))) return rc;
     if ((rc = check_sft(spec, ppo, err, n))) return rc;
     if (!cJSON_GetObjectItemCaseSensitive(spec, "policy")) cJSON_AddStringToObject(spec, "policy", policy);
     const char *world = world_list(r->classes);

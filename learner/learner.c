@@ -748,6 +748,7 @@ static int configure(lrun_t *r, const char *spec_json) {
     r->ppo.gamma = (float)jnum(ppo, "gamma", r->ppo.gamma);
     r->ppo.lam = (float)jnum(ppo, "lam", r->ppo.lam);
     r->ppo.max_grad_norm = (float)jnum(ppo, "max_grad_norm", r->ppo.max_grad_norm);
+    r->ppo.prompt_baseline = (int)jnum(ppo, "prompt_baseline", 1);
     r->seed = (uint64_t)jnum(spec, "seed", 0);
     r->ppo.seed = r->seed;
     int rc = 0;

@@ -494,6 +494,39 @@ static int check_batch(sf_ppo_t *p, const sf_ppo_batch_t *b) {
     return 0;
 }
 
+// The leave-one-out mean score of each rollout's prompt group (rollouts
+// whose query ids are equal); a rollout alone with its prompt gets the mean
+// of all the others (0 in a batch of one).
+static std::vector<float> prompt_baseline(const sf_ppo_batch_t *b) {
+    const int n = b->n;
+    std::vector<int> group(n, -1);
+    std::vector<double> sum;
+    std::vector<int> count;
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        total += b->scores[i];
+        const int32_t *qi = b->query + (size_t)i * b->query_stride;
+        for (int j = 0; j < i && group[i] < 0; j++)
+            if (b->query_len[j] == b->query_len[i] &&
+                !memcmp(b->query + (size_t)j * b->query_stride, qi, sizeof(int32_t) * b->query_len[i]))
+                group[i] = group[j];
+        if (group[i] < 0) {
+            group[i] = (int)sum.size();
+            sum.push_back(0);
+            count.push_back(0);
+        }
+        sum[group[i]] += b->scores[i];
+        count[group[i]]++;
+    }
+    std::vector<float> base(n);
+    for (int i = 0; i < n; i++) {
+        const int g = group[i];
+        if (count[g] > 1) base[i] = (float)((sum[g] - b->scores[i]) / (count[g] - 1));
+        else base[i] = n > 1 ? (float)((total - b->scores[i]) / (n - 1)) : 0.0f;
+    }
+    return base;
+}
+
 // Rows of the batch per forward pass without grad: bounds the (rows, R, V)
 // logits tensor for a 50257-word vocabulary.
 #define FORWARD_CHUNK 16
@@ -545,6 +578,10 @@ extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t 
         // 2-3. Rewards, advantages, returns.
         torch::Tensor raw_scores = sf_ml_from_f32(b->scores, {n}).clone();
         torch::Tensor scores = raw_scores.to(dev);
+        if (c.prompt_baseline) {
+            std::vector<float> base = prompt_baseline(b);
+            scores = scores - sf_ml_from_f32(base.data(), {n}).to(dev);
+        }
         if (c.use_score_scaling) {
             p->running.update(std::vector<double>(b->scores, b->scores + n));
             const double scale = p->running.std + 1.1920929e-07;   // + float32 eps, as TRL

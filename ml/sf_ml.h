@@ -275,6 +275,10 @@ typedef struct {
     int use_score_scaling;    /* 0: 1 divides scores by their running std (TRL) */
     int use_score_norm;       /* 0: with scaling, also subtract the running mean */
     int whiten_rewards;       /* 0 */
+    int prompt_baseline;      /* 0; 1: subtract from each score the mean score of the
+                                 batch's other rollouts of the same prompt (leave-one-out;
+                                 a rollout whose prompt is alone in the batch: of all the
+                                 others), before scaling and clipping */
     int use_rollout_logprobs; /* 0: recompute old log-probs and values with the current
                                  policy, as TRL does; 1: use the rollout's (behaviour policy,
                                  for workers a version or two behind) */

@@ -8,7 +8,8 @@
 #   tools/ppo_experiment.sh UPDATES [sfctl submit flags…]
 #   e.g. tools/ppo_experiment.sh 120 --ppo learning_rate=0.0002 --ppo init_kl_coef=0.1
 # SF_MODELS names the models folder (default models); the cluster lives in
-# $SF_EXPERIMENT_DIR (default run/ppo-experiment) and is stopped on exit.
+# $SF_EXPERIMENT_DIR (default run/ppo-experiment) and is stopped on exit;
+# SF_EXPERIMENT_CSV names a file for the learner's statistics of every update.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/${SF_BUILD:-build}/bin"
@@ -25,11 +26,17 @@ run=$("$BIN/sfctl" submit --method shift --classes "$CLASSES" --captions-per-cla
       --reference-images 128 --seed 1 --ppo-updates "$UPD" --ppo batch_size=32 --ppo mini_batch_size=8 \
       --rollouts-per-job 8 --finetune-images-per-class 0 "$@" --name "ppo experiment")
 "$BIN/sfctl" watch "$run" --interval 2000 >/dev/null 2>&1 || true
-python3 - "$DIR/redis.sock" "$run" <<'PY'
-import sys
+python3 - "$DIR/redis.sock" "$run" "${SF_EXPERIMENT_CSV:-}" <<'PY'
+import csv, sys
 sys.path.insert(0, "tools")
 from method_summary import ppo_curve
 rows = ppo_curve(sys.argv[1], sys.argv[2])
+if sys.argv[3]:
+    keys = sorted({k for r in rows for k in r})
+    with open(sys.argv[3], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
 n = len(rows)
 q = max(1, n // 5)
 def mean(k, a, b):

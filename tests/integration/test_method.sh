@@ -3,7 +3,8 @@
 # is SIGKILLed mid-PPO and the learner is SIGKILLed mid-PPO and restarted;
 # the dataset is an ImageFolder whose manifest and images match one to one;
 # Redis holds the per-class counts; a second run reuses the reference
-# statistics; bad method settings are refused with the key named.
+# statistics; bad method settings (ppo's included) are refused with the key
+# named.
 . "$(dirname "$0")/lib.sh"
 [ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
 M=$(test_models)
@@ -21,6 +22,11 @@ expect 2 "'sft' needs strategy ppo" "$BIN/sfctl" submit --method shift --classes
     --set 'sft={"steps":5}'
 expect 2 "sft.corpus must be" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"steps":5,"corpus":"../x"}'
 expect 2 "sft.steps is required" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"corpus":"world"}'
+expect 2 "in 'ppo', unknown key 'learnig_rate'" "$BIN/sfctl" submit --method shift --classes goldfish --ppo learnig_rate=1e-4
+expect 2 "in 'ppo', 'batch_size' 32 must be a multiple of 'mini_batch_size' 5" "$BIN/sfctl" submit --method shift \
+    --classes goldfish --ppo batch_size=32 --ppo mini_batch_size=5
+expect 2 "in 'ppo', 'prompt_baseline' = 2 is outside" "$BIN/sfctl" submit --method shift --classes goldfish \
+    --ppo prompt_baseline=2
 ok "bad method settings are refused, naming the key"
 
 run=$(submit --method shift --classes stingray,junco,scorpion --ppo-updates 8 --ppo batch_size=12 \

@@ -292,6 +292,92 @@ TEST(test_rollout_logprobs_and_explicit_ref) {
     sf_gpt2_free(&m);
 }
 
+/* Max |difference| of two models' logits on a few fixed rows. */
+static double logit_gap(sf_gpt2_t *a, sf_gpt2_t *b) {
+    enum { B = 4, T = 6 };
+    int32_t tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((i * 7 + 3) % (V - 1));
+    float *la = malloc(sizeof(float) * B * T * V), *lb = malloc(sizeof(float) * B * T * V);
+    double gap = -1;
+    if (la && lb && !sf_gpt2_forward(a, tok, NULL, B, T, la, NULL) && !sf_gpt2_forward(b, tok, NULL, B, T, lb, NULL)) {
+        gap = 0;
+        for (int i = 0; i < B * T * V; i++) gap = fmax(gap, fabs((double)la[i] - lb[i]));
+    }
+    free(la);
+    free(lb);
+    return gap;
+}
+
+TEST(test_prompt_baseline) {
+    /* With prompt_baseline each score is measured against the other rollouts
+     * of its prompt: adding a constant to every score of one prompt changes
+     * nothing, while without it the same shift changes the update. */
+    enum { G = 4 };
+    int32_t q[NB * QLEN] = {0};
+    int ql[NB];
+    for (int i = 0; i < NB; i++) {
+        ql[i] = 2;
+        q[i * QLEN] = (int32_t)(i % G + 1);
+        q[i * QLEN + 1] = (int32_t)(i % G + 5);
+    }
+    const float shift[G] = {3.0f, -2.0f, 0.5f, 7.0f};
+    double gap[2];
+    for (int pb = 0; pb < 2; pb++) {
+        sf_gpt2_t *m = new_tiny(12), *m2;
+        CHECK(m);
+        CHECK_EQ_INT(sf_gpt2_clone(m, &m2), 0);
+        sf_sample_opts_t o;
+        sf_sample_opts_default(&o);
+        o.max_new_tokens = RLEN;
+        o.eos_id = -2;
+        o.seed = 7;
+        sf_samples_t s;
+        CHECK_EQ_INT(sf_gpt2_sample(m, q, ql, NB, QLEN, &o, &s), 0);
+        float sc[NB], sc2[NB];
+        for (int i = 0; i < NB; i++) {
+            sc[i] = 0;
+            for (int t = 0; t < s.lengths[i]; t++) sc[i] += s.tokens[i * RLEN + t] == TARGET;
+            sc2[i] = sc[i] + shift[i % G];
+        }
+        sf_ppo_config_t c;
+        sf_ppo_config_default(&c);
+        c.mini_batch_size = 8;
+        c.learning_rate = 1e-2f;
+        c.seed = 3;
+        c.prompt_baseline = pb;
+        sf_ppo_t *p, *p2;
+        char err[256];
+        CHECK_EQ_INT(sf_ppo_new(m, NULL, &c, &p, err, sizeof err), 0);
+        CHECK_EQ_INT(sf_ppo_new(m2, NULL, &c, &p2, err, sizeof err), 0);
+        sf_ppo_batch_t b = batch_of(q, ql, &s, sc), b2 = batch_of(q, ql, &s, sc2);
+        sf_ppo_stats_t st, st2;
+        CHECK_EQ_INT(sf_ppo_step(p, &b, &st), 0);
+        CHECK_EQ_INT(sf_ppo_step(p2, &b2, &st2), 0);
+        gap[pb] = logit_gap(m, m2);
+        CHECK(gap[pb] >= 0);
+        /* The logged score is the raw one either way. */
+        double mean = 0, mean2 = 0;
+        for (int i = 0; i < NB; i++) mean += sc[i] / NB, mean2 += sc2[i] / NB;
+        CHECK_NEAR(st.mean_score, mean, 1e-5);
+        CHECK_NEAR(st2.mean_score, mean2, 1e-5);
+        if (pb) {
+            /* A batch of one has no other rollout: its baseline is 0. */
+            b.n = 1;
+            CHECK_EQ_INT(sf_ppo_step(p, &b, &st), 0);
+            CHECK(isfinite(st.total_loss));
+        }
+        sf_samples_free(&s);
+        sf_ppo_free(&p);
+        sf_ppo_free(&p2);
+        sf_gpt2_free(&m2);
+        sf_gpt2_free(&m);
+    }
+    printf("# logit gap after one update with per-prompt shifted scores: %.2e without, %.2e with the baseline\n",
+           gap[0], gap[1]);
+    CHECK(gap[0] > 0.1);
+    CHECK(gap[1] < 1e-3);   /* float rounding of the shifted scores, through 16 Adam steps */
+}
+
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -357,6 +443,7 @@ int main(void) {
     SF_RUN(test_sft_loop);
     SF_RUN(test_ratio_guard_skips);
     SF_RUN(test_rollout_logprobs_and_explicit_ref);
+    SF_RUN(test_prompt_baseline);
     SF_RUN(test_rl_learns_a_word);
     SF_DONE();
 }
