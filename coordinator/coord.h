@@ -234,8 +234,6 @@ int sf_coord_kind_id(sf_coord_t *c, const char *kind); /* interns; -1 if full */
 
 /* runs.c */
 /* Planner helpers (runs.c) for the planners in other files (shift.c). */
-int sf_plan_uint(const cJSON *spec, const char *key, long def, long min, long max, long *out, char *err, size_t n);
-int sf_plan_check_keys(const cJSON *spec, const char *const *allowed, char *err, size_t n);
 int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
                       const cJSON *payload, char *err, size_t n);
 /* A phase of one job for the whole run (job class 0, all items), e.g. an

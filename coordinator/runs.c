@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "common/run_spec.h"
 #include "common/log.h"
 #include "coordinator/coord.h"
 
@@ -91,31 +92,7 @@ int sf_ring_pop(sf_ring_t *q, uint32_t *v) {
     return 1;
 }
 
-/* ---- spec helpers ------------------------------------------------------ */
-
-int sf_plan_uint(const cJSON *spec, const char *key, long def, long min, long max, long *out,
-                    char *err, size_t n) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(spec, key);
-    if (!it) { *out = def; return 0; }
-    /* Checked as a double before the conversion: one outside long's range
-     * (1e300) converted to long is undefined behaviour. */
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble))
-        return sf_errf(SF_EINVAL, err, n, "run spec: '%s' must be a whole number", key);
-    if (!(it->valuedouble >= (double)min && it->valuedouble <= (double)max))
-        return sf_errf(SF_EINVAL, err, n, "run spec: '%s' = %.15g is outside [%ld, %ld]", key, it->valuedouble, min,
-                       max);
-    *out = (long)it->valuedouble;
-    return 0;
-}
-
-int sf_plan_check_keys(const cJSON *spec, const char *const *allowed, char *err, size_t n) {
-    for (const cJSON *it = spec->child; it; it = it->next) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, it->string) == 0;
-        if (!ok) return sf_errf(SF_EINVAL, err, n, "run spec: unknown key '%s'", it->string);
-    }
-    return 0;
-}
+/* ---- planner helpers --------------------------------------------------- */
 
 int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
                      const cJSON *payload, char *err, size_t n) {
@@ -159,14 +136,14 @@ static int plan_jobs(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t 
     static const char *const allowed[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
                                           "retry_base_ms", "retry_max_ms", "kind", "items_per_class",
                                           "shard_size", "payload", NULL};
-    int rc = sf_plan_check_keys(spec, allowed, err, n);
+    int rc = sf_spec_keys(spec, allowed, err, n);
     if (rc) return rc;
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(spec, "kind");
     if (!cJSON_IsString(kind) || !*kind->valuestring || strlen(kind->valuestring) >= 32)
         return sf_errf(SF_EINVAL, err, n, "run spec: 'kind' must be a job kind name");
     long items, shard;
-    if ((rc = sf_plan_uint(spec, "items_per_class", 1, 1, 100000000, &items, err, n))) return rc;
-    if ((rc = sf_plan_uint(spec, "shard_size", 1, 1, 100000000, &shard, err, n))) return rc;
+    if ((rc = sf_spec_uint(spec, "items_per_class", 1, 1, 100000000, &items, err, n))) return rc;
+    if ((rc = sf_spec_uint(spec, "shard_size", 1, 1, 100000000, &shard, err, n))) return rc;
     const cJSON *payload = cJSON_GetObjectItemCaseSensitive(spec, "payload");
     if (payload && !cJSON_IsObject(payload)) return sf_errf(SF_EINVAL, err, n, "run spec: 'payload' must be an object");
     uint64_t nj = (uint64_t)((items + shard - 1) / shard) * (uint64_t)r->classes->n;
@@ -182,7 +159,7 @@ static int plan_phases(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_
     static const char *const allowed[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
                                           "retry_base_ms", "retry_max_ms", "phases", NULL};
     static const char *const pallowed[] = {"kind", "name", "items_per_class", "shard_size", "payload", "until", NULL};
-    int rc = sf_plan_check_keys(spec, allowed, err, n);
+    int rc = sf_spec_keys(spec, allowed, err, n);
     if (rc) return rc;
     const cJSON *phases = cJSON_GetObjectItemCaseSensitive(spec, "phases");
     int np = cJSON_GetArraySize(phases);
@@ -193,7 +170,7 @@ static int plan_phases(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_
     for (const cJSON *ph = phases->child; ph; ph = ph->next, i++) {
         char e2[200];
         if (!cJSON_IsObject(ph)) return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d] is not an object", i);
-        if ((rc = sf_plan_check_keys(ph, pallowed, e2, sizeof e2))) return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
+        if ((rc = sf_spec_keys(ph, pallowed, e2, sizeof e2))) return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(ph, "kind");
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(ph, "name");
         if (!cJSON_IsString(kind) || !*kind->valuestring || strlen(kind->valuestring) >= 32)
@@ -201,8 +178,8 @@ static int plan_phases(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_
         if (name && (!cJSON_IsString(name) || strlen(name->valuestring) >= 32))
             return sf_errf(SF_EINVAL, err, n, "run spec: phases[%d].name must be a short string", i);
         long items, shard;
-        if ((rc = sf_plan_uint(ph, "items_per_class", 1, 1, 100000000, &items, e2, sizeof e2)) ||
-            (rc = sf_plan_uint(ph, "shard_size", 1, 1, 100000000, &shard, e2, sizeof e2)))
+        if ((rc = sf_spec_uint(ph, "items_per_class", 1, 1, 100000000, &items, e2, sizeof e2)) ||
+            (rc = sf_spec_uint(ph, "shard_size", 1, 1, 100000000, &shard, e2, sizeof e2)))
             return sf_errf(rc, err, n, "phases[%d]: %s", i, e2);
         const cJSON *payload = cJSON_GetObjectItemCaseSensitive(ph, "payload");
         if (payload && !cJSON_IsObject(payload))
@@ -280,11 +257,11 @@ int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t *
     if (!plan) { rc = sf_errf(SF_EINVAL, err, n, "run spec: unknown method '%s'", m); goto fail; }
     if ((rc = parse_classes(spec, &r->classes, err, n))) goto fail;
     long prio, att, lease, rb, rm;
-    if ((rc = sf_plan_uint(spec, "priority", 0, -1000, 1000, &prio, err, n))) goto fail;
-    if ((rc = sf_plan_uint(spec, "max_attempts", c->cfg.max_attempts, 1, 100, &att, err, n))) goto fail;
-    if ((rc = sf_plan_uint(spec, "lease_ms", c->cfg.lease_ms, 100, 7 * 86400000L, &lease, err, n))) goto fail;
-    if ((rc = sf_plan_uint(spec, "retry_base_ms", c->cfg.retry_base_ms, 0, 3600000, &rb, err, n))) goto fail;
-    if ((rc = sf_plan_uint(spec, "retry_max_ms", c->cfg.retry_max_ms, 0, 86400000, &rm, err, n))) goto fail;
+    if ((rc = sf_spec_uint(spec, "priority", 0, -1000, 1000, &prio, err, n))) goto fail;
+    if ((rc = sf_spec_uint(spec, "max_attempts", c->cfg.max_attempts, 1, 100, &att, err, n))) goto fail;
+    if ((rc = sf_spec_uint(spec, "lease_ms", c->cfg.lease_ms, 100, 7 * 86400000L, &lease, err, n))) goto fail;
+    if ((rc = sf_spec_uint(spec, "retry_base_ms", c->cfg.retry_base_ms, 0, 3600000, &rb, err, n))) goto fail;
+    if ((rc = sf_spec_uint(spec, "retry_max_ms", c->cfg.retry_max_ms, 0, 86400000, &rm, err, n))) goto fail;
     r->priority = (int)prio;
     r->max_attempts = (int)att;
     r->lease_ms = (uint32_t)lease;

@@ -44,6 +44,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/redis_auth.h"
+#include "common/run_spec.h"
 #include "common/sft_rows.h"
 #include "common/wire.h"
 #include "common/zap.h"
@@ -693,76 +694,43 @@ static double jnum(const cJSON *o, const char *k, double def) {
     return cJSON_IsNumber(it) ? it->valuedouble : def;
 }
 
-/* The spec's "sft" (the coordinator checked the same ranges). */
-static int configure_sft(lrun_t *r, const cJSON *spec, const cJSON *sft) {
+/* Reads the learner's settings from the run spec: "ppo", "sft" and the
+ * policy, with the coordinator's rules (common/run_spec.c), since a spec
+ * may also have been written to Redis directly. */
+static int configure(lrun_t *r, const char *spec_json) {
     char *e = r->error;
     const size_t n = sizeof r->error;
-    if (!cJSON_IsObject(sft)) return sf_errf(SF_EINVAL, e, n, "sft: must be an object");
-    double steps = jnum(sft, "steps", 0);
-    r->sft_steps = steps >= 1 && steps <= 1e7 ? (int)steps : 0;
-    r->sft_batch = (int)jnum(sft, "batch_size", 16);
-    r->sft_lr = (float)jnum(sft, "learning_rate", 3e-3);
-    r->sft_lr_min = (float)jnum(sft, "min_learning_rate", r->sft_lr / 10);
-    r->sft_warmup = (int)jnum(sft, "warmup", r->sft_steps / 10 < 100 ? r->sft_steps / 10 : 100);
-    r->sft_per_class = (int)jnum(sft, "captions_per_class", 16);
-    if (!r->sft_steps || r->sft_batch < 1 || r->sft_batch > 4096 || !(r->sft_lr > 0) || !(r->sft_lr_min >= 0) ||
-        r->sft_warmup < 0 || r->sft_per_class < 1 || r->sft_per_class > 64)
-        return sf_errf(SF_EINVAL, e, n, "sft: steps (1..10000000), batch_size (1..4096), learning_rate (> 0), "
-                                        "min_learning_rate (>= 0), warmup (>= 0) or captions_per_class (1..64) out of range");
-    const cJSON *corpus = cJSON_GetObjectItemCaseSensitive(sft, "corpus");
-    if (corpus && !cJSON_IsString(corpus)) return sf_errf(SF_EINVAL, e, n, "sft: corpus must be a string");
-    if (corpus && strcmp(corpus->valuestring, "world")) {
-        if (corpus->valuestring[0] == '/') snprintf(r->sft_corpus, sizeof r->sft_corpus, "%s", corpus->valuestring);
-        else snprintf(r->sft_corpus, sizeof r->sft_corpus, "%s/%s", L.cfg.models_dir, corpus->valuestring);
-    }
-    const cJSON *wl = cJSON_GetObjectItemCaseSensitive(spec, "world");
-    snprintf(r->world, sizeof r->world, "%s", cJSON_IsString(wl) ? wl->valuestring : "builtin:imagenet-a-r-86");
-    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(spec, "classes");
-    int nc = cJSON_GetArraySize(cl);
-    if (!cJSON_IsArray(cl) || nc < 1) return sf_errf(SF_EINVAL, e, n, "sft: the run spec has no classes");
-    r->classes = calloc((size_t)nc, sizeof *r->classes);
-    if (!r->classes) return SF_ENOMEM;
-    for (const cJSON *it = cl->child; it; it = it->next)
-        if (cJSON_IsString(it)) r->classes[r->n_classes++] = strdup(it->valuestring);
-    return 0;
-}
-
-/* Reads the learner's settings from the run spec. */
-static int configure(lrun_t *r, const char *spec_json) {
     cJSON *spec = cJSON_Parse(spec_json);
-    if (!spec) return sf_errf(SF_EINVAL, r->error, sizeof r->error, "the run spec in Redis is not JSON");
+    if (!spec) return sf_errf(SF_EINVAL, e, n, "the run spec in Redis is not JSON");
+    sf_ppo_spec_t ps;
+    sf_sft_spec_t ss;
+    sf_ppo_spec_init(&ps);
+    int rc = sf_ppo_spec_parse(spec, &ps, e, n);
+    if (!rc) rc = sf_sft_spec_parse(spec, &ss, e, n);
+    if (rc) goto out;
     sf_ppo_config_default(&r->ppo);
-    const cJSON *ppo = cJSON_GetObjectItemCaseSensitive(spec, "ppo");
-    r->batch_size = (int)jnum(ppo, "batch_size", 64);
-    r->max_staleness = (int)jnum(ppo, "max_staleness", 2);
-    r->target_updates = (uint64_t)jnum(ppo, "updates", 100);
-    r->ppo.mini_batch_size = (int)jnum(ppo, "mini_batch_size", 8);
-    r->ppo.ppo_epochs = (int)jnum(ppo, "ppo_epochs", r->ppo.ppo_epochs);
-    r->ppo.learning_rate = (float)jnum(ppo, "learning_rate", r->ppo.learning_rate);
-    r->ppo.init_kl_coef = (float)jnum(ppo, "init_kl_coef", r->ppo.init_kl_coef);
-    r->ppo.target = (float)jnum(ppo, "target", r->ppo.target);
-    r->ppo.horizon = (float)jnum(ppo, "horizon", r->ppo.horizon);
-    r->ppo.cliprange = (float)jnum(ppo, "cliprange", r->ppo.cliprange);
-    r->ppo.cliprange_value = (float)jnum(ppo, "cliprange_value", r->ppo.cliprange_value);
-    r->ppo.vf_coef = (float)jnum(ppo, "vf_coef", r->ppo.vf_coef);
-    r->ppo.gamma = (float)jnum(ppo, "gamma", r->ppo.gamma);
-    r->ppo.lam = (float)jnum(ppo, "lam", r->ppo.lam);
-    r->ppo.max_grad_norm = (float)jnum(ppo, "max_grad_norm", r->ppo.max_grad_norm);
-    r->ppo.prompt_baseline = (int)jnum(ppo, "prompt_baseline", 1);
+    r->batch_size = (int)ps.batch_size;
+    r->max_staleness = (int)ps.max_staleness;
+    r->target_updates = (uint64_t)ps.updates;
+    r->ppo.mini_batch_size = (int)ps.mini_batch_size;
+    r->ppo.ppo_epochs = (int)ps.ppo_epochs;
+    r->ppo.prompt_baseline = (int)ps.prompt_baseline;
+#define GIVEN(f) if (!isnan(ps.f)) r->ppo.f = (float)ps.f
+    GIVEN(learning_rate); GIVEN(init_kl_coef); GIVEN(target); GIVEN(horizon); GIVEN(cliprange);
+    GIVEN(cliprange_value); GIVEN(vf_coef); GIVEN(gamma); GIVEN(lam); GIVEN(max_grad_norm);
+#undef GIVEN
     r->seed = (uint64_t)jnum(spec, "seed", 0);
     r->ppo.seed = r->seed;
-    int rc = 0;
-    if (r->batch_size < 1 || r->batch_size > 65536 || r->ppo.mini_batch_size < 1 ||
-        r->batch_size % r->ppo.mini_batch_size != 0 || r->max_staleness < 0)
-        rc = sf_errf(SF_EINVAL, r->error, sizeof r->error,
-                     "ppo: batch_size %d must be a positive multiple of mini_batch_size %d", r->batch_size,
-                     r->ppo.mini_batch_size);
     const cJSON *pol = cJSON_GetObjectItemCaseSensitive(spec, "policy");
     const cJSON *pc = cJSON_GetObjectItemCaseSensitive(spec, "policy_config");
-    if (!rc && cJSON_IsString(pol)) {
-        if (pol->valuestring[0] == '/') snprintf(r->policy_path, sizeof r->policy_path, "%s", pol->valuestring);
-        else snprintf(r->policy_path, sizeof r->policy_path, "%s/%s", L.cfg.models_dir, pol->valuestring);
-    } else if (!rc && cJSON_IsObject(pc)) {
+    if (cJSON_IsString(pol)) {
+        if (!sf_spec_models_path_ok(pol->valuestring)) {
+            rc = sf_errf(SF_EINVAL, e, n, "run spec: 'policy' = \"%.100s\" must be a path inside the learner's "
+                                          "models_dir (not absolute, no '..')", pol->valuestring);
+            goto out;
+        }
+        snprintf(r->policy_path, sizeof r->policy_path, "%s/%s", L.cfg.models_dir, pol->valuestring);
+    } else if (cJSON_IsObject(pc)) {
         r->random_policy = 1;
         sf_gpt2_config_124m(&r->pcfg);
         r->pcfg.n_layer = (int)jnum(pc, "n_layer", r->pcfg.n_layer);
@@ -771,12 +739,35 @@ static int configure(lrun_t *r, const char *spec_json) {
         r->pcfg.n_ctx = (int)jnum(pc, "n_ctx", r->pcfg.n_ctx);
         r->pcfg.vocab_size = (int)jnum(pc, "vocab_size", r->pcfg.vocab_size);
         r->pcfg.eos_id = (int)jnum(pc, "eos_id", r->pcfg.vocab_size - 1);
-        rc = sf_gpt2_config_check(&r->pcfg, r->error, sizeof r->error);
-    } else if (!rc) {
-        rc = sf_errf(SF_EINVAL, r->error, sizeof r->error, "the run spec names no \"policy\" or \"policy_config\"");
+        if ((rc = sf_gpt2_config_check(&r->pcfg, e, n))) goto out;
+    } else {
+        rc = sf_errf(SF_EINVAL, e, n, "the run spec names no \"policy\" or \"policy_config\"");
+        goto out;
     }
-    const cJSON *sft = cJSON_GetObjectItemCaseSensitive(spec, "sft");
-    if (!rc && sft) rc = configure_sft(r, spec, sft);
+    if (ss.on) {
+        r->sft_steps = (int)ss.steps;
+        r->sft_batch = (int)ss.batch_size;
+        r->sft_lr = (float)ss.learning_rate;
+        r->sft_lr_min = (float)ss.min_learning_rate;
+        r->sft_warmup = (int)ss.warmup;
+        r->sft_per_class = (int)ss.captions_per_class;
+        if (ss.corpus[0]) snprintf(r->sft_corpus, sizeof r->sft_corpus, "%s/%s", L.cfg.models_dir, ss.corpus);
+        const cJSON *wl = cJSON_GetObjectItemCaseSensitive(spec, "world");
+        snprintf(r->world, sizeof r->world, "%s", cJSON_IsString(wl) ? wl->valuestring : "builtin:imagenet-a-r-86");
+        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(spec, "classes");
+        int nc = cJSON_GetArraySize(cl);
+        if (!cJSON_IsArray(cl) || nc < 1) {
+            rc = sf_errf(SF_EINVAL, e, n, "sft: the run spec has no classes");
+            goto out;
+        }
+        if (!(r->classes = calloc((size_t)nc, sizeof *r->classes))) {
+            rc = SF_ENOMEM;
+            goto out;
+        }
+        for (const cJSON *it = cl->child; it; it = it->next)
+            if (cJSON_IsString(it)) r->classes[r->n_classes++] = strdup(it->valuestring);
+    }
+out:
     cJSON_Delete(spec);
     return rc;
 }

@@ -36,6 +36,13 @@ ok "the learner resumes from its checkpoint after SIGKILL"
 
 out=$("$FW" "$LEP" r9 get 0); [ $? = 3 ] || fail "unknown run: $out"
 echo "$out" | grep -q "no run r9" || fail "unknown run message: $out"
-R hset sf:run:r2 spec '{"policy":"/nonexistent/policy"}' >/dev/null
+R hset sf:run:r2 spec '{"policy":"nonexistent/policy"}' >/dev/null
 out=$("$FW" "$LEP" r2 get 0); echo "$out" | grep -q "cannot load the policy" || fail "bad policy path: $out"
+# A spec written to Redis directly gets the coordinator's rules too.
+R hset sf:run:r3 spec '{"policy":"/etc/passwd"}' >/dev/null
+out=$("$FW" "$LEP" r3 get 0); echo "$out" | grep -q "must be a path inside the learner's models_dir" ||
+    fail "absolute policy path: $out"
+R hset sf:run:r4 spec '{"policy_config":{"n_layer":1},"ppo":{"learnig_rate":0.1}}' >/dev/null
+out=$("$FW" "$LEP" r4 get 0); echo "$out" | grep -q "in 'ppo', unknown key 'learnig_rate'" ||
+    fail "unknown ppo key: $out"
 ok "bad runs get a clear error"

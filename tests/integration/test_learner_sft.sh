@@ -57,6 +57,6 @@ out=$("$FW" "$LEP" r3 get 0); echo "$out" | grep -q "bad.jsonl line 2: unknown c
 R hset sf:run:r4 spec "{$PC,$PPO,\"classes\":[\"stingray\"],\"sft\":{\"steps\":5,\"corpus\":\"missing.jsonl\"}}" >/dev/null
 out=$("$FW" "$LEP" r4 get 0); echo "$out" | grep -q "cannot open the corpus .*missing.jsonl" || fail "missing corpus: $out"
 R hset sf:run:r5 spec "{$PC,$PPO,\"classes\":[\"stingray\"],\"sft\":{\"steps\":0}}" >/dev/null
-out=$("$FW" "$LEP" r5 get 0); echo "$out" | grep -q "sft: steps" || fail "zero steps: $out"
+out=$("$FW" "$LEP" r5 get 0); echo "$out" | grep -q "in 'sft', 'steps' = 0 is outside" || fail "zero steps: $out"
 [ "$(R hget sf:run:r3:learner state)" = failed ] || fail "r3 state: $(R hget sf:run:r3:learner state)"
 ok "a bad corpus or bad SFT settings fail the run with a clear error"

@@ -20,8 +20,8 @@ expect 2 "'strategy' = \"magic\"" "$BIN/sfctl" submit --method shift --classes g
 expect 2 "filter_threshold" "$BIN/sfctl" submit --method shift --classes goldfish --filter-threshold 3
 expect 2 "'sft' needs strategy ppo" "$BIN/sfctl" submit --method shift --classes goldfish --strategy sft \
     --set 'sft={"steps":5}'
-expect 2 "sft.corpus must be" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"steps":5,"corpus":"../x"}'
-expect 2 "sft.steps is required" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"corpus":"world"}'
+expect 2 "in 'sft', 'corpus' must be" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"steps":5,"corpus":"../x"}'
+expect 2 "in 'sft', 'steps' is required" "$BIN/sfctl" submit --method shift --classes goldfish --set 'sft={"corpus":"world"}'
 expect 2 "in 'ppo', unknown key 'learnig_rate'" "$BIN/sfctl" submit --method shift --classes goldfish --ppo learnig_rate=1e-4
 expect 2 "in 'ppo', 'batch_size' 32 must be a multiple of 'mini_batch_size' 5" "$BIN/sfctl" submit --method shift \
     --classes goldfish --ppo batch_size=32 --ppo mini_batch_size=5
