@@ -204,6 +204,7 @@ results: deps
 
 bench: deps
 	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
+	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/bench.sh
 
 # The embedded world's trained models (CLIP, classifiers, SFT policy), made

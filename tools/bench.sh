@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# make bench: every benchmark program, then the job-system benchmark.
+# make bench: every benchmark program, the job-system benchmark, then the
+# method end to end on a local cluster of 4 workers (needs models/, which
+# `make bench` trains first when they are missing).
 # Benchmarks measure speed; they are not tests and assert nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -12,3 +14,6 @@ for b in "$B"/bench/bench_*; do
 done
 echo "== job system (noop jobs, whole path, 8 workers)"
 SF_BIN="$PWD/$B/bin" tools/bench_jobs.sh 1000 2 128
+echo
+echo "== the method end to end (4 workers, 10 classes, 20 PPO updates, 2,560 images)"
+SF_BUILD="$B" tools/bench_method.sh 4 20 8
