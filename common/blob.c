@@ -1,6 +1,8 @@
 /* blob.c: CRC-32 and the chunk assembler (see blob.h). */
 #include "common/blob.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +25,30 @@ uint32_t sf_crc32(uint32_t crc, const void *buf, size_t len) {
     crc = ~crc;
     for (size_t i = 0; i < len; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
     return ~crc;
+}
+
+int sf_crc32_file(const char *path, uint32_t *out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    enum { PIECE = 1 << 20 };
+    uint8_t *buf = malloc(PIECE);
+    if (!buf) {
+        fclose(f);
+        errno = ENOMEM;
+        return -1;
+    }
+    uint32_t crc = 0;
+    size_t got;
+    while ((got = fread(buf, 1, PIECE, f)) > 0) crc = sf_crc32(crc, buf, got);
+    int bad = ferror(f);
+    free(buf);
+    fclose(f);
+    if (bad) {
+        errno = EIO;
+        return -1;
+    }
+    *out = crc;
+    return 0;
 }
 
 void sf_blob_asm_reset(sf_blob_asm_t *a) {

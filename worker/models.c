@@ -224,17 +224,16 @@ static int ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     snprintf(voc, sizeof voc, "%s/vocab.json", dir);
     snprintf(mer, sizeof mer, "%s/merges.txt", dir);
-    size_t len = 0;
-    char *bytes = read_file(path, &len);
-    if (!bytes) return fail(job, SF_JOB_FATAL, "CLIP: cannot read %s (run make models, or set clip_dir): %s", path, strerror(errno));
+    uint32_t crc;
+    if (sf_crc32_file(path, &crc) != 0)
+        return fail(job, SF_JOB_FATAL, "CLIP: cannot read %s (run make models, or set clip_dir): %s", path, strerror(errno));
     const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
     char safe[32];
     size_t k = 0;
     for (const char *c = base; *c && k < sizeof safe - 1; c++)
         safe[k++] = (isalnum((unsigned char)*c) || *c == '-' || *c == '_') ? *c : '_';
     safe[k] = 0;
-    snprintf(M.clip_tag, sizeof M.clip_tag, "%s-%08x", k ? safe : "clip", sf_crc32(0, bytes, len));
-    free(bytes);
+    snprintf(M.clip_tag, sizeof M.clip_tag, "%s-%08x", k ? safe : "clip", crc);
     if (sf_clip_load_dir(dir, env->device, &M.clip, err, sizeof err) != 0) return fail(job, SF_JOB_FATAL, "CLIP: %s", err);
     if (strcmp(env->dtype, "fp32") && sf_clip_set_dtype(M.clip, env->dtype) != 0) {
         fail(job, SF_JOB_FATAL, "CLIP in %s: %s", env->dtype, sf_clip_errstr(M.clip));

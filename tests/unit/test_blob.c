@@ -1,6 +1,9 @@
 /* Unit tests for common/blob: CRC-32 against known values, and chunked
  * images reassembled in any order, with bad chunks refused. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "common/blob.h"
 #include "common/error.h"
@@ -13,6 +16,27 @@ TEST(crc32_known_values) {
     CHECK_EQ_INT(sf_crc32(0, "", 0), 0);
     /* Incremental equals whole. */
     CHECK_EQ_INT(sf_crc32(sf_crc32(0, "12345", 5), "6789", 4), 0xCBF43926u);
+}
+
+TEST(crc32_of_a_file) {
+    /* Read in pieces, the file's CRC is its bytes' CRC (3 MiB + 7: several
+     * pieces and a short one). */
+    size_t n = 3 * (1 << 20) + 7;
+    uint8_t *b = malloc(n);
+    CHECK(b != NULL);
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(i * 2654435761u >> 13);
+    char path[] = "/tmp/sf-test-crc.XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, b, n) == (ssize_t)n);
+    close(fd);
+    uint32_t crc = 0;
+    CHECK_EQ_INT(sf_crc32_file(path, &crc), 0);
+    CHECK_EQ_INT(crc, sf_crc32(0, b, n));
+    unlink(path);
+    CHECK_EQ_INT(sf_crc32_file(path, &crc), -1);
+    CHECK_EQ_INT(errno, ENOENT);
+    free(b);
 }
 
 TEST(reassembles_out_of_order) {
@@ -55,6 +79,7 @@ TEST(reassembles_out_of_order) {
 
 int main(void) {
     SF_RUN(crc32_known_values);
+    SF_RUN(crc32_of_a_file);
     SF_RUN(reassembles_out_of_order);
     SF_DONE();
 }
