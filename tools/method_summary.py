@@ -115,15 +115,20 @@ def svg(curve, path):
 
     scores = [r.get("mean_score", 0) for r in curve]
     lo, hi = min(scores + [-1.0]), max(scores + [0.0])
+    # KL is in nats (several, not a share): its own scale, from 0 (or its
+    # lowest, an estimate can dip below 0) to its highest.
+    kls = [r.get("kl", 0) for r in curve]
+    klo, khi = min(kls + [0.0]), max(kls)
+    khi = khi if khi > klo else klo + 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
              f'<rect width="{W}" height="{H}" fill="white"/>',
-             f'<text x="{P}" y="20">PPO: mean score (blue, {lo:.2f} to {hi:.2f}), nonsense share (red, 0 to 1), KL (grey, 0 to 1) per update</text>',
+             f'<text x="{P}" y="20">PPO: mean score (blue, {lo:.2f} to {hi:.2f}), nonsense share (red, 0 to 1), KL (grey, {klo:.1f} to {khi:.1f} nats) per update</text>',
              f'<line x1="{P}" y1="{H-P}" x2="{W-P}" y2="{H-P}" stroke="black"/>',
              f'<line x1="{P}" y1="{P}" x2="{P}" y2="{H-P}" stroke="black"/>',
              f'<text x="{P}" y="{H-P+16}">{x0:.0f}</text><text x="{W-P-20}" y="{H-P+16}">{x1:.0f}</text>',
              line("mean_score", lo, hi if hi > lo else lo + 1, "#1f77b4"),
              line("nonsense", 0.0, 1.0, "#d62728"),
-             line("kl", 0.0, 1.0, "#888888"),
+             line("kl", klo, khi, "#888888"),
              "</svg>"]
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
