@@ -26,6 +26,8 @@ secs=$(( $(date +%s) - start ))
     sed -n '/^PPO (/,/^  kl_coef/p' "$log"
     echo '```'
     echo
+    echo '![PPO curve of the demo run: mean score, nonsense share and KL per update](ppo-curve.svg)'
+    echo
     echo "## Tables"
     echo
     cat run/demo/report/report.md
@@ -33,4 +35,5 @@ secs=$(( $(date +%s) - start ))
     echo "The HTML report with the figures (PCA scatter, per-class reductions, PPO curves, image"
     echo "grids) is \`run/demo/report/report.html\` after the run."
 } > docs/results.md
-echo "docs/results.md written"
+cp run/demo/ppo-curve.svg docs/ppo-curve.svg
+echo "docs/results.md and docs/ppo-curve.svg written"
