@@ -18,11 +18,13 @@ d1=$(metric $CP sf_coordinator_jobs_dispatched_total)
 curl -s "http://127.0.0.1:$CP/metrics" | grep -q '^# TYPE sf_coordinator_job_latency_seconds summary' || fail "latency summary"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CP/nope")" = 404 ] || fail "404"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$CP/metrics")" = 405 ] || fail "405"
-# Busy time by kind: 10 sleep jobs of 20 ms are at least 0.2 s of "sleep".
+# Busy time by kind: 10 sleep jobs of 20 ms are about 0.2 s of "sleep" (libuv's
+# timers count whole milliseconds of its cached loop time, so each may be a
+# little under 20 ms by the worker's microsecond clock: at least 0.15 s).
 run=$(submit --classes goldfish --kind sleep --payload '{"ms":20}' --items-per-class 10) || fail submit
 wait_state "$run" done 30
 sb=$(metric $WP 'sf_worker_kind_busy_seconds_total{kind="sleep"}')
-python3 -c "import sys; sys.exit(0 if float('$sb') >= 0.2 else 1)" || fail "sleep busy seconds: $sb"
+python3 -c "import sys; sys.exit(0 if float('$sb') >= 0.15 else 1)" || fail "sleep busy seconds: $sb"
 ok "coordinator and worker metrics move with jobs"
 
 if [ -x "$BIN/sf-learner" ]; then
