@@ -2,6 +2,7 @@
 #include "common/blob.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,11 @@ static void init_table(void) {
     }
 }
 
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
 uint32_t sf_crc32(uint32_t crc, const void *buf, size_t len) {
-    if (!table[1]) init_table();
+    /* Once, before any thread reads it (workers CRC from the thread pool). */
+    pthread_once(&table_once, init_table);
     const uint8_t *p = buf;
     crc = ~crc;
     for (size_t i = 0; i < len; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
