@@ -41,7 +41,7 @@ int sf_crc32_file(const char *path, uint32_t *out) {
         errno = ENOMEM;
         return -1;
     }
-    uint32_t crc = 0;
+    uint32_t crc = *out;
     size_t got;
     while ((got = fread(buf, 1, PIECE, f)) > 0) crc = sf_crc32(crc, buf, got);
     int bad = ferror(f);

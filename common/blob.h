@@ -15,9 +15,10 @@
 
 /* CRC-32 (IEEE 802.3, as zlib's crc32), continuing from `crc` (0 to start). */
 uint32_t sf_crc32(uint32_t crc, const void *buf, size_t len);
-/* The CRC-32 of a whole file, read in 1 MiB pieces (a checkpoint of
- * gigabytes is never held in memory for it).  0, or -1 with errno set. */
-int sf_crc32_file(const char *path, uint32_t *out);
+/* The CRC-32 of a whole file, continuing from *crc (0 to start; chains
+ * over several files), read in 1 MiB pieces (a checkpoint of gigabytes is
+ * never held in memory for it).  0, or -1 with errno set (*crc unchanged). */
+int sf_crc32_file(const char *path, uint32_t *crc);
 
 typedef struct sf_blob_asm_s {
     uint32_t version, count, received, crc;

@@ -41,6 +41,9 @@ struct sf_st_s {
     cJSON *header;
     sf_st_tensor_t *t;
     int n;
+    sf_st_t **parts;         /* a sharded checkpoint: its shards, which own
+                                the images and names t[] points into */
+    int n_parts;
 };
 
 static void tensors_free(sf_st_t *st) {
@@ -55,6 +58,8 @@ void sf_st_free(sf_st_t **stp) {
     tensors_free(st);
     cJSON_Delete(st->header);
     free(st->owned);
+    for (int i = 0; i < st->n_parts; i++) sf_st_free(&st->parts[i]);
+    free(st->parts);
     free(st);
     *stp = NULL;
 }
@@ -168,8 +173,16 @@ fail:
     return rc;
 }
 
+static int load_sharded(const char *path, sf_st_t **out, char *err, size_t errlen);
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
 int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen) {
     *out = NULL;
+    if (ends_with(path, ".index.json")) return load_sharded(path, out, err, errlen);
     FILE *f = fopen(path, "rb");
     if (!f) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
     if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return sf_errf(SF_EIO, err, errlen, "cannot seek %s", path); }
@@ -193,6 +206,98 @@ int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen) {
     return 0;
 }
 
+/* A shard's name in an index: a plain file name beside the index. */
+static int shard_name_ok(const char *s) {
+    size_t l = strlen(s);
+    if (l == 0 || l > 255 || s[0] == '.' || !ends_with(s, ".safetensors")) return 0;
+    for (const char *c = s; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+              *c == '_' || *c == '-'))
+            return 0;
+    return 1;
+}
+
+static int load_sharded(const char *path, sf_st_t **out, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0, got;
+    char buf[8192];
+    int rc = 0;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (len + got + 1 > cap) {
+            cap = (len + got + 1) * 2;
+            if (cap > ST_MAX_HEADER) { rc = sf_errf(SF_EFORMAT, err, errlen, "%s: index over %u bytes", path, ST_MAX_HEADER); break; }
+            char *t = realloc(text, cap);
+            if (!t) { rc = SF_ENOMEM; break; }
+            text = t;
+        }
+        memcpy(text + len, buf, got);
+        len += got;
+    }
+    fclose(f);
+    cJSON *idx = NULL;
+    sf_st_t *st = NULL;
+    if (rc) goto out;
+    idx = cJSON_ParseWithLength(text ? text : "", len);
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+    if (!cJSON_IsObject(wm) || !wm->child) {
+        rc = sf_errf(SF_EFORMAT, err, errlen, "%s: not a sharded-checkpoint index (no \"weight_map\" object)", path);
+        goto out;
+    }
+    if (!(st = calloc(1, sizeof *st))) { rc = SF_ENOMEM; goto out; }
+    const int entries = cJSON_GetArraySize(wm);
+    st->parts = calloc((size_t)entries, sizeof *st->parts);
+    char **names = calloc((size_t)entries, sizeof *names);
+    if (!st->parts || !names) { free(names); rc = SF_ENOMEM; goto out; }
+    /* The shards, in order of first mention. */
+    const char *slash = strrchr(path, '/');
+    const int dlen = slash ? (int)(slash - path + 1) : 0;
+    for (const cJSON *e = wm->child; e && !rc; e = e->next) {
+        if (!cJSON_IsString(e) || !shard_name_ok(e->valuestring)) {
+            rc = sf_errf(SF_EFORMAT, err, errlen, "%s: tensor '%.200s' is mapped to \"%.200s\", not a .safetensors "
+                         "file name beside the index", path, e->string, cJSON_IsString(e) ? e->valuestring : "?");
+            break;
+        }
+        int k = 0;
+        while (k < st->n_parts && strcmp(names[k], e->valuestring)) k++;
+        if (k < st->n_parts) continue;
+        char *p = malloc((size_t)dlen + strlen(e->valuestring) + 1);
+        if (!p) { rc = SF_ENOMEM; break; }
+        sprintf(p, "%.*s%s", dlen, path, e->valuestring);
+        names[st->n_parts] = e->valuestring;
+        rc = sf_st_load(p, &st->parts[st->n_parts], err, errlen);
+        free(p);
+        if (!rc) st->n_parts++;
+    }
+    /* Every tensor of every shard, once; and every one the index names, where it says. */
+    int total = 0;
+    for (int k = 0; !rc && k < st->n_parts; k++) total += st->parts[k]->n;
+    if (!rc && !(st->t = calloc((size_t)total + 1, sizeof *st->t))) rc = SF_ENOMEM;
+    for (int k = 0; !rc && k < st->n_parts; k++)
+        for (int i = 0; !rc && i < st->parts[k]->n; i++) {
+            const sf_st_tensor_t *t = &st->parts[k]->t[i];
+            if (sf_st_find(st, t->name))
+                rc = sf_errf(SF_EFORMAT, err, errlen, "%s: tensor '%s' is in two shards (the second: %s)", path,
+                             t->name, names[k]);
+            else st->t[st->n++] = *t;
+        }
+    for (const cJSON *e = wm->child; e && !rc; e = e->next) {
+        int k = 0;
+        while (strcmp(names[k], e->valuestring)) k++;
+        if (!sf_st_find(st->parts[k], e->string))
+            rc = sf_errf(SF_EFORMAT, err, errlen, "%s: the index puts tensor '%.200s' in %s, which lacks it", path,
+                         e->string, names[k]);
+    }
+    free(names);
+out:
+    cJSON_Delete(idx);
+    free(text);
+    if (rc) sf_st_free(&st);
+    *out = st;
+    return rc;
+}
+
 int sf_st_count(const sf_st_t *st) { return st ? st->n : 0; }
 
 const sf_st_tensor_t *sf_st_get(const sf_st_t *st, int i) {
@@ -208,6 +313,7 @@ const sf_st_tensor_t *sf_st_find(const sf_st_t *st, const char *name) {
 
 const char *sf_st_meta(const sf_st_t *st, const char *key) {
     if (!st || !key) return NULL;
+    if (st->n_parts) return sf_st_meta(st->parts[0], key);   /* a sharded checkpoint: the first shard's */
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(st->header, "__metadata__");
     const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;

@@ -40,7 +40,12 @@ typedef struct sf_st_s sf_st_t;
  * borrows buf, which must outlive it; otherwise it keeps its own copy. */
 int sf_st_parse(const void *buf, size_t len, int copy, sf_st_t **out, char *err, size_t errlen);
 
-/* Reads and parses a file. */
+/* Reads and parses a file.  A path ending in ".index.json" is a sharded
+ * checkpoint as Hugging Face writes it ({"weight_map": {tensor: shard file}},
+ * shards beside the index): every shard is loaded and the result is one
+ * view of all their tensors.  A shard named outside the index's folder, a
+ * missing shard, a tensor the index places in a shard that lacks it, or a
+ * tensor in two shards is an error naming it. */
 int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen);
 
 /* Frees *st and sets it to NULL. */

@@ -255,9 +255,12 @@ bool sf_ml_read_file(const char *path, std::string *out) {
 int sf_ml_weights_path(const std::string &dir, std::string *file, char *err, size_t errlen) {
     *file = dir + "/model.safetensors";
     if (file_exists(*file)) return 0;
+    // A sharded checkpoint: sf_st_load reads the index and its shards.
+    if (file_exists(dir + "/model.safetensors.index.json")) {
+        *file = dir + "/model.safetensors.index.json";
+        return 0;
+    }
     static const struct { const char *name, *what; } other[] = {
-        {"model.safetensors.index.json", "a sharded checkpoint, which is not supported: merge the "
-                                         "shards into one model.safetensors"},
         {"pytorch_model.bin", "PyTorch pickle weights, which are not supported (.bin is not "
                               "read): convert them to model.safetensors"},
         {"tf_model.h5", "TensorFlow weights, which are not supported: convert them to "

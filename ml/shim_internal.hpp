@@ -115,10 +115,11 @@ void sf_ml_require_fp32_training(const torch::Tensor &w, const char *what);
 // Reads a whole (small) file, e.g. a config.json; false when it cannot.
 bool sf_ml_read_file(const char *path, std::string *out);
 
-// The weights file of an HF-style model folder: dir/model.safetensors.  When
-// it is missing, SF_ENOTFOUND names the path and what the folder holds
-// instead (pytorch_model.bin, a sharded index, TF or Flax weights), since
-// only single-file safetensors are read.
+// The weights file of an HF-style model folder: dir/model.safetensors, or
+// else dir/model.safetensors.index.json (a sharded checkpoint; sf_st_load
+// reads its shards).  When neither is there, SF_ENOTFOUND names the path and
+// what the folder holds instead (pytorch_model.bin, TF or Flax weights),
+// since only safetensors are read.
 int sf_ml_weights_path(const std::string &dir, std::string *file, char *err, size_t errlen);
 
 // Loads every parameter of `mod` from st by its name (optionally found

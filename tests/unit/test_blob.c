@@ -33,6 +33,11 @@ TEST(crc32_of_a_file) {
     uint32_t crc = 0;
     CHECK_EQ_INT(sf_crc32_file(path, &crc), 0);
     CHECK_EQ_INT(crc, sf_crc32(0, b, n));
+    /* Chained over two files as over their concatenation. */
+    uint32_t two = sf_crc32(0, "abc", 3);
+    CHECK_EQ_INT(sf_crc32_file(path, &two), 0);
+    uint32_t want = sf_crc32(sf_crc32(0, "abc", 3), b, n);
+    CHECK_EQ_INT(two, want);
     unlink(path);
     CHECK_EQ_INT(sf_crc32_file(path, &crc), -1);
     CHECK_EQ_INT(errno, ENOENT);

@@ -300,6 +300,42 @@ TEST(gpt2_hf_folder_loads_and_values_survive) {
     printf("# HF folder vs fp32 original: max |logit diff| %.3g\n", d);
     CHECK(d < 0.02);
 
+    /* The same folder as a sharded checkpoint (an index and two shards, as
+     * HF writes large models) loads to the same model. */
+    {
+        char src[300], sh[256], p1[400], idx[4096];
+        snprintf(src, sizeof src, "%s/model.safetensors", hf);
+        snprintf(sh, sizeof sh, "%s", folder("gpt2-sharded"));
+        CHECK_EQ_INT(write_text(sh, "config.json", gpt2_config_json), 0);
+        sf_st_t *all;
+        CHECK_EQ_INT(sf_st_load(src, &all, err, sizeof err), 0);
+        const int n = sf_st_count(all);
+        int o = snprintf(idx, sizeof idx, "{\"metadata\": {}, \"weight_map\": {");
+        for (int part = 0; part < 2; part++) {
+            sf_st_writer_t *w;
+            CHECK_EQ_INT(sf_st_writer_new(&w), 0);
+            for (int i = part; i < n; i += 2) {
+                const sf_st_tensor_t *t = sf_st_get(all, i);
+                CHECK_EQ_INT(sf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes), 0);
+                o += snprintf(idx + o, sizeof idx - (size_t)o, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"",
+                              o > 40 ? ", " : "", t->name, part + 1);
+            }
+            snprintf(p1, sizeof p1, "%s/model-0000%d-of-00002.safetensors", sh, part + 1);
+            CHECK_EQ_INT(sf_st_writer_save(w, p1), 0);
+            sf_st_writer_free(&w);
+        }
+        snprintf(idx + o, sizeof idx - (size_t)o, "}}");
+        CHECK_EQ_INT(write_text(sh, "model.safetensors.index.json", idx), 0);
+        sf_st_free(&all);
+        sf_gpt2_t *ms = NULL;
+        rc = sf_gpt2_load(sh, "cpu", &ms, err, sizeof err);
+        if (rc) fprintf(stderr, "sharded load: %s\n", err);
+        CHECK_EQ_INT(rc, 0);
+        CHECK_EQ_INT(sf_gpt2_forward(ms, tok, NULL, B, T, l2, v2), 0);
+        CHECK(memcmp(l1, l2, sizeof l1) == 0);
+        sf_gpt2_free(&ms);
+    }
+
     /* And samples as our own model does. */
     int32_t prompt[2 * 4] = {1, 2, 3, 4, 5, 6, 0, 0};
     int plen[2] = {4, 2};

@@ -194,6 +194,79 @@ TEST(test_save_load_file) {
     CHECK_EQ_INT(sf_st_load(path, &st, err, sizeof err), SF_EIO);
 }
 
+/* Writes a shard holding tensors named names[0..n) of 3 floats each. */
+static void write_shard(const char *path, const char *const *names, int n, float base) {
+    sf_st_writer_t *w;
+    float v[8][3];
+    int64_t s[1] = {3};
+    if (sf_st_writer_new(&w)) return;
+    sf_st_writer_meta(w, "format", "pt");
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < 3; j++) v[i][j] = base + 10 * i + j;
+        sf_st_writer_add(w, names[i], SF_ST_F32, 1, s, v[i], sizeof v[i]);
+    }
+    sf_st_writer_save(w, path);
+    sf_st_writer_free(&w);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f) fputs(text, f), fclose(f);
+}
+
+TEST(test_sharded) {
+    /* A Hugging Face sharded checkpoint: an index and two shards beside it
+     * load as one view; a lying or escaping index is an error naming it. */
+    char dir[] = "/tmp/sf_shard_XXXXXX", p[512], idx[512];
+    CHECK(mkdtemp(dir) != NULL);
+    const char *a[] = {"h.0.w", "h.0.b"}, *b[] = {"h.1.w"};
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    write_shard(p, a, 2, 0);
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    write_shard(p, b, 1, 100);
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
+    write_text(idx, "{\"metadata\":{\"total_size\":36},\"weight_map\":{\"h.0.w\":\"model-00001-of-00002.safetensors\","
+                    "\"h.0.b\":\"model-00001-of-00002.safetensors\",\"h.1.w\":\"model-00002-of-00002.safetensors\"}}");
+    sf_st_t *st;
+    char err[512] = "";
+    CHECK_EQ_INT(sf_st_load(idx, &st, err, sizeof err), 0);
+    CHECK_EQ_INT(sf_st_count(st), 3);
+    float y[3];
+    CHECK_EQ_INT(sf_st_to_f32(sf_st_find(st, "h.0.b"), y, 3), 0);
+    CHECK_NEAR(y[2], 12, 0);
+    CHECK_EQ_INT(sf_st_to_f32(sf_st_find(st, "h.1.w"), y, 3), 0);
+    CHECK_NEAR(y[0], 100, 0);
+    CHECK_EQ_STR(sf_st_meta(st, "format"), "pt");
+    sf_st_free(&st);
+    static const struct { const char *index, *want; } bad[] = {
+        {"{\"weight_map\":{\"h.0.w\":\"../model-00001-of-00002.safetensors\"}}", "not a .safetensors file name"},
+        {"{\"weight_map\":{\"h.0.w\":\"/etc/passwd\"}}", "not a .safetensors file name"},
+        {"{\"weight_map\":{\"h.0.w\":\"missing.safetensors\"}}", "missing.safetensors"},
+        {"{\"weight_map\":{\"h.1.b\":\"model-00002-of-00002.safetensors\"}}",
+         "puts tensor 'h.1.b' in model-00002-of-00002.safetensors, which lacks it"},
+        {"{\"weight_map\":{}}", "no \"weight_map\""},
+        {"[1,2", "no \"weight_map\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_text(idx, bad[i].index);
+        err[0] = 0;
+        CHECK(sf_st_load(idx, &st, err, sizeof err) != 0);
+        CHECK(st == NULL);
+        if (!strstr(err, bad[i].want)) fprintf(stderr, "# %s: got '%s'\n", bad[i].index, err);
+        CHECK(strstr(err, bad[i].want) != NULL);
+    }
+    /* The same tensor in two shards. */
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    write_shard(p, a, 1, 5);
+    write_text(idx, "{\"weight_map\":{\"h.0.w\":\"model-00001-of-00002.safetensors\","
+                    "\"h.0.b\":\"model-00002-of-00002.safetensors\"}}");
+    CHECK(sf_st_load(idx, &st, err, sizeof err) != 0);
+    CHECK(strstr(err, "tensor 'h.0.w' is in two shards") != NULL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void) {
     SF_RUN(test_roundtrip);
     SF_RUN(test_half_conversions);
@@ -201,5 +274,6 @@ int main(void) {
     SF_RUN(test_lying_headers);
     SF_RUN(test_writer_rejects);
     SF_RUN(test_save_load_file);
+    SF_RUN(test_sharded);
     SF_DONE();
 }
