@@ -242,20 +242,28 @@ static QR qr_rows(const QR &q, const torch::Tensor &rows) {
 
 // Log-probs and values (B, R) of the response tokens, and optionally the
 // response logits' token entropies (B, R).
+// The vocabulary projection dominates a small policy's cost (50,257 logits a
+// token), so it runs on the real response tokens only, not on the padding
+// up to the batch's longest response; padded positions get 0 (every use
+// masks them).
 static void qr_forward(GPT2Impl &g, const QR &q, torch::Tensor *lp, torch::Tensor *values,
                        torch::Tensor *entropy) {
     auto hid = g.hidden(q.b.tokens, q.b.pos, q.b.bias, nullptr, 0)  // (B, Q+R, C)
                    .narrow(1, q.Q - 1, q.R);                         // (B, R, C)
-    auto logits = g.logits(hid);                                     // (B, R, V)
+    const int64_t B = hid.size(0), R = hid.size(1);
+    auto keep = q.rmask.reshape({B * R}).nonzero().squeeze(1);       // (N) real tokens
+    auto logits = g.logits(hid.reshape({B * R, hid.size(2)}).index_select(0, keep));  // (N, V)
     auto logp = torch::log_softmax(logits, -1);
-    *lp = logp.gather(2, q.resp.unsqueeze(2)).squeeze(2);
+    auto lpk = logp.gather(1, q.resp.reshape({B * R}).index_select(0, keep).unsqueeze(1)).squeeze(1);
+    *lp = torch::zeros({B * R}, lpk.options()).index_copy(0, keep, lpk).reshape({B, R});
     if (values) *values = g.v_head->forward(hid);
     if (entropy) {
         // Only logged: kept out of the graph so that backward does not
-        // carry two more (B, R, V) tensors.
+        // carry two more (N, V) tensors.
         torch::NoGradGuard ng;
         auto lpd = logp.detach();
-        *entropy = -(lpd.exp() * lpd).sum(-1);
+        auto ent = -(lpd.exp() * lpd).sum(-1);
+        *entropy = torch::zeros({B * R}, ent.options()).index_copy(0, keep, ent).reshape({B, R});
     }
 }
 

@@ -63,7 +63,9 @@ static double sample_rate(sf_gpt2_t *m, int B, int use_cache, int reps, double *
     return B * NEW / *secs;
 }
 
-static double ppo_step_secs(sf_gpt2_t *m, const bench_t *b) {
+/* varied: responses of 8..32 tokens, as captions of different lengths in
+ * one batch (the batch is padded to its longest); else all 32. */
+static double ppo_step_secs(sf_gpt2_t *m, const bench_t *b, int varied) {
     sf_ppo_config_t c;
     sf_ppo_config_default(&c);
     c.mini_batch_size = b->ppo_mini;
@@ -86,6 +88,8 @@ static double ppo_step_secs(sf_gpt2_t *m, const bench_t *b) {
     sf_samples_t s;
     if (sf_gpt2_sample(m, q, ql, B, PROMPT, &o, &s)) exit(1);
     for (int i = 0; i < B; i++) scores[i] = (float)(i % 3) - 1.0f;
+    if (varied)
+        for (int i = 0; i < B; i++) s.lengths[i] = i == 0 ? NEW : 8 + (i * 7) % (NEW - 8);
     sf_ppo_batch_t batch = {B, PROMPT, NEW, q, ql, s.tokens, s.lengths, s.logprobs, s.values, scores};
     double total = 0;
     for (int r = 0; r < b->ppo_steps; r++) {
@@ -145,9 +149,10 @@ int main(int argc, char **argv) {
         printf("    KV cache          %8.1f tokens/s  (%.3f s per batch)\n", rc, sc);
         printf("    full recompute    %8.1f tokens/s  (%.3f s per batch)\n", rf, sf);
         printf("    cache speed-up    %8.1fx\n", sf / sc);
-        double ps = ppo_step_secs(m, b);
+        double ps = ppo_step_secs(m, b, 0), pv = ppo_step_secs(m, b, 1);
         printf("  PPO step, batch %d (mini-batch %d, 4 epochs, query %d + response %d): %.3f s\n",
                b->ppo_batch, b->ppo_mini, PROMPT, NEW, ps);
+        printf("  PPO step, the same with responses of 8-%d tokens (padded to %d): %.3f s\n", NEW, NEW, pv);
         sf_gpt2_free(&m);
     }
     return 0;

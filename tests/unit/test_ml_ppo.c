@@ -224,6 +224,20 @@ TEST(test_ratio_guard_skips) {
     CHECK_NEAR(st.kl, 0.0, 1e-4);
     /* The controller moved beta by the formula (KL 0 < target: down). */
     CHECK_NEAR(sf_ppo_kl_coef(p), 0.2 * (1 - 0.2 * NB / 10000.0), 1e-6);
+    /* Responses of different lengths (the batch padded to its longest; log-
+     * probs are computed on real tokens only): still ratio 1 and KL 0, and
+     * the entropy is that of the real tokens. */
+    int full[NB];
+    memcpy(full, s.lengths, sizeof full);
+    for (int i = 0; i < NB; i++) s.lengths[i] = 1 + i % RLEN;
+    double ent = 0;
+    for (int i = 0; i < NB; i++)
+        for (int t = 0; t < s.lengths[i]; t++) ent -= s.logprobs[i * RLEN + t] / NB;
+    CHECK_EQ_INT(sf_ppo_step(p, &b, &st), 0);
+    CHECK_NEAR(st.ratio_mean, 1.0, 1e-4);
+    CHECK_NEAR(st.kl, 0.0, 1e-4);
+    CHECK_NEAR(st.entropy, ent, 1e-3);
+    memcpy(s.lengths, full, sizeof full);
     /* Bad batches are refused with a message. */
     b.n = 0;
     CHECK_EQ_INT(sf_ppo_step(p, &b, &st), SF_EINVAL);
