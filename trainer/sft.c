@@ -28,7 +28,7 @@
 #define SFT_N_LAYER 3
 #define SFT_N_HEAD 2
 #define SFT_N_EMBD 64
-#define SFT_EPOCHS 40 /* 20 left ~10% of sampled captions failing the check (no class named); 40: ~5% */
+#define SFT_EPOCHS 55 /* 20 left ~10% of sampled captions failing the check (no class named); 40: 5-8%; 55: see docs/models.md */
 #define SFT_BATCH 16
 #define SFT_LR 3e-3f     /* peak */
 #define SFT_LR_MIN 3e-4f /* end of the cosine decay */
