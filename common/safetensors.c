@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -180,24 +181,44 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen) {
-    *out = NULL;
-    if (ends_with(path, ".index.json")) return load_sharded(path, out, err, errlen);
+/* Reads a whole file into *buf (malloc'd, NUL-terminated after its *len
+ * bytes); a file over max bytes is SF_EFORMAT. */
+static int read_whole(const char *path, uint64_t max, uint8_t **buf, size_t *len, char *err, size_t errlen) {
+    *buf = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
     if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return sf_errf(SF_EIO, err, errlen, "cannot seek %s", path); }
     off_t size = ftello(f);
     fseeko(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(size > 0 ? (size_t)size : 1);
-    if (!buf) { fclose(f); return sf_errf(SF_ENOMEM, err, errlen, "%s: out of memory", path); }
-    size_t got = size > 0 ? fread(buf, 1, (size_t)size, f) : 0;
+    if (size < 0) { fclose(f); return sf_errf(SF_EIO, err, errlen, "cannot tell the size of %s", path); }
+    if ((uint64_t)size > max) {
+        fclose(f);
+        return sf_errf(SF_EFORMAT, err, errlen, "%s: %lld bytes, over %llu", path, (long long)size,
+                       (unsigned long long)max);
+    }
+    uint8_t *b = malloc((size_t)size + 1);
+    if (!b) { fclose(f); return sf_errf(SF_ENOMEM, err, errlen, "%s: out of memory", path); }
+    size_t got = size > 0 ? fread(b, 1, (size_t)size, f) : 0;
     fclose(f);
     if (got != (size_t)size) {
-        free(buf);
+        free(b);
         return sf_errf(SF_EIO, err, errlen, "short read on %s", path);
     }
+    b[got] = 0;
+    *buf = b;
+    *len = got;
+    return 0;
+}
+
+int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (ends_with(path, ".index.json")) return load_sharded(path, out, err, errlen);
+    uint8_t *buf;
+    size_t got;
+    int rc = read_whole(path, UINT64_MAX, &buf, &got, err, errlen);
+    if (rc) return rc;
     char sub[256] = "";
-    int rc = sf_st_parse(buf, got, 0, out, sub, sizeof sub);
+    rc = sf_st_parse(buf, got, 0, out, sub, sizeof sub);
     if (rc) {
         free(buf);
         return sf_errf(rc, err, errlen, "%s: %s", path, sub);
@@ -217,59 +238,110 @@ static int shard_name_ok(const char *s) {
     return 1;
 }
 
-static int load_sharded(const char *path, sf_st_t **out, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
-    char *text = NULL;
-    size_t len = 0, cap = 0, got;
-    char buf[8192];
-    int rc = 0;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        if (len + got + 1 > cap) {
-            cap = (len + got + 1) * 2;
-            if (cap > ST_MAX_HEADER) { rc = sf_errf(SF_EFORMAT, err, errlen, "%s: index over %u bytes", path, ST_MAX_HEADER); break; }
-            char *t = realloc(text, cap);
-            if (!t) { rc = SF_ENOMEM; break; }
-            text = t;
-        }
-        memcpy(text + len, buf, got);
-        len += got;
+/* A sharded checkpoint's index: its JSON, its weight map, and its shards'
+ * file names (borrowed from the JSON) and paths, in the order the map first
+ * names them. */
+typedef struct {
+    cJSON *json;
+    const cJSON *wm;
+    const char **names;
+    char **paths;
+    int n;
+} st_index_t;
+
+static void index_close(st_index_t *ix) {
+    for (int k = 0; k < ix->n; k++) free(ix->paths[k]);
+    free(ix->paths);
+    free(ix->names);
+    cJSON_Delete(ix->json);
+    memset(ix, 0, sizeof *ix);
+}
+
+static int index_open(const char *path, st_index_t *ix, char *err, size_t errlen) {
+    memset(ix, 0, sizeof *ix);
+    uint8_t *text;
+    size_t len;
+    int rc = read_whole(path, ST_MAX_HEADER, &text, &len, err, errlen);
+    if (rc) return rc;
+    ix->json = cJSON_ParseWithLength((const char *)text, len);
+    free(text);
+    ix->wm = cJSON_GetObjectItemCaseSensitive(ix->json, "weight_map");
+    if (!cJSON_IsObject(ix->wm) || !ix->wm->child) {
+        index_close(ix);
+        return sf_errf(SF_EFORMAT, err, errlen, "%s: not a sharded-checkpoint index (no \"weight_map\" object)", path);
     }
-    fclose(f);
-    cJSON *idx = NULL;
-    sf_st_t *st = NULL;
-    if (rc) goto out;
-    idx = cJSON_ParseWithLength(text ? text : "", len);
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
-    if (!cJSON_IsObject(wm) || !wm->child) {
-        rc = sf_errf(SF_EFORMAT, err, errlen, "%s: not a sharded-checkpoint index (no \"weight_map\" object)", path);
-        goto out;
-    }
-    if (!(st = calloc(1, sizeof *st))) { rc = SF_ENOMEM; goto out; }
-    const int entries = cJSON_GetArraySize(wm);
-    st->parts = calloc((size_t)entries, sizeof *st->parts);
-    char **names = calloc((size_t)entries, sizeof *names);
-    if (!st->parts || !names) { free(names); rc = SF_ENOMEM; goto out; }
-    /* The shards, in order of first mention. */
+    const int entries = cJSON_GetArraySize(ix->wm);
+    ix->names = calloc((size_t)entries, sizeof *ix->names);
+    ix->paths = calloc((size_t)entries, sizeof *ix->paths);
+    if (!ix->names || !ix->paths) { index_close(ix); return SF_ENOMEM; }
     const char *slash = strrchr(path, '/');
     const int dlen = slash ? (int)(slash - path + 1) : 0;
-    for (const cJSON *e = wm->child; e && !rc; e = e->next) {
+    for (const cJSON *e = ix->wm->child; e && !rc; e = e->next) {
         if (!cJSON_IsString(e) || !shard_name_ok(e->valuestring)) {
             rc = sf_errf(SF_EFORMAT, err, errlen, "%s: tensor '%.200s' is mapped to \"%.200s\", not a .safetensors "
                          "file name beside the index", path, e->string, cJSON_IsString(e) ? e->valuestring : "?");
             break;
         }
         int k = 0;
-        while (k < st->n_parts && strcmp(names[k], e->valuestring)) k++;
-        if (k < st->n_parts) continue;
-        char *p = malloc((size_t)dlen + strlen(e->valuestring) + 1);
-        if (!p) { rc = SF_ENOMEM; break; }
-        sprintf(p, "%.*s%s", dlen, path, e->valuestring);
-        names[st->n_parts] = e->valuestring;
-        rc = sf_st_load(p, &st->parts[st->n_parts], err, errlen);
-        free(p);
-        if (!rc) st->n_parts++;
+        while (k < ix->n && strcmp(ix->names[k], e->valuestring)) k++;
+        if (k < ix->n) continue;
+        if (!(ix->paths[k] = malloc((size_t)dlen + strlen(e->valuestring) + 1))) { rc = SF_ENOMEM; break; }
+        sprintf(ix->paths[k], "%.*s%s", dlen, path, e->valuestring);
+        ix->names[ix->n++] = e->valuestring;
     }
+    if (rc) index_close(ix);
+    return rc;
+}
+
+/* The shard the index puts a tensor of the weight map in. */
+static int index_shard_of(const st_index_t *ix, const cJSON *e) {
+    int k = 0;
+    while (strcmp(ix->names[k], e->valuestring)) k++;
+    return k;
+}
+
+int sf_st_files(const char *path, char ***files, int *n, char *err, size_t errlen) {
+    *files = NULL;
+    *n = 0;
+    st_index_t ix = {0};
+    int rc = ends_with(path, ".index.json") ? index_open(path, &ix, err, errlen) : 0;
+    if (rc) return rc;
+    char **v = calloc((size_t)ix.n + 1, sizeof *v);
+    if (v && (v[0] = strdup(path))) {
+        for (int k = 0; k < ix.n; k++) v[k + 1] = ix.paths[k], ix.paths[k] = NULL;
+        *files = v;
+        *n = ix.n + 1;
+    } else {
+        free(v);
+        rc = SF_ENOMEM;
+    }
+    index_close(&ix);
+    return rc;
+}
+
+void sf_st_files_free(char **files, int n) {
+    for (int i = 0; i < n; i++) free(files[i]);
+    free(files);
+}
+
+int sf_st_folder_weights(const char *dir, char *out, size_t n) {
+    struct stat sb;
+    snprintf(out, n, "%s/model.safetensors", dir);
+    if (stat(out, &sb) == 0 && S_ISREG(sb.st_mode)) return 0;
+    snprintf(out, n, "%s/model.safetensors.index.json", dir);
+    if (stat(out, &sb) == 0 && S_ISREG(sb.st_mode)) return 0;
+    snprintf(out, n, "%s/model.safetensors", dir);
+    return SF_ENOTFOUND;
+}
+
+static int load_sharded(const char *path, sf_st_t **out, char *err, size_t errlen) {
+    st_index_t ix;
+    int rc = index_open(path, &ix, err, errlen);
+    if (rc) return rc;
+    sf_st_t *st = calloc(1, sizeof *st);
+    if (!st || !(st->parts = calloc((size_t)ix.n, sizeof *st->parts))) rc = SF_ENOMEM;
+    for (int k = 0; !rc && k < ix.n; k++)
+        if (!(rc = sf_st_load(ix.paths[k], &st->parts[k], err, errlen))) st->n_parts++;
     /* Every tensor of every shard, once; and every one the index names, where it says. */
     int total = 0;
     for (int k = 0; !rc && k < st->n_parts; k++) total += st->parts[k]->n;
@@ -279,20 +351,16 @@ static int load_sharded(const char *path, sf_st_t **out, char *err, size_t errle
             const sf_st_tensor_t *t = &st->parts[k]->t[i];
             if (sf_st_find(st, t->name))
                 rc = sf_errf(SF_EFORMAT, err, errlen, "%s: tensor '%s' is in two shards (the second: %s)", path,
-                             t->name, names[k]);
+                             t->name, ix.names[k]);
             else st->t[st->n++] = *t;
         }
-    for (const cJSON *e = wm->child; e && !rc; e = e->next) {
-        int k = 0;
-        while (strcmp(names[k], e->valuestring)) k++;
+    for (const cJSON *e = ix.wm->child; e && !rc; e = e->next) {
+        const int k = index_shard_of(&ix, e);
         if (!sf_st_find(st->parts[k], e->string))
             rc = sf_errf(SF_EFORMAT, err, errlen, "%s: the index puts tensor '%.200s' in %s, which lacks it", path,
-                         e->string, names[k]);
+                         e->string, ix.names[k]);
     }
-    free(names);
-out:
-    cJSON_Delete(idx);
-    free(text);
+    index_close(&ix);
     if (rc) sf_st_free(&st);
     *out = st;
     return rc;

@@ -48,6 +48,17 @@ int sf_st_parse(const void *buf, size_t len, int copy, sf_st_t **out, char *err,
  * tensor in two shards is an error naming it. */
 int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen);
 
+/* The weights of a model folder: dir/model.safetensors, or else its sharded
+ * index dir/model.safetensors.index.json, written into out (n bytes).
+ * SF_ENOTFOUND (out: the single-file path) when neither is a file. */
+int sf_st_folder_weights(const char *dir, char *out, size_t n);
+
+/* The files a checkpoint is made of: path itself, and for a sharded index
+ * then its shards, in the order the index first names them (checked as
+ * sf_st_load checks them).  Free with sf_st_files_free. */
+int sf_st_files(const char *path, char ***files, int *n, char *err, size_t errlen);
+void sf_st_files_free(char **files, int n);
+
 /* Frees *st and sets it to NULL. */
 void sf_st_free(sf_st_t **st);
 

@@ -253,13 +253,11 @@ bool sf_ml_read_file(const char *path, std::string *out) {
 }
 
 int sf_ml_weights_path(const std::string &dir, std::string *file, char *err, size_t errlen) {
-    *file = dir + "/model.safetensors";
-    if (file_exists(*file)) return 0;
-    // A sharded checkpoint: sf_st_load reads the index and its shards.
-    if (file_exists(dir + "/model.safetensors.index.json")) {
-        *file = dir + "/model.safetensors.index.json";
-        return 0;
-    }
+    // model.safetensors, or a sharded checkpoint's index (sf_st_load reads its shards).
+    std::vector<char> buf(dir.size() + 64);
+    int rc = sf_st_folder_weights(dir.c_str(), buf.data(), buf.size());
+    *file = buf.data();
+    if (rc == 0) return 0;
     static const struct { const char *name, *what; } other[] = {
         {"pytorch_model.bin", "PyTorch pickle weights, which are not supported (.bin is not "
                               "read): convert them to model.safetensors"},

@@ -211,36 +211,15 @@ static void swap_to(const sf_wk_env_t *env, int keep) {
     if (freed) sf_ml_empty_cache();
 }
 
-/* The CRC of a model folder's weights: model.safetensors, or a sharded
- * checkpoint's index and then its shards in the order it first names them.
- * path is dir/model.safetensors.  0, or -1 with errno set. */
-static int weights_crc(const char *dir, const char *path, uint32_t *crc) {
-    if (sf_crc32_file(path, crc) == 0) return 0;
-    if (errno != ENOENT) return -1;
-    char idx[1200];
-    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
-    char *text = read_file(idx, NULL);
-    if (!text) {
-        errno = ENOENT;
-        return -1;
-    }
-    *crc = sf_crc32(*crc, text, strlen(text));
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(j, "weight_map");
-    int rc = cJSON_IsObject(wm) ? 0 : -1;
-    if (rc) errno = EINVAL;
-    for (const cJSON *e = wm ? wm->child : NULL; e && !rc; e = e->next) {
-        int seen = 0;
-        for (const cJSON *p = wm->child; p != e && !seen; p = p->next)
-            seen = cJSON_IsString(p) && cJSON_IsString(e) && !strcmp(p->valuestring, e->valuestring);
-        if (seen || !cJSON_IsString(e) || strchr(e->valuestring, '/')) continue;
-        char shard[1400];
-        snprintf(shard, sizeof shard, "%s/%s", dir, e->valuestring);
-        rc = sf_crc32_file(shard, crc);
-    }
-    cJSON_Delete(j);
-    return rc;
+/* The CRC of a checkpoint: its file, or a sharded index and then its shards
+ * (sf_st_files).  0, or -1 with the reason in err. */
+static int weights_crc(const char *path, uint32_t *crc, char *err, size_t errlen) {
+    char **files;
+    int n, rc = sf_st_files(path, &files, &n, err, errlen);
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (sf_crc32_file(files[i], crc) != 0) rc = sf_errf(SF_EIO, err, errlen, "cannot read %s: %s", files[i], strerror(errno));
+    if (files) sf_st_files_free(files, n);
+    return rc ? -1 : 0;
 }
 
 static int ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
@@ -253,12 +232,12 @@ static int ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
     char dir[1100], path[1200], voc[1200], mer[1200], err[256];
     if (env->clip_dir && *env->clip_dir) snprintf(dir, sizeof dir, "%s", env->clip_dir);
     else snprintf(dir, sizeof dir, "%s/clip-world", env->models_dir);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
     snprintf(voc, sizeof voc, "%s/vocab.json", dir);
     snprintf(mer, sizeof mer, "%s/merges.txt", dir);
     uint32_t crc = 0;
-    if (weights_crc(dir, path, &crc) != 0)
-        return fail(job, SF_JOB_FATAL, "CLIP: cannot read %s (run make models, or set clip_dir): %s", path, strerror(errno));
+    if (sf_st_folder_weights(dir, path, sizeof path) != 0)
+        return fail(job, SF_JOB_FATAL, "CLIP: no %s (run make models, or set clip_dir)", path);
+    if (weights_crc(path, &crc, err, sizeof err) != 0) return fail(job, SF_JOB_FATAL, "CLIP: %s", err);
     const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
     char safe[32];
     size_t k = 0;

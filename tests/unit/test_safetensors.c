@@ -238,6 +238,29 @@ TEST(test_sharded) {
     CHECK_NEAR(y[0], 100, 0);
     CHECK_EQ_STR(sf_st_meta(st, "format"), "pt");
     sf_st_free(&st);
+    /* The folder's weights are the index (no model.safetensors), made of the
+     * index and its two shards, in the order it names them. */
+    char w[600];
+    CHECK_EQ_INT(sf_st_folder_weights(dir, w, sizeof w), 0);
+    CHECK_EQ_STR(w, idx);
+    char **files;
+    int nf;
+    CHECK_EQ_INT(sf_st_files(idx, &files, &nf, err, sizeof err), 0);
+    CHECK_EQ_INT(nf, 3);
+    CHECK_EQ_STR(files[0], idx);
+    CHECK(strstr(files[1], "/model-00001-of-00002.safetensors") != NULL);
+    CHECK(strstr(files[2], "/model-00002-of-00002.safetensors") != NULL);
+    sf_st_files_free(files, nf);
+    CHECK_EQ_INT(sf_st_files(p, &files, &nf, err, sizeof err), 0);   /* a single file is itself */
+    CHECK_EQ_INT(nf, 1);
+    CHECK_EQ_STR(files[0], p);
+    sf_st_files_free(files, nf);
+    snprintf(w, sizeof w, "%s/model.safetensors", dir);
+    write_shard(w, b, 1, 0);   /* a single file wins over an index */
+    CHECK_EQ_INT(sf_st_folder_weights(dir, w, sizeof w), 0);
+    CHECK(strstr(w, "/model.safetensors") && !strstr(w, "index"));
+    unlink(w);
+    CHECK_EQ_INT(sf_st_folder_weights("/nonexistent-sf", w, sizeof w), SF_ENOTFOUND);
     static const struct { const char *index, *want; } bad[] = {
         {"{\"weight_map\":{\"h.0.w\":\"../model-00001-of-00002.safetensors\"}}", "not a .safetensors file name"},
         {"{\"weight_map\":{\"h.0.w\":\"/etc/passwd\"}}", "not a .safetensors file name"},
@@ -252,6 +275,12 @@ TEST(test_sharded) {
         err[0] = 0;
         CHECK(sf_st_load(idx, &st, err, sizeof err) != 0);
         CHECK(st == NULL);
+        if (strstr(bad[i].want, "file name") || strstr(bad[i].want, "weight_map")) {   /* the list checks these too */
+            char **f2;
+            int n2;
+            CHECK(sf_st_files(idx, &f2, &n2, err, sizeof err) != 0);
+            CHECK(f2 == NULL && n2 == 0);
+        }
         if (!strstr(err, bad[i].want)) fprintf(stderr, "# %s: got '%s'\n", bad[i].index, err);
         CHECK(strstr(err, bad[i].want) != NULL);
     }
