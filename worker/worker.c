@@ -114,8 +114,8 @@ struct sf_wk_s {
     sf_wk_env_t env;
     sf_curve_client_t curve;  /* CURVE to the coordinator (curve.on = 0: off) */
     int welcomed;             /* a Welcome came since start */
-    int64_t busy_us;        /* summed time jobs ran (started to done) */
-    int64_t kind_busy_us[64]; /* the same by kind (index in handlers[]) */
+    int64_t kind_busy_us[64]; /* summed time jobs ran (started to done), by kind
+                                 (index in handlers[]); busy_us() totals them */
     uint64_t kind_jobs[64];
     int64_t first_job_us;   /* when the first job started */
 };
@@ -214,13 +214,8 @@ static void push_result(sf_job_t *job) {
     r->error = job->error;
     int64_t el = now_us() - job->started_us;
     if (job->h && el > 0) {
-        wk->busy_us += el;
-        for (int i = 0; i < wk->n_handlers; i++)
-            if (wk->handlers[i] == job->h) {
-                wk->kind_busy_us[i] += el;
-                wk->kind_jobs[i]++;
-                break;
-            }
+        wk->kind_busy_us[job->hi] += el;
+        wk->kind_jobs[job->hi]++;
     }
     r->elapsed_us = el > 0 && el < UINT32_MAX ? (uint32_t)el : 0;
     wk->resp[wk->n_res] = r;
@@ -232,6 +227,12 @@ static void push_result(sf_job_t *job) {
 }
 
 static void on_timer_closed(uv_handle_t *h) { push_result(h->data); }
+
+static int64_t busy_us(const sf_wk_t *wk) {
+    int64_t t = 0;
+    for (int i = 0; i < wk->n_handlers; i++) t += wk->kind_busy_us[i];
+    return t;
+}
 
 void sf_wk_complete(sf_wk_t *wk, sf_job_t *job) {
     wk->running--;
@@ -305,10 +306,11 @@ static void start_next(sf_wk_t *wk) {
 
 /* ---- messages from the coordinator -------------------------------------------- */
 
-static const sf_handler_t *handler_for(sf_wk_t *wk, const char *kind) {
+/* The index of the handler of a kind in wk->handlers, or -1. */
+static int handler_for(sf_wk_t *wk, const char *kind) {
     for (int i = 0; i < wk->n_handlers; i++)
-        if (strcmp(wk->handlers[i]->kind, kind) == 0) return wk->handlers[i];
-    return NULL;
+        if (strcmp(wk->handlers[i]->kind, kind) == 0) return i;
+    return -1;
 }
 
 static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
@@ -332,7 +334,8 @@ static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
             j->payload[m->payload.len] = 0;
             j->payload_len = m->payload.len;
         }
-        j->h = handler_for(wk, j->kind);
+        j->hi = handler_for(wk, j->kind);
+        j->h = j->hi >= 0 ? wk->handlers[j->hi] : NULL;
         if (wk->queue_tail) wk->queue_tail->next = j;
         else wk->queue_head = j;
         wk->queue_tail = j;
@@ -464,7 +467,7 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     sf_metric_head(m, "sf_worker_reconnects_total", "counter", "times the coordinator was presumed gone");
     sf_metric_value(m, "sf_worker_reconnects_total", NULL, (double)wk->reconnects);
     sf_metric_head(m, "sf_worker_busy_seconds_total", "counter", "time jobs ran, summed over slots");
-    sf_metric_value(m, "sf_worker_busy_seconds_total", NULL, wk->busy_us / 1e6);
+    sf_metric_value(m, "sf_worker_busy_seconds_total", NULL, busy_us(wk) / 1e6);
     sf_metric_head(m, "sf_worker_kind_busy_seconds_total", "counter", "time jobs ran, by kind");
     for (int i = 0; i < wk->n_handlers; i++) {
         char label[64];
@@ -488,7 +491,7 @@ static void finish(sf_wk_t *wk) {
     double span = wk->first_job_us ? (now_us() - wk->first_job_us) / 1e6 : 0;
     sf_info("leaving after %llu jobs done, %llu failed; busy %.1f%% of the %.1f s since the first job (%ld slots)",
             (unsigned long long)wk->done, (unsigned long long)wk->failed,
-            span > 0 ? 100.0 * wk->busy_us / 1e6 / (span * (double)wk->cfg.slots) : 0.0, span, wk->cfg.slots);
+            span > 0 ? 100.0 * busy_us(wk) / 1e6 / (span * (double)wk->cfg.slots) : 0.0, span, wk->cfg.slots);
     /* By kind, so that a phase's share can be told from the run's
      * (tools/bench_method.sh): "busy by kind: generate 3.214 s / 40 jobs, …". */
     char by[1024];

@@ -40,6 +40,7 @@ struct sf_job_s {
     /* private to worker.c */
     sf_wk_t *wk;
     const struct sf_handler_s *h;
+    int hi;                 /* h's index in the worker's handlers (busy time by kind) */
     uv_timer_t timer;
     uv_work_t work;
     volatile int cancelled;
