@@ -227,8 +227,8 @@ TEST(save_load_and_bad_checkpoints) {
     free(buf);
     /* A config that disagrees with the file: wrong shapes. */
     sf_clip_config_t c = *sf_clip_config(m);
-    c.text_width = 64;
-    c.text_mlp = 256;
+    c.text_width *= 2;
+    c.text_mlp *= 2;
     int rc = sf_clip_load(p, &c, "cpu", &n, err, sizeof err);
     CHECK_EQ_INT(rc, SF_EFORMAT);
     CHECK(strstr(err, "shape"));
