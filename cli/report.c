@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cli/sfctl.h"
+#include "common/fileio.h"
 #include "common/redis_auth.h"
 #include "common/safetensors.h"
 #include "common/stats.h"
@@ -50,19 +51,6 @@ typedef struct {
 
 static int E = 0;
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    if (b) { b[n] = 0; if (len) *len = (size_t)n; }
-    return b;
-}
-
 static int class_index(rclass_t *cls, int nc, const char *wnid) {
     for (int i = 0; i < nc; i++)
         if (!strcmp(cls[i].wnid, wnid)) return i;
@@ -79,7 +67,7 @@ static float cosine(const float *a, const float *b, int n) {
 static int load_run(const char *data, rrun_t *r, char *err, size_t en) {
     char path[PATH_MAX * 2];
     snprintf(path, sizeof path, "%s/datasets/%s/manifest.jsonl", data, r->id);
-    char *text = slurp(path, NULL);
+    char *text = sf_file_text(path, NULL);
     if (!text) return snprintf(err, en, "no manifest for run %s (%s): %s", r->id, path, strerror(errno)), -1;
     int cap = 256;
     r->entries = malloc(sizeof *r->entries * (size_t)cap);
@@ -423,7 +411,7 @@ int sfctl_report(int argc, char **argv) {
     for (int r = 0; r < nr; r++) {
         char fp[PATH_MAX * 2];
         snprintf(fp, sizeof fp, "%s/datasets/%s/finetune.json", data, runs[r].id);
-        char *ft = slurp(fp, NULL);
+        char *ft = sf_file_text(fp, NULL);
         cJSON *o = ft ? cJSON_Parse(ft) : NULL;
         free(ft);
         if (!o) continue;
@@ -545,7 +533,7 @@ int sfctl_report(int argc, char **argv) {
                 char ip[PATH_MAX * 2];
                 snprintf(ip, sizeof ip, "%s/datasets/%s/%s", data, runs[r].id, file->valuestring);
                 size_t len;
-                char *png = slurp(ip, &len);
+                char *png = sf_file_text(ip, &len);
                 if (!png) continue;
                 fputs("<img title=\"", f);
                 html_text(f, cJSON_GetObjectItem(e, "caption")->valuestring);

@@ -32,6 +32,7 @@
 #include "cli/sfctl.h"
 #include "common/classes.h"
 #include "common/error.h"
+#include "common/fileio.h"
 #include "common/wire.h"
 
 
@@ -157,20 +158,6 @@ done:
     return rc;
 }
 
-static char *read_file(const char *path, char *err, size_t n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, n, "cannot open '%s': %s", path, strerror(errno)); return NULL; }
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = len >= 0 ? malloc((size_t)len + 1) : NULL;
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) { free(b); b = NULL; }
-    fclose(f);
-    if (!b) { snprintf(err, n, "cannot read '%s'", path); return NULL; }
-    b[len] = 0;
-    return b;
-}
-
 /* A class SPEC that is neither builtin:, '-' nor an existing file, and does
  * not look like a path, is a comma-separated list of classes. */
 static int is_inline_list(const char *spec) {
@@ -206,8 +193,11 @@ static int cmd_submit(int argc, char **argv) {
         else if (!strcmp(a, "--classes")) { NEEDV(); classes = v; }
         else if (!strcmp(a, "--spec")) {
             NEEDV();
-            char *txt = read_file(v, err, sizeof err);
-            if (!txt) { fprintf(stderr, "sfctl submit: %s\n", err); goto out; }
+            char *txt;
+            if (sf_read_file(v, SF_READ_ANY_SIZE, &txt, NULL, err, sizeof err)) {
+                fprintf(stderr, "sfctl submit: --spec: %s\n", err);
+                goto out;
+            }
             cJSON *f = cJSON_Parse(txt);
             free(txt);
             if (!cJSON_IsObject(f)) {

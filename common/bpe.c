@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/fileio.h"
 
 /* ---- Unicode classes, as node 20's regex engine sees them ---- */
 
@@ -379,30 +380,6 @@ static long unmap_token(const int16_t cp_to_byte[324], const char *s, size_t n, 
     return k;
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); return NULL; }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); return NULL; }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 /* encoder.json's text (len bytes, borrowed; path names it in messages). */
 static int load_encoder(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *text, size_t len,
                         const char *path, char *err, size_t errlen) {
@@ -519,7 +496,11 @@ typedef int (*part_fn)(sf_bpe_t *b, const int16_t cp_to_byte[324], const char *t
 static int load_part(sf_bpe_t *b, const int16_t cp_to_byte[324], part_fn fn, const char *path, const char *text,
                      size_t len, const char *name, char *err, size_t errlen) {
     char *owned = NULL;
-    if (path && !(text = owned = slurp(path, &len))) return sf_errf(SF_EIO, err, errlen, "cannot read %s", path);
+    if (path) {
+        int rc = sf_read_file(path, SF_READ_ANY_SIZE, &owned, &len, err, errlen);
+        if (rc) return rc;
+        text = owned;
+    }
     int rc = fn(b, cp_to_byte, text, len, path ? path : name, err, errlen);
     free(owned);
     return rc;

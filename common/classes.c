@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "common/error.h"
+#include "common/fileio.h"
 
 extern const unsigned char sf_data_imagenet1k_tsv[];
 extern const size_t sf_data_imagenet1k_tsv_len;
@@ -215,26 +216,6 @@ int sf_classes_parse(const char *text, size_t len, sf_classlist_t **out, char *e
     return 0;
 }
 
-static int read_stream(FILE *f, char **buf, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    if (!b) return SF_ENOMEM;
-    size_t k;
-    while ((k = fread(b + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) {
-            if (cap > (64u << 20)) { free(b); return SF_ERANGE; }
-            cap *= 2;
-            char *nb = realloc(b, cap);
-            if (!nb) { free(b); return SF_ENOMEM; }
-            b = nb;
-        }
-    }
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
 int sf_classes_load(const char *spec, sf_classlist_t **out, char *err, size_t errlen) {
     *out = NULL;
     if (!spec || !*spec) return sf_errf(SF_EINVAL, err, errlen, "no class list given");
@@ -252,7 +233,7 @@ int sf_classes_load(const char *spec, sf_classlist_t **out, char *err, size_t er
     if (!f) return sf_errf(SF_EIO, err, errlen, "cannot open class list '%s'", spec);
     char *buf = NULL;
     size_t len = 0;
-    int rc = read_stream(f, &buf, &len);
+    int rc = sf_read_stream(f, 64u << 20, &buf, &len);
     if (f != stdin) fclose(f);
     if (rc) return sf_errf(rc, err, errlen, "cannot read class list '%s': %s", spec, sf_strerror(rc));
     char e2[400];

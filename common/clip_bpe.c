@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/error.h"
+#include "common/fileio.h"
 
 #define SOT_STR "<|startoftext|>"
 #define EOT_STR "<|endoftext|>"
@@ -173,30 +174,6 @@ void sf_clip_bpe_free(sf_clip_bpe_t **bp) {
     *bp = NULL;
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap + 1);
-    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 /* vocab.json's text (len bytes, borrowed; name in messages). */
 static int load_vocab(sf_clip_bpe_t *b, const char *text, size_t len, const char *name, char *err, size_t errlen) {
     cJSON *j = cJSON_ParseWithLength(text, len);
@@ -268,12 +245,13 @@ int sf_clip_bpe_load(const char *vocab_json, const char *merges_txt, sf_clip_bpe
                      char *err, size_t errlen) {
     *out = NULL;
     size_t len;
-    char *text = read_file(vocab_json, &len);
-    if (!text) return sf_errf(SF_EIO, err, errlen, "cannot read %s", vocab_json);
+    char *text;
+    int rc = sf_read_file(vocab_json, SF_READ_ANY_SIZE, &text, &len, err, errlen);
+    if (rc) return rc;
     sf_clip_bpe_t *b = bpe_alloc();
-    int rc = b ? load_vocab(b, text, len, vocab_json, err, errlen) : SF_ENOMEM;
+    rc = b ? load_vocab(b, text, len, vocab_json, err, errlen) : SF_ENOMEM;
     free(text);
-    if (rc == 0 && !(text = read_file(merges_txt, &len))) rc = sf_errf(SF_EIO, err, errlen, "cannot read %s", merges_txt);
+    if (rc == 0) rc = sf_read_file(merges_txt, SF_READ_ANY_SIZE, &text, &len, err, errlen);
     if (rc == 0) {
         rc = load_merges(b, text, merges_txt, vocab_json, err, errlen);
         free(text);

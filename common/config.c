@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/error.h"
+#include "common/fileio.h"
 
 static const sf_cfg_field_t *find(const sf_cfg_field_t *s, const char *key) {
     for (; s->key; s++)
@@ -110,25 +111,11 @@ out:
 }
 
 int sf_config_load_file(const sf_cfg_field_t *schema, void *obj, const char *path, char *err, size_t n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return sf_errf(SF_EIO, err, n, "cannot open config file '%s': %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (16u << 20)) { free(buf); fclose(fp); return sf_errf(SF_ERANGE, err, n, "config file '%s' is too large", path); }
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(fp); return SF_ENOMEM; }
-            buf = nb;
-        }
-        size_t k = fread(buf + len, 1, cap - len - 1, fp);
-        if (k == 0) break;
-        len += k;
-    }
-    fclose(fp);
-    buf[len] = 0;
-    int rc = sf_config_load_text(schema, obj, path, buf, len, err, n);
+    char *buf, e2[300];
+    size_t len;
+    int rc = sf_read_file(path, 16u << 20, &buf, &len, e2, sizeof e2);
+    if (rc) return sf_errf(rc, err, n, "config file: %s", e2);
+    rc = sf_config_load_text(schema, obj, path, buf, len, err, n);
     free(buf);
     return rc;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fileio.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors.c assumes little-endian");
 
@@ -181,49 +182,20 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Reads a whole file into *buf (malloc'd, NUL-terminated after its *len
- * bytes); a file over max bytes is SF_EFORMAT. */
-static int read_whole(const char *path, uint64_t max, uint8_t **buf, size_t *len, char *err, size_t errlen) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", path, strerror(errno));
-    if (fseeko(f, 0, SEEK_END) != 0) { fclose(f); return sf_errf(SF_EIO, err, errlen, "cannot seek %s", path); }
-    off_t size = ftello(f);
-    fseeko(f, 0, SEEK_SET);
-    if (size < 0) { fclose(f); return sf_errf(SF_EIO, err, errlen, "cannot tell the size of %s", path); }
-    if ((uint64_t)size > max) {
-        fclose(f);
-        return sf_errf(SF_EFORMAT, err, errlen, "%s: %lld bytes, over %llu", path, (long long)size,
-                       (unsigned long long)max);
-    }
-    uint8_t *b = malloc((size_t)size + 1);
-    if (!b) { fclose(f); return sf_errf(SF_ENOMEM, err, errlen, "%s: out of memory", path); }
-    size_t got = size > 0 ? fread(b, 1, (size_t)size, f) : 0;
-    fclose(f);
-    if (got != (size_t)size) {
-        free(b);
-        return sf_errf(SF_EIO, err, errlen, "short read on %s", path);
-    }
-    b[got] = 0;
-    *buf = b;
-    *len = got;
-    return 0;
-}
-
 int sf_st_load(const char *path, sf_st_t **out, char *err, size_t errlen) {
     *out = NULL;
     if (ends_with(path, ".index.json")) return load_sharded(path, out, err, errlen);
-    uint8_t *buf;
+    char *buf;
     size_t got;
-    int rc = read_whole(path, UINT64_MAX, &buf, &got, err, errlen);
+    int rc = sf_read_file(path, SF_READ_ANY_SIZE, &buf, &got, err, errlen);
     if (rc) return rc;
     char sub[256] = "";
-    rc = sf_st_parse(buf, got, 0, out, sub, sizeof sub);
+    rc = sf_st_parse((const uint8_t *)buf, got, 0, out, sub, sizeof sub);
     if (rc) {
         free(buf);
         return sf_errf(rc, err, errlen, "%s: %s", path, sub);
     }
-    (*out)->owned = buf;   /* the parsed view now owns the image */
+    (*out)->owned = (uint8_t *)buf;   /* the parsed view now owns the image */
     return 0;
 }
 
@@ -259,11 +231,11 @@ static void index_close(st_index_t *ix) {
 
 static int index_open(const char *path, st_index_t *ix, char *err, size_t errlen) {
     memset(ix, 0, sizeof *ix);
-    uint8_t *text;
+    char *text;
     size_t len;
-    int rc = read_whole(path, ST_MAX_HEADER, &text, &len, err, errlen);
-    if (rc) return rc;
-    ix->json = cJSON_ParseWithLength((const char *)text, len);
+    int rc = sf_read_file(path, ST_MAX_HEADER, &text, &len, err, errlen);
+    if (rc) return rc == SF_ERANGE ? SF_EFORMAT : rc;   /* no index is that large */
+    ix->json = cJSON_ParseWithLength(text, len);
     free(text);
     ix->wm = cJSON_GetObjectItemCaseSensitive(ix->json, "weight_map");
     if (!cJSON_IsObject(ix->wm) || !ix->wm->child) {

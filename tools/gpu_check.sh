@@ -204,7 +204,7 @@ for m in "${ML[@]}"; do
     # At most JOBS at once.
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
 done
-for c in common/error.c common/safetensors.c tests/bench/bench_ml_real.c; do
+for c in common/error.c common/fileio.c common/safetensors.c tests/bench/bench_ml_real.c; do
     o=$B/$(basename "$c" .c).o
     if fresh "$o" "$c"; then reused=$((reused + 1)); continue; fi
     "$CC" "${CPP[@]}" "${CJSON_INC[@]}" "${CFLAGS[@]}" -c "$c" -o "$o" 2>"$o.log" || { cat "$o.log" >&2; die "cannot compile $c"; }
@@ -217,7 +217,7 @@ done
 [ $fail = 0 ] || die "compiling the shim failed (logs above)"
 grep -qs 'retried without' "$B/runtime.log" && say "runtime.cpp is built without the CUDA headers: see $B/runtime.log"
 warnings=$(cat "$B"/*.log 2>/dev/null | grep -c 'warning:' || true)
-objs=("$B/bench_ml_real.o" "$B/error.o" "$B/safetensors.o")
+objs=("$B/bench_ml_real.o" "$B/error.o" "$B/fileio.o" "$B/safetensors.o")
 for m in "${ML[@]}"; do objs+=("$B/$m.o"); done
 "$CXX" -o "$B/bench_ml_real" "${objs[@]}" "${TORCH_LIBS[@]}" "${CJSON_LIB[@]}" -lm -lpthread -ldl ||
     die "link failed"

@@ -45,6 +45,7 @@
 
 #include "common/blob.h"
 #include "common/bpe.h"
+#include "common/fileio.h"
 #include "common/classes.h"
 #include "common/clip_bpe.h"
 #include "common/error.h"
@@ -171,19 +172,6 @@ static int write_file(const char *path, const void *buf, size_t len) {
         return -1;
     }
     return 0;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    if (b) { b[n] = 0; if (len) *len = (size_t)n; }
-    return b;
 }
 
 /* ---- models (under M.mu) ------------------------------------------------------- */
@@ -984,7 +972,7 @@ static cJSON **read_captions(const sf_wk_env_t *env, sf_job_t *job, int *n) {
     char dir[1400], path[1500];
     run_dir(env, job->run, "captions", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/%s.jsonl", dir, job->wnid);
-    char *text = read_file(path, NULL);
+    char *text = sf_file_text(path, NULL);
     if (!text) {
         fail(job, SF_JOB_FAILED, "no captions for %s (the captions phase writes %s)", job->wnid, path);
         return NULL;
@@ -1217,7 +1205,7 @@ static int rebuild_manifest(const sf_wk_env_t *env, const char *run, const char 
     for (int i = 0; rc == 0 && i < nn; i++) {
         snprintf(path, sizeof path, "%s/%s", mdir, names[i]);
         size_t l;
-        char *t = read_file(path, &l);
+        char *t = sf_file_text(path, &l);
         if (!t) continue;
         while (tl + l + 1 > tc) all = realloc(all, tc *= 2);
         memcpy(all + tl, t, l);
@@ -1271,7 +1259,7 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
     for (int i = 0; i < n; i++) {
         uint32_t item = job->item_start + (uint32_t)i;
         snprintf(path, sizeof path, "%s/%u.json", idir, item);
-        char *js = read_file(path, NULL), err[200];
+        char *js = sf_file_text(path, NULL), err[200];
         meta[i] = js ? cJSON_Parse(js) : NULL;
         free(js);
         if (!meta[i]) { fail(job, SF_JOB_FAILED, "no metadata %s (the generate phase writes it)", path); goto out; }
@@ -1309,7 +1297,7 @@ static int filter(sf_wk_t *wk, sf_job_t *job) {
             snprintf(src, sizeof src, "%s/%u.png", idir, item);
             snprintf(dst, sizeof dst, "%s/%s.png", odir, id);
             size_t l;
-            char *b = read_file(src, &l);
+            char *b = sf_file_text(src, &l);
             if (!b || write_file(dst, b, l) != 0) { free(b); fail(job, SF_JOB_FAILED, "cannot write %s", dst); goto out; }
             free(b);
             kept++;
@@ -1500,7 +1488,7 @@ static int finetune(sf_wk_t *wk, sf_job_t *job) {
     char *mask = calloc((size_t)K, 1), *count = calloc((size_t)K, 1);
     char path[1400];
     snprintf(path, sizeof path, "%s/datasets/%s/manifest.jsonl", env->data_dir, job->run);
-    text = read_file(path, NULL);
+    text = sf_file_text(path, NULL);
     if (!text || !mask || !count) { fail(job, SF_JOB_FAILED, "finetune: cannot read %s", path); free(mask); free(count); goto out; }
     for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         cJSON *o = cJSON_Parse(l);

@@ -1,0 +1,92 @@
+/* Unit tests for common/fileio: whole files and streams read into one
+ * NUL-terminated buffer, with the size limit and every failure named. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/fileio.h"
+#include "sf_test.h"
+
+static void write_bytes(const char *path, const char *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    CHECK(fwrite(b, 1, n, f) == n);
+    fclose(f);
+}
+
+TEST(reads_a_file_whole) {
+    char dir[] = "/tmp/sf-test-fileio.XXXXXX", path[128], err[256];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/a.bin", dir);
+    /* Bytes with a NUL inside: the length, not strlen, tells where it ends. */
+    write_bytes(path, "ab\0cd", 5);
+    char *b;
+    size_t n;
+    CHECK_EQ_INT(sf_read_file(path, SF_READ_ANY_SIZE, &b, &n, err, sizeof err), 0);
+    CHECK_EQ_INT(n, 5);
+    CHECK(memcmp(b, "ab\0cd", 5) == 0 && b[5] == 0);
+    free(b);
+    /* Exactly at the limit is fine; one byte over is SF_ERANGE, named. */
+    CHECK_EQ_INT(sf_read_file(path, 5, &b, &n, err, sizeof err), 0);
+    free(b);
+    CHECK_EQ_INT(sf_read_file(path, 4, &b, &n, err, sizeof err), SF_ERANGE);
+    CHECK(b == NULL && strstr(err, path) && strstr(err, "over 4 bytes"));
+    /* Empty file: an empty string. */
+    write_bytes(path, "", 0);
+    CHECK_EQ_INT(sf_read_file(path, SF_READ_ANY_SIZE, &b, &n, err, sizeof err), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(b[0] == 0);
+    free(b);
+    /* Missing: SF_EIO, saying it cannot be opened, errno kept. */
+    snprintf(path, sizeof path, "%s/missing", dir);
+    CHECK_EQ_INT(sf_read_file(path, SF_READ_ANY_SIZE, &b, &n, err, sizeof err), SF_EIO);
+    CHECK(strstr(err, "cannot open") && strstr(err, path));
+    CHECK(sf_file_text(path, NULL) == NULL && errno == ENOENT);
+    /* A directory opens but cannot be read. */
+    CHECK_EQ_INT(sf_read_file(dir, SF_READ_ANY_SIZE, &b, &n, err, sizeof err), SF_EIO);
+    CHECK(strstr(err, "cannot read") && strstr(err, dir));
+    rmdir(dir);
+}
+
+TEST(reads_a_large_file_and_a_pipe) {
+    /* 3 MiB + 7 through a file (sized up front) and through a pipe (grown
+     * as it reads, past its first 64 KiB): the same bytes either way. */
+    size_t n = 3 * (1 << 20) + 7;
+    char *want = malloc(n);
+    CHECK(want != NULL);
+    for (size_t i = 0; i < n; i++) want[i] = (char)(i * 2654435761u >> 13);
+    char path[] = "/tmp/sf-test-fileio-big.XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    write_bytes(path, want, n);
+    size_t got;
+    char *b = sf_file_text(path, &got);
+    CHECK(b != NULL && got == n && memcmp(b, want, n) == 0 && b[n] == 0);
+    free(b);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "cat %s", path);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    CHECK_EQ_INT(sf_read_stream(p, SF_READ_ANY_SIZE, &b, &got), 0);
+    pclose(p);
+    CHECK(got == n && memcmp(b, want, n) == 0 && b[n] == 0);
+    free(b);
+    /* A stream over the limit stops with SF_ERANGE and nothing to free. */
+    p = popen(cmd, "r");
+    CHECK_EQ_INT(sf_read_stream(p, 100000, &b, &got), SF_ERANGE);
+    CHECK(b == NULL);
+    pclose(p);
+    unlink(path);
+    free(want);
+}
+
+int main(void) {
+    SF_RUN(reads_a_file_whole);
+    SF_RUN(reads_a_large_file_and_a_pipe);
+    SF_DONE();
+}
