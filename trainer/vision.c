@@ -35,7 +35,6 @@
 #define CLS_STEPS_VIT 3600
 #define CLS_BATCH_CONVNEXT 48
 #define CLS_BATCH_VIT 96
-#define CLS_BATCH_MAX 96
 #define CLS_LR 1.5e-3f
 #define CLS_WARMUP 50
 
@@ -416,7 +415,8 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
             steps, B);
     float *px = malloc(sizeof(float) * B * 3 * S * S);
     uint8_t *rgb = malloc(sf_world_image_bytes(w));
-    int labels[CLS_BATCH_MAX];
+    int *labels = malloc(sizeof(int) * B);
+    if (!px || !rgb || !labels) rc = SF_ENOMEM;
     uint64_t r = 99 + arch;
     double t0 = sf_train_now(), lsum = 0, asum = 0;
     int cnt = 0;
@@ -442,6 +442,7 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
     }
     free(px);
     free(rgb);
+    free(labels);
     char path[1024], json[512];
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/%s-world.safetensors", c->out, name);

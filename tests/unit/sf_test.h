@@ -12,12 +12,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int sf_test_failed_;
 static int sf_test_cur_failed_;
 static int sf_test_count_;
 
 #define TEST(name) static void name(void)
+
+/* n patterned bytes (malloc'd), also written to a new temp file made from
+ * the mkstemp template `path`; NULL if either fails. */
+static inline unsigned char *sf_test_pattern_file(char *path, size_t n) {
+    unsigned char *b = malloc(n ? n : 1);
+    if (!b) return NULL;
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(i * 2654435761u >> 13);
+    int fd = mkstemp(path), ok = 0;
+    if (fd >= 0) {
+        FILE *f = fdopen(fd, "wb");
+        if (f) {
+            ok = fwrite(b, 1, n, f) == n;
+            ok = fclose(f) == 0 && ok;
+        } else close(fd);
+    }
+    if (!ok) { free(b); return NULL; }
+    return b;
+}
 
 #define SF_RUN(name)                                                          \
     do {                                                                      \

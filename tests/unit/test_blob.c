@@ -22,14 +22,9 @@ TEST(crc32_of_a_file) {
     /* Read in pieces, the file's CRC is its bytes' CRC (3 MiB + 7: several
      * pieces and a short one). */
     size_t n = 3 * (1 << 20) + 7;
-    uint8_t *b = malloc(n);
-    CHECK(b != NULL);
-    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(i * 2654435761u >> 13);
     char path[] = "/tmp/sf-test-crc.XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    CHECK(write(fd, b, n) == (ssize_t)n);
-    close(fd);
+    uint8_t *b = sf_test_pattern_file(path, n);
+    CHECK(b != NULL);
     uint32_t crc = 0;
     CHECK_EQ_INT(sf_crc32_file(path, &crc), 0);
     CHECK_EQ_INT(crc, sf_crc32(0, b, n));

@@ -56,14 +56,9 @@ TEST(reads_a_large_file_and_a_pipe) {
     /* 3 MiB + 7 through a file (sized up front) and through a pipe (grown
      * as it reads, past its first 64 KiB): the same bytes either way. */
     size_t n = 3 * (1 << 20) + 7;
-    char *want = malloc(n);
-    CHECK(want != NULL);
-    for (size_t i = 0; i < n; i++) want[i] = (char)(i * 2654435761u >> 13);
     char path[] = "/tmp/sf-test-fileio-big.XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    write_bytes(path, want, n);
+    char *want = (char *)sf_test_pattern_file(path, n);
+    CHECK(want != NULL);
     size_t got;
     char *b = sf_file_text(path, &got);
     CHECK(b != NULL && got == n && memcmp(b, want, n) == 0 && b[n] == 0);
