@@ -31,7 +31,6 @@ CPPFLAGS := -I. -I$(BUILD) -D_GNU_SOURCE -MMD -MP
 CFLAGS   := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-missing-field-initializers -fPIC
 CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fPIC
 LDFLAGS  :=
-LDLIBS   := -lzmq -luv -lhiredis -lprotobuf-c -lcjson -lpng -ljpeg -lm -lpthread
 
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -61,28 +60,55 @@ PROTO_C   := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
 PROTO_H   := $(PROTO_C:.c=.h)
 DATA_C    := $(BUILD)/gen/sf_data.c
 
-COMMON_SRC := $(wildcard common/*.c)
+# common/ is one folder per concern, each its own archive with its own link
+# dependencies (docs/architecture.md has the map and what may include what):
+#   runtime  errors, log, config, files, clocks, hashes, metrics, histograms
+#   net      the wire protocol, ZeroMQ glue, CURVE, ZAP, chunked blobs
+#   redis    the key schema, auth, the libuv adapter
+#   text     tokenizers (GPT-2 BPE, CLIP BPE) and SFT rows
+#   formats  safetensors
+#   image    PNG, JPEG, ImageFolder trees
+#   method   class lists, the reward, run specs, job contract, statistics
+COMMON_LIBS := runtime net redis text formats image method
+LDLIBS_runtime := -lcjson -lm -lpthread
+LDLIBS_net     := -lzmq -luv -lprotobuf-c
+LDLIBS_redis   := -lhiredis -luv
+LDLIBS_text    :=
+LDLIBS_formats :=
+LDLIBS_image   := -lpng -ljpeg
+LDLIBS_method  := -lcjson -lm
+LDLIBS_world   := -lm
+LDLIBS_ml      :=
+
 WORLD_SRC  := $(wildcard world/*.c)
 ML_SRC     := $(if $(NO_TORCH),,$(wildcard ml/*.cpp))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.cpp,$(BUILD)/obj/%.o,$(1)))
 
-COMMON_OBJ := $(call obj,$(COMMON_SRC)) $(BUILD)/obj/gen/sf_data.o \
-              $(patsubst $(BUILD)/proto/%.c,$(BUILD)/obj/proto/%.o,$(PROTO_C))
-WORLD_OBJ  := $(call obj,$(WORLD_SRC))
-ML_OBJ     := $(call obj,$(ML_SRC))
+# The generated protocol belongs to net, the embedded class lists to method.
+OBJ_runtime := $(call obj,$(wildcard common/runtime/*.c))
+OBJ_net     := $(call obj,$(wildcard common/net/*.c)) $(patsubst $(BUILD)/proto/%.c,$(BUILD)/obj/proto/%.o,$(PROTO_C))
+OBJ_redis   := $(call obj,$(wildcard common/redis/*.c))
+OBJ_text    := $(call obj,$(wildcard common/text/*.c))
+OBJ_formats := $(call obj,$(wildcard common/formats/*.c))
+OBJ_image   := $(call obj,$(wildcard common/image/*.c))
+OBJ_method  := $(call obj,$(wildcard common/method/*.c)) $(BUILD)/obj/gen/sf_data.o
+OBJ_world   := $(call obj,$(WORLD_SRC))
+OBJ_ml      := $(call obj,$(ML_SRC))
+COMMON_SRC  := $(wildcard $(addsuffix /*.c,$(addprefix common/,$(COMMON_LIBS))))
 
-LIB_COMMON := $(BUILD)/lib/libsfcommon.a
-LIB_WORLD  := $(BUILD)/lib/libsfworld.a
-LIB_ML     := $(if $(NO_TORCH),,$(BUILD)/lib/libsfml.a)
+lib = $(BUILD)/lib/libsf$(1).a
+# Link order: a library before the ones it uses.
+ALL_LIBS := $(if $(NO_TORCH),,ml) world method image formats text redis net runtime
 
-PROGS := sf-coordinator sf-worker sfctl $(if $(NO_TORCH),,$(if $(wildcard learner/*.c),sf-learner) \
+PROGS := sf-coordinator sf-worker sfctl sf-world $(if $(NO_TORCH),,$(if $(wildcard learner/*.c),sf-learner) \
          $(if $(wildcard trainer/*.c),sf-train))
 PROG_DIR_sf-coordinator := coordinator
 PROG_DIR_sf-worker      := worker
 PROG_DIR_sf-learner     := learner
 PROG_DIR_sfctl          := cli
 PROG_DIR_sf-train       := trainer
+PROG_DIR_sf-world       := cli/world
 BINS := $(addprefix $(BUILD)/bin/,$(PROGS))
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -135,29 +161,29 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-$(LIB_COMMON): $(COMMON_OBJ)
-	@mkdir -p $(dir $@)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(LIB_WORLD): $(WORLD_OBJ)
-	@mkdir -p $(dir $@)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(BUILD)/lib/libsfml.a: $(ML_OBJ)
-	@mkdir -p $(dir $@)
-	@rm -f $@
-	ar rcs $@ $^
-
 .SECONDARY:
 .SECONDEXPANSION:
-# Only programs and tests that need models link libtorch: the coordinator and
-# sfctl never do.
+$(BUILD)/lib/libsf%.a: $$(OBJ_$$*)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+# What each program links, in link order (a library before those it uses).
+# The coordinator and sfctl never link libtorch, libpng or libjpeg (make lint
+# checks it on the binaries).
+USES_sf-coordinator := method redis net runtime
+USES_sfctl          := method formats redis net runtime
+USES_sf-world       := world image method runtime
+USES_sf-worker      := ml world image formats text method net runtime
+USES_sf-learner     := ml world formats text method redis net runtime
+USES_sf-train       := ml world image formats text method runtime
+# Tests and benchmarks link every library (those named test_ml_* or
+# bench_ml_* with libtorch); integration tools what the protocol needs.
+uses_for    = $(if $(USES_$(1)),$(USES_$(1)),$(if $(call needs_torch,$(1)),$(ALL_LIBS),$(filter-out ml,$(ALL_LIBS))))
 needs_torch = $(if $(NO_TORCH),,$(filter sf-worker sf-learner sf-train test_ml_% bench_ml_%,$(1)))
-libs_for    = $(if $(call needs_torch,$(1)),$(LIB_ML)) $(LIB_WORLD) $(LIB_COMMON)
+libs_for    = $(foreach l,$(filter-out $(if $(NO_TORCH),ml),$(call uses_for,$(1))),$(call lib,$(l)))
 link_for    = $(if $(call needs_torch,$(1)),$(CXX),$(CC))
-ldlibs_for  = $(LDLIBS) $(if $(call needs_torch,$(1)),$(TORCH_LIBS))
+ldlibs_for  = $(sort $(foreach l,$(call uses_for,$(1)),$(LDLIBS_$(l)))) $(if $(call needs_torch,$(1)),$(TORCH_LIBS))
 
 $(BUILD)/bin/%: $$(call obj,$$(wildcard $$(PROG_DIR_$$*)/*.c)) $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
@@ -167,9 +193,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $< $(call libs_for,$*) $(call ldlibs_for,$*)
 
-$(BUILD)/itest/%: $(BUILD)/obj/tests/integration/%.o $(LIB_COMMON)
+# The fake worker speaks to the learner with the worker's own client.
+ITOOL_USES := method formats net runtime
+ITOOL_EXTRA_sf_fake_worker := $(BUILD)/obj/worker/learner_client.o
+$(BUILD)/itest/%: $(BUILD)/obj/tests/integration/%.o $$(ITOOL_EXTRA_$$*) $(foreach l,$(ITOOL_USES),$(call lib,$(l)))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB_COMMON) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(foreach l,$(ITOOL_USES),$(call lib,$(l))) $(sort $(foreach l,$(ITOOL_USES),$(LDLIBS_$(l))))
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
@@ -241,7 +270,7 @@ build/fuzz/obj/%.o: $(BUILD)/%.c | $(PROTO_H) $(DATA_C)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ) $$(call fuzz_extra,fuzz_$$*)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) \
-		$(call fuzz_extra,fuzz_$*) -o $@ $(LDLIBS)
+		$(call fuzz_extra,fuzz_$*) -o $@ $(sort $(foreach l,world $(COMMON_LIBS),$(LDLIBS_$(l))))
 
 fuzz-build: deps
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)

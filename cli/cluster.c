@@ -31,7 +31,7 @@ static volatile sig_atomic_t stop_flag;
 
 static void on_stop(int s) { (void)s; stop_flag = 1; }
 
-static void bin_dir(char *out, size_t n) {
+void sfctl_bin_dir(char *out, size_t n) {
     char exe[PATH_MAX];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (k <= 0) { snprintf(out, n, "."); return; }
@@ -104,7 +104,7 @@ int sfctl_up(int argc, char **argv) {
     mkdir(dir, 0755);
     char adir[PATH_MAX], bdir[PATH_MAX], sock[PATH_MAX + 32], tmp[PATH_MAX + 64];
     if (!realpath(dir, adir)) { fprintf(stderr, "sfctl up: cannot use directory '%s'\n", dir); return SFCTL_EXIT_USAGE; }
-    bin_dir(bdir, sizeof bdir);
+    sfctl_bin_dir(bdir, sizeof bdir);
     snprintf(sock, sizeof sock, "%s/redis.sock", adir);
     if (strlen(sock) > 100) { fprintf(stderr, "sfctl up: directory path too long for unix sockets\n"); return SFCTL_EXIT_USAGE; }
     signal(SIGINT, on_stop);

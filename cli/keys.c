@@ -13,8 +13,8 @@
 #include <zmq.h>
 
 #include "cli/sfctl.h"
-#include "common/curve.h"
-#include "common/error.h"
+#include "common/net/curve.h"
+#include "common/runtime/error.h"
 
 int sfctl_keygen(int argc, char **argv) {
     const char *out = NULL;

@@ -21,10 +21,10 @@
 #include <sys/stat.h>
 
 #include "cli/sfctl.h"
-#include "common/fileio.h"
-#include "common/redis_auth.h"
-#include "common/safetensors.h"
-#include "common/stats.h"
+#include "common/runtime/fileio.h"
+#include "common/redis/redis_auth.h"
+#include "common/formats/safetensors.h"
+#include "common/method/stats.h"
 
 #define MAX_RUNS 8
 #define MAX_CLASSES 1000

@@ -30,10 +30,10 @@
 #include <zmq.h>
 
 #include "cli/sfctl.h"
-#include "common/classes.h"
-#include "common/error.h"
-#include "common/fileio.h"
-#include "common/wire.h"
+#include "common/method/classes.h"
+#include "common/runtime/error.h"
+#include "common/runtime/fileio.h"
+#include "common/net/wire.h"
 
 
 sfctl_opts_t g_opts = {NULL, 5000, 0, NULL, NULL};

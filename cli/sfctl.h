@@ -49,6 +49,9 @@ int sfctl_curve_setup(void *ctx, void *sock, void **mon, char *err, size_t n);
  * another handshake failure (err says which), 0 for nothing. */
 int sfctl_curve_event(void *mon, const char *endpoint, char *err, size_t n);
 
+/* The folder of the running sfctl binary (its siblings: the daemons, sf-world). */
+void sfctl_bin_dir(char *out, size_t n);
+
 /* world_cmd.c */
 int sfctl_world(int argc, char **argv);
 

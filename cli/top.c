@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "cli/sfctl.h"
-#include "common/redis_auth.h"
+#include "common/redis/redis_auth.h"
 
 #define MAXW 400
 

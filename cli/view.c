@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/runtime/clock.h"
 #include "cli/sfctl.h"
 #include "proto/shiftforge.pb-c.h"
 
@@ -86,16 +87,11 @@ int sfctl_print_table(int op, const char *json) {
     return 0;
 }
 
-static double mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int sfctl_watch(const char *run, long interval_ms, int quiet_start) {
     (void)quiet_start;
     int tty = isatty(1), lines = 0, misses = 0;
-    double t0 = mono(), last_done = -1, last_t = t0, rate = 0;
+    double t0 = sf_clock_mono_s(), last_done = -1, last_t = t0, rate = 0;
     char last_line[512] = "";
     for (;;) {
         sfctl_reply_t rep;
@@ -115,7 +111,7 @@ int sfctl_watch(const char *run, long interval_ms, int quiet_start) {
         cJSON *r = cJSON_Parse(rep.json);
         free(rep.json);
         if (!r) return SFCTL_EXIT_FAIL;
-        double done = num(r, "done"), total = num(r, "total"), dead = num(r, "dead"), now = mono();
+        double done = num(r, "done"), total = num(r, "total"), dead = num(r, "dead"), now = sf_clock_mono_s();
         if (last_done >= 0 && now > last_t) {
             double inst = (done - last_done) / (now - last_t);
             rate = rate > 0 ? 0.7 * rate + 0.3 * inst : inst;

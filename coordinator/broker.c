@@ -14,8 +14,8 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/runtime/error.h"
+#include "common/runtime/log.h"
 #include "coordinator/coord.h"
 
 #define MAX_BATCH 1024
@@ -152,7 +152,7 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
         /* The same connection says hello again (it was told to): it still
          * holds its leased jobs, and its credit already leaves them out. */
         w->credit = h->credit;
-        w->last_seen_ms = sf_now_ms();
+        w->last_seen_ms = sf_clock_wall_ms();
         c->dispatch_dirty = 1;
         return;
     }
@@ -189,7 +189,7 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
                                 "%s%s", i ? "," : "", h->kinds[i]);
         if (off >= sizeof w->kinds_text) off = sizeof w->kinds_text - 1;
     }
-    w->last_seen_ms = w->joined_ms = sf_now_ms();
+    w->last_seen_ms = w->joined_ms = sf_clock_wall_ms();
     w->dirty = 1;
     sf_info("worker %s joined: host %s pid %u device %s kinds %s slots %u credit %u", w->id, w->host, w->pid,
             w->device, w->kinds_text, w->slots, w->credit);
@@ -255,7 +255,7 @@ static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int6
         if (delay > r->retry_max_ms) delay = r->retry_max_ms;
         sf_store_job_requeued(c, r, idx);
         if (delay == 0) { sf_run_requeue(r, idx); c->dispatch_dirty = 1; }
-        else sf_backoff_add(c, r, idx, sf_now_ms() + (int64_t)delay);
+        else sf_backoff_add(c, r, idx, sf_clock_wall_ms() + (int64_t)delay);
     }
     }
 }
@@ -282,7 +282,7 @@ void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const vo
         sf_wire_free(env);
         return;
     }
-    w->last_seen_ms = sf_now_ms();
+    w->last_seen_ms = sf_clock_wall_ms();
     switch (env->body_case) {
     case SF__ENVELOPE__BODY_CREDIT:
         w->credit += env->credit->credit;
@@ -294,7 +294,7 @@ void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const vo
         w->busy = env->heartbeat->busy;
         break;
     case SF__ENVELOPE__BODY_RESULTS: {
-        int64_t now = sf_now_us();
+        int64_t now = sf_clock_mono_us();
         for (size_t i = 0; i < env->results->n_results; i++) on_result(c, w, env->results->results[i], now);
         c->dispatch_dirty = 1;
         w->dirty = 1;
@@ -327,7 +327,7 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
             sf_jobslot_t *j = &r->jobs[idx];
             if (r->state == RUN_QUEUED) {
                 r->state = RUN_RUNNING;
-                r->started_ms = sf_now_ms();
+                r->started_ms = sf_clock_wall_ms();
                 sf_store_run_saved(c, r, 0);
                 sf_store_event(c, r, "running", NULL);
             }
@@ -339,7 +339,7 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
             r->leased++;
             w->leased++;
             c->st.dispatched++;
-            sf_store_job_leased(c, r, idx, w->id, sf_now_ms() + r->lease_ms);
+            sf_store_job_leased(c, r, idx, w->id, sf_clock_wall_ms() + r->lease_ms);
             const sf_phase_t *p = &r->phases[r->phase];
             Sf__Job *m = &job_msgs[n];
             sf__job__init(m);
@@ -366,7 +366,7 @@ void sf_broker_pump(sf_coord_t *c) {
     if (!c->dispatch_dirty || c->stopping) return;
     c->dispatch_dirty = 0;
     if (!c->runs || c->n_worker_slots == 0) return;
-    int64_t now_us = sf_now_us();
+    int64_t now_us = sf_clock_mono_us();
     int nw = c->n_worker_slots;
     for (int k = 0; k < nw; k++) {
         sf_worker_t *w = &c->workers[(c->rr + k) % nw];
@@ -436,7 +436,7 @@ static void expire_leases(sf_coord_t *c) {
 }
 
 void sf_broker_cron(sf_coord_t *c) {
-    int64_t now = sf_now_ms();
+    int64_t now = sf_clock_wall_ms();
     int64_t window = c->cfg.heartbeat_ms * c->cfg.liveness;
     for (int i = 0; i < c->n_worker_slots; i++) {
         sf_worker_t *w = &c->workers[i];
@@ -466,7 +466,7 @@ void sf_broker_cron(sf_coord_t *c) {
 
 cJSON *sf_workers_json(const sf_coord_t *c) {
     cJSON *a = cJSON_CreateArray();
-    int64_t now = sf_now_ms();
+    int64_t now = sf_clock_wall_ms();
     for (int i = 0; i < c->n_worker_slots; i++) {
         const sf_worker_t *w = &c->workers[i];
         if (!w->used) continue;

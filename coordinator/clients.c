@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/log.h"
+#include "common/runtime/error.h"
+#include "common/runtime/log.h"
 #include "coordinator/coord.h"
 
 void sf_clients_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t tag, int code, const char *error,
@@ -103,7 +103,7 @@ static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf_
         }
         sf_broker_cancel_run(c, r);
         r->state = RUN_CANCELLED;
-        r->finished_ms = sf_now_ms();
+        r->finished_ms = sf_clock_wall_ms();
         sf_info("run %s cancelled", r->id);
         sf_store_run_saved(c, r, 0);
         sf_store_event(c, r, "cancelled", NULL);

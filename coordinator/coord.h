@@ -20,12 +20,13 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/classes.h"
-#include "common/config.h"
-#include "common/redis_auth.h"
-#include "common/wire.h"
-#include "common/zsock.h"
-#include "common/hist.h"
+#include "common/method/classes.h"
+#include "common/runtime/clock.h"
+#include "common/runtime/config.h"
+#include "common/redis/redis_auth.h"
+#include "common/net/wire.h"
+#include "common/net/zsock.h"
+#include "common/runtime/hist.h"
 
 #define SF_MAX_PHASES 16
 #define SF_MAX_KINDS 64
@@ -225,9 +226,7 @@ typedef struct sf_coord_s {
 } sf_coord_t;
 
 /* time */
-int64_t sf_now_ms(void);
-int64_t sf_now_us(void);
-static inline uint32_t sf_coord_secs(const sf_coord_t *c) { return (uint32_t)((sf_now_ms() - c->start_ms) / 1000); }
+static inline uint32_t sf_coord_secs(const sf_coord_t *c) { return (uint32_t)((sf_clock_wall_ms() - c->start_ms) / 1000); }
 
 /* kinds */
 int sf_coord_kind_id(sf_coord_t *c, const char *kind); /* interns; -1 if full */

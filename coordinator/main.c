@@ -16,12 +16,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "common/config.h"
-#include "common/curve.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "common/metrics.h"
-#include "common/zap.h"
+#include "common/runtime/config.h"
+#include "common/net/curve.h"
+#include "common/runtime/error.h"
+#include "common/runtime/log.h"
+#include "common/runtime/metrics.h"
+#include "common/net/zap.h"
 #include "coordinator/coord.h"
 
 #define CRON_MS 100
@@ -216,7 +216,7 @@ static void cron(uv_timer_t *t) {
     sf_coord_t *c = t->data;
     static int64_t last_self;
     sf_broker_cron(c);
-    int64_t now = sf_now_ms();
+    int64_t now = sf_clock_wall_ms();
     if (now - last_self >= 1000) {
         last_self = now;
         sf_store_coordinator(c);
@@ -246,7 +246,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     sf_info("signal %d: no new work is handed out; waiting up to %ld ms for leased jobs", signum,
             c->cfg.drain_timeout_ms);
     c->stopping = 1;
-    c->stop_deadline_ms = sf_now_ms() + c->cfg.drain_timeout_ms;
+    c->stop_deadline_ms = sf_clock_wall_ms() + c->cfg.drain_timeout_ms;
 }
 
 static int shut;
@@ -338,7 +338,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     c->loop = uv_default_loop();
-    c->start_ms = sf_now_ms();
+    c->start_ms = sf_clock_wall_ms();
     c->workers = calloc(SF_MAX_WORKERS, sizeof *c->workers);
     if (!c->workers) return 1;
     /* Nothing is served before Redis has given us every run: while it is

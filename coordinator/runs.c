@@ -14,25 +14,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/run_spec.h"
-#include "common/log.h"
+#include "common/runtime/error.h"
+#include "common/method/run_spec.h"
+#include "common/runtime/log.h"
 #include "coordinator/coord.h"
 
-/* The coordinator's clocks and its table of job kinds: here, beside the runs
- * that use them, so that what links runs.c (the daemon, the spec fuzzer) has them. */
-int64_t sf_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t sf_now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
+/* The coordinator's table of job kinds: here, beside the runs that use it,
+ * so that what links runs.c (the daemon, the spec fuzzer) has it. */
 int sf_coord_kind_id(sf_coord_t *c, const char *kind) {
     for (int i = 0; i < c->n_kinds; i++)
         if (strcmp(c->kinds[i], kind) == 0) return i;
@@ -248,7 +236,7 @@ int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t *
     r->num = num;
     snprintf(r->id, sizeof r->id, "r%u", num);
     r->state = RUN_QUEUED;
-    r->created_ms = sf_now_ms();
+    r->created_ms = sf_clock_wall_ms();
     const cJSON *method = cJSON_GetObjectItemCaseSensitive(spec, "method");
     const char *m = cJSON_IsString(method) ? method->valuestring : "jobs";
     plan_fn plan = NULL;
@@ -388,7 +376,7 @@ int sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_
 static int learner_window(sf_run_t *r, sf_phase_t *p) {
     uint64_t handed = p->next - p->first;
     if (handed < ((uint64_t)r->learner_version + 2 + p->reopened) * p->per_update) return 1;
-    int64_t now = sf_now_ms();
+    int64_t now = sf_clock_wall_ms();
     if (handed > (uint64_t)p->done + p->dead || !r->learner_idle_ms || now - r->learner_idle_ms < LEARNER_IDLE_MS)
         return 0;
     p->reopened++;
@@ -429,7 +417,7 @@ void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done
     r->learner_polling = 0;
     if (!sf_run_active(r)) return;
     if (version > r->learner_version) c->dispatch_dirty = 1;
-    int64_t now = sf_now_ms();
+    int64_t now = sf_clock_wall_ms();
     if (!r->learner_idle || version != r->learner_version) r->learner_idle_ms = r->learner_idle ? now : 0;
     else if (!r->learner_idle_ms) r->learner_idle_ms = now;
     else if (now - r->learner_idle_ms >= LEARNER_IDLE_MS) c->dispatch_dirty = 1; /* learner_window() may open */
@@ -441,7 +429,7 @@ void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done
         snprintf(r->last_error, sizeof r->last_error, "learner failed: %s", failed);
         sf_broker_cancel_run(c, r);
         r->state = RUN_FAILED;
-        r->finished_ms = sf_now_ms();
+        r->finished_ms = sf_clock_wall_ms();
         sf_error("run %s failed: %s", r->id, r->last_error);
         sf_store_event(c, r, "failed", r->last_error);
         sf_store_run_saved(c, r, 0);
@@ -490,7 +478,7 @@ void sf_run_progress(sf_coord_t *c, sf_run_t *r) {
     }
     if (r->phase >= r->n_phases) {
         r->state = r->dead || r->shortfall ? RUN_FAILED : RUN_DONE;
-        r->finished_ms = sf_now_ms();
+        r->finished_ms = sf_clock_wall_ms();
         sf_info("run %s %s: %llu done, %llu dead", r->id, sf_run_state_name(r->state),
                 (unsigned long long)r->done, (unsigned long long)r->dead);
         sf_store_event(c, r, sf_run_state_name(r->state), NULL);

@@ -31,8 +31,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/run_spec.h"
+#include "common/runtime/error.h"
+#include "common/method/run_spec.h"
 #include "coordinator/coord.h"
 
 #define DEFAULT_POLICY "policy-sft.safetensors"
@@ -80,7 +80,7 @@ static const char *world_list(const sf_classlist_t *cl) {
     return res;
 }
 
-/* "sft" and "ppo" are the learner's (common/run_spec.c reads them for both);
+/* "sft" and "ppo" are the learner's (common/method/run_spec.c reads them for both);
  * only the ppo strategy has a learner to fine-tune the policy. */
 static int check_learner_keys(const cJSON *spec, int ppo, long *updates, long *batch, char *err, size_t n) {
     sf_sft_spec_t sft;

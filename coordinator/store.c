@@ -14,15 +14,15 @@
  * blocking connection, before the loop runs.
  */
 #include <errno.h>
-#include "common/redis_uv.h"
+#include "common/redis/redis_uv.h"
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/keys.h"
-#include "common/log.h"
+#include "common/runtime/error.h"
+#include "common/redis/keys.h"
+#include "common/runtime/log.h"
 #include "coordinator/coord.h"
 
 /* A growing list of Redis command arguments. */
@@ -267,7 +267,7 @@ void sf_store_job_dead(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *err
     cJSON_AddNumberToObject(o, "attempts", r->jobs[idx].attempt);
     cJSON_AddStringToObject(o, "error", error);
     cJSON_AddStringToObject(o, "worker", worker ? worker : "");
-    cJSON_AddNumberToObject(o, "at_ms", (double)sf_now_ms());
+    cJSON_AddNumberToObject(o, "at_ms", (double)sf_clock_wall_ms());
     char *js = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     args_fmt(&p->dead, "%u", idx);
@@ -304,7 +304,7 @@ void sf_store_event(sf_coord_t *c, sf_run_t *r, const char *type, const char *de
     args_str(&p->events, "detail");
     args_str(&p->events, detail ? detail : "");
     args_str(&p->events, "at_ms");
-    args_fmt(&p->events, "%lld", (long long)sf_now_ms());
+    args_fmt(&p->events, "%lld", (long long)sf_clock_wall_ms());
     c->store->ops++;
 }
 
@@ -323,7 +323,7 @@ void sf_store_worker(sf_coord_t *c, sf_worker_t *w, int gone) {
     char k[300], ks[64], now[32], slots[16], busy[16], done[24], failed[24], pid[16], ttl[16], leased[16];
     snprintf(k, sizeof k, SF_KEY_WORKER, s->prefix, w->id);
     snprintf(ks, sizeof ks, SF_KEY_WORKERS, s->prefix);
-    snprintf(now, sizeof now, "%lld", (long long)sf_now_ms());
+    snprintf(now, sizeof now, "%lld", (long long)sf_clock_wall_ms());
     snprintf(slots, sizeof slots, "%u", w->slots);
     snprintf(busy, sizeof busy, "%u", w->busy);
     snprintf(leased, sizeof leased, "%u", w->leased);
@@ -348,7 +348,7 @@ void sf_store_coordinator(sf_coord_t *c) {
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)c->epoch);
     snprintf(st, sizeof st, "%lld", (long long)c->start_ms);
-    snprintf(hb, sizeof hb, "%lld", (long long)sf_now_ms());
+    snprintf(hb, sizeof hb, "%lld", (long long)sf_clock_wall_ms());
     snprintf(disp, sizeof disp, "%llu", (unsigned long long)c->st.dispatched);
     snprintf(bad, sizeof bad, "%llu", (unsigned long long)c->st.frames_bad);
     snprintf(dup, sizeof dup, "%llu", (unsigned long long)c->st.results_dup);
@@ -382,7 +382,7 @@ static void on_learner(redisAsyncContext *ac, void *reply, void *priv) {
      * restarted learner takes a run up only when a rollout or a policy
      * request for it comes — so its updated_ms has not moved for 5 s (by
      * this clock: the learner's may differ). */
-    int64_t now = sf_now_ms(), upd = u ? atoll(u) : 0;
+    int64_t now = sf_clock_wall_ms(), upd = u ? atoll(u) : 0;
     if (upd != r->learner_updated_ms) r->learner_updated_ms = upd, r->learner_fresh_ms = now;
     r->learner_idle = (st && !strcmp(st, "ready")) || now - r->learner_fresh_ms > 5000;
     sf_run_learner_state(c, r, v ? (uint32_t)strtoul(v, NULL, 10) : 0, d && atoi(d) == 1,
@@ -423,7 +423,7 @@ static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec) 
     args_str(&a, "created_ms"); args_fmt(&a, "%lld", (long long)r->created_ms);
     args_str(&a, "started_ms"); args_fmt(&a, "%lld", (long long)r->started_ms);
     args_str(&a, "finished_ms"); args_fmt(&a, "%lld", (long long)r->finished_ms);
-    args_str(&a, "updated_ms"); args_fmt(&a, "%lld", (long long)sf_now_ms());
+    args_str(&a, "updated_ms"); args_fmt(&a, "%lld", (long long)sf_clock_wall_ms());
     args_str(&a, "last_error"); args_str(&a, r->last_error);
     if (with_spec) { args_str(&a, "spec"); args_str(&a, r->spec_json); }
     batch_args(b, &a);
@@ -535,7 +535,7 @@ static void send_batch(sf_coord_t *c, batch_t *b) {
         }
     }
     b->sent = 1;
-    b->sent_us = sf_now_us();
+    b->sent_us = sf_clock_mono_us();
     s->inflight++;
     c->st.redis_batches++;
 }
@@ -575,7 +575,7 @@ static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
     if (s->head != b) sf_error("redis: acknowledgement out of order");
     s->head = b->next;
     if (!s->head) s->tail = NULL;
-    sf_hist_add(&c->redis_latency, (uint64_t)(sf_now_us() - b->sent_us));
+    sf_hist_add(&c->redis_latency, (uint64_t)(sf_clock_mono_us() - b->sent_us));
     sf_coord_on_acked(c, b->acks, b->n_acks);
     batch_free(b);
 }
@@ -699,7 +699,7 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *priv) {
     s->authing = 0;
     if (r->type == REDIS_REPLY_ERROR) {
         c->st.redis_auth_failures++;
-        int64_t now = sf_now_ms();
+        int64_t now = sf_clock_wall_ms();
         if (!s->auth_logged_ms || now - s->auth_logged_ms >= 60000) {
             char who[160];
             sf_error("redis: %s refused AUTH as %s: %s%s; nothing is written until it accepts, retrying",
@@ -758,8 +758,8 @@ static int connect_async(sf_coord_t *c) {
     static int64_t warned_ms; /* at most once a minute */
     if (s->was_connected &&
         sf_redis_auth_refresh(&c->redis_auth, c->cfg.redis_user, c->cfg.redis_password_file, err, sizeof err) != 0 &&
-        sf_now_ms() - warned_ms >= 60000) {
-        warned_ms = sf_now_ms();
+        sf_clock_wall_ms() - warned_ms >= 60000) {
+        warned_ms = sf_clock_wall_ms();
         sf_warn("redis: %s; trying the password read before", err);
     }
     int port = 0, is_unix = 0;

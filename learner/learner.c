@@ -20,7 +20,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdatomic.h>
-#include "common/redis_uv.h"
+#include "common/redis/redis_uv.h"
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
@@ -34,21 +34,21 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "common/blob.h"
-#include "common/bpe.h"
-#include "common/classes.h"
-#include "common/config.h"
-#include "common/curve.h"
-#include "common/error.h"
-#include "common/keys.h"
-#include "common/log.h"
-#include "common/metrics.h"
-#include "common/redis_auth.h"
-#include "common/run_spec.h"
-#include "common/sft_rows.h"
-#include "common/wire.h"
-#include "common/zap.h"
-#include "common/zsock.h"
+#include "common/net/blob.h"
+#include "common/text/bpe.h"
+#include "common/method/classes.h"
+#include "common/runtime/config.h"
+#include "common/net/curve.h"
+#include "common/runtime/error.h"
+#include "common/redis/keys.h"
+#include "common/runtime/log.h"
+#include "common/runtime/metrics.h"
+#include "common/redis/redis_auth.h"
+#include "common/method/run_spec.h"
+#include "common/text/sft_rows.h"
+#include "common/net/wire.h"
+#include "common/net/zap.h"
+#include "common/net/zsock.h"
 #include "ml/sf_ml.h"
 #include "world/world.h"
 
@@ -695,7 +695,7 @@ static double jnum(const cJSON *o, const char *k, double def) {
 }
 
 /* Reads the learner's settings from the run spec: "ppo", "sft" and the
- * policy, with the coordinator's rules (common/run_spec.c), since a spec
+ * policy, with the coordinator's rules (common/method/run_spec.c), since a spec
  * may also have been written to Redis directly. */
 static int configure(lrun_t *r, const char *spec_json) {
     char *e = r->error;

@@ -17,7 +17,7 @@
 #include <vector>
 
 extern "C" {
-#include "common/clip_bpe.h"
+#include "common/text/clip_bpe.h"
 }
 
 // ---- the scheduler's maths ----

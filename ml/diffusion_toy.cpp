@@ -20,7 +20,7 @@
 #include <string>
 
 extern "C" {
-#include "common/clip_bpe.h"
+#include "common/text/clip_bpe.h"
 }
 
 namespace {

@@ -335,7 +335,7 @@ extern "C" int sf_gpt2_sft(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_
     uint64_t r = o->seed;
     for (int step = 0; step < o->steps; step++) {
         for (int j = 0; j < o->batch; j++) {
-            int i = (int)(sf_ml_mix64(&r) % (uint64_t)n);
+            int i = (int)(sf_splitmix64(&r) % (uint64_t)n);
             memcpy(&bs[(size_t)j * stride], seqs + (size_t)i * stride, sizeof(int32_t) * stride);
             bp[j] = prompt_lens[i], bl[j] = seq_lens[i];
         }

@@ -36,7 +36,7 @@ extern "C" void sf_samples_free(sf_samples_t *s) {
     memset(s, 0, sizeof *s);
 }
 
-static inline double uniform01(uint64_t *s) { return (double)(sf_ml_mix64(s) >> 11) * 0x1.0p-53; }
+static inline double uniform01(uint64_t *s) { return (double)(sf_splitmix64(s) >> 11) * 0x1.0p-53; }
 
 // Draws one id from a row of V probabilities (softmax of the logits over
 // the temperature), after top-k and top-p filtering, with the uniform u.

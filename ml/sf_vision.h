@@ -92,7 +92,7 @@ int sf_clip_load(const char *path, const sf_clip_config_t *c, const char *device
  * image_std when present; or, without config.json, a model.safetensors
  * written by sf_clip_save (config in its metadata: the layout of
  * models/clip-world).  vocab.json and merges.txt are the caller's
- * (common/clip_bpe.h).  A path to a file is loaded as sf_clip_load(path,
+ * (common/text/clip_bpe.h).  A path to a file is loaded as sf_clip_load(path,
  * NULL).  Errors as for sf_gpt2_load: each names the file and, for a tensor,
  * its name, shapes or dtype. */
 int sf_clip_load_dir(const char *dir, const char *device, sf_clip_t **out, char *err, size_t errlen);

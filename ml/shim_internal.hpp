@@ -17,19 +17,15 @@
 #include <vector>
 
 extern "C" {
-#include "common/error.h"
-#include "common/safetensors.h"
+#include "common/runtime/error.h"
+#include "common/formats/safetensors.h"
 }
+#include "common/runtime/hash.h"
 #include "ml/sf_ml.h"
 
-// splitmix64: small, fast, and the same everywhere (the sampler's draws,
-// the SFT loop's batches).
-static inline uint64_t sf_ml_mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+// splitmix64 is common/runtime/hash.h's sf_splitmix64, the same everywhere
+// (the sampler's draws, the SFT loop's batches).
+
 
 // The last failure of an object, as the house style wants (err, errstr).
 struct sf_ml_err_t {

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // Generates the GPT-2 tokenizer fixture (tests/fixtures/bpe/gpt2_cases.json)
 // with the reference encoder of the npm package gpt-3-encoder@1.1.4, so that
-// common/bpe.c is checked against GPT-2's own ids rather than against itself.
+// common/text/bpe.c is checked against GPT-2's own ids rather than against itself.
 // Run once and commit the output:
 //
 //   tmp=$(mktemp -d) && (cd $tmp && npm pack gpt-3-encoder@1.1.4 && tar xzf gpt-3-encoder-*.tgz)
 //   node tools/gen_bpe_fixture.js $tmp/package > tests/fixtures/bpe/gpt2_cases.json
 //
-// With --tables it instead prints the Unicode ranges that common/bpe.c uses
+// With --tables it instead prints the Unicode ranges that common/text/bpe.c uses
 // for the pre-tokenizer's \p{L}, \p{N} and \s classes, as node's regex engine
 // sees them (the same engine the reference encoder runs on).
 'use strict';

@@ -171,7 +171,7 @@ ML=(runtime gpt2 sample clip)
 # An object is rebuilt when its source, a header or a flag changed (by
 # content: the working tree may arrive with new times), or with FORCE=1.
 flags="$CXX $CC ${CPP[*]} ${TORCH_INC[*]} ${CJSON_INC[*]} ${CUDA_INC[*]} ${CXXFLAGS[*]} ${CFLAGS[*]}"
-headers=$( (echo "$flags"; cat ml/*.h ml/*.hpp common/error.h common/safetensors.h) | md5sum | cut -c1-32)
+headers=$( (echo "$flags"; cat ml/*.h ml/*.hpp common/runtime/error.h common/formats/safetensors.h) | md5sum | cut -c1-32)
 [ "${FORCE:-0}" = 1 ] && rm -f "$B"/*.o "$B"/*.sum
 fresh() {  # object source
     local sum; sum=$( (echo "$headers"; cat "$2") | md5sum | cut -c1-32)
@@ -204,7 +204,7 @@ for m in "${ML[@]}"; do
     # At most JOBS at once.
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
 done
-for c in common/error.c common/fileio.c common/safetensors.c tests/bench/bench_ml_real.c; do
+for c in common/runtime/error.c common/runtime/fileio.c common/formats/safetensors.c tests/bench/bench_ml_real.c; do
     o=$B/$(basename "$c" .c).o
     if fresh "$o" "$c"; then reused=$((reused + 1)); continue; fi
     "$CC" "${CPP[@]}" "${CJSON_INC[@]}" "${CFLAGS[@]}" -c "$c" -o "$o" 2>"$o.log" || { cat "$o.log" >&2; die "cannot compile $c"; }

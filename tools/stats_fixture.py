@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes tests/fixtures/stats.json: reference values for common/stats.c,
+"""Writes tests/fixtures/stats.json: reference values for common/method/stats.c,
 computed independently with numpy (Debian's python3-numpy; run with
 /usr/bin/python3).  The data are drawn from numpy's seeded generator and
 stored with the results, so the C test needs no numpy."""

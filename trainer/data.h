@@ -24,12 +24,6 @@ typedef struct {
 void sf_train_input(const uint8_t *rgb, int s, int S, const float mean[3], const float std[3], int flip,
                     float *out);
 
-/* A splitmix64 step: the trainers' deterministic random numbers. */
-uint64_t sf_train_rng(uint64_t *state);
-
-/* FNV-1a over bytes, chained through h. */
-uint64_t sf_train_hash(uint64_t h, const void *p, size_t n);
-
 /* A fingerprint of what the world renders and writes (a few images and
  * captions of every kind the trainers use), so that a change to the world
  * retrains the models that learnt from it. */
@@ -41,7 +35,6 @@ int sf_train_stamp_write(const sf_train_ctx_t *c, const char *name, uint64_t key
 
 /* A progress line on stderr: "name: step i/n  <extra>  12 s, eta 30 s". */
 void sf_train_progress(const char *name, int step, int steps, double t0, const char *extra);
-double sf_train_now(void);
 
 /* Writes out/<name>.quality.json from a JSON object text. */
 int sf_train_quality_write(const sf_train_ctx_t *c, const char *name, const char *json);

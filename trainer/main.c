@@ -19,31 +19,14 @@
 #include <unistd.h>
 #include <time.h>
 
-#include "common/classes.h"
-#include "common/error.h"
+#include "common/method/classes.h"
+#include "common/runtime/clock.h"
+#include "common/runtime/error.h"
+#include "common/runtime/hash.h"
 #include "ml/sf_diffusion.h"
 #include "ml/sf_ml.h"
 #include "trainer/data.h"
 
-double sf_train_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-uint64_t sf_train_rng(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-uint64_t sf_train_hash(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    if (!h) h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
 
 void sf_train_input(const uint8_t *rgb, int s, int S, const float mean[3], const float std[3], int flip,
                     float *out) {
@@ -54,20 +37,20 @@ uint64_t sf_train_world_fingerprint(const sf_world_t *w) {
     size_t nb = sf_world_image_bytes(w);
     uint8_t *rgb = malloc(nb);
     char cap[512];
-    uint64_t h = 0;
+    uint64_t h = SF_FNV1A_BASIS;
     for (int i = 0; rgb && i < 16; i++) {
         int label;
         if (sf_world_base_sample(w, i % sf_world_n_classes(w), (uint64_t)i, rgb, NULL) == 0)
-            h = sf_train_hash(h, rgb, nb);
+            h = sf_fnv1a(h, rgb, nb);
         for (int set = 0; set < SF_WORLD_N_SETS; set++)
             if (sf_world_testset_get(w, set, (uint64_t)i * 7, rgb, &label, NULL) == 0)
-                h = sf_train_hash(h, rgb, nb);
+                h = sf_fnv1a(h, rgb, nb);
         if (sf_world_clip_pair(w, (uint64_t)i, rgb, cap, sizeof cap, NULL) == 0) {
-            h = sf_train_hash(h, rgb, nb);
-            h = sf_train_hash(h, cap, strlen(cap));
+            h = sf_fnv1a(h, rgb, nb);
+            h = sf_fnv1a(h, cap, strlen(cap));
         }
         if (sf_world_corpus_caption(w, i % sf_world_n_classes(w), i % 16, 1, cap, sizeof cap) >= 0)
-            h = sf_train_hash(h, cap, strlen(cap));
+            h = sf_fnv1a(h, cap, strlen(cap));
     }
     free(rgb);
     return h;
@@ -107,7 +90,7 @@ int sf_train_quality_write(const sf_train_ctx_t *c, const char *name, const char
 }
 
 void sf_train_progress(const char *name, int step, int steps, double t0, const char *extra) {
-    double el = sf_train_now() - t0;
+    double el = sf_clock_mono_s() - t0;
     double eta = step > 0 ? el * (steps - step) / step : 0;
     fprintf(stderr, "%s: step %d/%d  %s  %.0f s, eta %.0f s\n", name, step, steps, extra ? extra : "", el, eta);
 }
@@ -202,7 +185,7 @@ int main(int argc, char **argv) {
     sf_classes_free(&cl);
     static const char *const names[] = {"clip", "convnext", "vit", "sft"};
     int all = !strcmp(what, "all"), rc = 0, any = 0;
-    double t0 = sf_train_now();
+    double t0 = sf_clock_mono_s();
     /* With `all`, CLIP trains in a child process while this one trains the
      * rest: two single-threaded trainers use two cores without the thread
      * pools spinning against each other, and each stays deterministic. */
@@ -231,6 +214,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sf-train: failed (%s)\n", sf_strerror(rc));
         return 1;
     }
-    if (sf_train_now() - t0 > 1) fprintf(stderr, "sf-train: done in %.0f s\n", sf_train_now() - t0);
+    if (sf_clock_mono_s() - t0 > 1) fprintf(stderr, "sf-train: done in %.0f s\n", sf_clock_mono_s() - t0);
     return 0;
 }

@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/bpe.h"
-#include "common/classes.h"
-#include "common/error.h"
-#include "common/reward.h"
-#include "common/sft_rows.h"
+#include "common/text/bpe.h"
+#include "common/method/classes.h"
+#include "common/runtime/clock.h"
+#include "common/runtime/error.h"
+#include "common/runtime/hash.h"
+#include "common/method/reward.h"
+#include "common/text/sft_rows.h"
 #include "ml/sf_ml.h"
 #include "trainer/data.h"
 
@@ -111,8 +113,8 @@ int sf_train_sft(sf_train_ctx_t *c) {
     char settings[256];
     snprintf(settings, sizeof settings, "sft v%d layers %d heads %d width %d steps %d batch %d lr %g to %g warmup %d",
              SFT_VERSION, cfg.n_layer, cfg.n_head, cfg.n_embd, steps, batch, lr_peak, lr_min, warmup);
-    uint64_t key = sf_train_hash(sf_train_world_fingerprint(w), settings, strlen(settings));
-    key = sf_train_hash(key, &cfg, sizeof cfg);
+    uint64_t key = sf_fnv1a(sf_train_world_fingerprint(w), settings, strlen(settings));
+    key = sf_fnv1a(key, &cfg, sizeof cfg);
     if (!c->force && sf_train_stamp_ok(c, "sft", key)) {
         fprintf(stderr, "sft: up to date\n");
         sf_bpe_free(&bpe);
@@ -134,13 +136,13 @@ int sf_train_sft(sf_train_ctx_t *c) {
     sf_sft_opts_t so;
     sf_sft_opts_default(&so);
     so.steps = steps, so.batch = batch, so.warmup = warmup, so.lr = lr_peak, so.lr_min = lr_min, so.seed = 5;
-    sft_progress_t pr = {sf_train_now(), 0, 0};
+    sft_progress_t pr = {sf_clock_mono_s(), 0, 0};
     float first = 0, last = 0;
     const double t0 = pr.t0;
     if (rc == 0 && (rc = sf_gpt2_sft(m, rows.seqs, rows.plen, rows.slen, rows.n, SFT_STRIDE, &so, sft_progress, &pr,
                                      &first, &last)))
         fprintf(stderr, "sft: %s\n", sf_gpt2_errstr(m));
-    double train_s = sf_train_now() - t0, wf = 0, mc = 0;
+    double train_s = sf_clock_mono_s() - t0, wf = 0, mc = 0;
     int32_t *prompts = calloc((size_t)K * SFT_STRIDE, sizeof *prompts);
     int *pl = calloc(K, sizeof *pl);
     if (rc == 0 && (!prompts || !pl)) rc = SF_ENOMEM;

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common/clip_bpe.h"
-#include "common/error.h"
+#include "common/text/clip_bpe.h"
+#include "common/runtime/clock.h"
+#include "common/runtime/error.h"
+#include "common/runtime/hash.h"
 #include "ml/sf_vision.h"
 #include "trainer/data.h"
 
@@ -217,8 +219,8 @@ static int clip_quality(sf_clip_t *m, const sf_clip_bpe_t *tok, const sf_world_t
     for (int i = 0; rc == 0 && i < n; i++) {
         sf_world_attrs_t a;
         sf_world_testset_get(w, SF_WORLD_SET_BASE, (uint64_t)i, NULL, NULL, &a);
-        unsigned mask = (1u << SF_ATTR_SCENE) | (1u << SF_ATTR_STYLE) | (unsigned)(sf_train_rng(&r) & SF_ATTR_ALL);
-        int len = sf_world_caption(w, &a, mask, (int)(sf_train_rng(&r) % (uint64_t)sf_world_n_templates()), buf, sizeof buf);
+        unsigned mask = (1u << SF_ATTR_SCENE) | (1u << SF_ATTR_STYLE) | (unsigned)(sf_splitmix64(&r) & SF_ATTR_ALL);
+        int len = sf_world_caption(w, &a, mask, (int)(sf_splitmix64(&r) % (uint64_t)sf_world_n_templates()), buf, sizeof buf);
         texts[i] = strdup(len > 0 ? buf : "");
     }
     if (rc == 0) rc = embed_texts(m, tok, texts, n, btxt);
@@ -259,8 +261,8 @@ int sf_train_clip(sf_train_ctx_t *c) {
     char settings[512];
     snprintf(settings, sizeof settings, "clip v%d steps %d batch %d lr %g warmup %d prompts %g threads %d",
              TRAINER_VERSION, steps, B, CLIP_LR, CLIP_WARMUP, CLIP_PROMPT_SHARE, c->threads);
-    uint64_t key = sf_train_hash(sf_train_world_fingerprint(w), settings, strlen(settings));
-    key = sf_train_hash(key, &cfg, sizeof cfg);
+    uint64_t key = sf_fnv1a(sf_train_world_fingerprint(w), settings, strlen(settings));
+    key = sf_fnv1a(key, &cfg, sizeof cfg);
     if (!c->force && sf_train_stamp_ok(c, "clip", key)) {
         fprintf(stderr, "clip: up to date\n");
         sf_clip_bpe_free(&tok);
@@ -290,7 +292,7 @@ int sf_train_clip(sf_train_ctx_t *c) {
     char cap[512];
     int lens[CLIP_BATCH];
     uint64_t r = 5;
-    double t0 = sf_train_now(), lsum = 0, asum = 0;
+    double t0 = sf_clock_mono_s(), lsum = 0, asum = 0;
     int cnt = 0;
     for (int step = 0; rc == 0 && step < steps; step++) {
         for (int j = 0; rc == 0 && j < B; j++) {
@@ -301,7 +303,7 @@ int sf_train_clip(sf_train_ctx_t *c) {
              * zero-shot prompt with a base image (docs/models.md has the
              * measurements).  With B = K every class is in each batch once,
              * so no prompt is ever a false negative of another. */
-            if ((double)(sf_train_rng(&r) >> 11) / 9007199254740992.0 < CLIP_PROMPT_SHARE) {
+            if ((double)(sf_splitmix64(&r) >> 11) / 9007199254740992.0 < CLIP_PROMPT_SHARE) {
                 got = sf_world_base_sample(w, k, idx / (uint64_t)K, rgb, NULL);
                 snprintf(cap, sizeof cap, "a photo of a %s", sf_world_class(w, k)->name);
             } else got = sf_world_clip_pair(w, idx, rgb, cap, sizeof cap, NULL);
@@ -398,8 +400,8 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
     char settings[512];
     snprintf(settings, sizeof settings, "%s v%d steps %d batch %d lr %g warmup %d threads %d", name,
              TRAINER_VERSION, steps, B, CLS_LR, CLS_WARMUP, c->threads);
-    uint64_t key = sf_train_hash(sf_train_world_fingerprint(w), settings, strlen(settings));
-    key = sf_train_hash(key, &cfg, sizeof cfg);
+    uint64_t key = sf_fnv1a(sf_train_world_fingerprint(w), settings, strlen(settings));
+    key = sf_fnv1a(key, &cfg, sizeof cfg);
     if (!c->force && sf_train_stamp_ok(c, name, key)) {
         fprintf(stderr, "%s: up to date\n", name);
         return 0;
@@ -418,14 +420,14 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
     int *labels = malloc(sizeof(int) * B);
     if (!px || !rgb || !labels) rc = SF_ENOMEM;
     uint64_t r = 99 + arch;
-    double t0 = sf_train_now(), lsum = 0, asum = 0;
+    double t0 = sf_clock_mono_s(), lsum = 0, asum = 0;
     int cnt = 0;
     for (int step = 0; rc == 0 && step < steps; step++) {
         for (int j = 0; rc == 0 && j < B; j++) {
             uint64_t i = (uint64_t)step * B + j;
             labels[j] = (int)(i % K);
             rc = sf_world_base_sample(w, labels[j], i / K, rgb, NULL);
-            sf_train_input(rgb, sf_world_size(w), S, cfg.mean, cfg.std, (int)(sf_train_rng(&r) & 1),
+            sf_train_input(rgb, sf_world_size(w), S, cfg.mean, cfg.std, (int)(sf_splitmix64(&r) & 1),
                                 px + (size_t)j * 3 * S * S);
         }
         float loss = 0, acc = 0;

@@ -20,14 +20,15 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "common/config.h"
-#include "common/curve.h"
-#include "common/error.h"
-#include "common/learner_client.h"
-#include "common/log.h"
-#include "common/metrics.h"
-#include "common/wire.h"
-#include "common/zsock.h"
+#include "common/runtime/clock.h"
+#include "common/runtime/config.h"
+#include "common/net/curve.h"
+#include "common/runtime/error.h"
+#include "worker/learner_client.h"
+#include "common/runtime/log.h"
+#include "common/runtime/metrics.h"
+#include "common/net/wire.h"
+#include "common/net/zsock.h"
 #include "worker/worker.h"
 
 #define SF_VERSION "0.1.0"
@@ -120,17 +121,6 @@ struct sf_wk_s {
     int64_t first_job_us;   /* when the first job started */
 };
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 uv_loop_t *sf_wk_loop(sf_wk_t *wk) { return wk->loop; }
 const char *sf_wk_id(const sf_wk_t *wk) { return wk->id; }
@@ -142,12 +132,12 @@ static void send_env(sf_wk_t *wk, Sf__Envelope *env) {
     if (sf_wire_send(wk->sock, NULL, 0, env, &wk->sbuf, &wk->sbuf_cap) != 0) {
         /* With no coordinator to talk to (down, or refusing our CURVE key)
          * every heartbeat fails: say so every 5 s, not ten times a second. */
-        if (now_ms() - warned_ms >= 5000) {
-            warned_ms = now_ms();
+        if (sf_clock_mono_ms() - warned_ms >= 5000) {
+            warned_ms = sf_clock_mono_ms();
             sf_warn("send to coordinator failed: %s", zmq_strerror(zmq_errno()));
         }
     } else {
-        wk->last_send_ms = now_ms();
+        wk->last_send_ms = sf_clock_mono_ms();
     }
 }
 
@@ -175,7 +165,7 @@ static void say_hello(sf_wk_t *wk) {
     env.body_case = SF__ENVELOPE__BODY_HELLO;
     env.hello = &h;
     send_env(wk, &env);
-    wk->hello_ms = now_ms();
+    wk->hello_ms = sf_clock_mono_ms();
 }
 
 /* ---- results -------------------------------------------------------------- */
@@ -212,7 +202,7 @@ static void push_result(sf_job_t *job) {
     r->payload.data = (uint8_t *)job->out;
     r->payload.len = job->out_len;
     r->error = job->error;
-    int64_t el = now_us() - job->started_us;
+    int64_t el = sf_clock_mono_us() - job->started_us;
     if (job->h && el > 0) {
         wk->kind_busy_us[job->hi] += el;
         wk->kind_jobs[job->hi]++;
@@ -260,7 +250,7 @@ static void after_work_cb(uv_work_t *w, int status) {
 
 static void run_job(sf_wk_t *wk, sf_job_t *job) {
     wk->running++;
-    job->started_us = now_us();
+    job->started_us = sf_clock_mono_us();
     if (!wk->first_job_us) wk->first_job_us = job->started_us;
     if (!job->h) {
         job->status = SF_JOB_FATAL;
@@ -360,7 +350,7 @@ static void on_message(sf_wk_t *wk, const void *buf, size_t len) {
         sf_warn("dropped a bad frame from the coordinator: %s", err);
         return;
     }
-    wk->last_recv_ms = now_ms();
+    wk->last_recv_ms = sf_clock_mono_ms();
     switch (env->body_case) {
     case SF__ENVELOPE__BODY_WELCOME:
         if (env->welcome->epoch != wk->epoch)
@@ -377,7 +367,7 @@ static void on_message(sf_wk_t *wk, const void *buf, size_t len) {
     case SF__ENVELOPE__BODY_RECONNECT:
         /* Every message we sent before our hello arrived is answered so:
          * one hello per heartbeat interval is enough. */
-        if (now_ms() - wk->hello_ms < (int64_t)wk->hb_ms) break;
+        if (sf_clock_mono_ms() - wk->hello_ms < (int64_t)wk->hb_ms) break;
         sf_info("the coordinator does not know us (it restarted?): saying hello again");
         say_hello(wk);
         break;
@@ -427,7 +417,7 @@ static int open_socket(sf_wk_t *wk) {
     wk->zs.data = wk;
     if (sf_zsock_init(wk->loop, &wk->zs, wk->sock, on_readable) != 0) return SF_EIO;
     wk->zs_open = 1;
-    wk->last_recv_ms = now_ms();
+    wk->last_recv_ms = sf_clock_mono_ms();
     say_hello(wk);
     return 0;
 }
@@ -444,9 +434,9 @@ static void reconnect(sf_wk_t *wk) {
     if (wk->curve.on && !wk->welcomed)
         sf_warn("coordinator silent for %lld ms: reconnecting (CURVE: is this worker's public key %s in the "
                 "coordinator's curve_allowed_dir, and curve_server_key_file its key?)",
-                (long long)(now_ms() - wk->last_recv_ms), wk->curve.kp.public_key);
+                (long long)(sf_clock_mono_ms() - wk->last_recv_ms), wk->curve.kp.public_key);
     else
-        sf_warn("coordinator silent for %lld ms: reconnecting", (long long)(now_ms() - wk->last_recv_ms));
+        sf_warn("coordinator silent for %lld ms: reconnecting", (long long)(sf_clock_mono_ms() - wk->last_recv_ms));
     wk->zs_open = 0;
     wk->reconnects++;
     sf_zsock_close(&wk->zs, on_zs_closed);
@@ -488,7 +478,7 @@ static void finish(sf_wk_t *wk) {
     send_env(wk, &env);
     wk->said_bye = 1;
     sf_models_close(wk);
-    double span = wk->first_job_us ? (now_us() - wk->first_job_us) / 1e6 : 0;
+    double span = wk->first_job_us ? (sf_clock_mono_us() - wk->first_job_us) / 1e6 : 0;
     sf_info("leaving after %llu jobs done, %llu failed; busy %.1f%% of the %.1f s since the first job (%ld slots)",
             (unsigned long long)wk->done, (unsigned long long)wk->failed,
             span > 0 ? 100.0 * busy_us(wk) / 1e6 / (span * (double)wk->cfg.slots) : 0.0, span, wk->cfg.slots);
@@ -534,7 +524,7 @@ static void on_flush(uv_prepare_t *h) {
  * coordinator's liveness check. */
 static void on_heartbeat(uv_timer_t *t) {
     sf_wk_t *wk = t->data;
-    int64_t now = now_ms();
+    int64_t now = sf_clock_mono_ms();
     if (now - wk->last_recv_ms > (int64_t)wk->hb_ms * wk->liveness) {
         reconnect(wk);
         return;

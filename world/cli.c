@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/classes.h"
-#include "common/error.h"
+#include "common/method/classes.h"
+#include "common/runtime/error.h"
 #include "world/sheet.h"
 #include "world/world.h"
 

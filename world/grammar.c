@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "world/internal.h"
 
 typedef struct { const char *phrase; int attr, value; } lex_t;

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "common/runtime/hash.h"
+
 #include "world/world.h"
 
 /* Canonical resolution of a class's shape mask; rendering samples it with an
@@ -46,23 +48,13 @@ struct sf_world_s {
     int size;
 };
 
-/* splitmix64: tiny, fast, good enough for procedural jitter. */
-static inline uint64_t sf_world__mix(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
+/* splitmix64 (common/runtime/hash.h): tiny, fast, good enough for
+ * procedural jitter.  sf_world__mix is one step from state x. */
+static inline uint64_t sf_world__mix(uint64_t x) { return sf_splitmix64(&x); }
 
 typedef struct { uint64_t s; } sf_rng_t;
 
-static inline uint64_t sf_rng_next(sf_rng_t *r) {
-    r->s += 0x9E3779B97F4A7C15ull;
-    uint64_t x = r->s;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
+static inline uint64_t sf_rng_next(sf_rng_t *r) { return sf_splitmix64(&r->s); }
 static inline double sf_rng_unif(sf_rng_t *r) {
     return (double)(sf_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }

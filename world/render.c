@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "world/internal.h"
 
 #define NG 9  /* value-noise grid: 8x8 cells across the image */

@@ -18,14 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "world/internal.h"
 
-uint64_t sf_world__hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return sf_world__mix(h);
-}
+uint64_t sf_world__hash_str(const char *s) { return sf_world__mix(sf_fnv1a_str(s)); }
 
 int sf_world__draw(sf_rng_t *r, const double *probs, int n) {
     double u = sf_rng_unif(r), acc = 0;

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "world/internal.h"
 
 static const char *const attr_names[SF_N_ATTRS] = {

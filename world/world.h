@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "common/classes.h"
+#include "common/method/classes.h"
 
 #define SF_WORLD_MIN_SIZE 32
 #define SF_WORLD_MAX_SIZE 256

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "common/classes.h"
+#include "common/method/classes.h"
 #include "world/world.h"
 
 static double now(void) {

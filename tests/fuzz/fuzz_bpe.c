@@ -1,4 +1,4 @@
-/* libFuzzer target: GPT-2 byte-level BPE (common/bpe.c) on arbitrary bytes
+/* libFuzzer target: GPT-2 byte-level BPE (common/text/bpe.c) on arbitrary bytes
  * with the real vocabulary ($SF_ROOT/data/gpt2): encode, decode, and the
  * round trip must give the bytes back. */
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/bpe.h"
+#include "common/text/bpe.h"
 
 static sf_bpe_t *bpe;
 

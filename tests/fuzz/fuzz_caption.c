@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/classes.h"
+#include "common/method/classes.h"
 #include "world/world.h"
 
 static sf_world_t *w;

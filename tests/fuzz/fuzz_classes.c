@@ -1,9 +1,9 @@
-/* libFuzzer target: a user's class list (common/classes.c) and the "class
+/* libFuzzer target: a user's class list (common/method/classes.c) and the "class
  * mentioned" check on arbitrary text. */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/classes.h"
+#include "common/method/classes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sf_classlist_t *cl = NULL;

@@ -1,8 +1,8 @@
-/* libFuzzer target: a daemon's JSON config file (common/config.c). */
+/* libFuzzer target: a daemon's JSON config file (common/runtime/config.c). */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
+#include "common/runtime/config.h"
 
 typedef struct {
     char *redis, *name;

@@ -1,9 +1,9 @@
-/* libFuzzer target: CURVE key files (common/curve.c), read both as a
+/* libFuzzer target: CURVE key files (common/net/curve.c), read both as a
  * keypair file and as a public key file. */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/curve.h"
+#include "common/net/curve.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char pub[SF_CURVE_KEYLEN + 1], sec[SF_CURVE_KEYLEN + 1], err[512];

@@ -1,6 +1,6 @@
-/* libFuzzer target: an image file of any kind (common/image.c): the sniffing,
+/* libFuzzer target: an image file of any kind (common/image/image.c): the sniffing,
  * libjpeg under our error manager (no exit(), warnings silenced, truncation
- * refused), the CMYK conversion, and the size caps before common/png.c.
+ * refused), the CMYK conversion, and the size caps before common/image/png.c.
  *
  * The seeds in tests/fuzz/corpus/image/ are tiny JPEGs (baseline RGB,
  * progressive grayscale, Adobe CMYK) and PNGs, written by
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "common/image.h"
+#include "common/image/image.h"
 
 /* Full decodes stay below 4 Mpx so that each input takes milliseconds:
  * a few hundred bytes can declare 64 Mpx, and libjpeg would decode every

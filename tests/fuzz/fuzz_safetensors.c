@@ -1,10 +1,10 @@
-/* libFuzzer target: a safetensors file (common/safetensors.c): header
+/* libFuzzer target: a safetensors file (common/formats/safetensors.c): header
  * length, JSON header, offsets and dtypes. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "common/safetensors.h"
+#include "common/formats/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sf_st_t *st = NULL;

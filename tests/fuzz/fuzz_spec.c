@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "coordinator/coord.h"
 
 #define FUZZ_MAX_JOBS (1 << 16)

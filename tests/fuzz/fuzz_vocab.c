@@ -1,6 +1,6 @@
 /* libFuzzer target: the BPE vocabulary files a worker loads — GPT-2's
- * encoder.json + vocab.bpe (common/bpe.c) and CLIP's vocab.json + merges.txt
- * (common/clip_bpe.c).  The input is the token -> id JSON, a 0x00 byte, then
+ * encoder.json + vocab.bpe (common/text/bpe.c) and CLIP's vocab.json + merges.txt
+ * (common/text/clip_bpe.c).  The input is the token -> id JSON, a 0x00 byte, then
  * the merge list (no 0x00: all of it is the JSON, and the merges are empty);
  * both loaders get the same pair.  A vocabulary that loads must tokenize: a
  * short text plus the start of the merge list (so that its merges apply) is
@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/bpe.h"
-#include "common/clip_bpe.h"
+#include "common/text/bpe.h"
+#include "common/text/clip_bpe.h"
 
 static const char sample[] = "A photo of a cat, isn't it? 42 caf\xc3\xa9 \xff ";
 

@@ -1,8 +1,8 @@
-/* libFuzzer target: a frame off the wire (common/wire.c's checked decoder). */
+/* libFuzzer target: a frame off the wire (common/net/wire.c's checked decoder). */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/wire.h"
+#include "common/net/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Sf__Envelope *e = NULL;

@@ -1,5 +1,5 @@
 /* sf_fake_worker: talks to sf-learner as a worker does — through the
- * worker's own learner client (common/learner_client.h) on a libuv loop —
+ * worker's own learner client (worker/learner_client.h) on a libuv loop —
  * without a model: it fetches policy images (chunked, CRC-checked, and
  * checked here to be safetensors) and sends rollouts of random tokens.
  * Used by test_learner.sh.
@@ -14,9 +14,9 @@
 #include <uv.h>
 #include <zmq.h>
 
-#include "common/curve.h"
-#include "common/learner_client.h"
-#include "common/safetensors.h"
+#include "common/net/curve.h"
+#include "worker/learner_client.h"
+#include "common/formats/safetensors.h"
 
 static int rc = 1;
 static sf_lc_t *lc;

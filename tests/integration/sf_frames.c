@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "common/wire.h"
+#include "common/net/wire.h"
 
 int main(int argc, char **argv) {
     if (argc != 4) { fprintf(stderr, "usage: sf_frames ENDPOINT COUNT SEED\n"); return 2; }

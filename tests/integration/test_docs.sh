@@ -15,7 +15,7 @@ for d in sf-coordinator sf-worker sf-learner; do
     done
 done
 # Redis keys: the schema header, plus the learner's own keys.
-for k in $(grep -o '"%s:[a-z:%]*"' "$SF_ROOT/common/keys.h" | tr -d '"' | sed 's/%s:/sf:/; s/%s/<id>/g'); do
+for k in $(grep -o '"%s:[a-z:%]*"' "$SF_ROOT/common/redis/keys.h" | tr -d '"' | sed 's/%s:/sf:/; s/%s/<id>/g'); do
     grep -qF "\`$k\`" "$keysdoc" || missing+=("Redis key '$k' (docs/redis-keys.md)")
 done
 for k in $(grep -o '"%s:run:%s:[a-z]*"' "$SF_ROOT/learner/learner.c" | tr -d '"' | sed 's/%s:run:%s:/sf:run:<id>:/'); do

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common/blob.h"
-#include "common/error.h"
-#include "common/wire.h"
+#include "common/net/blob.h"
+#include "common/runtime/error.h"
+#include "common/net/wire.h"
 #include "sf_test.h"
 
 TEST(crc32_known_values) {

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/bpe.h"
-#include "common/error.h"
+#include "common/text/bpe.h"
+#include "common/runtime/error.h"
 #include "tests/unit/sf_test.h"
 
 static sf_bpe_t *tok;

@@ -2,8 +2,8 @@
  * users' lists, and the "class mentioned" check. */
 #include <string.h>
 
-#include "common/classes.h"
-#include "common/error.h"
+#include "common/method/classes.h"
+#include "common/runtime/error.h"
 #include "sf_test.h"
 
 TEST(builtin_lists_load) {

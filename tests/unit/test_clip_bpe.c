@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/clip_bpe.h"
-#include "common/error.h"
+#include "common/text/clip_bpe.h"
+#include "common/runtime/error.h"
 #include "sf_test.h"
 
 static const char *const words[] = {"a", "photo", "of", "cat", "cats", "the", "on", "beach", "sketch", "it"};

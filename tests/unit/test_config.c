@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common/config.h"
-#include "common/error.h"
+#include "common/runtime/config.h"
+#include "common/runtime/error.h"
 #include "sf_test.h"
 
 typedef struct { char *name; long n; double x; int flag; } cfg_t;

@@ -7,8 +7,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "common/curve.h"
-#include "common/error.h"
+#include "common/net/curve.h"
+#include "common/runtime/error.h"
 #include "sf_test.h"
 
 static char dir[64];

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/fileio.h"
+#include "common/runtime/error.h"
+#include "common/runtime/fileio.h"
 #include "sf_test.h"
 
 static void write_bytes(const char *path, const char *b, size_t n) {

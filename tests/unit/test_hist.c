@@ -1,5 +1,5 @@
 /* Unit tests for common/hist: quantiles within the stated 12.5%. */
-#include "common/hist.h"
+#include "common/runtime/hist.h"
 #include "sf_test.h"
 
 TEST(quantiles) {

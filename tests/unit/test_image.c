@@ -20,9 +20,9 @@
 
 #include <jpeglib.h>
 
-#include "common/error.h"
-#include "common/image.h"
-#include "common/png.h"
+#include "common/runtime/error.h"
+#include "common/image/image.h"
+#include "common/image/png.h"
 #include "sf_test.h"
 
 /* Compresses pix (w*h*comps, in colour space in) to a new buffer *out

@@ -12,9 +12,9 @@
 
 #include <jpeglib.h>
 
-#include "common/error.h"
-#include "common/imagefolder.h"
-#include "common/png.h"
+#include "common/runtime/error.h"
+#include "common/image/imagefolder.h"
+#include "common/image/png.h"
 #include "sf_test.h"
 
 static char root[64];

@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "common/log.h"
+#include "common/runtime/log.h"
 #include "sf_test.h"
 
 static char *capture(void (*fn)(void)) {

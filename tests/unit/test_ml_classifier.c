@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "ml/sf_ml.h"
 #include "ml/sf_vision.h"
 #include "sf_test.h"

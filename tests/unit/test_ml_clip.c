@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/safetensors.h"
+#include "common/runtime/error.h"
+#include "common/formats/safetensors.h"
 #include "ml/sf_ml.h"
 #include "ml/sf_vision.h"
 #include "sf_test.h"

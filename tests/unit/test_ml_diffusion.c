@@ -14,8 +14,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "common/clip_bpe.h"
-#include "common/error.h"
+#include "common/text/clip_bpe.h"
+#include "common/runtime/error.h"
 #include "ml/sf_diffusion.h"
 #include "ml/sf_ml.h"
 #include "sf_test.h"

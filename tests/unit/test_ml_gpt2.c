@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/safetensors.h"
+#include "common/runtime/error.h"
+#include "common/formats/safetensors.h"
 #include "ml/sf_ml.h"
 #include "tests/unit/sf_test.h"
 

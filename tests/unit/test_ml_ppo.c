@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "ml/sf_ml.h"
 #include "tests/unit/sf_test.h"
 

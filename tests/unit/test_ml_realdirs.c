@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/clip_bpe.h"
-#include "common/error.h"
-#include "common/safetensors.h"
+#include "common/text/clip_bpe.h"
+#include "common/runtime/error.h"
+#include "common/formats/safetensors.h"
 #include "ml/sf_ml.h"
 #include "ml/sf_vision.h"
 #include "sf_test.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
+#include "common/runtime/error.h"
 #include "ml/sf_ml.h"
 #include "tests/unit/sf_test.h"
 

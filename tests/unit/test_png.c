@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/png.h"
+#include "common/runtime/error.h"
+#include "common/image/png.h"
 #include "sf_test.h"
 
 static void pattern(uint8_t *p, int w, int h, int ch) {

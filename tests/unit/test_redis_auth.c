@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/redis_auth.h"
+#include "common/runtime/error.h"
+#include "common/redis/redis_auth.h"
 #include "sf_test.h"
 
 static char file[64];

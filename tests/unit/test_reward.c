@@ -2,9 +2,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "common/classes.h"
-#include "common/error.h"
-#include "common/reward.h"
+#include "common/method/classes.h"
+#include "common/runtime/error.h"
+#include "common/method/reward.h"
 #include "tests/unit/sf_test.h"
 
 TEST(test_sentences_accepted) {

@@ -1,10 +1,10 @@
 /* test_run_spec.c: the "ppo" and "sft" parts of a run spec and the models
- * path rule (common/run_spec.h), which the coordinator and the learner share. */
+ * path rule (common/method/run_spec.h), which the coordinator and the learner share. */
 #include <math.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/run_spec.h"
+#include "common/runtime/error.h"
+#include "common/method/run_spec.h"
 #include "tests/unit/sf_test.h"
 
 static int parse_ppo(const char *json, sf_ppo_spec_t *p, char *err, size_t n) {

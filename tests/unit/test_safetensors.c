@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/safetensors.h"
+#include "common/runtime/error.h"
+#include "common/formats/safetensors.h"
 #include "tests/unit/sf_test.h"
 
 static uint8_t *image(size_t *len) {

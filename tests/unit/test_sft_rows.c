@@ -1,10 +1,10 @@
-/* test_sft_rows.c: the policy's prompt and its SFT rows (common/sft_rows.h). */
+/* test_sft_rows.c: the policy's prompt and its SFT rows (common/text/sft_rows.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/bpe.h"
-#include "common/error.h"
-#include "common/sft_rows.h"
+#include "common/text/bpe.h"
+#include "common/runtime/error.h"
+#include "common/text/sft_rows.h"
 #include "tests/unit/sf_test.h"
 
 static sf_bpe_t *bpe;

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
-#include "common/stats.h"
+#include "common/runtime/error.h"
+#include "common/method/stats.h"
 #include "sf_test.h"
 
 TEST(eig_of_a_2x2_by_hand) {

@@ -2,8 +2,8 @@
  * rejected with a reason rather than accepted or crashing. */
 #include <stdlib.h>
 
-#include "common/error.h"
-#include "common/wire.h"
+#include "common/runtime/error.h"
+#include "common/net/wire.h"
 #include "sf_test.h"
 
 static long pack_jobs(uint8_t **buf, size_t *cap, size_t n, size_t payload_len, uint32_t attempt) {

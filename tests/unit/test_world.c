@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "common/classes.h"
-#include "common/error.h"
+#include "common/method/classes.h"
+#include "common/runtime/error.h"
 #include "sf_test.h"
 #include "world/world.h"
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common/png.h"
+#include "common/image/png.h"
 #include "sf_test.h"
 #include "world/world.h"
 

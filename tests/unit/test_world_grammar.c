@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common/classes.h"
-#include "common/error.h"
+#include "common/method/classes.h"
+#include "common/runtime/error.h"
 #include "sf_test.h"
 #include "world/world.h"
 

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "common/error.h"
-#include "common/png.h"
+#include "common/runtime/error.h"
+#include "common/image/png.h"
 #include "sf_test.h"
 #include "world/sheet.h"
 

@@ -9,9 +9,9 @@
 #include <uv.h>
 #include <zmq.h>
 
-#include "common/curve.h"
-#include "common/error.h"
-#include "common/zap.h"
+#include "common/net/curve.h"
+#include "common/runtime/error.h"
+#include "common/net/zap.h"
 #include "sf_test.h"
 
 static char dir[64], allowed[96];

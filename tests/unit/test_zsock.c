@@ -4,7 +4,7 @@
 #include <uv.h>
 #include <zmq.h>
 
-#include "common/zsock.h"
+#include "common/net/zsock.h"
 #include "sf_test.h"
 
 typedef struct {
