@@ -31,14 +31,6 @@ static volatile sig_atomic_t stop_flag;
 
 static void on_stop(int s) { (void)s; stop_flag = 1; }
 
-void sfctl_bin_dir(char *out, size_t n) {
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k <= 0) { snprintf(out, n, "."); return; }
-    exe[k] = 0;
-    snprintf(out, n, "%s", dirname(exe));
-}
-
 /* Starts argv with stdout/stderr to logfile, in its own process group so
  * that a terminal's ^C reaches only `up`, which then stops it in order. */
 static pid_t spawn(char *const argv[], const char *logfile) {

@@ -36,8 +36,6 @@
 #include "common/net/wire.h"
 
 
-sfctl_opts_t g_opts = {NULL, 5000, 0, NULL, NULL};
-
 static void usage(FILE *f) {
     fputs("usage: sfctl [--coordinator EP] [--timeout MS] [--curve-key FILE --curve-server-key FILE]\n"
           "             COMMAND [ARGS]\n"
@@ -68,94 +66,6 @@ static void usage(FILE *f) {
           "--curve-server-key the coordinator's public key (.pub); $SF_CURVE_KEY and\n"
           "$SF_CURVE_SERVER_KEY name them when the flags are not given.\n",
           f);
-}
-
-int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out) {
-    memset(out, 0, sizeof *out);
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0, rc = SFCTL_EXIT_UNREACHABLE;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    int64_t maxmsg = SF_WIRE_MAX_FRAME;
-    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    void *mon = NULL;
-    char hs[512] = ""; /* the last CURVE handshake failure */
-    if (sfctl_curve_setup(ctx, s, &mon, out->error, sizeof out->error) != 0) {
-        rc = SFCTL_EXIT_USAGE;
-        goto done;
-    }
-    if (zmq_connect(s, g_opts.coordinator) != 0) {
-        snprintf(out->error, sizeof out->error, "bad coordinator endpoint '%s': %s", g_opts.coordinator,
-                 zmq_strerror(zmq_errno()));
-        rc = SFCTL_EXIT_USAGE;
-        goto done;
-    }
-    Sf__Request q = SF__REQUEST__INIT;
-    q.tag = (uint64_t)getpid() << 20 | (uint64_t)(time(NULL) & 0xfffff);
-    q.op = (Sf__Request__Op)op;
-    q.run = (char *)(run ? run : "");
-    q.spec_json = (char *)(spec ? spec : "");
-    Sf__Envelope env = SF__ENVELOPE__INIT;
-    env.body_case = SF__ENVELOPE__BODY_REQUEST;
-    env.request = &q;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    long n = sf_wire_pack(&env, &buf, &cap);
-    if (n < 0 || zmq_send(s, buf, (size_t)n, 0) < 0) {
-        free(buf);
-        snprintf(out->error, sizeof out->error, "cannot send to the coordinator");
-        goto done;
-    }
-    free(buf);
-    zmq_pollitem_t pi[2] = {{s, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        long left = g_opts.timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
-        if (left < 0) left = 0;
-        if (zmq_poll(pi, mon ? 2 : 1, left) <= 0) {
-            snprintf(out->error, sizeof out->error, "no answer from the coordinator at %s within %ld ms%s%s",
-                     g_opts.coordinator, g_opts.timeout_ms, *hs ? "; " : "", hs);
-            goto done;
-        }
-        if (pi[0].revents & ZMQ_POLLIN) break;
-        int ev = sfctl_curve_event(mon, g_opts.coordinator, hs, sizeof hs);
-        if (ev == 2) {
-            /* Refused: waiting longer cannot help. */
-            snprintf(out->error, sizeof out->error, "%s", hs);
-            rc = SFCTL_EXIT_FAIL;
-            goto done;
-        }
-    }
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    zmq_msg_recv(&m, s, 0);
-    Sf__Envelope *r = NULL;
-    char err[256];
-    if (sf_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err) != 0 ||
-        r->body_case != SF__ENVELOPE__BODY_REPLY) {
-        snprintf(out->error, sizeof out->error, "bad reply from the coordinator: %s", r ? "not a reply" : err);
-        sf_wire_free(r);
-        zmq_msg_close(&m);
-        rc = SFCTL_EXIT_FAIL;
-        goto done;
-    }
-    zmq_msg_close(&m);
-    out->code = r->reply->code;
-    snprintf(out->error, sizeof out->error, "%s", r->reply->error);
-    snprintf(out->run, sizeof out->run, "%s", r->reply->run);
-    out->json = strdup(r->reply->json);
-    sf_wire_free(r);
-    rc = out->code == 0 ? 0 : out->code == SF_EINVAL || out->code == SF_ENOTFOUND ? SFCTL_EXIT_USAGE : SFCTL_EXIT_FAIL;
-done:
-    if (mon) {
-        zmq_socket_monitor(s, NULL, 0);
-        zmq_close(mon);
-    }
-    zmq_close(s);
-    zmq_ctx_term(ctx);
-    return rc;
 }
 
 /* A class SPEC that is neither builtin:, '-' nor an existing file, and does

@@ -1,28 +1,11 @@
-/* sfctl.h: what sfctl's files share. */
+/* sfctl.h: sfctl's commands, one file each; sfctl.c dispatches to them.
+ * How a command reaches the coordinator is cli/client.h. */
 #ifndef SFCTL_H
 #define SFCTL_H
 
 #include <stddef.h>
 
-enum { SFCTL_EXIT_OK = 0, SFCTL_EXIT_FAIL = 1, SFCTL_EXIT_USAGE = 2, SFCTL_EXIT_UNREACHABLE = 3, SFCTL_EXIT_CANCELLED = 4 };
-
-typedef struct {
-    const char *coordinator;
-    long timeout_ms;
-    int quiet;
-    const char *curve_key, *curve_server_key; /* --curve-key, --curve-server-key (NULL: environment) */
-} sfctl_opts_t;
-extern sfctl_opts_t g_opts;
-
-typedef struct {
-    int code;
-    char error[1024];
-    char run[32];
-    char *json; /* malloc'd */
-} sfctl_reply_t;
-
-/* One request to the coordinator; returns an SFCTL_EXIT_… code. */
-int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out);
+#include "cli/client.h"
 
 /* view.c */
 int sfctl_print_table(int op, const char *json);
@@ -41,16 +24,6 @@ int sfctl_report(int argc, char **argv);
 
 /* keys.c: `sfctl keygen --out PREFIX`. */
 int sfctl_keygen(int argc, char **argv);
-/* Applies the CURVE client keys (flags or SF_CURVE_KEY / SF_CURVE_SERVER_KEY;
- * none: nothing) to sock before it connects, and opens *mon, a socket that
- * gets sock's handshake failures (NULL when none is watched). */
-int sfctl_curve_setup(void *ctx, void *sock, void **mon, char *err, size_t n);
-/* Reads one event from mon: 2 when the server refused our key, 1 for
- * another handshake failure (err says which), 0 for nothing. */
-int sfctl_curve_event(void *mon, const char *endpoint, char *err, size_t n);
-
-/* The folder of the running sfctl binary (its siblings: the daemons, sf-world). */
-void sfctl_bin_dir(char *out, size_t n);
 
 /* world_cmd.c */
 int sfctl_world(int argc, char **argv);
