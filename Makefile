@@ -6,6 +6,7 @@
 #   make test-faults the 5-minute fault drill (tools/faults.py)
 #   make demo       local cluster on the embedded world
 #   make bench      benchmarks (not tests)
+#   make lint       the layout's include and link rules (make test runs them too)
 #   make NO_TORCH=1 coordinator, sfctl and a worker with the non-model kinds
 #   make SANITIZE=address,undefined test
 #   make SANITIZE=thread NO_TORCH=1 test   (ThreadSanitizer: build/san-thread)
@@ -120,7 +121,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 ITOOL_SRC  := $(wildcard tests/integration/*.c)
 ITOOL_BINS := $(patsubst tests/integration/%.c,$(BUILD)/itest/%,$(ITOOL_SRC))
 
-.PHONY: all deps build test test-faults unit integration demo bench clean models fuzz fuzz-build results
+.PHONY: all deps build test test-faults unit integration demo bench clean models fuzz fuzz-build results lint
 .DEFAULT_GOAL := all
 
 # The targets that build first do it on every core unless make was given -j.
@@ -207,6 +208,11 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $$(call libs_for,$$*)
 test: deps
 	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
 	@SF_BUILD=$(BUILD) tests/run.sh
+
+# The layout's rules (docs/architecture.md): includes by folder, and the
+# coordinator and sfctl free of libtorch, libpng and libjpeg.
+lint: build
+	@tools/lint_layout.sh $(BUILD)/bin
 
 unit: build
 	@SF_BUILD=$(BUILD) tests/run.sh unit

@@ -37,7 +37,7 @@ uint64_t sf_train_world_fingerprint(const sf_world_t *w) {
     size_t nb = sf_world_image_bytes(w);
     uint8_t *rgb = malloc(nb);
     char cap[512];
-    uint64_t h = SF_FNV1A_BASIS;
+    uint64_t h = SF_HASH_BASIS;
     for (int i = 0; rgb && i < 16; i++) {
         int label;
         if (sf_world_base_sample(w, i % sf_world_n_classes(w), (uint64_t)i, rgb, NULL) == 0)

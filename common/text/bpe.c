@@ -287,7 +287,7 @@ typedef struct {
     size_t n;
 } map_t;
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n) { return sf_fnv1a(SF_FNV1A_BASIS, p, n); }
+static uint64_t hash_bytes(const uint8_t *p, size_t n) { return sf_fnv1a(SF_HASH_BASIS, p, n); }
 
 struct sf_bpe_s {
     uint8_t *arena;          /* every key's bytes */

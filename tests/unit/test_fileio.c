@@ -1,5 +1,7 @@
-/* Unit tests for common/fileio: whole files and streams read into one
- * NUL-terminated buffer, with the size limit and every failure named. */
+/* Unit tests for common/runtime/fileio: whole files and streams read into one
+ * NUL-terminated buffer, with the size limit and every failure named; atomic
+ * writes (a reader sees the old file or the new one, never a temporary one
+ * left behind) and mkdir -p. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,8 +82,57 @@ TEST(reads_a_large_file_and_a_pipe) {
     free(want);
 }
 
+static int write_half_then_fail(FILE *f, void *arg) {
+    (void)arg;
+    fputs("half", f);
+    return SF_EFORMAT;
+}
+
+static int count_entries(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "ls -A %s | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+TEST(writes_atomically_and_makes_dirs) {
+    char dir[] = "/tmp/sf-test-fileio-w.XXXXXX", sub[200], path[300];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(sub, sizeof sub, "%s/a/b/c", dir);
+    CHECK_EQ_INT(sf_mkdir_p(sub, 0755), 0);
+    struct stat st;
+    CHECK(stat(sub, &st) == 0 && S_ISDIR(st.st_mode));
+    CHECK_EQ_INT(sf_mkdir_p(sub, 0755), 0); /* existing: fine */
+    snprintf(path, sizeof path, "%s/f.txt", sub);
+    CHECK_EQ_INT(sf_write_file_atomic(path, "old", 3), 0);
+    CHECK_EQ_INT(sf_write_file_atomic(path, "new!", 4), 0);
+    size_t n;
+    char *b = sf_file_text(path, &n);
+    CHECK(b && n == 4 && !memcmp(b, "new!", 4));
+    free(b);
+    /* A writer that fails leaves the old file and no temporary behind. */
+    CHECK_EQ_INT(sf_write_atomic(path, write_half_then_fail, NULL), SF_EFORMAT);
+    b = sf_file_text(path, &n);
+    CHECK(b && n == 4 && !memcmp(b, "new!", 4));
+    free(b);
+    CHECK_EQ_INT(count_entries(sub), 1);
+    /* A path whose folder is missing fails with SF_EIO and writes nothing. */
+    snprintf(path, sizeof path, "%s/missing/f.txt", dir);
+    CHECK_EQ_INT(sf_write_file_atomic(path, "x", 1), SF_EIO);
+    /* mkdir -p through a file is an error. */
+    snprintf(path, sizeof path, "%s/f.txt/d", sub);
+    CHECK_EQ_INT(sf_mkdir_p(path, 0755), SF_EIO);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void) {
     SF_RUN(reads_a_file_whole);
+    SF_RUN(writes_atomically_and_makes_dirs);
     SF_RUN(reads_a_large_file_and_a_pipe);
     SF_DONE();
 }
