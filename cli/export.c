@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 
 #include "cli/sfctl.h"
+#include "common/runtime/error.h"
+#include "common/runtime/fileio.h"
 
 static int valid_run(const char *s) {
     size_t n = strlen(s);
@@ -26,22 +28,23 @@ static int valid_run(const char *s) {
     return 1;
 }
 
-static int copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb");
-    if (!in) return -1;
-    char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.part", to);
-    FILE *out = fopen(tmp, "wb");
-    if (!out) { fclose(in); return -1; }
+static int copy_stream(FILE *out, void *arg) {
+    FILE *in = arg;
     char buf[65536];
     size_t n;
     int ok = 1;
     while ((n = fread(buf, 1, sizeof buf, in)) > 0) ok &= fwrite(buf, 1, n, out) == n;
-    ok &= !ferror(in);
+    return ok && !ferror(in) ? 0 : SF_EIO;
+}
+
+/* Copies from to `to` through a temporary name (an interrupted export never
+ * leaves half an image under its final name). */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return -1;
+    int rc = sf_write_atomic(to, copy_stream, in);
     fclose(in);
-    ok &= fclose(out) == 0;
-    if (!ok || rename(tmp, to) != 0) { remove(tmp); return -1; }
-    return 0;
+    return rc ? -1 : 0;
 }
 
 /* Is `file` ("<wnid>/<id>.png") among the manifest's kept entries? */

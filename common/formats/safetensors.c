@@ -571,30 +571,23 @@ int sf_st_writer_bytes(sf_st_writer_t *w, uint8_t **buf, size_t *len) {
     return 0;
 }
 
+typedef struct { const sf_st_writer_t *w; const char *h; size_t hlen; } save_t;
+
+static int write_st(FILE *f, void *arg) {
+    const save_t *s = arg;
+    uint64_t hl = s->hlen;
+    int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(s->h, 1, s->hlen, f) == s->hlen;
+    for (int i = 0; ok && i < s->w->n; i++)
+        ok = !s->w->e[i].nbytes || fwrite(s->w->e[i].data, 1, s->w->e[i].nbytes, f) == s->w->e[i].nbytes;
+    return ok ? 0 : SF_EIO;
+}
+
 int sf_st_writer_save(sf_st_writer_t *w, const char *path) {
     size_t hlen, dlen;
     char *h = build_header(w, &hlen, &dlen);
     if (!h) return SF_ENOMEM;
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    if (!tmp) { free(h); return SF_ENOMEM; }
-    snprintf(tmp, pl + 16, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int rc = 0;
-    if (!f) {
-        rc = SF_EIO;
-    } else {
-        uint64_t hl = hlen;
-        int ok = fwrite(&hl, 8, 1, f) == 1 && fwrite(h, 1, hlen, f) == hlen;
-        for (int i = 0; ok && i < w->n; i++)
-            ok = !w->e[i].nbytes || fwrite(w->e[i].data, 1, w->e[i].nbytes, f) == w->e[i].nbytes;
-        if (fclose(f) != 0) ok = 0;
-        if (!ok || rename(tmp, path) != 0) {
-            unlink(tmp);
-            rc = SF_EIO;
-        }
-    }
-    free(tmp);
+    save_t s = {w, h, hlen};
+    int rc = sf_write_atomic(path, write_st, &s);
     free(h);
     return rc;
 }
