@@ -1,5 +1,6 @@
 // classifier.cpp: timm's ConvNeXt and ViT image classifiers (timm
 // parameter names), their training step and safetensors checkpoints.
+#include "ml/model_file.hpp"
 #include "ml/vision_internal.hpp"
 
 #include <cstddef>
@@ -329,51 +330,40 @@ extern "C" int sf_classifier_config_check(const sf_classifier_config_t *c, char 
 
 // ---- objects ----
 
-static int make_cls(const sf_classifier_config_t *c, const char *device, sf_classifier_t **out,
-                    char *err, size_t errlen) {
-    *out = nullptr;
-    int rc = sf_classifier_config_check(c, err, errlen);
-    if (rc) return rc;
-    sf_ml_err_t e;
-    torch::Device dev(torch::kCPU);
-    if ((rc = sf_ml_parse_device(device, &dev, &e)) != 0) {
-        sf_ml_copy_err(err, errlen, e.errstr);
-        return rc;
+// What ml/model_file.hpp needs to know of the classifiers.
+struct ClassifierFile : ModelFileDefaults {
+    typedef sf_classifier_s Obj;
+    typedef sf_classifier_config_t Config;
+    static constexpr const char *what = "the classifier";
+    static constexpr const char *name = "classifier";
+    static constexpr const char *meta_key = "sf_classifier_config";
+    static int check(const Config *c, char *err, size_t errlen) { return sf_classifier_config_check(c, err, errlen); }
+    static int parse(const char *js, Config *c, char *err, size_t errlen) {
+        sf_classifier_config_convnext_atto(c, 1000);
+        return sf_vision_config_parse(js, c, cls_fields, n_cls_fields, err, errlen);
     }
-    auto *m = new (std::nothrow) sf_classifier_s();
-    if (!m) return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
-    try {
-        m->cfg = *c;
-        m->device = dev;
-        m->model = Classifier(*c);
+    static char *to_json(const Config &c) { return sf_vision_config_json(&c, cls_fields, n_cls_fields); }
+    static void build(Obj *m, const Config &c) {
+        m->cfg = c;
+        m->model = Classifier(c);
         m->params.fill(*m->model);
-    } catch (const std::exception &ex) {
-        delete m;
-        return sf_errf(SF_ETORCH, err, errlen, "cannot build the classifier: %s", ex.what());
     }
-    *out = m;
-    return 0;
-}
+    // timm: layer scale starts at ls_init; norms at one (the generic init
+    // does those).
+    static void init(Obj *m, uint64_t seed) {
+        auto &mod = *m->model;
+        sf_vision_init(mod, seed, 0.02);
+        torch::NoGradGuard ng;
+        for (auto &kv : mod.named_parameters(true))
+            if (kv.key().size() >= 5 && kv.key().compare(kv.key().size() - 5, 5, "gamma") == 0)
+                kv.value().fill_(m->cfg.ls_init);
+    }
+    static const Config &config(const Obj *m) { return m->cfg; }
+};
 
 extern "C" int sf_classifier_new(const sf_classifier_config_t *c, const char *device, uint64_t seed,
                                  sf_classifier_t **out, char *err, size_t errlen) {
-    int rc = make_cls(c, device, out, err, errlen);
-    if (rc) return rc;
-    try {
-        auto &mod = *(*out)->model;
-        sf_vision_init(mod, seed, 0.02);
-        torch::NoGradGuard ng;
-        // timm: layer scale starts at ls_init; norms at one (the generic
-        // init has done those).
-        for (auto &kv : mod.named_parameters(true))
-            if (kv.key().size() >= 5 && kv.key().compare(kv.key().size() - 5, 5, "gamma") == 0)
-                kv.value().fill_(c->ls_init);
-        mod.to((*out)->device);
-    } catch (const std::exception &ex) {
-        sf_classifier_free(out);
-        return sf_errf(SF_ETORCH, err, errlen, "cannot initialise the classifier: %s", ex.what());
-    }
-    return 0;
+    return sf_model_new<ClassifierFile>(c, device, seed, out, err, errlen);
 }
 
 extern "C" int sf_classifier_load(const char *path, const sf_classifier_config_t *c, const char *device,
@@ -383,63 +373,14 @@ extern "C" int sf_classifier_load(const char *path, const sf_classifier_config_t
     char sub[256];
     int rc = sf_st_load(path, &st, sub, sizeof sub);
     if (rc) return sf_errf(rc, err, errlen, "%s: %s", path, sub);
-    sf_classifier_config_t cfg;
-    if (c) cfg = *c;
-    else {
-        sf_classifier_config_convnext_atto(&cfg, 1000);
-        const char *meta = sf_st_meta(st, "sf_classifier_config");
-        if (!meta) {
-            sf_st_free(&st);
-            return sf_errf(SF_EFORMAT, err, errlen, "%s: no classifier config in its metadata; give one", path);
-        }
-        if ((rc = sf_vision_config_parse(meta, &cfg, cls_fields, n_cls_fields, sub, sizeof sub))) {
-            sf_st_free(&st);
-            return sf_errf(rc, err, errlen, "%s: %s", path, sub);
-        }
-    }
-    if ((rc = make_cls(&cfg, device, out, err, errlen))) {
-        sf_st_free(&st);
-        return rc;
-    }
-    sf_classifier_t *m = *out;
-    try {
-        rc = sf_ml_load_params(*m->model, st, nullptr, {}, nullptr, &m->e);
-        if (rc == 0) m->model->to(m->device);
-    } catch (const std::exception &ex) {
-        rc = sf_ml_fail(&m->e, SF_ETORCH, "%s", ex.what());
-    }
-    sf_st_free(&st);
-    if (rc) {
-        sf_errf(rc, err, errlen, "%s: %s", path, m->e.errstr);
-        sf_classifier_free(out);
-    }
-    return rc;
+    return sf_model_load_st<ClassifierFile>(path, st, c, "; give one", device, out, err, errlen);
 }
 
 extern "C" int sf_classifier_save(sf_classifier_t *m, const char *path) {
-    SF_ML_TRY {
-        sf_st_writer_t *w;
-        std::vector<torch::Tensor> keep;
-        int rc = sf_st_writer_new(&w);
-        if (rc) return sf_ml_fail(&m->e, rc, "out of memory");
-        char *js = sf_vision_config_json(&m->cfg, cls_fields, n_cls_fields);
-        rc = sf_st_writer_meta(w, "sf_classifier_config", js);
-        free(js);
-        if (rc == 0) rc = sf_st_writer_meta(w, "format", "pt");
-        if (rc == 0) rc = sf_ml_params_writer(*m->model, w, keep, &m->e);
-        if (rc == 0 && (rc = sf_st_writer_save(w, path)) != 0)
-            sf_ml_fail(&m->e, rc, "cannot write %s", path);
-        sf_st_writer_free(&w);
-        return rc;
-    }
-    SF_ML_CATCH(&m->e)
+    return sf_model_save<ClassifierFile>(m, path);
 }
 
-extern "C" void sf_classifier_free(sf_classifier_t **m) {
-    if (!m || !*m) return;
-    delete *m;
-    *m = nullptr;
-}
+extern "C" void sf_classifier_free(sf_classifier_t **m) { sf_model_free(m); }
 
 extern "C" const sf_classifier_config_t *sf_classifier_config(const sf_classifier_t *m) { return &m->cfg; }
 extern "C" const char *sf_classifier_errstr(const sf_classifier_t *m) { return m->e.errstr; }
@@ -447,11 +388,7 @@ extern "C" int sf_classifier_param_count(const sf_classifier_t *m) { return (int
 extern "C" const char *sf_classifier_param(const sf_classifier_t *m, int i, int *ndim, int64_t shape[4]) {
     return m->params.get(i, ndim, shape);
 }
-extern "C" int64_t sf_classifier_num_params(const sf_classifier_t *m) {
-    int64_t n = 0;
-    for (auto &p : m->model->parameters()) n += p.numel();
-    return n;
-}
+extern "C" int64_t sf_classifier_num_params(const sf_classifier_t *m) { return sf_model_num_params(m); }
 
 // ---- forward and training ----
 
@@ -487,18 +424,8 @@ extern "C" int sf_classifier_train_step(sf_classifier_t *m, const float *pixels,
         for (int i = 0; i < B; i++)
             if (labels[i] < 0 || labels[i] >= m->cfg.n_classes)
                 return sf_ml_fail(&m->e, SF_EINVAL, "label %d outside 0..%d", labels[i], m->cfg.n_classes - 1);
-        if (!m->opt) {
-            std::vector<torch::Tensor> decay, plain;
-            for (auto &p : m->model->parameters()) (p.dim() >= 2 ? decay : plain).push_back(p);
-            std::vector<torch::optim::OptimizerParamGroup> groups;
-            groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                           torch::optim::AdamWOptions(lr).weight_decay(0.05)));
-            groups.emplace_back(plain, std::make_unique<torch::optim::AdamWOptions>(
-                                           torch::optim::AdamWOptions(lr).weight_decay(0)));
-            m->opt = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
-        }
-        for (auto &g : m->opt->param_groups())
-            static_cast<torch::optim::AdamWOptions &>(g.options()).lr(lr);
+        if (!m->opt) m->opt = sf_vision_adamw(*m->model, torch::optim::AdamWOptions(lr), 0.05);
+        sf_vision_set_lr(*m->opt, lr);
         m->model->train();
         const int S = m->cfg.image_size;
         auto px = sf_ml_from_f32(pixels, {B, 3, S, S}).to(m->device);

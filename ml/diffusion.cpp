@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -424,17 +425,6 @@ static int load_module(sf_diffusion_s *m, const std::string &file, const char *r
     return 0;
 }
 
-static int read_file(const std::string &path, std::string *out) {
-    FILE *f = fopen(path.c_str(), "rb");
-    if (!f) return SF_ENOTFOUND;
-    char buf[4096];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, k);
-    const int bad = ferror(f);
-    fclose(f);
-    return bad ? SF_EIO : 0;
-}
-
 extern "C" void sf_diffusion_opts_default(sf_diffusion_opts_t *o) {
     o->steps = 0;
     o->eta = 0;
@@ -477,9 +467,11 @@ static int load_all(sf_diffusion_s *m, const char *device, const char *dtype, ch
                        "on the CPU (use bf16 or fp32)");
     const std::string json = m->dir + "/sf-diffusion.json";
     std::string text;
-    if ((rc = read_file(json, &text)))
+    if (!sf_ml_read_file(json.c_str(), &text)) {
+        rc = errno == ENOENT ? SF_ENOTFOUND : SF_EIO;
         return sf_errf(rc, err, errlen, "%s: %s", json.c_str(),
                        rc == SF_ENOTFOUND ? "no such file (not a pipeline directory?)" : "cannot read it");
+    }
     if ((rc = parse_config(json.c_str(), text.c_str(), &m->cfg, err, errlen))) return rc;
     SfDiffConfig &c = m->cfg;
     const std::string vocab = resolve(m->dir, c.vocab), merges = resolve(m->dir, c.merges);

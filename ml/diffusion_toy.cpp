@@ -12,14 +12,15 @@
 #include <torch/script.h>
 
 #include <cjson/cJSON.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <sstream>
 #include <string>
 
 extern "C" {
+#include "common/runtime/fileio.h"
 #include "common/text/clip_bpe.h"
 }
 
@@ -32,22 +33,27 @@ struct ToyShape {
     bool latent, hook;
 };
 
+// Copies a file with common/runtime/fileio's whole-file read and atomic write.
 int copy_file(const std::string &from, const std::string &to, char *err, size_t errlen) {
-    FILE *in = fopen(from.c_str(), "rb");
-    if (!in) return sf_errf(SF_ENOTFOUND, err, errlen, "%s: %s", from.c_str(), strerror(errno));
-    FILE *out = fopen(to.c_str(), "wb");
-    if (!out) {
-        fclose(in);
-        return sf_errf(SF_EIO, err, errlen, "%s: %s", to.c_str(), strerror(errno));
-    }
-    char buf[8192];
-    size_t k;
-    bool bad = false;
-    while (!bad && (k = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, k, out) != k;
-    bad = bad || ferror(in);
-    fclose(in);
-    if (fclose(out) != 0) bad = true;
-    return bad ? sf_errf(SF_EIO, err, errlen, "cannot copy %s to %s", from.c_str(), to.c_str()) : 0;
+    char *buf;
+    size_t len;
+    if (sf_read_file(from.c_str(), SF_READ_ANY_SIZE, &buf, &len, nullptr, 0))
+        return sf_errf(SF_ENOTFOUND, err, errlen, "%s: %s", from.c_str(), strerror(errno));
+    int rc = sf_write_file_atomic(to.c_str(), buf, len);
+    free(buf);
+    return rc ? sf_errf(SF_EIO, err, errlen, "%s: %s", to.c_str(), strerror(errno)) : 0;
+}
+
+// Saves a module with sf_write_file_atomic, so that a pipeline rewritten in
+// place is never half a file.  Saved from memory, the archive's records are
+// under "archive/", as torch.jit.save to a buffer writes them.  Throws as
+// Module::save does.
+void save_module(const torch::jit::Module &m, const std::string &path) {
+    std::ostringstream out;
+    m.save(out);
+    const std::string bytes = out.str();
+    if (sf_write_file_atomic(path.c_str(), bytes.data(), bytes.size()))
+        throw std::runtime_error("cannot write " + path + ": " + strerror(errno));
 }
 
 // The tokenizer files, copied into the pipeline; returns the vocabulary size
@@ -207,12 +213,11 @@ int write_json(const std::string &dir, cJSON *root, char *err, size_t errlen) {
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
-    const std::string path = dir + "/sf-diffusion.json";
-    FILE *f = fopen(path.c_str(), "w");
-    bool bad = !f || fputs(text, f) < 0 || fputc('\n', f) == EOF;
-    if (f && fclose(f) != 0) bad = true;
+    const std::string path = dir + "/sf-diffusion.json", line = std::string(text) + "\n";
     free(text);
-    return bad ? sf_errf(SF_EIO, err, errlen, "cannot write %s", path.c_str()) : 0;
+    if (sf_write_file_atomic(path.c_str(), line.data(), line.size()))
+        return sf_errf(SF_EIO, err, errlen, "cannot write %s", path.c_str());
+    return 0;
 }
 
 cJSON *base_json(const ToyShape &s) {
@@ -237,7 +242,7 @@ cJSON *base_json(const ToyShape &s) {
 
 int make_dir(const char *dir, char *err, size_t errlen) {
     if (!dir || !*dir) return sf_errf(SF_EINVAL, err, errlen, "toy pipeline: no directory given");
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    if (sf_mkdir_p(dir, 0777))
         return sf_errf(SF_EIO, err, errlen, "cannot create %s: %s", dir, strerror(errno));
     return 0;
 }
@@ -269,10 +274,10 @@ extern "C" int sf_diffusion_write_toy(const char *dir, const char *clip_vocab, c
     try {
         torch::NoGradGuard ng;
         at::Generator g = at::detail::createCPUGenerator(seed);
-        text_encoder(g, vocab, eot).save(d + "/text_encoder.pt");
-        toy_unet(g, s, sc).save(d + "/unet.pt");
-        if (s.latent) toy_decoder(g, s.channels).save(d + "/decoder.pt");
-        if (s.hook) toy_hook(g, s.channels).save(d + "/guidance.pt");
+        save_module(text_encoder(g, vocab, eot), d + "/text_encoder.pt");
+        save_module(toy_unet(g, s, sc), d + "/unet.pt");
+        if (s.latent) save_module(toy_decoder(g, s.channels), d + "/decoder.pt");
+        if (s.hook) save_module(toy_hook(g, s.channels), d + "/guidance.pt");
     } catch (const c10::Error &ex) {
         return sf_errf(SF_ETORCH, err, errlen, "toy pipeline: %s", ex.what());
     } catch (const std::exception &ex) {
@@ -295,8 +300,8 @@ extern "C" int sf_diffusion_write_const(const char *dir, const char *clip_vocab,
     try {
         torch::NoGradGuard ng;
         at::Generator g = at::detail::createCPUGenerator(1);
-        text_encoder(g, vocab, eot).save(d + "/text_encoder.pt");
-        const_unet(value, out_channels).save(d + "/unet.pt");
+        save_module(text_encoder(g, vocab, eot), d + "/text_encoder.pt");
+        save_module(const_unet(value, out_channels), d + "/unet.pt");
     } catch (const c10::Error &ex) {
         return sf_errf(SF_ETORCH, err, errlen, "const pipeline: %s", ex.what());
     } catch (const std::exception &ex) {

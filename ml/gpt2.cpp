@@ -1,6 +1,7 @@
 // gpt2.cpp: GPT-2 with a value head — the architecture, its weights in HF
 // safetensors form (files and bytes), and the batched forward pass.
 #include "ml/gpt2_internal.hpp"
+#include "ml/model_file.hpp"
 
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
@@ -238,84 +239,47 @@ extern "C" int sf_gpt2_config_load(const char *path, sf_gpt2_config_t *c, char *
 
 // ---- objects ----
 
-static int make_model(const sf_gpt2_config_t *c, const char *device, sf_gpt2_t **out,
-                      char *err, size_t errlen) {
-    *out = nullptr;
-    int rc = sf_gpt2_config_check(c, err, errlen);
-    if (rc) return rc;
-    sf_ml_err_t e;
-    torch::Device dev(torch::kCPU);
-    if ((rc = sf_ml_parse_device(device, &dev, &e)) != 0) {
-        sf_ml_copy_err(err, errlen, e.errstr);
+// What ml/model_file.hpp needs to know of GPT-2.  HF checkpoints may carry a
+// "transformer." prefix; the value head is optional (TRL adds a fresh one to
+// a plain GPT-2), and a file without it keeps a fresh one of seed 0.
+struct GPT2File : ModelFileDefaults {
+    typedef sf_gpt2_s Obj;
+    typedef sf_gpt2_config_t Config;
+    static constexpr const char *what = "GPT-2";
+    static constexpr const char *name = "GPT-2";
+    static constexpr const char *meta_key = "sf_gpt2_config";
+    static constexpr const char *prefix = "transformer.";
+    static constexpr const char *optional = "v_head.";
+    static constexpr int build_error = SF_ENOMEM;   // its build fails by allocating
+    static constexpr bool conv = false;
+    static int check(const Config *c, char *err, size_t errlen) { return sf_gpt2_config_check(c, err, errlen); }
+    static int parse(const char *js, Config *c, char *err, size_t errlen) {
+        cJSON *j = cJSON_Parse(js);
+        int rc = config_from_json(j, c, err, errlen);
+        cJSON_Delete(j);
         return rc;
     }
-    auto *m = new (std::nothrow) sf_gpt2_s();
-    if (!m) return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
-    try {
-        m->device = dev;
-        m->model = GPT2(*c);
-    } catch (const std::exception &ex) {
-        delete m;
-        return sf_errf(SF_ENOMEM, err, errlen, "cannot build GPT-2: %s", ex.what());
-    }
-    *out = m;
-    return 0;
-}
+    static char *to_json(const Config &c) { return config_to_json(&c); }
+    static void build(Obj *m, const Config &c) { m->model = GPT2(c); }
+    static void init(Obj *m, uint64_t seed) { m->model->init_weights(seed); }
+    static const Config &config(const Obj *m) { return m->model->cfg; }
+    static torch::ScalarType dtype(const Obj *m) { return m->model->wte->weight.scalar_type(); }
+};
 
 extern "C" int sf_gpt2_new(const sf_gpt2_config_t *c, const char *device, uint64_t seed,
                            sf_gpt2_t **out, char *err, size_t errlen) {
-    int rc = make_model(c, device, out, err, errlen);
-    if (rc) return rc;
-    sf_gpt2_t *m = *out;
-    try {
-        m->model->init_weights(seed);
-        m->model->to(m->device);
-        return 0;
-    } catch (const std::exception &ex) {
-        sf_errf(SF_ETORCH, err, errlen, "cannot initialise GPT-2: %s", ex.what());
-    }
-    sf_gpt2_free(out);
-    return SF_ETORCH;
+    return sf_model_new<GPT2File>(c, device, seed, out, err, errlen);
 }
 
-void sf_gpt2_free(sf_gpt2_t **m) {
-    if (!m || !*m) return;
-    delete *m;
-    *m = nullptr;
-}
+void sf_gpt2_free(sf_gpt2_t **m) { sf_model_free(m); }
 
 extern "C" const sf_gpt2_config_t *sf_gpt2_config(const sf_gpt2_t *m) {
     return m ? &m->model->cfg : nullptr;
 }
 
-extern "C" int64_t sf_gpt2_num_params(const sf_gpt2_t *m) {
-    int64_t n = 0;
-    if (m)
-        for (auto &p : m->model->parameters()) n += p.numel();
-    return n;
-}
+extern "C" int64_t sf_gpt2_num_params(const sf_gpt2_t *m) { return sf_model_num_params(m); }
 
 extern "C" const char *sf_gpt2_errstr(const sf_gpt2_t *m) { return m ? m->e.errstr : ""; }
-
-// Weights from a parsed safetensors image into m.  HF checkpoints may carry
-// a "transformer." prefix; the value head is optional (TRL adds a fresh one
-// to a plain GPT-2).
-static int load_from_st(sf_gpt2_t *m, const sf_st_t *st) {
-    int missing = 0;
-    int rc = sf_ml_load_params(*m->model, st, "transformer.", {"v_head."}, &missing, &m->e);
-    if (rc) return rc;
-    m->model->to(m->device);
-    return 0;
-}
-
-static int config_from_st(const sf_st_t *st, sf_gpt2_config_t *c, char *err, size_t errlen) {
-    const char *js = sf_st_meta(st, "sf_gpt2_config");
-    if (!js) return sf_errf(SF_ENOTFOUND, err, errlen, "no sf_gpt2_config in the metadata");
-    cJSON *j = cJSON_Parse(js);
-    int rc = config_from_json(j, c, err, errlen);
-    cJSON_Delete(j);
-    return rc;
-}
 
 extern "C" int sf_gpt2_load(const char *path, const char *device, sf_gpt2_t **out, char *err,
                             size_t errlen) {
@@ -345,7 +309,7 @@ extern "C" int sf_gpt2_load(const char *path, const char *device, sf_gpt2_t **ou
     if ((rc = sf_st_load(file.c_str(), &st, err, errlen)) != 0) return rc;
     char sub[256];
     sf_gpt2_config_t meta;
-    if (config_from_st(st, &meta, sub, sizeof sub) == 0) {
+    if (sf_model_st_config<GPT2File>(st, &meta, sub, sizeof sub) == 0) {
         c = meta;   // our own file: its metadata is the config it was saved with
     } else if (!have_cfg) {
         std::string cfg = dir + "/config.json";
@@ -354,117 +318,35 @@ extern "C" int sf_gpt2_load(const char *path, const char *device, sf_gpt2_t **ou
             return rc;
         }
     }
-    if ((rc = make_model(&c, device, out, err, errlen)) == 0) {
-        sf_gpt2_t *m = *out;
-        try {
-            m->model->init_weights(0);   // only the value head keeps these when absent
-            rc = load_from_st(m, st);
-        } catch (const std::exception &ex) {
-            rc = sf_ml_fail(&m->e, SF_ETORCH, "%s", ex.what());
-        }
-        if (rc) {
-            sf_errf(rc, err, errlen, "%s: %s", file.c_str(), m->e.errstr);
-            sf_gpt2_free(out);
-        }
-    }
+    rc = sf_model_from_st<GPT2File>(file.c_str(), st, c, device, out, err, errlen);
     sf_st_free(&st);
     return rc;
 }
 
-// Builds the safetensors writer over m's weights; `keep` holds the CPU
-// copies it borrows.
-static int writer_for(sf_gpt2_t *m, sf_st_writer_t **w, std::vector<torch::Tensor> &keep) {
-    int rc = sf_st_writer_new(w);
-    if (rc) return sf_ml_fail(&m->e, rc, "out of memory");
-    char *js = config_to_json(&m->model->cfg);
-    rc = js ? sf_st_writer_meta(*w, "sf_gpt2_config", js) : SF_ENOMEM;
-    free(js);
-    if (rc == 0) rc = sf_st_writer_meta(*w, "format", "pt");
-    if (rc == 0) rc = sf_ml_params_writer(*m->model, *w, keep, &m->e);
-    if (rc) sf_st_writer_free(w);
-    return rc;
-}
-
-extern "C" int sf_gpt2_save(sf_gpt2_t *m, const char *path) {
-    SF_ML_TRY {
-        sf_st_writer_t *w;
-        std::vector<torch::Tensor> keep;
-        int rc = writer_for(m, &w, keep);
-        if (rc) return rc;
-        rc = sf_st_writer_save(w, path);
-        sf_st_writer_free(&w);
-        if (rc) return sf_ml_fail(&m->e, rc, "cannot write %s", path);
-        return 0;
-    }
-    SF_ML_CATCH(&m->e)
-}
+extern "C" int sf_gpt2_save(sf_gpt2_t *m, const char *path) { return sf_model_save<GPT2File>(m, path); }
 
 extern "C" int sf_gpt2_to_bytes(sf_gpt2_t *m, uint8_t **buf, size_t *len) {
-    SF_ML_TRY {
-        sf_st_writer_t *w;
-        std::vector<torch::Tensor> keep;
-        int rc = writer_for(m, &w, keep);
-        if (rc) return rc;
-        rc = sf_st_writer_bytes(w, buf, len);
-        sf_st_writer_free(&w);
-        if (rc) return sf_ml_fail(&m->e, rc, "cannot serialise the weights");
-        return 0;
-    }
-    SF_ML_CATCH(&m->e)
+    return sf_model_to_bytes<GPT2File>(m, buf, len);
 }
 
 extern "C" int sf_gpt2_load_bytes(sf_gpt2_t *m, const void *buf, size_t len) {
-    SF_ML_TRY {
-        sf_st_t *st;
-        char sub[256];
-        int rc = sf_st_parse(buf, len, 0, &st, sub, sizeof sub);
-        if (rc) return sf_ml_fail(&m->e, rc, "policy bytes: %s", sub);
-        sf_gpt2_config_t c;
-        if ((rc = config_from_st(st, &c, sub, sizeof sub)) == 0 &&
-            memcmp(&c, &m->model->cfg, sizeof c) != 0)
-            rc = sf_ml_fail(&m->e, SF_EINVAL, "policy bytes are for another GPT-2 configuration");
-        else if (rc)
-            sf_ml_fail(&m->e, rc, "policy bytes: %s", sub);
-        if (rc == 0) {
-            try {
-                rc = load_from_st(m, st);
-            } catch (...) {
-                sf_st_free(&st);
-                throw;
-            }
-        }
-        sf_st_free(&st);
-        return rc;
-    }
-    SF_ML_CATCH(&m->e)
+    return sf_model_load_bytes<GPT2File>(m, buf, len, "policy bytes");
 }
 
 extern "C" int sf_gpt2_from_bytes(const void *buf, size_t len, const char *device,
                                   sf_gpt2_t **out, char *err, size_t errlen) {
-    *out = nullptr;
-    sf_st_t *st;
-    int rc = sf_st_parse(buf, len, 0, &st, err, errlen);
-    if (rc) return rc;
-    sf_gpt2_config_t c;
-    rc = config_from_st(st, &c, err, errlen);
-    sf_st_free(&st);
-    if (rc == 0) rc = make_model(&c, device, out, err, errlen);
-    if (rc == 0 && (rc = sf_gpt2_load_bytes(*out, buf, len)) != 0) {
-        sf_ml_copy_err(err, errlen, (*out)->e.errstr);
-        sf_gpt2_free(out);
-    }
-    return rc;
+    return sf_model_from_bytes<GPT2File>(buf, len, device, "policy bytes", out, err, errlen);
 }
 
 extern "C" int sf_gpt2_clone(sf_gpt2_t *m, sf_gpt2_t **out) {
     *out = nullptr;
     char err[256];
-    int rc = make_model(&m->model->cfg, "cpu", out, err, sizeof err);
+    int rc = sf_model_make<GPT2File>(&m->model->cfg, "cpu", out, err, sizeof err);
     if (rc) return sf_ml_fail(&m->e, rc, "%s", err);
     SF_ML_TRY {
         torch::NoGradGuard ng;
         (*out)->device = m->device;
-        (*out)->model->to(m->device, m->model->wte->weight.scalar_type());
+        (*out)->model->to(m->device, GPT2File::dtype(m));
         auto src = m->model->named_parameters(true);
         for (auto &kv : (*out)->model->named_parameters(true)) kv.value().copy_(src[kv.key()]);
         return 0;
@@ -478,26 +360,10 @@ extern "C" int sf_gpt2_clone(sf_gpt2_t *m, sf_gpt2_t **out) {
 // ---- inference dtype ----
 
 extern "C" int sf_gpt2_set_dtype(sf_gpt2_t *m, const char *dtype) {
-    if (!m) return SF_EINVAL;
-    SF_ML_TRY {
-        torch::ScalarType t;
-        int rc = sf_ml_parse_dtype(dtype, &t, &m->e);
-        if (rc) return rc;
-        if (t == m->model->wte->weight.scalar_type()) return 0;
-        if ((rc = sf_ml_dtype_probe(m->device, t, false, &m->e)) != 0) return rc;
-        torch::NoGradGuard ng;
-        m->model->to(t);
-        // Adam's moments belong to float32 training of the weights as they
-        // were; a later SFT step starts a fresh optimiser.
-        m->sft_opt.reset();
-        return 0;
-    }
-    SF_ML_CATCH(&m->e)
+    return sf_model_set_dtype<GPT2File>(m, dtype);
 }
 
-extern "C" const char *sf_gpt2_dtype(const sf_gpt2_t *m) {
-    return m ? sf_ml_dtype_name(m->model->wte->weight.scalar_type()) : "?";
-}
+extern "C" const char *sf_gpt2_dtype(const sf_gpt2_t *m) { return sf_model_dtype<GPT2File>(m); }
 
 // ---- forward ----
 

@@ -119,7 +119,7 @@ TORCH_MODULE(GPT2);
 struct sf_gpt2_s {
     GPT2 model{nullptr};
     torch::Device device{torch::kCPU};
-    std::unique_ptr<torch::optim::Adam> sft_opt;   // created by the first SFT step
+    std::unique_ptr<torch::optim::Adam> opt;   // SFT's, created by its first step
     sf_ml_err_t e;
 };
 

@@ -299,17 +299,17 @@ extern "C" int sf_gpt2_sft_step(sf_gpt2_t *m, const int32_t *seqs, const int *pr
             memcpy(&resp[(size_t)i * stride], seqs + (size_t)i * stride + prompt_lens[i],
                    sizeof(int32_t) * rlen[i]);
         QR q = build_qr(seqs, prompt_lens, stride, resp.data(), rlen.data(), stride, n, m->device);
-        if (!m->sft_opt)
-            m->sft_opt = std::make_unique<torch::optim::Adam>(m->model->parameters(),
-                                                              torch::optim::AdamOptions(lr));
-        set_lr(*m->sft_opt, lr);
+        if (!m->opt)
+            m->opt = std::make_unique<torch::optim::Adam>(m->model->parameters(),
+                                                          torch::optim::AdamOptions(lr));
+        set_lr(*m->opt, lr);
         torch::Tensor lp;
         qr_forward(*m->model, q, &lp, nullptr, nullptr);
         auto l = -masked_mean(lp, q.rmask);
-        m->sft_opt->zero_grad();
+        m->opt->zero_grad();
         l.backward();
         if (max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(m->model->parameters(), max_grad_norm);
-        m->sft_opt->step();
+        m->opt->step();
         if (loss) *loss = l.item<float>();
         return 0;
     }

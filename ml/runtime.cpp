@@ -3,6 +3,10 @@
 // parameters through safetensors.
 #include "ml/shim_internal.hpp"
 
+extern "C" {
+#include "common/runtime/fileio.h"
+}
+
 #include <dlfcn.h>
 #include <malloc.h>
 #include <sys/stat.h>
@@ -241,15 +245,12 @@ static bool file_exists(const std::string &p) {
 }
 
 bool sf_ml_read_file(const char *path, std::string *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    out->clear();
-    char buf[4096];
-    size_t r;
-    while ((r = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, r);
-    bool ok = !ferror(f);
-    fclose(f);
-    return ok;
+    size_t len;
+    char *text = sf_file_text(path, &len);
+    if (!text) return false;
+    out->assign(text, len);
+    free(text);
+    return true;
 }
 
 int sf_ml_weights_path(const std::string &dir, std::string *file, char *err, size_t errlen) {

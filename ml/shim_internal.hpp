@@ -1,10 +1,11 @@
 // shim_internal.hpp: what every model in ml/ shares.
 //
-// A new model (clip.cpp, convnext.cpp, ...) follows the same pattern as
-// gpt2.cpp: an opaque C struct holding a torch module and an sf_ml_err_t,
-// every entry point wrapped in SF_ML_TRY / SF_ML_CATCH, the device from
-// sf_ml_parse_device, and weights moved in and out with sf_ml_load_params /
-// sf_ml_params_writer (HF names, safetensors).
+// A new model follows the pattern of gpt2.cpp, clip.cpp and classifier.cpp:
+// an opaque C struct holding a torch module and an sf_ml_err_t, every entry
+// point wrapped in SF_ML_TRY / SF_ML_CATCH, and its new / load / save /
+// to_bytes / set_dtype from the templates of ml/model_file.hpp, which move
+// the weights with sf_ml_load_params / sf_ml_params_writer (HF names,
+// safetensors) and take the device from sf_ml_parse_device.
 #ifndef SF_ML_SHIM_INTERNAL_HPP
 #define SF_ML_SHIM_INTERNAL_HPP
 
@@ -108,7 +109,8 @@ torch::Tensor sf_ml_mask_to(const torch::Tensor &mask, torch::ScalarType t);
 // master copy that the shim does not keep.
 void sf_ml_require_fp32_training(const torch::Tensor &w, const char *what);
 
-// Reads a whole (small) file, e.g. a config.json; false when it cannot.
+// Reads a whole (small) file, e.g. a config.json, with common/runtime's
+// sf_file_text; false when it cannot, errno saying why.
 bool sf_ml_read_file(const char *path, std::string *out);
 
 // The weights file of an HF-style model folder: dir/model.safetensors, or

@@ -8,6 +8,7 @@
 #include "ml/sf_vision.h"
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,15 @@ torch::Tensor sf_vision_attention(const torch::Tensor &q, const torch::Tensor &k
 
 // Normal(0, sd) for matrices, zero biases, unit norms: the common init.
 void sf_vision_init(torch::nn::Module &m, uint64_t seed, double sd);
+
+// AdamW over m's parameters in two groups, weight decay `decay` on the
+// matrices (dim >= 2) and none on biases, norms and scales, as CLIP's and
+// timm's recipes do; `o` holds the rest (lr, betas, eps).
+std::unique_ptr<torch::optim::AdamW> sf_vision_adamw(torch::nn::Module &m, const torch::optim::AdamWOptions &o,
+                                                     double decay);
+
+// Sets the learning rate of every group of opt (a schedule's step).
+void sf_vision_set_lr(torch::optim::AdamW &opt, double lr);
 
 // Checks that a float array holds finite values (bad input from a file or a
 // peer must not turn into NaN losses silently).

@@ -10,114 +10,19 @@
  * DIR/<model>.quality.json and, for `all`, together into DIR/quality.json.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <time.h>
 
 #include "common/method/classes.h"
 #include "common/runtime/clock.h"
 #include "common/runtime/error.h"
-#include "common/runtime/hash.h"
+#include "common/runtime/fileio.h"
 #include "ml/sf_diffusion.h"
 #include "ml/sf_ml.h"
 #include "trainer/data.h"
-
-
-void sf_train_input(const uint8_t *rgb, int s, int S, const float mean[3], const float std[3], int flip,
-                    float *out) {
-    sf_world_to_input(rgb, s, S, mean, std, flip, out);
-}
-
-uint64_t sf_train_world_fingerprint(const sf_world_t *w) {
-    size_t nb = sf_world_image_bytes(w);
-    uint8_t *rgb = malloc(nb);
-    char cap[512];
-    uint64_t h = SF_HASH_BASIS;
-    for (int i = 0; rgb && i < 16; i++) {
-        int label;
-        if (sf_world_base_sample(w, i % sf_world_n_classes(w), (uint64_t)i, rgb, NULL) == 0)
-            h = sf_fnv1a(h, rgb, nb);
-        for (int set = 0; set < SF_WORLD_N_SETS; set++)
-            if (sf_world_testset_get(w, set, (uint64_t)i * 7, rgb, &label, NULL) == 0)
-                h = sf_fnv1a(h, rgb, nb);
-        if (sf_world_clip_pair(w, (uint64_t)i, rgb, cap, sizeof cap, NULL) == 0) {
-            h = sf_fnv1a(h, rgb, nb);
-            h = sf_fnv1a(h, cap, strlen(cap));
-        }
-        if (sf_world_corpus_caption(w, i % sf_world_n_classes(w), i % 16, 1, cap, sizeof cap) >= 0)
-            h = sf_fnv1a(h, cap, strlen(cap));
-    }
-    free(rgb);
-    return h;
-}
-
-static void path_of(const sf_train_ctx_t *c, const char *name, const char *ext, char *buf, size_t n) {
-    snprintf(buf, n, "%s/%s%s", c->out, name, ext);
-}
-
-int sf_train_stamp_ok(const sf_train_ctx_t *c, const char *name, uint64_t key) {
-    char p[1024], want[32], got[64] = "";
-    path_of(c, name, ".stamp", p, sizeof p);
-    FILE *f = fopen(p, "r");
-    if (!f) return 0;
-    if (!fgets(got, sizeof got, f)) got[0] = 0;
-    fclose(f);
-    snprintf(want, sizeof want, "%016" PRIx64 "\n", key);
-    return strcmp(got, want) == 0;
-}
-
-int sf_train_stamp_write(const sf_train_ctx_t *c, const char *name, uint64_t key) {
-    char p[1024];
-    path_of(c, name, ".stamp", p, sizeof p);
-    FILE *f = fopen(p, "w");
-    if (!f) return SF_EIO;
-    fprintf(f, "%016" PRIx64 "\n", key);
-    return fclose(f) ? SF_EIO : 0;
-}
-
-int sf_train_quality_write(const sf_train_ctx_t *c, const char *name, const char *json) {
-    char p[1024];
-    path_of(c, name, ".quality.json", p, sizeof p);
-    FILE *f = fopen(p, "w");
-    if (!f) return SF_EIO;
-    fprintf(f, "%s\n", json);
-    return fclose(f) ? SF_EIO : 0;
-}
-
-void sf_train_progress(const char *name, int step, int steps, double t0, const char *extra) {
-    double el = sf_clock_mono_s() - t0;
-    double eta = step > 0 ? el * (steps - step) / step : 0;
-    fprintf(stderr, "%s: step %d/%d  %s  %.0f s, eta %.0f s\n", name, step, steps, extra ? extra : "", el, eta);
-}
-
-/* Joins the per-model quality files into out/quality.json. */
-static int quality_join(const sf_train_ctx_t *c, const char *const *names, int n) {
-    char p[1024];
-    path_of(c, "quality", ".json", p, sizeof p);
-    FILE *o = fopen(p, "w");
-    if (!o) return SF_EIO;
-    fprintf(o, "{");
-    int first = 1;
-    for (int i = 0; i < n; i++) {
-        char q[1024], buf[8192];
-        path_of(c, names[i], ".quality.json", q, sizeof q);
-        FILE *f = fopen(q, "r");
-        if (!f) continue;
-        size_t r = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[r] = 0;
-        while (r && (buf[r - 1] == '\n' || buf[r - 1] == ' ')) buf[--r] = 0;
-        fprintf(o, "%s\n  \"%s\": %s", first ? "" : ",", names[i], buf);
-        first = 0;
-    }
-    fprintf(o, "\n}\n");
-    return fclose(o) ? SF_EIO : 0;
-}
 
 static int usage(void) {
     fprintf(stderr, "usage: sf-train all|clip|convnext|vit|sft --out DIR [--threads N] [--force] [--scale X]\n"
@@ -166,7 +71,7 @@ int main(int argc, char **argv) {
         else return usage();
     }
     if (c.threads < 1 || !(c.scale > 0)) return usage();
-    if (mkdir(c.out, 0777) && errno != EEXIST) {
+    if (sf_mkdir_p(c.out, 0777)) {
         fprintf(stderr, "sf-train: cannot create %s: %s\n", c.out, strerror(errno));
         return 1;
     }
@@ -208,7 +113,7 @@ int main(int argc, char **argv) {
         sf_world_destroy(&c.world);
         return usage();
     }
-    if (rc == 0 && all) rc = quality_join(&c, names, 4);
+    if (rc == 0 && all) rc = sf_train_quality_join(&c, names, 4);
     sf_world_destroy(&c.world);
     if (rc) {
         fprintf(stderr, "sf-train: failed (%s)\n", sf_strerror(rc));

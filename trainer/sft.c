@@ -13,7 +13,6 @@
 #include "common/method/classes.h"
 #include "common/runtime/clock.h"
 #include "common/runtime/error.h"
-#include "common/runtime/hash.h"
 #include "common/method/reward.h"
 #include "common/text/sft_rows.h"
 #include "ml/sf_ml.h"
@@ -78,20 +77,9 @@ static int sft_eval(sf_gpt2_t *m, const sf_bpe_t *bpe, const sf_world_t *w, cons
     return rc;
 }
 
-typedef struct {
-    double t0, lsum;
-    int cnt;
-} sft_progress_t;
-
+/* sf_gpt2_sft's progress callback: a line every 25 steps. */
 static int sft_progress(void *arg, int step, int steps, float loss) {
-    sft_progress_t *p = arg;
-    p->lsum += loss, p->cnt++;
-    if (step % 25 == 0 || step == steps) {
-        char extra[64];
-        snprintf(extra, sizeof extra, "loss %.3f", p->lsum / p->cnt);
-        sf_train_progress("sft", step, steps, p->t0, extra);
-        p->lsum = 0, p->cnt = 0;
-    }
+    sf_train_meter_step(arg, step, steps, loss, 0);
     return 0;
 }
 
@@ -113,10 +101,8 @@ int sf_train_sft(sf_train_ctx_t *c) {
     char settings[256];
     snprintf(settings, sizeof settings, "sft v%d layers %d heads %d width %d steps %d batch %d lr %g to %g warmup %d",
              SFT_VERSION, cfg.n_layer, cfg.n_head, cfg.n_embd, steps, batch, lr_peak, lr_min, warmup);
-    uint64_t key = sf_fnv1a(sf_train_world_fingerprint(w), settings, strlen(settings));
-    key = sf_fnv1a(key, &cfg, sizeof cfg);
-    if (!c->force && sf_train_stamp_ok(c, "sft", key)) {
-        fprintf(stderr, "sft: up to date\n");
+    const uint64_t key = sf_train_key(w, settings, &cfg, sizeof cfg);
+    if (sf_train_up_to_date(c, "sft", key)) {
         sf_bpe_free(&bpe);
         return 0;
     }
@@ -136,7 +122,8 @@ int sf_train_sft(sf_train_ctx_t *c) {
     sf_sft_opts_t so;
     sf_sft_opts_default(&so);
     so.steps = steps, so.batch = batch, so.warmup = warmup, so.lr = lr_peak, so.lr_min = lr_min, so.seed = 5;
-    sft_progress_t pr = {sf_clock_mono_s(), 0, 0};
+    sf_train_meter_t pr;
+    sf_train_meter_start(&pr, "sft", 25, 0);
     float first = 0, last = 0;
     const double t0 = pr.t0;
     if (rc == 0 && (rc = sf_gpt2_sft(m, rows.seqs, rows.plen, rows.slen, rows.n, SFT_STRIDE, &so, sft_progress, &pr,

@@ -1,16 +1,16 @@
 /* vision.c: sf-train's world CLIP and world classifiers, and their quality
  * figures (measured on held-out world images over the 86-class list).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/text/clip_bpe.h"
-#include "common/runtime/clock.h"
 #include "common/runtime/error.h"
+#include "common/runtime/fileio.h"
 #include "common/runtime/hash.h"
 #include "ml/sf_vision.h"
 #include "trainer/data.h"
@@ -261,16 +261,18 @@ int sf_train_clip(sf_train_ctx_t *c) {
     char settings[512];
     snprintf(settings, sizeof settings, "clip v%d steps %d batch %d lr %g warmup %d prompts %g threads %d",
              TRAINER_VERSION, steps, B, CLIP_LR, CLIP_WARMUP, CLIP_PROMPT_SHARE, c->threads);
-    uint64_t key = sf_fnv1a(sf_train_world_fingerprint(w), settings, strlen(settings));
-    key = sf_fnv1a(key, &cfg, sizeof cfg);
-    if (!c->force && sf_train_stamp_ok(c, "clip", key)) {
-        fprintf(stderr, "clip: up to date\n");
+    const uint64_t key = sf_train_key(w, settings, &cfg, sizeof cfg);
+    if (sf_train_up_to_date(c, "clip", key)) {
         sf_clip_bpe_free(&tok);
         return 0;
     }
     char dir[1024], p1[1200], p2[1200];
     snprintf(dir, sizeof dir, "%s/clip-world", c->out);
-    mkdir(dir, 0777);
+    if ((rc = sf_mkdir_p(dir, 0777))) {
+        fprintf(stderr, "clip: cannot create %s: %s\n", dir, strerror(errno));
+        sf_clip_bpe_free(&tok);
+        return rc;
+    }
     snprintf(p1, sizeof p1, "%s/vocab.json", dir);
     snprintf(p2, sizeof p2, "%s/merges.txt", dir);
     if ((rc = sf_clip_bpe_save(tok, p1, p2))) {
@@ -292,8 +294,8 @@ int sf_train_clip(sf_train_ctx_t *c) {
     char cap[512];
     int lens[CLIP_BATCH];
     uint64_t r = 5;
-    double t0 = sf_clock_mono_s(), lsum = 0, asum = 0;
-    int cnt = 0;
+    sf_train_meter_t meter;
+    sf_train_meter_start(&meter, "clip", 50, 1);
     for (int step = 0; rc == 0 && step < steps; step++) {
         for (int j = 0; rc == 0 && j < B; j++) {
             uint64_t idx = (uint64_t)step * B + j;
@@ -315,13 +317,7 @@ int sf_train_clip(sf_train_ctx_t *c) {
         int L = pack_ids(ids, lens, B, T);
         if (rc == 0 && (rc = sf_clip_train_step(m, px, ids, B, L, lr_at(step, steps, CLIP_WARMUP, CLIP_LR), &loss, &acc)))
             fprintf(stderr, "clip: %s\n", sf_clip_errstr(m));
-        lsum += loss, asum += acc, cnt++;
-        if ((step + 1) % 50 == 0 || step + 1 == steps) {
-            char extra[128];
-            snprintf(extra, sizeof extra, "loss %.3f  batch acc %.2f", lsum / cnt, asum / cnt);
-            sf_train_progress("clip", step + 1, steps, t0, extra);
-            lsum = asum = 0, cnt = 0;
-        }
+        sf_train_meter_step(&meter, step + 1, steps, loss, acc);
     }
     free(px);
     free(ids);
@@ -400,12 +396,8 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
     char settings[512];
     snprintf(settings, sizeof settings, "%s v%d steps %d batch %d lr %g warmup %d threads %d", name,
              TRAINER_VERSION, steps, B, CLS_LR, CLS_WARMUP, c->threads);
-    uint64_t key = sf_fnv1a(sf_train_world_fingerprint(w), settings, strlen(settings));
-    key = sf_fnv1a(key, &cfg, sizeof cfg);
-    if (!c->force && sf_train_stamp_ok(c, name, key)) {
-        fprintf(stderr, "%s: up to date\n", name);
-        return 0;
-    }
+    const uint64_t key = sf_train_key(w, settings, &cfg, sizeof cfg);
+    if (sf_train_up_to_date(c, name, key)) return 0;
     sf_classifier_t *m;
     char err[256];
     int rc = sf_classifier_new(&cfg, "cpu", 4321 + arch, &m, err, sizeof err);
@@ -420,8 +412,8 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
     int *labels = malloc(sizeof(int) * B);
     if (!px || !rgb || !labels) rc = SF_ENOMEM;
     uint64_t r = 99 + arch;
-    double t0 = sf_clock_mono_s(), lsum = 0, asum = 0;
-    int cnt = 0;
+    sf_train_meter_t meter;
+    sf_train_meter_start(&meter, name, 50, 1);
     for (int step = 0; rc == 0 && step < steps; step++) {
         for (int j = 0; rc == 0 && j < B; j++) {
             uint64_t i = (uint64_t)step * B + j;
@@ -434,13 +426,7 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
         if (rc == 0 && (rc = sf_classifier_train_step(m, px, labels, B, lr_at(step, steps, CLS_WARMUP, CLS_LR),
                                                       &loss, &acc)))
             fprintf(stderr, "%s: %s\n", name, sf_classifier_errstr(m));
-        lsum += loss, asum += acc, cnt++;
-        if ((step + 1) % 50 == 0 || step + 1 == steps) {
-            char extra[128];
-            snprintf(extra, sizeof extra, "loss %.3f  batch acc %.2f", lsum / cnt, asum / cnt);
-            sf_train_progress(name, step + 1, steps, t0, extra);
-            lsum = asum = 0, cnt = 0;
-        }
+        sf_train_meter_step(&meter, step + 1, steps, loss, acc);
     }
     free(px);
     free(rgb);
