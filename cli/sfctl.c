@@ -3,12 +3,12 @@
  *   sfctl [--coordinator EP] [--timeout MS] [--curve-key F --curve-server-key F] COMMAND [ARGS]
  *   submit   --classes SPEC [--kind K] [--items-per-class N] [--shard-size N]
  *            [--payload JSON] [--priority P] [--max-attempts N] [--lease-ms MS]
- *            [--name TEXT] [--spec FILE] [--set KEY=JSON …] [--json] [--wait]
+ *            [--retry-base-ms MS] [--retry-max-ms MS] [--name TEXT] [--spec FILE]
+ *            [--set KEY=JSON …] [--json] [--wait]; method "shift": --ppo-updates N,
+ *            --ppo KEY=NUMBER and a flag for each setting of the job contract
+ *            (common/method/contract.h; sfctl --help lists them)
  *   status RUN [--json]      watch RUN [--interval MS]     cancel RUN
  *   runs [--json]            workers [--json]              stats [--json]
- *            method "shift": --strategy --captions-per-class --images-per-caption
- *            --reference-images --rollouts-per-job --ppo-updates --ppo KEY=N
- *            --filter-threshold --generator --policy --seed …
  *   export RUN --to DIR [--data DIR]
  *   report RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]
  *   up --dir DIR [--workers N] [worker flags…]             down --dir DIR
@@ -31,24 +31,62 @@
 
 #include "cli/sfctl.h"
 #include "common/method/classes.h"
+#include "common/method/contract.h"
 #include "common/runtime/error.h"
 #include "common/runtime/fileio.h"
 #include "common/net/wire.h"
 
+
+/* Prints `text` from column `col`, wrapped at 100 columns (the cursor is at
+ * column `at`). */
+static void print_wrapped(FILE *f, const char *text, int at, int col) {
+    for (const char *w = text; *w;) {
+        size_t l = strcspn(w, " ");
+        if (at > col && at + 1 + (int)l > 100) {
+            fprintf(f, "\n%*s", col, "");
+            at = col;
+        } else if (at > col) {
+            fputc(' ', f);
+            at++;
+        } else {
+            at += fprintf(f, "%*s", col - at, "");
+        }
+        at += fprintf(f, "%.*s", (int)l, w);
+        w += l;
+        while (*w == ' ') w++;
+    }
+    fputc('\n', f);
+}
+
+/* The method's flags, one a line, from the job contract's table. */
+static void usage_method_flags(FILE *f) {
+    int n;
+    const sf_setting_t *t = sf_shift_settings(&n);
+    for (int i = 0; i < n; i++) {
+        if (!t[i].flag) continue;
+        char doc[600];
+        const char *arg = t[i].type == SF_SET_STR ? "S" : t[i].type == SF_SET_UINT ? "N" : "X";
+        if (sf_setting_planner_set(&t[i])) snprintf(doc, sizeof doc, "%s", t[i].doc);
+        else if (t[i].type == SF_SET_STR) snprintf(doc, sizeof doc, "%s [%s]", t[i].doc, t[i].sdef);
+        else snprintf(doc, sizeof doc, "%s [%g]", t[i].doc, t[i].def);
+        int at = fprintf(f, "             %s %s", t[i].flag, arg);
+        print_wrapped(f, doc, at, 45);
+    }
+}
 
 static void usage(FILE *f) {
     fputs("usage: sfctl [--coordinator EP] [--timeout MS] [--curve-key FILE --curve-server-key FILE]\n"
           "             COMMAND [ARGS]\n"
           "commands:\n"
           "  submit   submit a run (--classes SPEC, --kind, --items-per-class, --shard-size,\n"
-          "           --payload JSON, --priority, --max-attempts, --lease-ms, --name,\n"
-          "           --spec FILE, --set KEY=JSON, --json, --wait); the method (--method shift):\n"
-          "           --strategy ppo|sft, --captions-per-class, --images-per-caption,\n"
-          "           --reference-images, --rollouts-per-job, --ppo-updates N, --ppo KEY=NUMBER,\n"
-          "           --filter-threshold, --generator world|diffusion, --policy, --seed,\n"
-          "           --max-new-tokens, --temperature, --reference world|FOLDER (under the workers'\n"
-          "           reference_root), --diffusion-steps, --guidance-scale, --eta, --hook-scale\n"
-          "  export   RUN --to DIR [--data DIR]: copy a run's dataset (ImageFolder + manifest.jsonl)\n"
+          "           --payload JSON, --priority, --max-attempts, --lease-ms, --retry-base-ms,\n"
+          "           --retry-max-ms, --name, --spec FILE, --set KEY=JSON, --json, --wait); the\n"
+          "           method (--method shift, implied by --strategy, --generator, --policy and\n"
+          "           --reference): --ppo-updates N, --ppo KEY=NUMBER and one flag per setting\n"
+          "           (docs/configuration.md, \"Method shift\"; default in brackets):\n",
+          f);
+    usage_method_flags(f);
+    fputs("  export   RUN --to DIR [--data DIR]: copy a run's dataset (ImageFolder + manifest.jsonl)\n"
           "  report   RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]: the paper's tables\n"
           "           and figures as HTML, Markdown and JSON\n"
           "  status   RUN: the run's state, phases, classes and dead jobs\n"
@@ -77,11 +115,12 @@ static int is_inline_list(const char *spec) {
     return !(n > 4 && (!strcmp(spec + n - 4, ".txt") || !strcmp(spec + n - 4, ".tsv")));
 }
 
-static int set_number_flag(cJSON *spec, const char *key, const char *val) {
+/* spec[key] = the number val; `flag` names it in the error. */
+static int set_number_flag(cJSON *spec, const char *key, const char *flag, const char *val) {
     char *end;
     double v = strtod(val, &end);
     if (!*val || *end) {
-        fprintf(stderr, "sfctl submit: --%s needs a number, got '%s'\n", key, val);
+        fprintf(stderr, "sfctl submit: %s needs a number, got '%s'\n", flag, val);
         return -1;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
@@ -89,7 +128,18 @@ static int set_number_flag(cJSON *spec, const char *key, const char *val) {
     return 0;
 }
 
+/* The numeric flags of every run, whatever its method: "--max-attempts" is
+ * the key max_attempts. */
+static int is_run_number_flag(const char *a) {
+    static const char *const flags[] = {"--items-per-class", "--priority",      "--max-attempts",
+                                        "--lease-ms",        "--retry-base-ms", "--retry-max-ms", NULL};
+    for (const char *const *f = flags; *f; f++)
+        if (!strcmp(*f, a)) return 1;
+    return 0;
+}
+
 static int cmd_submit(int argc, char **argv) {
+    const sf_setting_t *set;
     cJSON *spec = cJSON_CreateObject();
     const char *classes = NULL;
     int json = 0, wait = 0, rc = SFCTL_EXIT_USAGE;
@@ -141,14 +191,21 @@ static int cmd_submit(int argc, char **argv) {
                 cJSON_DeleteItemFromObjectCaseSensitive(spec, "ppo");
                 ppo = cJSON_AddObjectToObject(spec, "ppo");
             }
-            if (set_number_flag(ppo, key, val)) goto out;
-        } else if (!strcmp(a, "--strategy") || !strcmp(a, "--generator") || !strcmp(a, "--policy") ||
-                   !strcmp(a, "--reference")) {
+            char what[80];
+            snprintf(what, sizeof what, "--ppo %s", key);
+            if (set_number_flag(ppo, key, !strcmp(a, "--ppo") ? what : a, val)) goto out;
+        } else if ((set = sf_setting_by_flag(a))) {
+            /* A setting of method shift (the contract's table): a string
+             * (strategy, generator, policy, reference) also implies the
+             * method; a number may be a --kind run's too (--shard-size). */
             NEEDV();
-            const char *key = !strcmp(a, "--reference") ? "reference_source" : a + 2;
-            cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
-            cJSON_AddStringToObject(spec, key, v);
-            if (!cJSON_GetObjectItemCaseSensitive(spec, "method")) cJSON_AddStringToObject(spec, "method", "shift");
+            if (set->type != SF_SET_STR) {
+                if (set_number_flag(spec, set->key, a, v)) goto out;
+            } else {
+                cJSON_DeleteItemFromObjectCaseSensitive(spec, set->key);
+                cJSON_AddStringToObject(spec, set->key, v);
+                if (!cJSON_GetObjectItemCaseSensitive(spec, "method")) cJSON_AddStringToObject(spec, "method", "shift");
+            }
         } else if (!strcmp(a, "--kind") || !strcmp(a, "--name") || !strcmp(a, "--method")) {
             NEEDV();
             cJSON_DeleteItemFromObjectCaseSensitive(spec, a + 2);
@@ -171,22 +228,12 @@ static int cmd_submit(int argc, char **argv) {
             if (!pv) { fprintf(stderr, "sfctl submit: %s: '%s' is not JSON\n", a, val); goto out; }
             cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
             cJSON_AddItemToObject(spec, key, pv);
-        } else if (!strncmp(a, "--", 2) && v &&
-                   (!strcmp(a, "--items-per-class") || !strcmp(a, "--shard-size") || !strcmp(a, "--priority") ||
-                    !strcmp(a, "--max-attempts") || !strcmp(a, "--lease-ms") || !strcmp(a, "--retry-base-ms") ||
-                    !strcmp(a, "--retry-max-ms") || !strcmp(a, "--captions-per-class") ||
-                    !strcmp(a, "--images-per-caption") || !strcmp(a, "--reference-images") ||
-                    !strcmp(a, "--rollouts-per-job") || !strcmp(a, "--seed") || !strcmp(a, "--filter-threshold") ||
-                    !strcmp(a, "--max-new-tokens") || !strcmp(a, "--temperature") ||
-                    !strcmp(a, "--finetune-images-per-class") || !strcmp(a, "--finetune-steps") ||
-                    !strcmp(a, "--finetune-seeds") ||
-                    !strcmp(a, "--diffusion-steps") || !strcmp(a, "--guidance-scale") || !strcmp(a, "--eta") ||
-                    !strcmp(a, "--hook-scale"))) {
+        } else if (is_run_number_flag(a)) {
+            NEEDV();
             char key[64];
             snprintf(key, sizeof key, "%s", a + 2);
             for (char *q = key; *q; q++) if (*q == '-') *q = '_';
-            i++;
-            if (set_number_flag(spec, key, v)) goto out;
+            if (set_number_flag(spec, key, a, v)) goto out;
         } else {
             fprintf(stderr, "sfctl submit: unknown option '%s'\n", a);
             goto out;

@@ -49,6 +49,17 @@ unsigned sf_job_kind_bit(const char *kind) {
     return 0;
 }
 
+int sf_setting_planner_set(const sf_setting_t *s) { return s && strstr(s->doc, "(planner: ") != NULL; }
+
+#define SF__SET_KEY(name, type, def, mn, mx, kinds, flag, doc) #name,
+const char *const *sf_shift_spec_keys(void) {
+    static const char *const keys[] = {"method", "name", "classes", "priority", "max_attempts", "lease_ms",
+                                       "retry_base_ms", "retry_max_ms", "ppo", "sft",
+                                       SF_SHIFT_SETTINGS(SF__SET_KEY) NULL};
+    return keys;
+}
+#undef SF__SET_KEY
+
 static void set_default(const sf_setting_t *s, sf_shift_params_t *p) {
     char *f = (char *)p + s->off;
     if (s->type == SF_SET_UINT) *(long *)f = (long)s->def;
@@ -158,18 +169,5 @@ const char *const *sf_job_result_fields(const char *kind) {
     case SF_K_FILTER: return filter;
     case SF_K_FINETUNE: return finetune;
     default: return NULL;
-    }
-}
-
-void sf_contract_print(FILE *f) {
-    int nt;
-    const sf_setting_t *t = sf_shift_settings(&nt);
-    static const char *const types[] = {"integer", "number", "string"};
-    for (int i = 0; i < nt; i++) {
-        char def[SF_SET_STR_MAX + 4];
-        if (t[i].type == SF_SET_STR) snprintf(def, sizeof def, "`%s`", t[i].sdef);
-        else snprintf(def, sizeof def, "%g", t[i].def);
-        fprintf(f, "| `%s` | %s | %s | %s | %s |\n", t[i].key, types[t[i].type], def, t[i].flag ? t[i].flag : "",
-                t[i].doc);
     }
 }

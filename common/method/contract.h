@@ -12,9 +12,9 @@
  *                    the same bounds, unknown keys refused);
  *   sfctl submit     turns --flags into spec keys with sf_setting_by_flag and
  *                    prints them in its usage from the table;
- *   the docs test    checks docs/configuration.md lists every key with its
- *                    default (tests/integration/test_docs.sh, through
- *                    `sfctl contract`).
+ *   the docs test    checks that docs/configuration.md lists every key with
+ *                    this type and default, and no key the method lacks
+ *                    (tests/unit/test_contract.c).
  * A default is written here and nowhere else.  A payload key is the spec key
  * it comes from, so one name means one setting everywhere.
  */
@@ -22,7 +22,6 @@
 #define SF_CONTRACT_H
 
 #include <stddef.h>
-#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -51,8 +50,9 @@ enum {
  *   kinds    the job kinds whose payload carries it (SF_K_… bits, 0: none,
  *            the planner alone reads it)
  *   flag     the sfctl submit flag, or NULL
- * Defaults marked "planner" in the doc are placeholders the planner replaces
- * (hook_scale depends on the strategy; world on the class list). */
+ * Defaults marked "(planner: …)" in the doc are placeholders the planner
+ * replaces (hook_scale depends on the strategy; world on the class list);
+ * docs/configuration.md says "set by the coordinator" for them. */
 #define SF_SHIFT_SETTINGS(X)                                                                                         \
     X(strategy, STR, "ppo", 0, 0, SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER, "--strategy",                           \
       "ppo (the method), sft (the SFT policy alone), or a baseline: d3s, low-density, base")                            \
@@ -124,6 +124,14 @@ const sf_setting_t *sf_setting_find(const char *key);
 const sf_setting_t *sf_setting_by_flag(const char *flag);
 /* The SF_K_… bit of a job kind's name, 0 for a kind outside the method. */
 unsigned sf_job_kind_bit(const char *kind);
+/* 1 when the planner replaces the setting's default (its doc says
+ * "(planner: …)"), else 0. */
+int sf_setting_planner_set(const sf_setting_t *s);
+/* Every key a run spec of method "shift" may hold, NULL-terminated: the
+ * run's own (method, name, classes, priority, max_attempts, lease_ms,
+ * retry_base_ms, retry_max_ms), the learner's (ppo, sft: run_spec.h) and
+ * the settings of the table.  Static; never freed. */
+const char *const *sf_shift_spec_keys(void);
 
 /* Every setting at its default. */
 void sf_shift_params_init(sf_shift_params_t *p);
@@ -147,9 +155,5 @@ int sf_job_params_parse(const char *kind, const char *payload, size_t len, sf_sh
  * for a kind without a result object).  The coordinator counts "generated",
  * "kept" and "dropped" per class (sf_run_count_result). */
 const char *const *sf_job_result_fields(const char *kind);
-
-/* Prints the table as Markdown rows "| `key` | type | default | doc |"
- * (sfctl contract: the docs test compares it with docs/configuration.md). */
-void sf_contract_print(FILE *f);
 
 #endif

@@ -6,7 +6,9 @@
  * laid out soundly (phases end to end, every job's class and items inside
  * the run), and its normalised spec — what Redis keeps — must plan the very
  * same run again, as store.c does when a restarted coordinator reloads it:
- * the job indices of done bits and leases depend on it.
+ * the job indices of done bits and leases depend on it.  A run of method
+ * "shift" must hand every job a payload its worker accepts
+ * (sf_job_params_parse of the job contract).
  *
  * The fuzz binary links runs.c and shift.c only; the few functions of
  * store.c and broker.c they name are defined here.  max_jobs_per_run
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/method/contract.h"
 #include "common/runtime/error.h"
 #include "coordinator/coord.h"
 
@@ -55,6 +58,22 @@ static void check_layout(const sf_run_t *r) {
     if (next != r->n_jobs) abort();
 }
 
+/* A planned shift run's payloads, read as each kind's worker reads them. */
+static void check_payloads(const sf_run_t *r) {
+    cJSON *spec = cJSON_Parse(r->spec_json);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(spec, "method");
+    const int shift = cJSON_IsString(m) && !strcmp(m->valuestring, "shift");
+    cJSON_Delete(spec);
+    for (int i = 0; shift && i < r->n_phases; i++) {
+        const sf_phase_t *p = &r->phases[i];
+        sf_shift_params_t params;
+        char err[256];
+        if (!sf_job_kind_bit(p->kind) ||
+            sf_job_params_parse(p->kind, p->payload, p->payload_len, &params, err, sizeof err) != 0)
+            abort();
+    }
+}
+
 static int same_phase(const sf_phase_t *a, const sf_phase_t *b) {
     return !strcmp(a->name, b->name) && !strcmp(a->kind, b->kind) && a->kind_id == b->kind_id &&
            a->first == b->first && a->n == b->n && a->until_learner == b->until_learner &&
@@ -87,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     check_layout(r);
+    check_payloads(r);
     cJSON *status = sf_run_json(&coord, r, 1);
     char *text = cJSON_PrintUnformatted(status);
     cJSON_Delete(status);
