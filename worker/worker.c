@@ -183,6 +183,7 @@ static void flush_results(sf_wk_t *wk) {
         sf_job_t *j = wk->res_jobs[i];
         free(j->out);
         free(j->payload);
+        free(j->params);
         free(j);
     }
     wk->n_res = 0;
@@ -248,6 +249,23 @@ static void after_work_cb(uv_work_t *w, int status) {
     sf_wk_complete(job->wk, job);
 }
 
+/* A method kind's payload, parsed once before its handler runs (worker.h):
+ * 0, or -1 with the job failed (FATAL when the contract refuses it). */
+static int parse_params(sf_job_t *job) {
+    if (!sf_job_kind_bit(job->kind)) return 0;
+    if (!(job->params = malloc(sizeof *job->params))) {
+        job->status = SF_JOB_FAILED;
+        snprintf(job->error, sizeof job->error, "out of memory");
+        return -1;
+    }
+    if (sf_job_params_parse(job->kind, job->payload, job->payload_len, job->params, job->error, sizeof job->error)) {
+        sf_warn("job %llu of run %s refused: %s", (unsigned long long)job->id, job->run, job->error);
+        job->status = SF_JOB_FATAL;
+        return -1;
+    }
+    return 0;
+}
+
 static void run_job(sf_wk_t *wk, sf_job_t *job) {
     wk->running++;
     job->started_us = sf_clock_mono_us();
@@ -255,6 +273,10 @@ static void run_job(sf_wk_t *wk, sf_job_t *job) {
     if (!job->h) {
         job->status = SF_JOB_FATAL;
         snprintf(job->error, sizeof job->error, "this worker has no handler for kind '%s'", job->kind);
+        sf_wk_complete(wk, job);
+        return;
+    }
+    if (parse_params(job) != 0) {
         sf_wk_complete(wk, job);
         return;
     }
@@ -477,7 +499,7 @@ static void finish(sf_wk_t *wk) {
     env.shutdown = &s;
     send_env(wk, &env);
     wk->said_bye = 1;
-    sf_models_close(wk);
+    sf_kinds_close(wk);
     double span = wk->first_job_us ? (sf_clock_mono_us() - wk->first_job_us) / 1e6 : 0;
     sf_info("leaving after %llu jobs done, %llu failed; busy %.1f%% of the %.1f s since the first job (%ld slots)",
             (unsigned long long)wk->done, (unsigned long long)wk->failed,
@@ -551,18 +573,15 @@ static void on_signal(uv_signal_t *s, int signum) {
 }
 
 static int pick_handlers(sf_wk_t *wk, char *err, size_t n) {
-    const sf_handler_t *tables[] = {sf_builtin_handlers, sf_model_handlers};
     if (!*wk->cfg.kinds) {
-        for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
-            for (const sf_handler_t *h = tables[t]; h->kind; h++) wk->handlers[wk->n_handlers++] = h;
+        for (const sf_handler_t *h = sf_handlers; h->kind; h++) wk->handlers[wk->n_handlers++] = h;
         return 0;
     }
     char *list = strdup(wk->cfg.kinds), *save = NULL;
     for (char *k = strtok_r(list, ", ", &save); k; k = strtok_r(NULL, ", ", &save)) {
         const sf_handler_t *found = NULL;
-        for (size_t t = 0; t < sizeof tables / sizeof tables[0] && !found; t++)
-            for (const sf_handler_t *h = tables[t]; h->kind && !found; h++)
-                if (strcmp(h->kind, k) == 0) found = h;
+        for (const sf_handler_t *h = sf_handlers; h->kind && !found; h++)
+            if (strcmp(h->kind, k) == 0) found = h;
         if (!found) {
             sf_errf(SF_EINVAL, err, n, "config key 'kinds': this worker has no kind '%s'", k);
             free(list);
@@ -578,8 +597,7 @@ static void usage(void) {
     fprintf(stderr, "usage: sf-worker [--config FILE] [--key value …]\n\nsettings:\n");
     sf_config_usage(wk_schema, stderr);
     fprintf(stderr, "\njob kinds in this build:\n");
-    for (const sf_handler_t *h = sf_builtin_handlers; h->kind; h++) fprintf(stderr, "  %-10s %s\n", h->kind, h->doc);
-    for (const sf_handler_t *h = sf_model_handlers; h->kind; h++) fprintf(stderr, "  %-10s %s\n", h->kind, h->doc);
+    for (const sf_handler_t *h = sf_handlers; h->kind; h++) fprintf(stderr, "  %-10s %s\n", h->kind, h->doc);
 }
 
 int main(int argc, char **argv) {

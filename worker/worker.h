@@ -8,9 +8,20 @@
  *   SF_RUN_ASYNC   started on the loop, completed later by the handler with
  *                  sf_wk_complete (jobs that wait for the learner and run
  *                  model work in between); a nonzero return completes it now.
+ * Before a handler of one of the method's kinds (embed, rollout, captions,
+ * generate, filter, manifest, finetune) runs, the worker parses the job's
+ * payload once with the contract (common/method/contract.h) into
+ * job->params: defaults for what is absent, bounds checked, unknown keys
+ * refused; a payload it refuses fails the job FATAL with the contract's
+ * message and the handler never runs.  Handlers read the typed fields and
+ * never parse the payload or write a default themselves.  The test kinds'
+ * few settings are not the method's: kind_builtin.c reads them, with their
+ * defaults, in one place.
  * A handler fills job->status, job->out (malloc'd, taken by the worker) and
- * job->error.  The protocol — hello, credit, heartbeats, reconnects, drain —
- * lives in worker.c so that handlers stay small (the Majordomo way).
+ * job->error; a result object holds only the fields sf_job_result_fields
+ * lists for its kind.  The protocol — hello, credit, heartbeats, reconnects,
+ * drain — lives in worker.c so that handlers stay small (the Majordomo way);
+ * the kinds are one file each (kind_*.c), listed in one table (kinds.c).
  */
 #ifndef SF_WORKER_H
 #define SF_WORKER_H
@@ -18,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "common/method/contract.h"
 
 typedef struct sf_wk_s sf_wk_t;
 typedef struct sf_job_s sf_job_t;
@@ -32,6 +45,9 @@ struct sf_job_s {
     char kind[32], run[16], wnid[16];
     char *payload;          /* NUL-terminated copy (owned by the worker) */
     size_t payload_len;
+    sf_shift_params_t *params; /* a method kind's settings, parsed before its
+                                  handler runs (owned by the worker); NULL
+                                  for the test kinds */
     /* filled by the handler */
     int status;
     char *out;              /* result payload, malloc'd; the worker frees it */
@@ -57,10 +73,9 @@ typedef struct sf_handler_s {
     const char *doc;
 } sf_handler_t;
 
-/* The built-in kinds (handlers.c), then those of models (models.c: empty
- * when built without libtorch); NULL-terminated. */
-extern const sf_handler_t sf_builtin_handlers[];
-extern const sf_handler_t sf_model_handlers[];
+/* Every kind this build has (kinds.c: the test kinds, then the method's when
+ * built with libtorch); NULL-terminated. */
+extern const sf_handler_t sf_handlers[];
 
 /* What model handlers need from the worker's settings. */
 typedef struct {
@@ -78,8 +93,9 @@ typedef struct {
     void *zctx;
 } sf_wk_env_t;
 const sf_wk_env_t *sf_wk_env(sf_wk_t *wk);
-/* Model state of the worker (models.c), closed when the worker leaves. */
-void sf_models_close(sf_wk_t *wk);
+/* What the kinds keep between jobs (the model cache, the learner client:
+ * kinds.c), closed when the worker leaves. */
+void sf_kinds_close(sf_wk_t *wk);
 
 /* For SF_RUN_TIMER handlers: complete the job now (status etc. filled). */
 void sf_wk_complete(sf_wk_t *wk, sf_job_t *job);

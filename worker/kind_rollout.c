@@ -1,0 +1,148 @@
+/* kind_rollout.c: rollout — captions sampled with the learner's current
+ * policy, scored with the paper's reward, sent to sf-learner; the result is
+ * the learner's acknowledgement.  The policy arrives and the batch goes out
+ * on the loop thread; sampling and scoring run on the thread pool, under
+ * the model cache's lock (kind_policy.h). */
+#if SF_HAVE_TORCH
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/method/reward.h"
+#include "common/runtime/error.h"
+#include "common/runtime/hash.h"
+#include "worker/kind_policy.h"
+#include "worker/kind_util.h"
+#include "worker/kinds.h"
+#include "worker/model_cache.h"
+
+/* A rollout job in flight: the policy job, and what goes to the learner. */
+typedef struct {
+    sf_pjob_t pj; /* first: a rollout_t is freed as its sf_pjob_t */
+    Sf__Rollout *rolls;
+    Sf__Rollout **rollp;
+    int n_rolls;
+    double score_sum;
+    int nonsense;
+    char example[256];
+} rollout_t;
+
+static void rollout_destroy(sf_pjob_t *pj) {
+    rollout_t *ro = (rollout_t *)pj;
+    for (int i = 0; i < ro->n_rolls; i++) {
+        free(ro->rolls[i].query);
+        free(ro->rolls[i].response);
+        free(ro->rolls[i].logprobs);
+        free(ro->rolls[i].values);
+    }
+    free(ro->rolls);
+    free(ro->rollp);
+}
+
+/* Rollout i: the prompt, sample i of s (tokens, log-probabilities, values)
+ * and its score.  0, or SF_ENOMEM. */
+static int fill_rollout(Sf__Rollout *r, int k, const int32_t *prompt, int plen, const sf_samples_t *s, int i,
+                        float score) {
+    const int L = s->lengths[i];
+    r->cls = (uint32_t)k;
+    r->n_query = (size_t)plen;
+    r->query = malloc(sizeof(int32_t) * (plen ? plen : 1));
+    r->n_response = r->n_logprobs = r->n_values = (size_t)L;
+    r->response = malloc(sizeof(int32_t) * (L ? L : 1));
+    r->logprobs = malloc(sizeof(float) * (L ? L : 1));
+    r->values = malloc(sizeof(float) * (L ? L : 1));
+    if (!r->query || !r->response || !r->logprobs || !r->values) return SF_ENOMEM;
+    memcpy(r->query, prompt, sizeof(int32_t) * plen);
+    memcpy(r->response, s->tokens + (size_t)i * s->max_new, sizeof(int32_t) * L);
+    memcpy(r->logprobs, s->logprobs + (size_t)i * s->max_new, sizeof(float) * L);
+    memcpy(r->values, s->values + (size_t)i * s->max_new, sizeof(float) * L);
+    r->score = score;
+    return 0;
+}
+
+static int rollout_locked(sf_pjob_t *pj) {
+    rollout_t *ro = (rollout_t *)pj;
+    sf_job_t *job = pj->job;
+    sf_world_t *w;
+    int k;
+    if (sf_mc_ensure_clip(pj->env, job) || sf_mc_ensure_bpe(pj->env, job) || sf_policy_ensure(pj, NULL) ||
+        !(w = sf_mc_world(pj->p->world, job)) || (k = sf_kind_class(w, job)) < 0)
+        return -1;
+    const int E = sf_clip_config(sf_mc.clip)->embed_dim, n = (int)job->item_count;
+    float *mean = malloc(sizeof(float) * E), *temb = malloc(sizeof(float) * (size_t)n * E);
+    int32_t *prompt = NULL;
+    int plen = 0, rc = -1;
+    sf_samples_t s = {0};
+    char **texts = NULL;
+    uint64_t seed = sf_mix2(sf_mix2((uint64_t)pj->p->seed, job->id & 0xffffffffu), job->attempt);
+    if (!mean || !temb) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    if (sf_kind_load_mean(pj->env, job, mean, E) ||
+        sf_policy_sample(pj, w, k, n, seed, &prompt, &plen, &s, &texts) || sf_kind_embed_texts(texts, n, temb, job))
+        goto out;
+    ro->rolls = calloc((size_t)n, sizeof *ro->rolls);
+    ro->rollp = calloc((size_t)n, sizeof *ro->rollp);
+    if (!ro->rolls || !ro->rollp) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    for (int i = 0; i < n; i++) {
+        Sf__Rollout *r = &ro->rolls[i];
+        sf__rollout__init(r);
+        ro->rollp[i] = r;
+        ro->n_rolls++;
+        float score;
+        int why = 0;
+        sf_reward_score(sf_world_class(w, k), texts[i], temb + (size_t)i * E, mean, (size_t)E, &score, &why);
+        if (fill_rollout(r, k, prompt, plen, &s, i, score) != 0) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+        ro->score_sum += score;
+        ro->nonsense += why != 0;
+        if (i == 0) snprintf(ro->example, sizeof ro->example, "%s", texts[i]);
+    }
+    rc = 0;
+out:
+    free(mean);
+    free(temb);
+    free(prompt);
+    sf_samples_free(&s);
+    sf_kind_free_texts(texts, n);
+    return rc;
+}
+
+static void on_ack(void *arg, int status, uint32_t accepted, uint32_t stale, uint32_t version, const char *err) {
+    rollout_t *ro = arg;
+    sf_job_t *job = ro->pj.job;
+    if (status != 0 || (err && *err)) {
+        sf_kind_fail(job, SF_JOB_FAILED, "learner: %s", err && *err ? err : sf_strerror(status));
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "n", ro->n_rolls);
+        cJSON_AddNumberToObject(o, "accepted", accepted);
+        cJSON_AddNumberToObject(o, "stale", stale);
+        cJSON_AddNumberToObject(o, "policy_version", ro->pj.version);
+        cJSON_AddNumberToObject(o, "learner_version", version);
+        cJSON_AddNumberToObject(o, "mean_score", ro->n_rolls ? ro->score_sum / ro->n_rolls : 0);
+        cJSON_AddNumberToObject(o, "nonsense", ro->nonsense);
+        cJSON_AddStringToObject(o, "example", ro->example);
+        sf_kind_result(job, o);
+    }
+    sf_policy_done(&ro->pj);
+}
+
+/* On the loop: the rollouts go to the learner; its acknowledgement
+ * completes the job. */
+static void rollout_send(sf_pjob_t *pj) {
+    rollout_t *ro = (rollout_t *)pj;
+    Sf__RolloutBatch b = SF__ROLLOUT_BATCH__INIT;
+    b.run = ro->pj.job->run;
+    b.policy_version = ro->pj.version;
+    b.n_rollouts = (size_t)ro->n_rolls;
+    b.rollouts = ro->rollp;
+    sf_lc_send_rollouts(sf_mc.lc, &b, on_ack, ro);
+}
+
+int sf_rollout_job(sf_wk_t *wk, sf_job_t *job) {
+    rollout_t *ro = calloc(1, sizeof *ro);
+    if (!ro) return sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
+    ro->pj.locked = rollout_locked;
+    ro->pj.after = rollout_send;
+    ro->pj.destroy = rollout_destroy;
+    return sf_policy_start(wk, job, &ro->pj, 1);
+}
+
+#endif
