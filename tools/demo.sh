@@ -11,9 +11,13 @@ cd "$(dirname "$0")/.."
 BIN="$PWD/${SF_BUILD:-build}/bin"
 DIR="$PWD/run/demo"
 UPDATES=${SF_DEMO_UPDATES:-200}
+# One worker makes the demo deterministic (the same files and tables on every
+# run): SF_DEMO_WORKERS=1 SF_DEMO_UPDATES=10 tools/demo.sh is the check that a
+# restructuring changed nothing.
+WORKERS=${SF_DEMO_WORKERS:-2}
 rm -rf "$DIR"
 mkdir -p "$DIR"
-"$BIN/sfctl" up --dir "$DIR" --workers 2 --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach
+"$BIN/sfctl" up --dir "$DIR" --workers "$WORKERS" --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach
 trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null' EXIT
 export SF_COORDINATOR="ipc://$DIR/clients.ipc"
 # Ten of the 86 classes (the world models know those): fish, birds, reptiles,
