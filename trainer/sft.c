@@ -11,6 +11,7 @@
 
 #include "common/text/bpe.h"
 #include "common/method/classes.h"
+#include "common/method/contract.h"
 #include "common/runtime/clock.h"
 #include "common/runtime/error.h"
 #include "common/method/reward.h"
@@ -47,8 +48,10 @@ static int sft_eval(sf_gpt2_t *m, const sf_bpe_t *bpe, const sf_world_t *w, cons
     int ok = 0, men = 0, total = 0, rc = 0, shown = 0;
     for (int round = 0; rc == 0 && round < SFT_EVAL_PER_CLASS; round++) {
         sf_sample_opts_t o;
+        sf_shift_params_t run; /* a run's defaults: the captions the method samples */
+        sf_shift_params_init(&run);
         sf_sample_opts_default(&o);
-        o.max_new_tokens = 32, o.temperature = 1.0f, o.top_k = 0, o.top_p = 1.0f;
+        o.max_new_tokens = (int)run.max_new_tokens, o.temperature = (float)run.temperature, o.top_k = 0, o.top_p = 1.0f;
         o.seed = SFT_EVAL_SEED + (uint64_t)round;
         sf_samples_t s = {0};
         if ((rc = sf_gpt2_sample(m, prompts, plen, K, SFT_STRIDE, &o, &s))) {
@@ -143,7 +146,7 @@ int sf_train_sft(sf_train_ctx_t *c) {
     free(pl);
     if (rc == 0) {
         char path[1024], json[384];
-        snprintf(path, sizeof path, "%s/policy-sft.safetensors", c->out);
+        snprintf(path, sizeof path, "%s/" SF_POLICY_SFT_FILE, c->out);
         if ((rc = sf_gpt2_save(m, path))) fprintf(stderr, "sft: %s\n", sf_gpt2_errstr(m));
         snprintf(json, sizeof json,
                  "{\"first_loss\": %.4f, \"final_loss\": %.4f, \"captions\": %d, \"steps\": %d, "

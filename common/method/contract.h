@@ -31,6 +31,10 @@ typedef enum { SF_SET_UINT = 0, SF_SET_NUM, SF_SET_STR } sf_set_type_t;
  * at most 255 bytes: sf_spec_models_path_ok). */
 #define SF_SET_STR_MAX 256
 
+/* The SFT policy's file in a models folder: what sf-train writes and what
+ * a run uses when its spec names no policy. */
+#define SF_POLICY_SFT_FILE "policy-sft.safetensors"
+
 /* Job kinds of method "shift" (bits, for "which kinds read this setting"). */
 enum {
     SF_K_EMBED = 1 << 0,
@@ -56,7 +60,7 @@ enum {
 #define SF_SHIFT_SETTINGS(X)                                                                                         \
     X(strategy, STR, "ppo", 0, 0, SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER, "--strategy",                           \
       "ppo (the method), sft (the SFT policy alone), or a baseline: d3s, low-density, base")                            \
-    X(policy, STR, "policy-sft.safetensors", 0, 0, SF_K_CAPTIONS, "--policy",                                          \
+    X(policy, STR, SF_POLICY_SFT_FILE, 0, 0, SF_K_CAPTIONS, "--policy",                                          \
       "the SFT policy, a path inside the learner's and workers' models_dir")                                           \
     X(world, STR, "builtin:imagenet-a-r-86", 0, 0,                                                                     \
       SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER | SF_K_FINETUNE, NULL,                     \
