@@ -65,7 +65,7 @@ DATA_C    := $(BUILD)/gen/sf_data.c
 # dependencies (docs/architecture.md has the map and what may include what):
 #   runtime  errors, log, config, files, clocks, hashes, metrics, histograms
 #   net      the wire protocol, ZeroMQ glue, CURVE, ZAP, chunked blobs
-#   redis    the key schema, auth, the libuv adapter
+#   redis    the key schema, auth, the libuv adapter, the connection
 #   text     tokenizers (GPT-2 BPE, CLIP BPE) and SFT rows
 #   formats  safetensors
 #   image    PNG, JPEG, ImageFolder trees

@@ -22,6 +22,7 @@
 
 #include "cli/sfctl.h"
 #include "common/runtime/fileio.h"
+#include "common/redis/keys.h"
 #include "common/redis/redis_auth.h"
 #include "common/formats/safetensors.h"
 #include "common/method/stats.h"
@@ -169,7 +170,7 @@ static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7
 /* The PPO curve of a run from Redis, as an SVG (nothing when absent). */
 static void ppo_svg(FILE *f, redisContext *rc, const char *run, cJSON *js) {
     if (!rc) return;
-    redisReply *rep = redisCommand(rc, "XRANGE sf:run:%s:ppo - +", run);
+    redisReply *rep = redisCommand(rc, "XRANGE " SF_KEY_RUN_PPO " - +", SF_KEY_PREFIX, run);
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) { freeReplyObject(rep); return; }
     int n = (int)rep->elements;
     double *score = calloc((size_t)n, sizeof *score), *kl = calloc((size_t)n, sizeof *kl),

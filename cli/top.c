@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/sfctl.h"
+#include "common/redis/keys.h"
 #include "common/redis/redis_auth.h"
 
 #define MAXW 400
@@ -71,7 +72,7 @@ static void draw(redisContext *rc, const char *addr, const char *prefix) {
     strftime(now, sizeof now, "%Y-%m-%d %H:%M:%S", localtime(&t));
     line("shiftforge top - redis %s - %s   (q quits)", addr, now);
     line("%s", "");
-    redisReply *runs = redisCommand(rc, "ZREVRANGE %s:runs 0 9", prefix);
+    redisReply *runs = redisCommand(rc, "ZREVRANGE " SF_KEY_RUNS " 0 9", prefix);
     int bw = W - 64;
     if (bw > 40) bw = 40;
     line("RUNS");
@@ -79,7 +80,7 @@ static void draw(redisContext *rc, const char *addr, const char *prefix) {
     char focus[32] = "";
     for (size_t i = 0; runs && runs->type == REDIS_REPLY_ARRAY && i < runs->elements; i++) {
         const char *id = runs->element[i]->str;
-        redisReply *h = redisCommand(rc, "HGETALL %s:run:%s", prefix, id);
+        redisReply *h = redisCommand(rc, "HGETALL " SF_KEY_RUN, prefix, id);
         double done = num(h, "done"), total = num(h, "total"), dead = num(h, "dead"), skipped = num(h, "skipped");
         char b[64], dt[32];
         bar(b, bw > 3 ? bw : 3, total > 0 ? (done + dead + skipped) / total : 0);
@@ -96,7 +97,7 @@ static void draw(redisContext *rc, const char *addr, const char *prefix) {
 
     if (focus[0]) {
         /* The slowest classes of the focused run: the ones with most left. */
-        redisReply *cl = redisCommand(rc, "HGETALL %s:run:%s:classes", prefix, focus);
+        redisReply *cl = redisCommand(rc, "HGETALL " SF_KEY_RUN_CLASSES, prefix, focus);
         struct { char wnid[16]; double done, total; } c[1000];
         int nc = 0;
         for (size_t i = 0; cl && cl->type == REDIS_REPLY_ARRAY && i + 1 < cl->elements; i += 2) {
@@ -131,7 +132,7 @@ static void draw(redisContext *rc, const char *addr, const char *prefix) {
                 c[best].total = -1;
             }
         }
-        redisReply *lh = redisCommand(rc, "HGETALL %s:run:%s:learner", prefix, focus);
+        redisReply *lh = redisCommand(rc, "HGETALL " SF_KEY_RUN_LEARNER, prefix, focus);
         if (lh && lh->type == REDIS_REPLY_ARRAY && lh->elements) {
             line("%s", "");
             line("LEARNER of %s: %s, version %s, updates %s/%s, score %.4f, KL %.3f, beta %.4f, buffered %s", focus,
@@ -147,14 +148,14 @@ static void draw(redisContext *rc, const char *addr, const char *prefix) {
         freeReplyObject(lh);
     }
 
-    redisReply *ws = redisCommand(rc, "ZRANGE %s:workers 0 -1", prefix);
+    redisReply *ws = redisCommand(rc, "ZRANGE " SF_KEY_WORKERS " 0 -1", prefix);
     line("%s", "");
     int nw = ws && ws->type == REDIS_REPLY_ARRAY ? (int)ws->elements : 0;
     line("WORKERS (%d)", nw);
     line("%-22s %-6s %-8s %-18s %5s %6s %9s %8s", "ID", "STATE", "DEVICE", "KINDS", "BUSY", "LEASED", "DONE", "SEEN");
     long long nowms = (long long)t * 1000;
     for (int i = 0; i < nw && row < H - 1; i++) {
-        redisReply *h = redisCommand(rc, "HGETALL %s:worker:%s", prefix, ws->element[i]->str);
+        redisReply *h = redisCommand(rc, "HGETALL " SF_KEY_WORKER, prefix, ws->element[i]->str);
         double seen = (double)(nowms - atoll(field(h, "last_seen_ms"))) / 1000.0;
         line("%-22.22s %-6s %-8.8s %-18.18s %5s %6s %9s %7.1fs", ws->element[i]->str, field(h, "state"),
              field(h, "device"), field(h, "kinds"), field(h, "busy"), field(h, "leased"), field(h, "done"),
@@ -182,7 +183,7 @@ static redisContext *connect_redis(const char *addr) {
 }
 
 int sfctl_top(int argc, char **argv) {
-    const char *addr = getenv("SF_REDIS") ? getenv("SF_REDIS") : "127.0.0.1:6379", *prefix = "sf";
+    const char *addr = getenv("SF_REDIS") ? getenv("SF_REDIS") : "127.0.0.1:6379", *prefix = SF_KEY_PREFIX;
     const char *user = NULL, *password_file = NULL;
     long interval = 1000;
     int once = 0;
