@@ -103,6 +103,7 @@ static void dead_letter(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *er
         snprintf(d->error, sizeof d->error, "%s", error);
     }
     sf_warn("run %s job %u dead after %u attempts: %s", r->id, idx, j->attempt, error);
+    sf_run_count_queued(r, idx, 1, NULL, 0);
     sf_store_job_dead(c, r, idx, error, worker);
 }
 
@@ -227,6 +228,7 @@ static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int6
         c->st.results_ok++;
         w->done++;
         j->state = JS_ACKING;
+        sf_run_count_queued(r, idx, 0, res->payload.data, res->payload.len);
         sf_store_job_done(c, r, idx, res->payload.data, res->payload.len);
         break;
     case SF__RESULT__STATUS__CANCELLED:

@@ -1,9 +1,11 @@
 /* coord.h: sf-coordinator's objects and the functions its modules share.
  *
  * The coordinator is split the Majordomo way:
- *   runs.c    runs, their phases and job slots; the planner; dispatch choice
+ *   runs.c    runs, their phases and job slots; the planner; dispatch choice;
+ *             the accounting of jobs done and dead
  *   broker.c  workers: hello, credit, liveness, leases, results, dispatch
  *   store.c   Redis: coalesced MULTI/EXEC batches, acknowledgements, reload
+ *             (it serialises the runs' state; it counts nothing itself)
  *   clients.c sfctl requests: submit, status, cancel, lists, stats
  *   main.c    configuration, sockets, the loop, the cron timer, signals
  *
@@ -241,9 +243,23 @@ int sf_plan_add_single(sf_run_t *r, const char *name, const char *kind, uint32_t
                        char *err, size_t n);
 /* method "shift": the paper's method (shift.c). */
 int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n);
-/* Adds a job result's per-class counters (JSON fields "generated", "kept",
- * "dropped") to r->class_stat; 1 if it had any. */
-int sf_run_count_result(sf_run_t *r, int cls, const void *payload, size_t len);
+
+/* Accounting: done, dead, class_done and class_dead (and each phase's done
+ * and dead) count what Redis has acknowledged; done_w, dead_w and
+ * class_*_w what has been queued for it, in flight included; class_stat
+ * sums the job results. */
+/* Adds the per-class counters of job idx's result (JSON fields
+ * "generated", "kept", "dropped") to r->class_stat; 1 if it had any. */
+int sf_run_count_result(sf_run_t *r, uint32_t idx, const void *payload, size_t len);
+/* Job idx finished — dead, or done with this result (borrowed) — and its
+ * fact is queued for Redis: the written counters and the result's counts. */
+void sf_run_count_queued(sf_run_t *r, uint32_t idx, int dead, const void *payload, size_t len);
+/* Redis acknowledged that fact: the slot becomes JS_DONE or JS_DEAD, the
+ * acknowledged counters move, a done job's latency is recorded. */
+void sf_run_count_acked(sf_coord_t *c, sf_run_t *r, uint32_t idx, int dead);
+/* A run rebuilt from Redis at start, its slots set: every counter from the
+ * slots (written = acknowledged), and the first unfinished phase. */
+void sf_run_count_loaded(sf_run_t *r);
 
 int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t **out, char *err, size_t n);
 void sf_run_free(sf_run_t *r);

@@ -22,6 +22,7 @@
 #include "common/runtime/log.h"
 #include "common/runtime/metrics.h"
 #include "common/net/zap.h"
+#include "common/redis/conn.h"
 #include "coordinator/coord.h"
 
 #define CRON_MS 100
@@ -29,11 +30,7 @@
 
 #define F(k, t, d, lo, hi, doc) {#k, t, offsetof(sf_coord_config_t, k), d, lo, hi, doc}
 const sf_cfg_field_t sf_coord_schema[] = {
-    F(redis, SF_CFG_STRING, "127.0.0.1:6379", 1, 0, "Redis address: host:port or unix:/path/to/socket"),
-    F(redis_prefix, SF_CFG_STRING, "sf", 1, 0, "prefix of every Redis key"),
-    F(redis_user, SF_CFG_STRING, "", 1, 0, "Redis ACL user for AUTH (default $SF_REDIS_USER, else the default user)"),
-    F(redis_password_file, SF_CFG_STRING, "", 1, 0,
-      "file holding the Redis password (default $SF_REDIS_PASSWORD; empty: no AUTH)"),
+    SF_REDIS_CFG_FIELDS(sf_coord_config_t),
     F(worker_endpoint, SF_CFG_STRING, "tcp://*:5555", 1, 0, "ZeroMQ endpoint the workers' ROUTER binds"),
     F(client_endpoint, SF_CFG_STRING, "tcp://*:5556", 1, 0, "ZeroMQ endpoint the clients' ROUTER binds"),
     F(curve_key_file, SF_CFG_STRING, "", 1, 0,
@@ -70,24 +67,7 @@ void sf_coord_on_acked(sf_coord_t *c, const sf_ack_t *acks, size_t n) {
         if (!r || !r->jobs || a->idx >= r->n_jobs) continue;
         if (last && last != r) sf_run_progress(c, last);
         last = r;
-        sf_jobslot_t *j = &r->jobs[a->idx];
-        int pi = sf_run_phase_of(r, a->idx), cls;
-        const char *w;
-        uint32_t s0, cnt;
-        int per_class = sf_run_job_shard(r, a->idx, &w, &s0, &cnt, &cls);
-        if (a->type == ACK_JOB_DONE) {
-            j->state = JS_DONE;
-            r->done++;
-            r->phases[pi].done++;
-            r->class_done[cls] += per_class;
-            sf_hist_add(&r->latency, (uint64_t)j->dispatched_us);
-            sf_hist_add(&c->latency, (uint64_t)j->dispatched_us);
-        } else if (a->type == ACK_JOB_DEAD) {
-            j->state = JS_DEAD;
-            r->dead++;
-            r->phases[pi].dead++;
-            r->class_dead[cls] += per_class;
-        }
+        if (a->type == ACK_JOB_DONE || a->type == ACK_JOB_DEAD) sf_run_count_acked(c, r, a->idx, a->type == ACK_JOB_DEAD);
     }
     if (last) sf_run_progress(c, last);
 }

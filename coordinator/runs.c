@@ -31,7 +31,19 @@ int sf_coord_kind_id(sf_coord_t *c, const char *kind) {
 
 const char *const sf_class_stat_names[SF_CLASS_STATS] = {"generated", "kept", "dropped"};
 
-int sf_run_count_result(sf_run_t *r, int cls, const void *payload, size_t len) {
+/* ---- accounting ------------------------------------------------------------ */
+
+/* The class job idx belongs to (class 0 for the one job of a run-wide
+ * phase); returns whether it counts toward that class's progress. */
+static int job_class(const sf_run_t *r, uint32_t idx, int *cls) {
+    const char *wnid;
+    uint32_t start, count;
+    return sf_run_job_shard(r, idx, &wnid, &start, &count, cls);
+}
+
+int sf_run_count_result(sf_run_t *r, uint32_t idx, const void *payload, size_t len) {
+    int cls;
+    job_class(r, idx, &cls);
     if (!len || !r->class_stat || cls < 0 || cls >= r->classes->n || ((const char *)payload)[0] != '{') return 0;
     cJSON *o = cJSON_ParseWithLength(payload, len);
     int any = 0;
@@ -44,6 +56,54 @@ int sf_run_count_result(sf_run_t *r, int cls, const void *payload, size_t len) {
     }
     cJSON_Delete(o);
     return any;
+}
+
+void sf_run_count_queued(sf_run_t *r, uint32_t idx, int dead, const void *payload, size_t len) {
+    int cls, per_class = job_class(r, idx, &cls);
+    if (dead) {
+        r->dead_w++;
+        if (per_class) r->class_dead_w[cls]++;
+        return;
+    }
+    r->done_w++;
+    if (per_class) r->class_done_w[cls]++;
+    sf_run_count_result(r, idx, payload, len);
+}
+
+void sf_run_count_acked(sf_coord_t *c, sf_run_t *r, uint32_t idx, int dead) {
+    sf_jobslot_t *j = &r->jobs[idx];
+    int pi = sf_run_phase_of(r, idx), cls, per_class = job_class(r, idx, &cls);
+    if (dead) {
+        j->state = JS_DEAD;
+        r->dead++;
+        r->phases[pi].dead++;
+        r->class_dead[cls] += per_class;
+        return;
+    }
+    j->state = JS_DONE;
+    r->done++;
+    r->phases[pi].done++;
+    r->class_done[cls] += per_class;
+    sf_hist_add(&r->latency, (uint64_t)j->dispatched_us);
+    sf_hist_add(&c->latency, (uint64_t)j->dispatched_us);
+}
+
+void sf_run_count_loaded(sf_run_t *r) {
+    /* Counters follow from the slots. */
+    for (uint32_t i = 0; i < r->n_jobs; i++) {
+        int s = r->jobs[i].state;
+        if (s != JS_DONE && s != JS_DEAD) continue;
+        int pi = sf_run_phase_of(r, i), cls, per_class = job_class(r, i, &cls);
+        if (s == JS_DONE) { r->done++; r->phases[pi].done++; r->class_done[cls] += per_class; }
+        else { r->dead++; r->phases[pi].dead++; r->class_dead[cls] += per_class; }
+    }
+    r->done_w = r->done;
+    r->dead_w = r->dead;
+    memcpy(r->class_done_w, r->class_done, (size_t)r->classes->n * sizeof *r->class_done);
+    memcpy(r->class_dead_w, r->class_dead, (size_t)r->classes->n * sizeof *r->class_dead);
+    r->phase = 0;
+    while (r->phase < r->n_phases && r->phases[r->phase].done + r->phases[r->phase].dead >= r->phases[r->phase].n)
+        r->phase++;
 }
 
 static const char *state_names[] = {"queued", "running", "done", "failed", "cancelled"};

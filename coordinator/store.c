@@ -12,16 +12,20 @@
  *
  * At start, sf_store_load() rebuilds every unfinished run from Redis with a
  * blocking connection, before the loop runs.
+ *
+ * The asynchronous connection — AUTH first, reconnects with backoff — is
+ * common/redis/conn's; the store hears when it is up (everything not
+ * acknowledged goes out again) and down, and drops it when Redis refuses
+ * a batch.  The counters it writes are the runs' (runs.c counts them).
  */
-#include <errno.h>
-#include "common/redis/redis_uv.h"
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "common/runtime/error.h"
+#include "common/redis/conn.h"
 #include "common/redis/keys.h"
+#include "common/runtime/error.h"
 #include "common/runtime/log.h"
 #include "coordinator/coord.h"
 
@@ -57,13 +61,7 @@ typedef struct batch_s {
 } batch_t;
 
 struct sf_store_s {
-    redisAsyncContext *ac;
-    int connected, connecting;
-    int authing;        /* AUTH sent, its reply not here yet */
-    int auth_refused;   /* the last AUTH was refused: retry after the disconnect */
-    int64_t auth_logged_ms; /* a refused AUTH is logged at most once a minute */
-    uv_timer_t retry;
-    int64_t retry_ms;
+    sf_redis_conn_t conn; /* AUTH, reconnects with backoff; sf_redis_conn_ac() is NULL while down */
     char *prefix;
     runpend_t *rp;
     int n_rp, cap_rp;
@@ -76,6 +74,9 @@ struct sf_store_s {
     int batch_refused;  /* Redis refused an EXEC on this connection: reconnect and send again */
     int refused_streak; /* batches refused in a row: the reconnects back off, the log stays short */
 };
+
+/* The context to send on, NULL while Redis is down. */
+static redisAsyncContext *ac_of(const sf_store_t *s) { return sf_redis_conn_ac(&s->conn); }
 
 /* ---- argument lists ------------------------------------------------------------ */
 
@@ -246,14 +247,6 @@ void sf_store_job_done(sf_coord_t *c, sf_run_t *r, uint32_t idx, const void *pay
         args_fmt(&p->results, "%u", idx);
         args_push(&p->results, payload, len);
     }
-    int pi = sf_run_phase_of(r, idx), cls;
-    const char *wnid;
-    uint32_t st, cnt;
-    int per_class = sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
-    r->done_w++;
-    if (per_class) r->class_done_w[cls]++;
-    sf_run_count_result(r, cls, payload, len);
-    (void)pi;
     p->saved = p->classes_dirty = 1;
     add_ack(s, (sf_ack_t){.type = ACK_JOB_DONE, .run = r->num, .idx = idx});
     s->ops += 3;
@@ -274,12 +267,6 @@ void sf_store_job_dead(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *err
     args_str(&p->dead, js ? js : "{}");
     free(js);
     args_fmt(&p->lease_del, "%u", idx);
-    int cls;
-    const char *wnid;
-    uint32_t st, cnt;
-    int per_class = sf_run_job_shard(r, idx, &wnid, &st, &cnt, &cls);
-    r->dead_w++;
-    if (per_class) r->class_dead_w[cls]++;
     p->saved = p->classes_dirty = 1;
     char detail[300];
     snprintf(detail, sizeof detail, "job %u: %s", idx, error);
@@ -391,16 +378,28 @@ static void on_learner(redisAsyncContext *ac, void *reply, void *priv) {
 
 void sf_store_poll_learner(sf_coord_t *c, sf_run_t *r) {
     sf_store_t *s = c->store;
-    if (!s->connected || r->learner_polling) return;
+    redisAsyncContext *ac = ac_of(s);
+    if (!ac || r->learner_polling) return;
     char k[160];
-    snprintf(k, sizeof k, "%s:run:%s:learner", s->prefix, r->id);
-    if (redisAsyncCommand(s->ac, on_learner, (void *)(uintptr_t)r->num, "HMGET %s version done state error updated_ms", k) == REDIS_OK)
+    snprintf(k, sizeof k, SF_KEY_RUN_LEARNER, s->prefix, r->id);
+    if (redisAsyncCommand(ac, on_learner, (void *)(uintptr_t)r->num, "HMGET %s version done state error updated_ms", k) == REDIS_OK)
         r->learner_polling = 1;
 }
 
 /* ---- building and sending a batch ----------------------------------------------- */
 
-static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec) {
+/* The counters a write of a run carries: what has been queued for Redis
+ * (the *_w ones, the usual case), or only what Redis acknowledged (a
+ * resync: the batches resent after it bring the rest). */
+typedef struct {
+    uint64_t done, dead;
+    const uint32_t *class_done, *class_dead;
+} counts_t;
+
+static counts_t written(const sf_run_t *r) { return (counts_t){r->done_w, r->dead_w, r->class_done_w, r->class_dead_w}; }
+static counts_t acked(const sf_run_t *r) { return (counts_t){r->done, r->dead, r->class_done, r->class_dead}; }
+
+static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec, counts_t n) {
     args_t a = {0};
     char k[128];
     args_str(&a, "HSET");
@@ -413,8 +412,8 @@ static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec) 
     args_str(&a, "phases"); args_fmt(&a, "%d", r->n_phases);
     args_str(&a, "priority"); args_fmt(&a, "%d", r->priority);
     args_str(&a, "total"); args_fmt(&a, "%u", r->n_jobs);
-    args_str(&a, "done"); args_fmt(&a, "%llu", (unsigned long long)r->done_w);
-    args_str(&a, "dead"); args_fmt(&a, "%llu", (unsigned long long)r->dead_w);
+    args_str(&a, "done"); args_fmt(&a, "%llu", (unsigned long long)n.done);
+    args_str(&a, "dead"); args_fmt(&a, "%llu", (unsigned long long)n.dead);
     args_str(&a, "retries"); args_fmt(&a, "%llu", (unsigned long long)r->retries);
     uint32_t skipped = 0;
     for (int i = 0; i < r->n_phases; i++) skipped += r->phases[i].skipped;
@@ -430,7 +429,7 @@ static void run_hash_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_spec) 
     args_free(&a);
 }
 
-static void classes_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_totals) {
+static void classes_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_totals, counts_t n) {
     args_t a = {0};
     char k[128];
     args_str(&a, "HSET");
@@ -440,8 +439,8 @@ static void classes_cmd(sf_coord_t *c, batch_t *b, sf_run_t *r, int with_totals)
     for (int i = 0; i < r->classes->n; i++) {
         const char *w = r->classes->v[i].wnid;
         if (with_totals) { args_fmt(&a, "%s:total", w); args_fmt(&a, "%u", per); }
-        if (with_totals || r->class_done_w[i]) { args_fmt(&a, "%s:done", w); args_fmt(&a, "%u", r->class_done_w[i]); }
-        if (with_totals || r->class_dead_w[i]) { args_fmt(&a, "%s:dead", w); args_fmt(&a, "%u", r->class_dead_w[i]); }
+        if (with_totals || n.class_done[i]) { args_fmt(&a, "%s:done", w); args_fmt(&a, "%u", n.class_done[i]); }
+        if (with_totals || n.class_dead[i]) { args_fmt(&a, "%s:dead", w); args_fmt(&a, "%u", n.class_dead[i]); }
         for (int k = 0; r->class_stat && k < SF_CLASS_STATS; k++)
             if (r->class_stat[i][k]) {
                 args_fmt(&a, "%s:%s", w, sf_class_stat_names[k]);
@@ -495,8 +494,8 @@ static void seal(sf_coord_t *c) {
         if (p->lease_del.n) { with_key(&p->lease_del, "HDEL", key(c, SF_KEY_RUN_LEASES, r->id, k, sizeof k)); batch_args(b, &p->lease_del); }
         if (p->results.n) { with_key(&p->results, "HSET", key(c, SF_KEY_RUN_RESULTS, r->id, k, sizeof k)); batch_args(b, &p->results); }
         if (p->dead.n) { with_key(&p->dead, "HSET", key(c, SF_KEY_RUN_DEAD, r->id, k, sizeof k)); batch_args(b, &p->dead); }
-        if (p->saved || p->with_spec) run_hash_cmd(c, b, r, p->with_spec);
-        if (p->classes_dirty || p->with_spec) classes_cmd(c, b, r, p->with_spec);
+        if (p->saved || p->with_spec) run_hash_cmd(c, b, r, p->with_spec, written(r));
+        if (p->classes_dirty || p->with_spec) classes_cmd(c, b, r, p->with_spec, written(r));
         for (int e = 0; e + 12 <= p->events.n; e += 12)
             batch_cmd(b, 12, (const char **)p->events.v + e, p->events.l + e);
         args_free(&p->done_bits);
@@ -527,10 +526,11 @@ static void on_exec(redisAsyncContext *ac, void *reply, void *priv);
 
 static void send_batch(sf_coord_t *c, batch_t *b) {
     sf_store_t *s = c->store;
+    redisAsyncContext *ac = ac_of(s);
     for (int i = 0; i < b->n; i++) {
         int last = i == b->n - 1;
-        if (redisAsyncFormattedCommand(s->ac, last ? on_exec : NULL, last ? b : NULL, b->cmds[i], b->lens[i]) != REDIS_OK) {
-            sf_warn("redis: cannot queue a command: %s", s->ac->errstr);
+        if (redisAsyncFormattedCommand(ac, last ? on_exec : NULL, last ? b : NULL, b->cmds[i], b->lens[i]) != REDIS_OK) {
+            sf_warn("redis: cannot queue a command: %s", ac->errstr);
             return;
         }
     }
@@ -542,6 +542,7 @@ static void send_batch(sf_coord_t *c, batch_t *b) {
 
 
 static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
     sf_coord_t *c = g_coord;
     sf_store_t *s = c->store;
     batch_t *b = priv;
@@ -560,7 +561,7 @@ static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
             sf_warn("redis: a batch was refused (%s); it is sent again after a reconnect (%d in a row)", r->str,
                     s->refused_streak);
         s->batch_refused = 1;
-        redisAsyncDisconnect(ac);
+        sf_redis_conn_drop(&s->conn);
         return;
     } else if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements; i++) {
@@ -570,7 +571,10 @@ static void on_exec(redisAsyncContext *ac, void *reply, void *priv) {
             }
         }
     }
-    if (s->refused_streak) s->refused_streak = 0, s->retry_ms = 0;
+    if (s->refused_streak) {
+        s->refused_streak = 0;
+        sf_redis_conn_backoff_reset(&s->conn);
+    }
     /* Batches are acknowledged in order: b is the head. */
     if (s->head != b) sf_error("redis: acknowledgement out of order");
     s->head = b->next;
@@ -591,26 +595,12 @@ void sf_store_flush(sf_coord_t *c) {
         /* Up to four batches in flight; beyond that, keep coalescing. */
         if (s->inflight < 4 || s->ops > (size_t)c->cfg.flush_max_ops) seal(c);
     }
-    if (!s->connected || s->batch_refused) return;
+    if (!ac_of(s) || s->batch_refused) return;
     for (batch_t *b = s->head; b; b = b->next)
         if (!b->sent) send_batch(c, b);
 }
 
 /* ---- connection -------------------------------------------------------------------- */
-
-static int connect_async(sf_coord_t *c);
-
-static void on_retry(uv_timer_t *t) {
-    sf_coord_t *c = t->data;
-    connect_async(c);
-}
-
-static void schedule_retry(sf_coord_t *c) {
-    sf_store_t *s = c->store;
-    s->retry_ms = s->retry_ms ? s->retry_ms * 2 : 100;
-    if (s->retry_ms > 1000) s->retry_ms = 1000;
-    uv_timer_start(&s->retry, on_retry, (uint64_t)s->retry_ms, 0);
-}
 
 /* After a lost connection Redis may have lost what it acknowledged (a crash
  * within its fsync second, a restart without AOF, a failover).  Memory is
@@ -656,18 +646,8 @@ static void resync(sf_coord_t *c) {
         free(bits);
         /* Only what Redis acknowledged before; the batches resent after
          * this one bring the rest. */
-        uint64_t dw = r->done_w, xw = r->dead_w;
-        uint32_t *cdw = r->class_done_w, *cxw = r->class_dead_w;
-        r->done_w = r->done;
-        r->dead_w = r->dead;
-        r->class_done_w = r->class_done;
-        r->class_dead_w = r->class_dead;
-        run_hash_cmd(c, b, r, 1);
-        classes_cmd(c, b, r, 1);
-        r->done_w = dw;
-        r->dead_w = xw;
-        r->class_done_w = cdw;
-        r->class_dead_w = cxw;
+        run_hash_cmd(c, b, r, 1, acked(r));
+        classes_cmd(c, b, r, 1, acked(r));
         runs++;
     }
     batch_cmd(b, 1, exec, NULL);
@@ -677,12 +657,12 @@ static void resync(sf_coord_t *c) {
     sf_info("redis: rewriting the state of %d active runs after the reconnect", runs);
 }
 
-/* The connection is usable (connected, and AUTH accepted if we sent one). */
-static void on_ready(sf_coord_t *c) {
+/* The connection is usable (connected, and AUTH accepted if we sent one):
+ * everything not acknowledged is sent again, behind a rewrite of the active
+ * runs after a reconnect. */
+static void on_up(sf_redis_conn_t *rc) {
+    sf_coord_t *c = rc->data;
     sf_store_t *s = c->store;
-    s->connected = 1;
-    if (!s->refused_streak) s->retry_ms = 0; /* refused batches back off across reconnects */
-    sf_info("redis: connected");
     for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
     s->inflight = 0;
     if (s->was_connected) resync(c);
@@ -690,94 +670,17 @@ static void on_ready(sf_coord_t *c) {
     sf_store_flush(c);
 }
 
-static void on_auth(redisAsyncContext *ac, void *reply, void *priv) {
-    (void)priv;
-    sf_coord_t *c = g_coord;
+/* Lost, dropped after a refused batch, or AUTH refused: what was in flight
+ * had NULL replies and waits to be sent again; the connection retries. */
+static void on_down(sf_redis_conn_t *rc, int why) {
+    sf_coord_t *c = rc->data;
     sf_store_t *s = c->store;
-    redisReply *r = reply;
-    if (!r) return; /* lost before the reply: the disconnect callback retries */
-    s->authing = 0;
-    if (r->type == REDIS_REPLY_ERROR) {
-        c->st.redis_auth_failures++;
-        int64_t now = sf_clock_wall_ms();
-        if (!s->auth_logged_ms || now - s->auth_logged_ms >= 60000) {
-            char who[160];
-            sf_error("redis: %s refused AUTH as %s: %s%s; nothing is written until it accepts, retrying",
-                     c->cfg.redis, sf_redis_auth_who(&c->redis_auth, who, sizeof who), r->str,
-                     sf_redis_auth_hint(r->str));
-            s->auth_logged_ms = now;
-        }
-        s->auth_refused = 1;
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    if (s->auth_logged_ms) sf_info("redis: AUTH accepted");
-    s->auth_logged_ms = 0;
-    on_ready(c);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status) {
-    sf_coord_t *c = ac->data;
-    sf_store_t *s = c->store;
-    s->connecting = 0;
-    if (status != REDIS_OK) {
-        sf_warn("redis: connect failed: %s; retrying", ac->errstr);
-        s->ac = NULL;
-        schedule_retry(c);
-        return;
-    }
-    /* AUTH goes first; nothing else is sent until it is accepted. */
-    int rc = sf_redis_auth_async(s->ac, &c->redis_auth, on_auth, NULL);
-    if (rc == 1) s->authing = 1;
-    else if (rc == 0) on_ready(c);
-    else redisAsyncDisconnect(s->ac);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-    sf_coord_t *c = ac->data;
-    sf_store_t *s = c->store;
-    int refused = s->auth_refused || s->authing || s->batch_refused;
-    s->connected = 0;
-    s->authing = s->auth_refused = s->batch_refused = 0;
-    s->ac = NULL;
+    if (why == SF_REDIS_LOST) c->st.redis_reconnects++;
+    else if (why == SF_REDIS_AUTH_REFUSED) c->st.redis_auth_failures++;
+    s->batch_refused = 0;
     s->inflight = 0;
     for (sf_run_t *r = c->runs; r; r = r->next) r->learner_polling = 0;
     for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
-    if (c->stopping) return;
-    if (refused) schedule_retry(c);
-    else if (status != REDIS_OK) {
-        c->st.redis_reconnects++;
-        sf_warn("redis: connection lost (%s); writes are held until it is back", ac->errstr);
-        schedule_retry(c);
-    }
-}
-
-static int connect_async(sf_coord_t *c) {
-    sf_store_t *s = c->store;
-    char host[512], err[600];
-    static int64_t warned_ms; /* at most once a minute */
-    if (s->was_connected &&
-        sf_redis_auth_refresh(&c->redis_auth, c->cfg.redis_user, c->cfg.redis_password_file, err, sizeof err) != 0 &&
-        sf_clock_wall_ms() - warned_ms >= 60000) {
-        warned_ms = sf_clock_wall_ms();
-        sf_warn("redis: %s; trying the password read before", err);
-    }
-    int port = 0, is_unix = 0;
-    if (sf_redis_addr_parse(c->cfg.redis, host, sizeof host, &port, &is_unix)) return SF_EINVAL;
-    redisAsyncContext *ac = is_unix ? redisAsyncConnectUnix(host) : redisAsyncConnect(host, port);
-    if (!ac || ac->err) {
-        sf_warn("redis: %s", ac ? ac->errstr : "out of memory");
-        if (ac) redisAsyncFree(ac);
-        schedule_retry(c);
-        return SF_EREDIS;
-    }
-    ac->data = c;
-    sf_redis_uv_attach(ac, c->loop);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    s->ac = ac;
-    s->connecting = 1;
-    return 0;
 }
 
 static redisContext *connect_sync(const sf_coord_t *c, char *err, size_t n) {
@@ -791,26 +694,27 @@ int sf_store_open(sf_coord_t *c, char *err, size_t n) {
     if (!s) return SF_ENOMEM;
     c->store = s;
     s->prefix = strdup(c->cfg.redis_prefix);
-    uv_timer_init(c->loop, &s->retry);
-    s->retry.data = c;
-    (void)err;
-    (void)n;
-    return connect_async(c);
+    if (!s->prefix) return SF_ENOMEM;
+    const sf_redis_conn_opts_t o = {.addr = c->cfg.redis, .auth = &c->redis_auth, .user = c->cfg.redis_user,
+                                    .password_file = c->cfg.redis_password_file, .held = "writes are held",
+                                    .on_up = on_up, .on_down = on_down, .data = c};
+    int rc = sf_redis_conn_init(c->loop, &s->conn, &o, err, n);
+    if (rc) return rc;
+    sf_redis_conn_start(&s->conn);
+    return 0;
 }
 
 void sf_store_close(sf_coord_t *c) {
     sf_store_t *s = c->store;
     if (!s) return;
-    if (s->ac) redisAsyncDisconnect(s->ac);
-    uv_timer_stop(&s->retry);
-    uv_close((uv_handle_t *)&s->retry, NULL);
+    sf_redis_conn_close(&s->conn, NULL);
 }
 
 void sf_store_info(const sf_coord_t *c, cJSON *out) {
     const sf_store_t *s = c->store;
     int queued = 0;
     for (batch_t *b = s->head; b; b = b->next) queued++;
-    cJSON_AddBoolToObject(out, "redis_connected", s->connected);
+    cJSON_AddBoolToObject(out, "redis_connected", ac_of(s) != NULL);
     cJSON_AddNumberToObject(out, "redis_batches_queued", queued);
     cJSON_AddNumberToObject(out, "redis_inflight", s->inflight);
 }
@@ -945,32 +849,10 @@ static sf_run_t *load_run(sf_coord_t *c, load_ctx_t *ld, const char *id) {
     for (size_t i = 0; res && res->type == REDIS_REPLY_ARRAY && i + 1 < res->elements; i += 2) {
         uint32_t idx = (uint32_t)strtoul(res->element[i]->str, NULL, 10);
         if (idx >= r->n_jobs || r->jobs[idx].state != JS_DONE) continue;
-        const char *w;
-        uint32_t a, b;
-        int cls;
-        sf_run_job_shard(r, idx, &w, &a, &b, &cls);
-        sf_run_count_result(r, cls, res->element[i + 1]->str, res->element[i + 1]->len);
+        sf_run_count_result(r, idx, res->element[i + 1]->str, res->element[i + 1]->len);
     }
     freeReplyObject(res);
-
-    /* Counters follow from the slots. */
-    for (uint32_t i = 0; i < r->n_jobs; i++) {
-        int s = r->jobs[i].state;
-        if (s != JS_DONE && s != JS_DEAD) continue;
-        int pi = sf_run_phase_of(r, i), cls;
-        const char *w;
-        uint32_t a, b;
-        int per_class = sf_run_job_shard(r, i, &w, &a, &b, &cls);
-        if (s == JS_DONE) { r->done++; r->phases[pi].done++; r->class_done[cls] += per_class; }
-        else { r->dead++; r->phases[pi].dead++; r->class_dead[cls] += per_class; }
-    }
-    r->done_w = r->done;
-    r->dead_w = r->dead;
-    memcpy(r->class_done_w, r->class_done, (size_t)r->classes->n * sizeof *r->class_done);
-    memcpy(r->class_dead_w, r->class_dead, (size_t)r->classes->n * sizeof *r->class_dead);
-    r->phase = 0;
-    while (r->phase < r->n_phases && r->phases[r->phase].done + r->phases[r->phase].dead >= r->phases[r->phase].n)
-        r->phase++;
+    sf_run_count_loaded(r);
     if (!sf_run_active(r)) {
         /* Finished: keep the summary for listings, drop the slots. */
         free(r->jobs);
