@@ -7,7 +7,7 @@
 # The same seeds give the same images in a second run; a worker without a
 # pipeline and a pipeline without a hook refuse clearly.
 . "$(dirname "$0")/lib.sh"
-[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+[ -x "$BIN/sf-learner" ] || skip "built without libtorch (make NO_TORCH=1)"
 M=$(test_models)
 D="$T/data"
 "$BIN/sf-train" toy-diffusion --out "$T/diff" --vocab "$M/clip-world/vocab.json" \

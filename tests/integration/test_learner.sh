@@ -3,7 +3,7 @@
 # rollouts, publishes numbered versions, drops stale rollouts, reports to
 # Redis, and resumes from its checkpoint after a SIGKILL.
 . "$(dirname "$0")/lib.sh"
-[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+[ -x "$BIN/sf-learner" ] || skip "built without libtorch (make NO_TORCH=1)"
 start_redis
 R hset sf:run:r1 spec '{"policy_config":{"n_layer":1,"n_head":2,"n_embd":16,"n_ctx":32,"vocab_size":64},"seed":1,"ppo":{"updates":3,"batch_size":8,"mini_batch_size":4,"max_staleness":1}}' >/dev/null
 FW="$ITEST/sf_fake_worker"

@@ -4,7 +4,7 @@
 # policy is what version 0 is, and a restarted learner does not repeat the
 # SFT; a bad corpus fails the run with an error naming the file and line.
 . "$(dirname "$0")/lib.sh"
-[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+[ -x "$BIN/sf-learner" ] || skip "built without libtorch (make NO_TORCH=1)"
 [ -s "$SF_ROOT/data/gpt2/encoder.json" ] || fail "no GPT-2 vocabulary in data/gpt2 (make deps)"
 start_redis
 mkdir -p "$T/models"

@@ -6,7 +6,7 @@
 # statistics; bad method settings (ppo's included) are refused with the key
 # named.
 . "$(dirname "$0")/lib.sh"
-[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+[ -x "$BIN/sf-learner" ] || skip "built without libtorch (make NO_TORCH=1)"
 M=$(test_models)
 D="$T/data"
 WFLAGS=(--learner "$LEP" --models-dir "$M" --data-dir "$D" --gpt2-vocab "$(pwd)/data/gpt2")

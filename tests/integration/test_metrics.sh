@@ -1,7 +1,7 @@
 # Prometheus metrics: the coordinator, a worker and the learner serve
 # GET /metrics, and their counters move as jobs complete.
 . "$(dirname "$0")/lib.sh"
-command -v curl >/dev/null || { echo "ok - skipped: no curl"; exit 0; }
+command -v curl >/dev/null || skip "no curl (make deps installs it)"
 start_redis
 CP=$(free_port); WP=$(free_port); LP=$(free_port)
 start_coordinator --metrics-port "$CP"

@@ -4,7 +4,7 @@
 # Markdown and JSON hold the same tables.  Tiny settings: behaviour, not
 # quality.
 . "$(dirname "$0")/lib.sh"
-[ -x "$BIN/sf-learner" ] || { echo "ok - skipped: built without libtorch"; exit 0; }
+[ -x "$BIN/sf-learner" ] || skip "built without libtorch (make NO_TORCH=1)"
 M=$(test_models)
 D="$T/data"
 start_redis
