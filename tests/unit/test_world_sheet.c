@@ -22,9 +22,29 @@ TEST(font_draws_the_glyph) {
             int on = c[3 * ((1 + r) * 8 + 1 + col)] == 255;
             CHECK_EQ_INT(on, A[r][col] == '#');
         }
-    /* Clipped at the edges, scaled, unknown bytes drawn as '?'. */
+    /* Unknown bytes are drawn as '?' (byte 1 and a byte past ASCII). */
+    uint8_t q[8 * 10 * 3], u[8 * 10 * 3];
+    memset(q, 0, sizeof q);
+    memset(u, 0, sizeof u);
+    sf_font_draw(q, 8, 10, 1, 1, "?", ink, 1);
+    sf_font_draw(u, 8, 10, 1, 1, "\x01", ink, 1);
+    int lit = 0;
+    for (size_t i = 0; i < sizeof q; i++) lit += q[i] == 255;
+    CHECK(lit > 0);
+    CHECK(memcmp(q, u, sizeof q) == 0);
+    memset(u, 0, sizeof u);
+    sf_font_draw(u, 8, 10, 1, 1, "\xe9", ink, 1);
+    CHECK(memcmp(q, u, sizeof q) == 0);
+    /* Clipped at the edges and scaled: 'A' at scale 3 from (-1, -1) puts
+     * glyph cell (col, row) at x, y = -1 + 3 col .. +2, so the 4 x 4 canvas
+     * shows cells (0..1, 0..1) of the glyph, the top of " ### " over "#   #",
+     * cut to 2 and 2 pixels; nothing is written outside it (ASan). */
+    static const char *want[4] = {"..##", "..##", "##..", "##.."};
     uint8_t d[4 * 4 * 3];
-    sf_font_draw(d, 4, 4, -3, -3, "W\\x01", ink, 3);
+    memset(d, 7, sizeof d);
+    sf_font_draw(d, 4, 4, -1, -1, "A", ink, 3);
+    for (int y = 0; y < 4; y++)
+        for (int x2 = 0; x2 < 4; x2++) CHECK_EQ_INT(d[3 * (y * 4 + x2)], want[y][x2] == '#' ? 255 : 7);
     CHECK_EQ_INT(sf_font_draw(d, 4, 4, 0, 0, "ab", ink, 2), 2 * 2 * SF_FONT_W);
 }
 
