@@ -87,6 +87,11 @@ check_all_done() {  # RUN TOTAL
     local run=$1 total=$2
     [ "$(R hget "sf:run:$run" done)" = "$total" ] || fail "run hash says done=$(R hget "sf:run:$run" done), expected $total"
     [ "$(R bitcount "sf:run:$run:done")" = "$total" ] || fail "done bitmap has $(R bitcount "sf:run:$run:done") bits, expected $total"
+    # The count alone would pass a missing job plus a stray bit past total:
+    # the first clear bit must lie at or after bit total (so 0..total-1 are
+    # all set, and with the count, nothing is set past them).
+    local zero; zero=$(R bitpos "sf:run:$run:done" 0)
+    [ "$zero" -ge "$total" ] || fail "job $zero of run $run is not done in the bitmap"
     [ "$(R hlen "sf:run:$run:leases")" = "0" ] || fail "$(R hlen "sf:run:$run:leases") leases left behind"
     [ "$(R hget "sf:run:$run" dead)" = "0" ] || fail "dead jobs: $(R hget "sf:run:$run" dead)"
 }
