@@ -13,7 +13,10 @@ for round in 1 2; do
     [ "$before" -lt "$total" ] || fail "the run finished before the kill; make it longer"
     sleep 0.3
     start_coordinator --heartbeat-ms 200 --liveness 3
-    grep -q "run $run resumed" "$T/coordinator.log" || fail "run not resumed"
+    # The log is appended across restarts: round k must have added the k-th
+    # line (a grep for any line would pass round 2 on round 1's).
+    n=$(grep -c "run $run resumed" "$T/coordinator.log")
+    [ "$n" = "$round" ] || fail "round $round: 'run $run resumed' logged $n times, expected $round"
 done
 wait_state "$run" done 90
 check_all_done "$run" "$total"

@@ -13,7 +13,9 @@ wait_state "$run" failed 30
 R hget sf:run:$run:dead 0 | grep -q '"attempts":3' || fail "attempts not recorded: $(R hget sf:run:$run:dead 0)"
 R hget sf:run:$run:dead 0 | grep -q 'failing as asked on attempt 3' || fail "error not recorded"
 [ "$(R hget sf:run:$run retries)" = 6 ] || fail "retries $(R hget sf:run:$run retries), expected 6"
-out=$("$BIN/sfctl" status "$run") || true
+# status answers for a failed run like any other (exit 0); the run's fate
+# is in what it prints (and in watch's exit code, below).
+out=$("$BIN/sfctl" status "$run") || fail "sfctl status of a failed run exited $?: $out"
 echo "$out" | grep -q "DEAD-LETTERED" || fail "sfctl status does not show dead jobs: $out"
 echo "$out" | grep -q "failing as asked on attempt 3" || fail "sfctl status does not show the error"
 "$BIN/sfctl" watch "$run" >/dev/null 2>&1; [ $? = 1 ] || fail "watch of a failed run should exit 1"
