@@ -14,11 +14,14 @@ for round in 1 2; do
     kill -9 "$REDIS_PID"
     sleep 0.3
     d1=$("$BIN/sfctl" status "$run" --json | grep -o '"done":[0-9]*' | head -1 | cut -d: -f2)
+    x1=$("$BIN/sfctl" stats --json | grep -o '"dispatched":[0-9]*' | cut -d: -f2)
     sleep 1
     d2=$("$BIN/sfctl" status "$run" --json | grep -o '"done":[0-9]*' | head -1 | cut -d: -f2)
+    x2=$("$BIN/sfctl" stats --json | grep -o '"dispatched":[0-9]*' | cut -d: -f2)
     [ -n "$d1" ] && [ "$d1" = "$d2" ] || fail "done moved from $d1 to $d2 while Redis was down"
-    leased=$("$BIN/sfctl" stats --json | grep -o '"dispatched":[0-9]*' | cut -d: -f2)
-    [ "$leased" -gt "$d2" ] || fail "workers got no work while Redis was down"
+    # Jobs handed out during the outage itself (dispatched since start is
+    # always ahead of done by the prefetch, so comparing those proves nothing).
+    [ "$x2" -gt "$x1" ] || fail "workers got no work while Redis was down (dispatched $x1 -> $x2)"
     # Round 2: Redis comes back with nothing at all.
     [ $round = 2 ] && rm -rf "$T"/appendonly*
     start_redis
