@@ -21,6 +21,7 @@
 #include "cli/client.h"
 #include "common/net/curve.h"
 #include "common/net/wire.h"
+#include "common/runtime/clock.h"
 #include "common/runtime/error.h"
 
 sfctl_opts_t g_opts = {NULL, 5000, 0, NULL, NULL};
@@ -136,11 +137,9 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
     }
     free(buf);
     zmq_pollitem_t pi[2] = {{s, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int64_t t0 = sf_clock_mono_ms();
     for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        long left = g_opts.timeout_ms - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+        long left = g_opts.timeout_ms - (long)(sf_clock_mono_ms() - t0);
         if (left < 0) left = 0;
         if (zmq_poll(pi, mon ? 2 : 1, left) <= 0) {
             snprintf(out->error, sizeof out->error, "no answer from the coordinator at %s within %ld ms%s%s",
