@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/method/reward.h"
 #include "common/text/clip_bpe.h"
 #include "common/runtime/error.h"
 #include "common/runtime/fileio.h"
@@ -137,12 +138,6 @@ static int embed_texts(sf_clip_t *m, const sf_clip_bpe_t *tok, char **texts, int
     return rc;
 }
 
-static float dot(const float *a, const float *b, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 static int get_test(const sf_world_t *w, int i, uint8_t *rgb, void *arg) {
     return sf_world_testset_get(w, *(int *)arg, (uint64_t)i, rgb, NULL, NULL);
 }
@@ -164,7 +159,7 @@ static int zero_shot(sf_clip_t *m, const sf_world_t *w, const float *cls_emb, in
         int best = 0;
         float bs = -2;
         for (int k = 0; k < K; k++) {
-            float s = dot(emb + (size_t)i * E, cls_emb + (size_t)k * E, E);
+            float s = sf_dot_f32(emb + (size_t)i * E, cls_emb + (size_t)k * E, E);
             if (s > bs) bs = s, best = k;
         }
         right += best == i % K;
@@ -199,10 +194,10 @@ static int clip_quality(sf_clip_t *m, const sf_clip_bpe_t *tok, const sf_world_t
     if (rc == 0) rc = embed_images(m, w, RETRIEVAL_PAIRS, get_pair, NULL, img);
     int hits = 0;
     for (int i = 0; rc == 0 && i < RETRIEVAL_PAIRS; i++) {
-        float own = dot(txt + (size_t)i * E, img + (size_t)i * E, E);
+        float own = sf_dot_f32(txt + (size_t)i * E, img + (size_t)i * E, E);
         int better = 0;
         for (int j = 0; j < RETRIEVAL_PAIRS; j++)
-            better += j != i && dot(txt + (size_t)i * E, img + (size_t)j * E, E) > own;
+            better += j != i && sf_dot_f32(txt + (size_t)i * E, img + (size_t)j * E, E) > own;
         hits += better < 5;
     }
     for (int i = 0; i < RETRIEVAL_PAIRS; i++) free(texts[i]), texts[i] = NULL;
@@ -226,7 +221,7 @@ static int clip_quality(sf_clip_t *m, const sf_clip_bpe_t *tok, const sf_world_t
     if (rc == 0) rc = embed_texts(m, tok, texts, n, btxt);
     if (rc == 0) rc = embed_images(m, w, n, get_test, &base, bimg);
     for (int i = 0; rc == 0 && i < n; i++) {
-        float cs = dot(bimg + (size_t)i * E, btxt + (size_t)i * E, E);
+        float cs = sf_dot_f32(bimg + (size_t)i * E, btxt + (size_t)i * E, E);
         cos_sum += cs;
         above += cs > 0.2f;
     }

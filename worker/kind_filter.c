@@ -27,12 +27,6 @@
 #include "worker/kinds.h"
 #include "worker/model_cache.h"
 
-static float dotf(const float *a, const float *b, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 static float cosf_(const float *a, const float *b, int n) {
     float c;
     return sf_reward_cosine(a, b, (size_t)n, &c) == 0 ? c : 0.f;
@@ -175,7 +169,7 @@ static int filter_locked(const sf_wk_env_t *env, sf_job_t *job, shard_t *s) {
         goto out;
     }
     for (int i = 0; i < n; i++) {
-        float st = dotf(s->emb + (size_t)i * E, ctext, E), sm = cosf_(s->emb + (size_t)i * E, mean, E);
+        float st = sf_dot_f32(s->emb + (size_t)i * E, ctext, E), sm = cosf_(s->emb + (size_t)i * E, mean, E);
         int keep = st >= thr;
         const cJSON *idj = cJSON_GetObjectItemCaseSensitive(s->meta[i], "id");
         const char *id = cJSON_IsString(idj) ? idj->valuestring : "";

@@ -113,6 +113,12 @@ int sf_reward_check(const sf_class_t *c, const char *caption) {
     return SF_REWARD_OK;
 }
 
+float sf_dot_f32(const float *a, const float *b, size_t n) {
+    float s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 int sf_reward_cosine(const float *a, const float *b, size_t dim, float *out) {
     if (!a || !b || !out || dim == 0) return SF_EINVAL;
     /* Accumulate in double: 512- or 768-dim CLIP vectors lose a few ulps in

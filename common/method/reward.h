@@ -47,6 +47,11 @@ int sf_reward_is_sentence(const char *caption);
  * class c (borrowed). */
 int sf_reward_check(const sf_class_t *c, const char *caption);
 
+/* The dot product of two float vectors, accumulated in float from the
+ * first element on (the filter's similarity to the class text and the
+ * trainer's CLIP checks; both compare unit vectors). */
+float sf_dot_f32(const float *a, const float *b, size_t n);
+
 /* Cosine similarity of two dim-vectors into *out.  SF_EINVAL if either has
  * zero norm or a non-finite entry. */
 int sf_reward_cosine(const float *a, const float *b, size_t dim, float *out);

@@ -66,6 +66,14 @@ TEST(test_cosine) {
     CHECK_EQ_INT(sf_reward_cosine(a, nan3, 3, &r), SF_EINVAL);
 }
 
+TEST(test_dot) {
+    /* 1*4 + 2*-5 + 3*6 = 12, by hand; an empty vector gives 0. */
+    const float a[3] = {1, 2, 3}, b[3] = {4, -5, 6};
+    CHECK(sf_dot_f32(a, b, 3) == 12.0f);
+    CHECK(sf_dot_f32(a, b, 0) == 0.0f);
+    CHECK(sf_dot_f32(a, b, 2) == -6.0f);
+}
+
 TEST(test_score) {
     const sf_class_t *shark = sf_classes_lookup("great white shark");
     CHECK(shark);
@@ -102,6 +110,7 @@ int main(void) {
     SF_RUN(test_sentences_accepted);
     SF_RUN(test_sentences_rejected);
     SF_RUN(test_cosine);
+    SF_RUN(test_dot);
     SF_RUN(test_score);
     SF_DONE();
 }
