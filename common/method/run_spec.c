@@ -12,6 +12,11 @@ int sf_spec_keys(const cJSON *obj, const char *const *allowed, char *err, size_t
         int ok = 0;
         for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, it->string) == 0;
         if (!ok) return sf_errf(SF_EINVAL, err, n, "run spec: unknown key '%s'", it->string);
+        /* A key given twice: readers see the first, the planner rewrites
+         * one, and the stored spec would not plan the same run again. */
+        for (const cJSON *p = obj->child; p != it; p = p->next)
+            if (strcmp(p->string, it->string) == 0)
+                return sf_errf(SF_EINVAL, err, n, "run spec: key '%s' is given twice", it->string);
     }
     return 0;
 }

@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-/* Unknown keys of an object: SF_EINVAL naming the first. */
+/* Unknown or repeated keys of an object: SF_EINVAL naming the first. */
 int sf_spec_keys(const cJSON *obj, const char *const *allowed, char *err, size_t n);
 /* A whole number in [min, max], or def when the key is absent (obj may be NULL). */
 int sf_spec_uint(const cJSON *obj, const char *key, long def, long min, long max, long *out, char *err, size_t n);

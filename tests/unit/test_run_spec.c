@@ -122,7 +122,21 @@ TEST(test_models_path) {
     CHECK(!sf_spec_models_path_ok(longp));
 }
 
+TEST(repeated_keys_are_errors) {
+    static const char *const allowed[] = {"world", "seed", NULL};
+    char err[200] = "";
+    cJSON *o = cJSON_Parse("{\"world\":\"a\",\"seed\":1,\"world\":\"b\"}");
+    CHECK(o != NULL);
+    CHECK_EQ_INT(sf_spec_keys(o, allowed, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "'world' is given twice") != NULL);
+    cJSON_Delete(o);
+    o = cJSON_Parse("{\"world\":\"a\",\"seed\":1}");
+    CHECK_EQ_INT(sf_spec_keys(o, allowed, err, sizeof err), 0);
+    cJSON_Delete(o);
+}
+
 int main(void) {
+    SF_RUN(repeated_keys_are_errors);
     SF_RUN(test_ppo_defaults_and_values);
     SF_RUN(test_ppo_errors_name_the_key);
     SF_RUN(test_sft);
