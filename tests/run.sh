@@ -2,7 +2,8 @@
 # Runs every unit test binary and every integration script, each in its own
 # process with a timeout, and ends with one line "N passed, N skipped, N failed".
 #   tests/run.sh [unit|integration] [NAME-FILTER]
-# A test that exits 77 is skipped (its output's last line says why): never
+# A process a test started that is still running when the test ends fails
+# it.  A test that exits 77 is skipped (its output's last line says why): never
 # counted as passed, and under CI=true (CI, .ci/run) counted as failed, since
 # CI installs everything the tests need and a skip there hides a claim that
 # was never checked.
@@ -17,13 +18,34 @@ export SF_ROOT="$PWD"
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp ${TSAN_OPTIONS:-}"
 
 pass=0; fail=0; skip=0; failed=(); skipped=()
+# The processes whose environment carries TAG (every process a test starts
+# inherits it, daemons included), after a grace of 3 s for the dying.
+leftovers() {  # TAG
+    local pids=()
+    for _ in $(seq 30); do
+        mapfile -t pids < <(grep -lzx "SF_TEST_TAG=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+        [ ${#pids[@]} -eq 0 ] && return 0
+        sleep 0.1
+    done
+    echo "${pids[@]}"
+}
 run_one() {  # name timeout cmd...
     local name=$1 t=$2; shift 2
     [ -n "$filter" ] && [[ "$name" != *"$filter"* ]] && return
     local log; log=$(mktemp)
     local start=$SECONDS
-    timeout -k 10 "$t" "$@" >"$log" 2>&1
+    local tag="$$.${name//\//.}.$RANDOM"
+    SF_TEST_TAG=$tag timeout -k 10 "$t" "$@" >"$log" 2>&1
     local rc=$?
+    # A test stops everything it started: one that leaves a process behind
+    # fails, and the process is stopped here.
+    local left; left=$(leftovers "$tag")
+    if [ -n "$left" ]; then
+        for p in $left; do echo "left running: pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done >>"$log"
+        kill -9 $left 2>/dev/null
+        [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] && rc=1
+        echo "the test left $(echo $left | wc -w) process(es) running" >>"$log"
+    fi
     if [ "$rc" -eq 0 ]; then
         pass=$((pass+1)); printf 'PASS %-40s %4ds\n' "$name" $((SECONDS-start))
     elif [ "$rc" -eq 77 ]; then
