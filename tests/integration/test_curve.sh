@@ -80,13 +80,15 @@ while True:
     threading.Thread(target=pipe, args=(u, c), daemon=True).start()
 PY
 RELAYS=()
-relay() {  # UPSTREAM_PORT RECORD -> prints the relay's port
+# Not called in $(…): the relay's pid must reach PIDS in this shell, or
+# cleanup never stops it (it outlived the test before).
+relay() {  # UPSTREAM_PORT RECORD -> sets RELAY_PORT
     local pf="$T/relay.$RANDOM.port"
     /usr/bin/python3 "$T/relay.py" "$1" "$2" "$pf" >>"$T/relay.log" 2>&1 &
     RELAYS+=($!)
     PIDS+=($!)
     disown $!
-    for _ in $(seq 100); do [ -s "$pf" ] && { cat "$pf"; return 0; }; sleep 0.05; done
+    for _ in $(seq 100); do [ -s "$pf" ] && { RELAY_PORT=$(cat "$pf"); return 0; }; sleep 0.05; done
     fail "the relay did not start"
 }
 stop_all() {
@@ -99,8 +101,10 @@ stop_all() {
 through_relays() {  # RECORD
     CP=$(free_port)
     WP=$(free_port)
-    SF_COORDINATOR="tcp://127.0.0.1:$(relay "$CP" "$1")"
-    WEP="tcp://127.0.0.1:$(relay "$WP" "$1")"
+    relay "$CP" "$1"
+    SF_COORDINATOR="tcp://127.0.0.1:$RELAY_PORT"
+    relay "$WP" "$1"
+    WEP="tcp://127.0.0.1:$RELAY_PORT"
     export SF_COORDINATOR
 }
 
@@ -190,7 +194,7 @@ grep -q "CURVE: 3 allowed client keys loaded" "$T/coordinator.log" || fail "no r
 ok "SIGHUP rereads curve_allowed_dir: a newly allowed worker joins"
 
 # ---- the learner ---------------------------------------------------------------------
-if [ -x "$BIN/sf-learner" ]; then
+if have_learner "the learner over CURVE"; then
     FW="$ITEST/sf_fake_worker"
     R hset sf:run:r900 spec '{"policy_config":{"n_layer":1,"n_head":2,"n_embd":16,"n_ctx":32,"vocab_size":64},"seed":1,"ppo":{"updates":3,"batch_size":8,"mini_batch_size":4}}' >/dev/null
     start_learner --curve-key-file "$K/learner.key" --curve-allowed-dir "$K/learner-allowed"
