@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential pkg-config libzmq3-dev libuv1-dev libhiredis-dev libprotobuf-c-dev
       protobuf-c-compiler libcjson-dev redis-server redis-tools libpng-dev libjpeg-dev
       xxd curl tmux shellcheck python3-yaml python3 python3-zmq python3-protobuf protobuf-compiler
-      chromium fonts-dejavu-core clang iproute2 nftables faketime)
+      chromium fonts-dejavu-core clang iproute2 nftables faketime systemd)
 # npm may come from Node's own installer rather than Debian; either will do.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 if [ -z "${NO_TORCH:-}" ]; then

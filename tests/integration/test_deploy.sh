@@ -13,7 +13,7 @@ check_config() {  # DAEMON FILE
 for dir in "$D"/config/*/; do
     check_config sf-coordinator "$dir/coordinator.json"
     check_config sf-worker "$dir/worker.json"
-    [ -x "$BIN/sf-learner" ] && check_config sf-learner "$dir/learner.json"
+    have_learner "$dir/learner.json" && check_config sf-learner "$dir/learner.json"
 done
 # The ConfigMap's embedded configs too.
 /usr/bin/python3 - "$D/k8s/config.yaml" "$T" <<'PY' || fail "ConfigMap"
@@ -24,7 +24,7 @@ for name, text in doc["data"].items():
 PY
 check_config sf-coordinator "$T/coordinator.json"
 check_config sf-worker "$T/worker.json"
-[ -x "$BIN/sf-learner" ] && check_config sf-learner "$T/learner.json"
+have_learner "the ConfigMap's learner.json" && check_config sf-learner "$T/learner.json"
 # Manifests: parse, and the workers and learner ask for a GPU each.
 /usr/bin/python3 - "$D"/k8s/*.yaml <<'PY' || fail "Kubernetes manifests"
 import sys, yaml
@@ -44,11 +44,15 @@ if command -v systemd-analyze >/dev/null; then
     for u in "$D"/systemd/*; do sed "s|/opt/shiftforge/bin|$BIN|g" "$u" >"$T/$(basename "$u")"; done
     cp "$T/sf-worker@.service" "$T/sf-worker@0.service"
     units=("$T/sf-coordinator.service" "$T/sf-worker@0.service")
-    [ -x "$BIN/sf-learner" ] && units+=("$T/sf-learner.service")
+    have_learner "sf-learner.service" && units+=("$T/sf-learner.service")
     out=$(systemd-analyze verify "${units[@]}" 2>&1) || fail "systemd-analyze: $out"
+else
+    skip_part "systemd-analyze verify of the units: no systemd-analyze (make deps installs systemd)"
 fi
 bash -n "$D/slurm/sf-workers.sbatch" || fail "bash -n"
 if command -v shellcheck >/dev/null; then
     shellcheck -S warning "$D/slurm/sf-workers.sbatch" "$SF_ROOT"/tools/*.sh || fail "shellcheck"
+else
+    skip_part "shellcheck of the scripts: no shellcheck (make deps installs it)"
 fi
 ok "$n example configs accepted; units, manifests and scripts check out"

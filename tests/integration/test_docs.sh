@@ -6,7 +6,7 @@ keysdoc="$SF_ROOT/docs/redis-keys.md"
 missing=()
 nset=0
 for d in sf-coordinator sf-worker sf-learner; do
-    [ -x "$BIN/$d" ] || continue
+    [ "$d" = sf-learner ] && ! have_learner "sf-learner's settings" && continue
     # --help lists "--key-name  doc (type, default …)" for every setting.
     for opt in $("$BIN/$d" --help 2>&1 | grep -o '^  --[a-z0-9-]*' | sed 's/^  --//'); do
         key=${opt//-/_}

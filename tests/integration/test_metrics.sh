@@ -27,7 +27,7 @@ sb=$(metric $WP 'sf_worker_kind_busy_seconds_total{kind="sleep"}')
 python3 -c "import sys; sys.exit(0 if float('$sb') >= 0.15 else 1)" || fail "sleep busy seconds: $sb"
 ok "coordinator and worker metrics move with jobs"
 
-if [ -x "$BIN/sf-learner" ]; then
+if have_learner "the learner's metrics"; then
     R hset sf:run:r9 spec '{"policy_config":{"n_layer":1,"n_head":2,"n_embd":16,"n_ctx":32,"vocab_size":64},"ppo":{"updates":1,"batch_size":4,"mini_batch_size":4}}' >/dev/null
     "$BIN/sf-learner" --redis "unix:$T/redis.sock" --endpoint "ipc://$T/learner.ipc" --checkpoint-dir "$T/ckpt" \
         --metrics-port "$LP" --threads 1 >>"$T/learner.log" 2>&1 &

@@ -84,7 +84,7 @@ ok "AUTH on every reconnect; a refused one is logged, counted ($failures) and re
 PW=$NEWPW
 
 # ---- the learner and sfctl top ----------------------------------------------------------------
-if [ -x "$BIN/sf-learner" ]; then
+if have_learner "the learner's Redis AUTH"; then
     R hset sf:run:r900 spec '{"policy_config":{"n_layer":1,"n_head":2,"n_embd":16,"n_ctx":32,"vocab_size":64},"seed":1,"ppo":{"updates":3,"batch_size":8,"mini_batch_size":4}}' >/dev/null
     start_learner --redis-user "$U" --redis-password-file "$T/redis.pw"
     out=$("$ITEST/sf_fake_worker" "$LEP" r900 get 0) || fail "the learner could not read the run's spec: $out"
