@@ -160,8 +160,20 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
     zmq_msg_recv(&m, s, 0);
     Sf__Envelope *r = NULL;
     char err[256];
-    if (sf_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err) != 0 ||
-        r->body_case != SF__ENVELOPE__BODY_REPLY) {
+    if (sf_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &r, err, sizeof err) == 0 &&
+        r->body_case == SF__ENVELOPE__BODY_ERROR) {
+        /* Refused (read whatever version the coordinator speaks). */
+        const Sf__Error *e = r->error;
+        snprintf(out->error, sizeof out->error,
+                 "the coordinator at %s refused the request: %s (it speaks protocol version %u, this sfctl %u)",
+                 g_opts.coordinator, e->message && *e->message ? e->message : sf_strerror(e->code), e->version,
+                 SF_PROTO_VERSION);
+        sf_wire_free(r);
+        zmq_msg_close(&m);
+        rc = SFCTL_EXIT_FAIL;
+        goto done;
+    }
+    if (!r || r->body_case != SF__ENVELOPE__BODY_REPLY) {
         snprintf(out->error, sizeof out->error, "bad reply from the coordinator: %s", r ? "not a reply" : err);
         sf_wire_free(r);
         zmq_msg_close(&m);

@@ -111,7 +111,7 @@ static void dead_letter(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *er
 static void give_back(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *why, const char *worker) {
     sf_jobslot_t *j = &r->jobs[idx];
     if (r->leased) r->leased--;
-    if (r->state == RUN_CANCELLED) { j->state = JS_PENDING; j->worker = SF_NO_WORKER; return; }
+    if (!sf_run_active(r)) { j->state = JS_PENDING; j->worker = SF_NO_WORKER; return; }
     if (j->attempt >= r->max_attempts) {
         char e[256];
         snprintf(e, sizeof e, "%s (attempt %u of %d)", why, j->attempt, r->max_attempts);
@@ -125,7 +125,10 @@ static void give_back(sf_coord_t *c, sf_run_t *r, uint32_t idx, const char *why,
     c->dispatch_dirty = 1;
 }
 
-static void worker_remove(sf_coord_t *c, sf_worker_t *w, const char *why) {
+/* Why a worker is removed: only silence past its liveness is a death. */
+enum { GONE_DIED, GONE_LEFT, GONE_REPLACED };
+
+static void worker_remove(sf_coord_t *c, sf_worker_t *w, int how, const char *why) {
     if (!w->used) return;
     sf_info("worker %s (%s) removed: %s; %u jobs go back to the queue", w->id, w->host, why, w->leased);
     if (w->leased) {
@@ -140,7 +143,9 @@ static void worker_remove(sf_coord_t *c, sf_worker_t *w, const char *why) {
             }
         }
     }
-    c->st.workers_died++;
+    if (how == GONE_DIED) c->st.workers_died++;
+    else if (how == GONE_LEFT) c->st.workers_left++;
+    else c->st.workers_replaced++;
     sf_store_worker(c, w, 1);
     w->used = 0;
     w->dead = 1;
@@ -157,10 +162,10 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
         c->dispatch_dirty = 1;
         return;
     }
-    if (w) worker_remove(c, w, "its connection now says it is another worker");
+    if (w) worker_remove(c, w, GONE_REPLACED, "its connection now says it is another worker");
     for (int i = 0; i < c->n_worker_slots; i++)
         if (c->workers[i].used && strcmp(c->workers[i].id, h->worker_id) == 0)
-            worker_remove(c, &c->workers[i], "replaced by a new connection with the same id");
+            worker_remove(c, &c->workers[i], GONE_REPLACED, "replaced by a new connection with the same id");
     int slot = -1;
     for (int i = 0; i < SF_MAX_WORKERS && slot < 0; i++)
         if (!c->workers[i].used) slot = i;
@@ -220,7 +225,7 @@ static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int6
     if (w->leased) w->leased--;
     if (r->leased) r->leased--;
     j->worker = SF_NO_WORKER;
-    if (r->state == RUN_CANCELLED) { j->state = JS_PENDING; return; }
+    if (!sf_run_active(r)) { j->state = JS_PENDING; return; }
     int64_t lat = now_us - j->dispatched_us;
     j->dispatched_us = lat > 0 ? lat : 0; /* kept until the ack for the latency histogram */
     switch (res->status) {
@@ -262,9 +267,44 @@ static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int6
     }
 }
 
+/* ---- frames ------------------------------------------------------------------- */
+
+Sf__Envelope *sf_coord_decode(sf_coord_t *c, void *sock, const void *rid, size_t rid_len, const void *buf, size_t len,
+                              const char *from) {
+    char err[256];
+    Sf__Envelope *env = NULL;
+    uint32_t version = 0, body = 0;
+    int peeked = sf_wire_peek(buf, len, &version, &body) == 0, code = SF_EPROTO, fatal = 0;
+    if (len > SF_WIRE_MAX_FRAME) {
+        /* libzmq reads up to SF_WIRE_MAX_RECV so that this can be said. */
+        c->st.frames_oversize++;
+        code = SF_ERANGE;
+        snprintf(err, sizeof err, "frame of %zu bytes over the %u-byte cap", len, SF_WIRE_MAX_FRAME);
+    } else if (peeked && version && version != SF_PROTO_VERSION && body != SF__ENVELOPE__BODY_ERROR) {
+        /* Not decoded with our schema: another version's may differ. */
+        c->st.frames_version++;
+        fatal = 1;
+        snprintf(err, sizeof err, "protocol version %u is not spoken here: this coordinator speaks version %u",
+                 version, SF_PROTO_VERSION);
+    } else if (sf_wire_decode(buf, len, &env, err, sizeof err) == 0) {
+        return env;
+    } else {
+        fatal = peeked && body == SF__ENVELOPE__BODY_HELLO; /* the same hello is refused the same way */
+    }
+    c->st.frames_bad++;
+    if ((c->st.frames_bad & (c->st.frames_bad - 1)) == 0)
+        sf_warn("dropped bad frame from %s (%llu so far): %s", from, (unsigned long long)c->st.frames_bad, err);
+    if (peeked && body == SF__ENVELOPE__BODY_ERROR) return NULL; /* an Error is never answered: no ping-pong */
+    if (sf_wire_send_error(sock, rid, rid_len, code, err, version, fatal, &c->sbuf, &c->sbuf_cap) != 0)
+        c->st.send_errors++;
+    else
+        c->st.frames_out++;
+    return NULL;
+}
+
 void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len) {
     c->st.frames_in++;
-    Sf__Envelope *env = sf_wire_decode_counted(buf, len, &c->st.frames_bad, "a worker peer");
+    Sf__Envelope *env = sf_coord_decode(c, c->wsock, rid, rid_len, buf, len, "a worker peer");
     if (!env) return;
     if (env->body_case == SF__ENVELOPE__BODY_HELLO) {
         on_hello(c, rid, rid_len, env->hello);
@@ -303,7 +343,8 @@ void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const vo
         break;
     }
     case SF__ENVELOPE__BODY_SHUTDOWN:
-        worker_remove(c, w, env->shutdown->reason && *env->shutdown->reason ? env->shutdown->reason : "worker left");
+        worker_remove(c, w, GONE_LEFT,
+                      env->shutdown->reason && *env->shutdown->reason ? env->shutdown->reason : "worker left");
         break;
     default:
         c->st.frames_bad++;
@@ -416,6 +457,16 @@ void sf_broker_cancel_run(sf_coord_t *c, sf_run_t *r) {
         }
         free(ids);
     }
+    /* Their leases end with the run (store.c empties its leases hash in
+     * Redis): what the workers still send for them is stale. */
+    for (uint32_t i = 0; r->jobs && sf_run_next_leased(r, i, &i); i++) {
+        sf_jobslot_t *j = &r->jobs[i];
+        sf_worker_t *w = j->worker < SF_MAX_WORKERS ? &c->workers[j->worker] : NULL;
+        if (w && w->used && w->leased) w->leased--;
+        j->state = JS_PENDING;
+        j->worker = SF_NO_WORKER;
+    }
+    r->leased = 0;
 }
 
 /* ---- cron part ------------------------------------------------------------------ */
@@ -446,7 +497,7 @@ void sf_broker_cron(sf_coord_t *c) {
             char why[96];
             snprintf(why, sizeof why, "silent for %lld ms (liveness %lld ms)", (long long)(now - w->last_seen_ms),
                      (long long)window);
-            worker_remove(c, w, why);
+            worker_remove(c, w, GONE_DIED, why);
         }
     }
     if (now - c->last_hb_ms >= c->cfg.heartbeat_ms) {

@@ -33,9 +33,10 @@ static cJSON *stats_json(sf_coord_t *c) {
     cJSON *o = cJSON_CreateObject();
     const sf_stats_t *s = &c->st;
 #define N(f) cJSON_AddNumberToObject(o, #f, (double)s->f)
-    N(frames_in); N(frames_bad); N(frames_out); N(results_ok); N(results_failed); N(results_dup);
-    N(results_stale); N(results_unknown); N(dispatched); N(requeued); N(expired); N(dead_lettered);
-    N(workers_died); N(redis_batches); N(redis_errors); N(redis_reconnects); N(send_errors);
+    N(frames_in); N(frames_bad); N(frames_oversize); N(frames_version); N(frames_out); N(results_ok);
+    N(results_failed); N(results_dup); N(results_stale); N(results_unknown); N(dispatched); N(requeued);
+    N(expired); N(dead_lettered); N(workers_died); N(workers_left); N(workers_replaced); N(redis_batches);
+    N(redis_errors); N(redis_reconnects); N(send_errors);
 #undef N
     cJSON_AddNumberToObject(o, "epoch", (double)c->epoch);
     cJSON *lat = cJSON_AddObjectToObject(o, "latency_us");
@@ -129,7 +130,7 @@ static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf_
 
 void sf_clients_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len) {
     c->st.frames_in++;
-    Sf__Envelope *env = sf_wire_decode_counted(buf, len, &c->st.frames_bad, "a client");
+    Sf__Envelope *env = sf_coord_decode(c, c->csock, rid, rid_len, buf, len, "a client");
     if (!env) return;
     if (env->body_case == SF__ENVELOPE__BODY_REQUEST) on_request(c, rid, rid_len, env->request);
     else {

@@ -189,8 +189,12 @@ typedef struct sf_store_s sf_store_t;
 
 typedef struct sf_stats_s {
     uint64_t frames_in, frames_bad, frames_out;
+    uint64_t frames_oversize, frames_version; /* of frames_bad: over the cap, another protocol version */
     uint64_t results_ok, results_failed, results_dup, results_stale, results_unknown;
-    uint64_t dispatched, requeued, expired, dead_lettered, workers_died;
+    uint64_t dispatched, requeued, expired, dead_lettered;
+    /* Workers removed: silent past their liveness (died), said goodbye
+     * (left), or superseded by a new connection under their id (replaced). */
+    uint64_t workers_died, workers_left, workers_replaced;
     uint64_t redis_batches, redis_errors, redis_reconnects, redis_auth_failures;
     uint64_t send_errors;
 } sf_stats_t;
@@ -285,9 +289,19 @@ int sf_ring_push(sf_ring_t *q, uint32_t v);
 int sf_ring_pop(sf_ring_t *q, uint32_t *v);
 
 /* broker.c */
+/* A frame from a peer of either socket (sock), decoded; or NULL, the frame
+ * refused: counted (frames_bad, and frames_oversize or frames_version),
+ * logged once per power of two naming `from`, and answered with an Error
+ * saying why — one a peer of any protocol version can read — unless it is an
+ * Error itself, which is never answered. */
+Sf__Envelope *sf_coord_decode(sf_coord_t *c, void *sock, const void *rid, size_t rid_len, const void *buf, size_t len,
+                              const char *from);
 void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len);
 void sf_broker_pump(sf_coord_t *c);
 void sf_broker_cron(sf_coord_t *c);
+/* The run ends early (cancelled, or failed by its learner): jobs out on
+ * workers are cancelled there and their leases released here, so results
+ * that still come are dropped as stale. */
 void sf_broker_cancel_run(sf_coord_t *c, sf_run_t *r);
 cJSON *sf_workers_json(const sf_coord_t *c);
 /* Backoff queue for failed attempts. */

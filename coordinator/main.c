@@ -148,8 +148,16 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     counter(m, "sf_coordinator_jobs_retried_total", "jobs put back in the queue (failure, expiry, lost worker)", (double)s->requeued);
     counter(m, "sf_coordinator_leases_expired_total", "leases that ran out", (double)s->expired);
     counter(m, "sf_coordinator_jobs_dead_total", "jobs dead-lettered", (double)s->dead_lettered);
-    counter(m, "sf_coordinator_workers_lost_total", "workers removed (dead or gone)", (double)s->workers_died);
-    counter(m, "sf_coordinator_frames_bad_total", "malformed frames dropped", (double)s->frames_bad);
+    counter(m, "sf_coordinator_workers_lost_total", "workers declared dead: silent past their liveness window",
+            (double)s->workers_died);
+    counter(m, "sf_coordinator_workers_left_total", "workers that said goodbye (Shutdown)", (double)s->workers_left);
+    counter(m, "sf_coordinator_workers_replaced_total", "worker connections superseded by a new one with the same id",
+            (double)s->workers_replaced);
+    counter(m, "sf_coordinator_frames_bad_total", "frames refused (each answered with an Error)", (double)s->frames_bad);
+    counter(m, "sf_coordinator_frames_oversize_total", "frames refused for being over the size cap",
+            (double)s->frames_oversize);
+    counter(m, "sf_coordinator_frames_wrong_version_total", "frames refused for another protocol version",
+            (double)s->frames_version);
     counter(m, "sf_coordinator_redis_batches_total", "MULTI/EXEC batches sent to Redis", (double)s->redis_batches);
     counter(m, "sf_coordinator_redis_errors_total", "commands Redis refused", (double)s->redis_errors);
     counter(m, "sf_coordinator_redis_reconnects_total", "lost Redis connections", (double)s->redis_reconnects);

@@ -492,6 +492,15 @@ static void seal(sf_coord_t *c) {
          * must leave no lease behind. */
         if (p->lease_set.n) { with_key(&p->lease_set, "HSET", key(c, SF_KEY_RUN_LEASES, r->id, k, sizeof k)); batch_args(b, &p->lease_set); }
         if (p->lease_del.n) { with_key(&p->lease_del, "HDEL", key(c, SF_KEY_RUN_LEASES, r->id, k, sizeof k)); batch_args(b, &p->lease_del); }
+        if (!sf_run_active(r)) {
+            /* An ended run holds no lease (docs/redis-keys.md): the jobs still
+             * out when it was cancelled or failed were released, and "- <attempt>
+             * 0" entries of retries wait for nothing now.  Every batch that
+             * writes an ended run says so, the first being the one that saves
+             * its end: both land together. */
+            const char *dl[] = {"DEL", key(c, SF_KEY_RUN_LEASES, r->id, k, sizeof k)};
+            batch_cmd(b, 2, dl, NULL);
+        }
         if (p->results.n) { with_key(&p->results, "HSET", key(c, SF_KEY_RUN_RESULTS, r->id, k, sizeof k)); batch_args(b, &p->results); }
         if (p->dead.n) { with_key(&p->dead, "HSET", key(c, SF_KEY_RUN_DEAD, r->id, k, sizeof k)); batch_args(b, &p->dead); }
         if (p->saved || p->with_spec) run_hash_cmd(c, b, r, p->with_spec, written(r));
@@ -842,6 +851,12 @@ static sf_run_t *load_run(sf_coord_t *c, load_ctx_t *ld, const char *id) {
         const char *v = strchr(leases->element[i + 1]->str, ' ');
         r->jobs[idx].attempt = v ? (uint8_t)atoi(v + 1) : 0;
         requeued++;
+    }
+    if (!sf_run_active(r) && leases && leases->type == REDIS_REPLY_ARRAY && leases->elements) {
+        /* Left by a coordinator that did not empty an ended run's leases. */
+        sf_info("run %s is %s: removing the %zu leases Redis still holds for it", r->id, sf_run_state_name(r->state),
+                leases->elements / 2);
+        freeReplyObject(lcmd(ld, "DEL " SF_KEY_RUN_LEASES, p, id));
     }
     freeReplyObject(leases);
     /* Per-class image counts follow from the stored results of done jobs. */

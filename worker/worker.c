@@ -119,6 +119,7 @@ struct sf_wk_s {
                                  (index in handlers[]); busy_us() totals them */
     uint64_t kind_jobs[64];
     int64_t first_job_us;   /* when the first job started */
+    int exit_rc;            /* the process's exit code: 1 once the coordinator refused us */
 };
 
 
@@ -203,7 +204,10 @@ static void push_result(sf_job_t *job) {
     r->payload.data = (uint8_t *)job->out;
     r->payload.len = job->out_len;
     r->error = job->error;
-    int64_t el = sf_clock_mono_us() - job->started_us;
+    /* A job cancelled or drained while queued never started: it ran for no
+     * time (its started_us is 0, not a time, and would count the clock's
+     * whole epoch as busy). */
+    int64_t el = job->started_us ? sf_clock_mono_us() - job->started_us : 0;
     if (job->h && el > 0) {
         wk->kind_busy_us[job->hi] += el;
         wk->kind_jobs[job->hi]++;
@@ -364,6 +368,25 @@ static void on_cancel(sf_wk_t *wk, const Sf__Cancel *c) {
 }
 
 static void begin_drain(sf_wk_t *wk, const char *why);
+static void finish(sf_wk_t *wk);
+
+/* The coordinator refused a frame of ours.  Another protocol version, or a
+ * refused hello (fatal): saying it again cannot help, so the worker stops
+ * and exits non-zero, saying why; anything else is logged. */
+static void on_refused(sf_wk_t *wk, const Sf__Error *e) {
+    const char *msg = e->message && *e->message ? e->message : sf_strerror(e->code);
+    if (!e->fatal && e->version == SF_PROTO_VERSION) {
+        sf_warn("the coordinator refused a frame of ours: %s", msg);
+        return;
+    }
+    sf_error("the coordinator at %s refused this worker: %s (it speaks protocol version %u, this worker %u)",
+             wk->cfg.coordinator, msg, e->version, SF_PROTO_VERSION);
+    wk->exit_rc = 1;
+    wk->draining = 1;
+    wk->running = wk->queued = 0;
+    finish(wk); /* no reconnect after it: it would refuse us again */
+    uv_stop(wk->loop);
+}
 
 static void on_message(sf_wk_t *wk, const void *buf, size_t len) {
     char err[256];
@@ -374,6 +397,7 @@ static void on_message(sf_wk_t *wk, const void *buf, size_t len) {
     }
     wk->last_recv_ms = sf_clock_mono_ms();
     switch (env->body_case) {
+    case SF__ENVELOPE__BODY_ERROR: on_refused(wk, env->error); break;
     case SF__ENVELOPE__BODY_WELCOME:
         if (env->welcome->epoch != wk->epoch)
             sf_info("coordinator epoch %llu: heartbeat %u ms, liveness %u", (unsigned long long)env->welcome->epoch,
@@ -616,12 +640,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sf-worker: config key 'log_level': unknown level '%s'\n", wk->cfg.log_level);
         return 2;
     }
+    if (strlen(wk->cfg.worker_id) > SF_WIRE_MAX_ID) {
+        fprintf(stderr, "sf-worker: config key 'worker_id' is %zu bytes, over the %u-byte limit on worker ids\n",
+                strlen(wk->cfg.worker_id), SF_WIRE_MAX_ID);
+        return 2;
+    }
     if (*wk->cfg.worker_id) snprintf(wk->id, sizeof wk->id, "%s", wk->cfg.worker_id);
     else {
-        char host[64];
+        /* host/pid, the host cut so that the id keeps within SF_WIRE_MAX_ID. */
+        char host[64], pid[16];
         gethostname(host, sizeof host);
         host[sizeof host - 1] = 0;
-        snprintf(wk->id, sizeof wk->id, "%s/%d", host, (int)getpid());
+        int np = snprintf(pid, sizeof pid, "/%d", (int)getpid());
+        snprintf(wk->id, sizeof wk->id, "%.*s%s", (int)SF_WIRE_MAX_ID - np, host, pid);
     }
     char prog[160];
     snprintf(prog, sizeof prog, "sf-worker %.140s", wk->id);
@@ -690,5 +721,5 @@ int main(int argc, char **argv) {
     free(wk->sbuf);
     sf_curve_wipe(&wk->curve.kp);
     sf_config_free(wk_schema, &wk->cfg);
-    return 0;
+    return wk->exit_rc;
 }

@@ -27,12 +27,18 @@ int sf_wire_decode(const void *buf, size_t len, Sf__Envelope **out, char *err, s
         return sf_errf(SF_EPROTO, err, errlen, "frame of %zu bytes over the %u-byte cap", len, SF_WIRE_MAX_FRAME);
     Sf__Envelope *e = sf__envelope__unpack(NULL, len, buf);
     if (!e) return sf_errf(SF_EPROTO, err, errlen, "undecodable frame (%zu bytes)", len);
-    if (e->version != SF_PROTO_VERSION)
+    if (e->version != SF_PROTO_VERSION && e->body_case != SF__ENVELOPE__BODY_ERROR)
         BAD("protocol version %u, expected %u", e->version, SF_PROTO_VERSION);
     switch (e->body_case) {
+    case SF__ENVELOPE__BODY_ERROR:
+        if (!str_ok(e->error->message, SF_WIRE_MAX_STRING)) BAD("error message too long");
+        break;
     case SF__ENVELOPE__BODY_HELLO: {
         const Sf__Hello *h = e->hello;
-        if (!h->worker_id || !*h->worker_id || !str_ok(h->worker_id, 256)) BAD("hello without a valid worker_id");
+        if (!h->worker_id || !*h->worker_id) BAD("hello without a worker_id");
+        if (!str_ok(h->worker_id, SF_WIRE_MAX_ID))
+            BAD("hello with a worker_id of %zu bytes, over the %u-byte limit on ids", strlen(h->worker_id),
+                SF_WIRE_MAX_ID);
         if (h->n_kinds == 0 || h->n_kinds > SF_WIRE_MAX_KINDS) BAD("hello with %zu kinds", h->n_kinds);
         for (size_t i = 0; i < h->n_kinds; i++)
             if (!h->kinds[i] || !*h->kinds[i] || !str_ok(h->kinds[i], 64)) BAD("hello with a bad kind name");
@@ -131,6 +137,66 @@ void sf_wire_free(Sf__Envelope *env) {
     if (env) sf__envelope__free_unpacked(env, NULL);
 }
 
+/* A varint at p (below end) into *v; the bytes it took, 0 if malformed. */
+static size_t varint(const uint8_t *p, const uint8_t *end, uint64_t *v) {
+    *v = 0;
+    for (size_t i = 0; i < 10 && p + i < end; i++) {
+        *v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) return i + 1;
+    }
+    return 0;
+}
+
+int sf_wire_peek(const void *buf, size_t len, uint32_t *version, uint32_t *body) {
+    const uint8_t *p = buf, *end = p + len;
+    *version = 0;
+    *body = 0;
+    while (p < end) {
+        uint64_t key, v;
+        size_t k = varint(p, end, &key);
+        if (!k || key >> 3 == 0 || key >> 3 > 0x1fffffff) return SF_EPROTO;
+        p += k;
+        uint32_t field = (uint32_t)(key >> 3);
+        switch (key & 7) {
+        case 0: /* varint */
+            if (!(k = varint(p, end, &v))) return SF_EPROTO;
+            p += k;
+            if (field == 1) *version = (uint32_t)v;
+            break;
+        case 1: /* fixed64 */
+            if (end - p < 8) return SF_EPROTO;
+            p += 8;
+            break;
+        case 2: /* length-delimited: a body is a message */
+            if (!(k = varint(p, end, &v)) || v > (uint64_t)(end - p - (ptrdiff_t)k)) return SF_EPROTO;
+            p += k + v;
+            if (field != 1) *body = field;
+            break;
+        case 5: /* fixed32 */
+            if (end - p < 4) return SF_EPROTO;
+            p += 4;
+            break;
+        default:
+            return SF_EPROTO;
+        }
+    }
+    return 0;
+}
+
+int sf_wire_send_error(void *sock, const void *rid, size_t rid_len, int code, const char *message,
+                       uint32_t peer_version, int fatal, uint8_t **buf, size_t *cap) {
+    Sf__Error e = SF__ERROR__INIT;
+    e.code = code;
+    e.message = (char *)message;
+    e.version = SF_PROTO_VERSION;
+    e.peer_version = peer_version;
+    e.fatal = fatal != 0;
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_ERROR;
+    env.error = &e;
+    return sf_wire_send(sock, rid, rid_len, &env, buf, cap);
+}
+
 long sf_wire_pack(Sf__Envelope *env, uint8_t **buf, size_t *cap) {
     env->version = SF_PROTO_VERSION;
     size_t n = sf__envelope__get_packed_size(env);
@@ -155,7 +221,7 @@ int sf_wire_send(void *sock, const void *rid, size_t rid_len, Sf__Envelope *env,
 }
 
 int sf_wire_sockopts(void *sock) {
-    int64_t maxmsg = SF_WIRE_MAX_FRAME;
+    int64_t maxmsg = SF_WIRE_MAX_RECV;
     int linger = 0, hwm = 100000;
     if (zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
         zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) ||

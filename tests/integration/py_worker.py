@@ -3,10 +3,13 @@
 
 It proves that the protocol document is enough to join a cluster from another
 language: say Hello, take JobBatch messages, answer each job with a Result
-(one credit comes back per result), keep heartbeats going both ways, and say
-Hello again when told to Reconnect.  Runs `noop` jobs only.
+(one credit comes back per result), keep heartbeats going both ways, say
+Hello again when told to Reconnect, and stop when an Error says the coordinator
+refused it for good.  Runs `noop` jobs only.
 
     py_worker.py ENDPOINT WORKER_ID PB2_DIR [MAX_SECONDS]
+
+Exits 0 after MAX_SECONDS (or a Shutdown), 1 when the coordinator refused it.
 """
 import os
 import socket
@@ -48,9 +51,19 @@ def main():
         if dict(poller.poll(100)).get(sock):
             env = pb.Envelope()
             env.ParseFromString(sock.recv())
+            kind = env.WhichOneof("body")
+            if kind == "error":
+                # A refusal is read whatever version it carries.
+                err = env.error
+                print(f"python worker {worker_id}: refused: {err.message} (code {err.code}, "
+                      f"coordinator version {err.version}, ours {VERSION})", flush=True)
+                if err.fatal or err.version != VERSION:
+                    sock.close()
+                    ctx.term()
+                    sys.exit(1)
+                continue
             if env.version != VERSION:
                 continue
-            kind = env.WhichOneof("body")
             if kind == "welcome":
                 heartbeat_s = env.welcome.heartbeat_ms / 1000.0
             elif kind == "jobs":

@@ -19,3 +19,13 @@ wait_state "$run" done 30
 check_all_done "$run" 120
 kill -TERM "$pypid" 2>/dev/null
 ok "a Python worker completed 120 noop jobs"
+
+# A third-party worker with an id over the 64 bytes docs/protocol.md allows
+# is refused with an Error that names the limit, and stops (exit 1).
+long=$(printf 'p%.0s' $(seq 100))
+out=$(timeout 60 $PY "$SF_ROOT/tests/integration/py_worker.py" "$WEP" "$long" "$T" 30 2>&1); rc=$?
+[ "$rc" = 1 ] || fail "the Python worker with a 100-byte id exited $rc, expected 1 (refused): $out"
+echo "$out" | grep -q "refused: hello with a worker_id of 100 bytes, over the 64-byte limit" ||
+    fail "the refusal does not name the limit: $out"
+"$BIN/sfctl" workers | grep -q "^$long" && fail "the 100-byte worker id was accepted: $("$BIN/sfctl" workers)"
+ok "a Python worker with a 100-byte id is refused, naming the 64-byte limit"

@@ -16,7 +16,18 @@ killed_at=$(date +%s%N)
 wait_state "$run" done 60
 check_all_done "$run" "$total"
 stats=$("$BIN/sfctl" stats --json)
-echo "$stats" | grep -q '"workers_died":1' || fail "coordinator did not see the worker die: $stats"
+echo "$stats" | grep -q '"workers_died":1,' || fail "coordinator did not see the worker die: $stats"
 [ "${held:-0}" -eq 0 ] || echo "$stats" | grep -q '"requeued":0' && [ "${held:-0}" -gt 0 ] && fail "jobs were not requeued"
 grep -q "worker w1 .*removed: silent" "$T/coordinator.log" || fail "no liveness message"
-ok "worker killed holding ${held:-0} jobs; run of $total jobs completed exactly once ($(( ($(date +%s%N) - killed_at) / 1000000 )) ms after the kill)"
+# A worker that leaves gracefully (SIGTERM: it drains, then says goodbye) has
+# not died: workers_died stays at the one SIGKILLed, workers_left counts it.
+kill -TERM "${PIDS[2]}"
+for _ in $(seq 300); do
+    [ "$("$BIN/sfctl" workers --json | grep -o '"id"' | wc -l)" -le 2 ] && break
+    sleep 0.1
+done
+grep -q "worker w2 .*removed: worker drained" "$T/coordinator.log" || fail "the coordinator did not hear w2's goodbye"
+stats=$("$BIN/sfctl" stats --json)
+echo "$stats" | grep -q '"workers_died":1,' || fail "a worker's goodbye was counted as a death: $stats"
+echo "$stats" | grep -q '"workers_left":1,' || fail "the worker that said goodbye was not counted as left: $stats"
+ok "worker killed holding ${held:-0} jobs; run of $total jobs completed exactly once ($(( ($(date +%s%N) - killed_at) / 1000000 )) ms after the kill); a goodbye is no death"

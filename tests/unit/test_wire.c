@@ -1,5 +1,6 @@
-/* Unit tests for common/wire: round trips, and every kind of bad frame is
- * rejected with a reason rather than accepted or crashing. */
+/* Unit tests for common/wire: round trips, every kind of bad frame is
+ * rejected with a reason rather than accepted or crashing, the version peek
+ * and the Error that every version reads. */
 #include <stdlib.h>
 
 #include "common/runtime/error.h"
@@ -96,8 +97,109 @@ TEST(rejects_bad_frames) {
     free(buf);
 }
 
+/* sf_wire_peek on frames written by hand from the protobuf encoding rules
+ * (tag = field << 3 | wire type; varints little-endian base 128), not by
+ * protobuf-c. */
+TEST(peek) {
+    uint32_t v, b;
+    /* version 2 (field 1, varint), then an empty Hello (field 10, bytes) */
+    const uint8_t hello_v2[] = {0x08, 0x02, 0x52, 0x00};
+    CHECK_EQ_INT(sf_wire_peek(hello_v2, sizeof hello_v2, &v, &b), 0);
+    CHECK_EQ_INT(v, 2);
+    CHECK_EQ_INT(b, 10);
+    /* version 150 (0x96 0x01), an Error body (field 2) holding code = 1 */
+    const uint8_t error_v150[] = {0x08, 0x96, 0x01, 0x12, 0x02, 0x08, 0x01};
+    CHECK_EQ_INT(sf_wire_peek(error_v150, sizeof error_v150, &v, &b), 0);
+    CHECK_EQ_INT(v, 150);
+    CHECK_EQ_INT(b, 2);
+    /* fields in any order; unknown ones (fixed64 field 7, fixed32 field 9) skipped */
+    const uint8_t shuffled[] = {0x39, 1, 2, 3, 4, 5, 6, 7, 8, 0x5a, 0x00, 0x4d, 1, 2, 3, 4, 0x08, 0x05};
+    CHECK_EQ_INT(sf_wire_peek(shuffled, sizeof shuffled, &v, &b), 0);
+    CHECK_EQ_INT(v, 5);
+    CHECK_EQ_INT(b, 11);
+    /* empty: no version, no body */
+    CHECK_EQ_INT(sf_wire_peek(shuffled, 0, &v, &b), 0);
+    CHECK_EQ_INT(v, 0);
+    CHECK_EQ_INT(b, 0);
+    /* not protobuf: a varint cut short, a length past the end, a group, field 0 */
+    const uint8_t cut[] = {0x08, 0x96}, past[] = {0x52, 0x05, 0x00}, group[] = {0x0b}, zero[] = {0x00, 0x01};
+    CHECK_EQ_INT(sf_wire_peek(cut, sizeof cut, &v, &b), SF_EPROTO);
+    CHECK_EQ_INT(sf_wire_peek(past, sizeof past, &v, &b), SF_EPROTO);
+    CHECK_EQ_INT(sf_wire_peek(group, sizeof group, &v, &b), SF_EPROTO);
+    CHECK_EQ_INT(sf_wire_peek(zero, sizeof zero, &v, &b), SF_EPROTO);
+}
+
+/* An Error is read whatever version it carries; any other body is not. */
+TEST(error_any_version) {
+    Sf__Envelope *e = NULL;
+    char err[256];
+    /* version 2; Error{code = -4 (10 bytes of varint), message "no", fatal} */
+    const uint8_t error_v2[] = {0x08, 0x02, 0x12, 0x11, 0x08, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                0x01, 0x12, 0x02, 'n', 'o', 0x28, 0x01};
+    CHECK_EQ_INT(sf_wire_decode(error_v2, sizeof error_v2, &e, err, sizeof err), 0);
+    CHECK_EQ_INT(e->version, 2);
+    CHECK_EQ_INT(e->body_case, SF__ENVELOPE__BODY_ERROR);
+    CHECK_EQ_INT(e->error->code, -4);
+    CHECK_EQ_STR(e->error->message, "no");
+    CHECK_EQ_INT(e->error->fatal, 1);
+    sf_wire_free(e);
+    /* version 2, Credit{credit = 4}: refused */
+    const uint8_t credit_v2[] = {0x08, 0x02, 0x5a, 0x02, 0x08, 0x04};
+    CHECK_EQ_INT(sf_wire_decode(credit_v2, sizeof credit_v2, &e, err, sizeof err), SF_EPROTO);
+    CHECK(strstr(err, "protocol version 2"));
+    /* what sf_wire_send_error packs reads back the same */
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    Sf__Error er = SF__ERROR__INIT;
+    er.code = SF_ERANGE;
+    er.message = "frame too big";
+    er.peer_version = 3;
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_ERROR;
+    env.error = &er;
+    long n = sf_wire_pack(&env, &buf, &cap);
+    uint32_t v, b;
+    CHECK_EQ_INT(sf_wire_peek(buf, (size_t)n, &v, &b), 0);
+    CHECK_EQ_INT(v, SF_PROTO_VERSION);
+    CHECK_EQ_INT(b, SF__ENVELOPE__BODY_ERROR);
+    CHECK_EQ_INT(sf_wire_decode(buf, (size_t)n, &e, err, sizeof err), 0);
+    CHECK_EQ_INT(e->error->peer_version, 3);
+    sf_wire_free(e);
+    free(buf);
+}
+
+/* Worker ids are at most 64 bytes (docs/protocol.md). */
+TEST(worker_id_limit) {
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    char err[256], id[66];
+    char *kinds[] = {"noop"};
+    Sf__Envelope *e = NULL;
+    Sf__Hello h = SF__HELLO__INIT;
+    h.worker_id = id;
+    h.n_kinds = 1;
+    h.kinds = kinds;
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    memset(id, 'a', 64);
+    id[64] = 0;
+    long n = sf_wire_pack(&env, &buf, &cap);
+    CHECK_EQ_INT(sf_wire_decode(buf, (size_t)n, &e, err, sizeof err), 0);
+    sf_wire_free(e);
+    id[64] = 'a';
+    id[65] = 0;
+    n = sf_wire_pack(&env, &buf, &cap);
+    CHECK_EQ_INT(sf_wire_decode(buf, (size_t)n, &e, err, sizeof err), SF_EPROTO);
+    CHECK(strstr(err, "65 bytes, over the 64-byte limit"));
+    free(buf);
+}
+
 int main(void) {
     SF_RUN(round_trip);
     SF_RUN(rejects_bad_frames);
+    SF_RUN(peek);
+    SF_RUN(error_any_version);
+    SF_RUN(worker_id_limit);
     SF_DONE();
 }
