@@ -158,7 +158,7 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
         /* The same connection says hello again (it was told to): it still
          * holds its leased jobs, and its credit already leaves them out. */
         w->credit = h->credit;
-        w->last_seen_ms = sf_clock_wall_ms();
+        w->last_seen_ms = sf_coord_mono_ms(c);
         c->dispatch_dirty = 1;
         return;
     }
@@ -195,7 +195,7 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
                                 "%s%s", i ? "," : "", h->kinds[i]);
         if (off >= sizeof w->kinds_text) off = sizeof w->kinds_text - 1;
     }
-    w->last_seen_ms = w->joined_ms = sf_clock_wall_ms();
+    w->last_seen_ms = w->joined_ms = sf_coord_mono_ms(c);
     w->dirty = 1;
     sf_info("worker %s joined: host %s pid %u device %s kinds %s slots %u credit %u", w->id, w->host, w->pid,
             w->device, w->kinds_text, w->slots, w->credit);
@@ -262,7 +262,7 @@ static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int6
         if (delay > r->retry_max_ms) delay = r->retry_max_ms;
         sf_store_job_requeued(c, r, idx);
         if (delay == 0) { sf_run_requeue(r, idx); c->dispatch_dirty = 1; }
-        else sf_backoff_add(c, r, idx, sf_clock_wall_ms() + (int64_t)delay);
+        else sf_backoff_add(c, r, idx, sf_coord_mono_ms(c) + (int64_t)delay);
     }
     }
 }
@@ -324,7 +324,7 @@ void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const vo
         sf_wire_free(env);
         return;
     }
-    w->last_seen_ms = sf_clock_wall_ms();
+    w->last_seen_ms = sf_coord_mono_ms(c);
     switch (env->body_case) {
     case SF__ENVELOPE__BODY_CREDIT:
         w->credit += env->credit->credit;
@@ -360,7 +360,9 @@ static Sf__Job *job_ptrs[MAX_BATCH];
 
 static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t now_us) {
     uint32_t n = 0;
-    uint32_t secs = sf_coord_secs(c);
+    /* A lease ends lease_ms after now, rounded up to the whole second the
+     * slot holds: expire_leases() may be up to a second late, never early. */
+    int64_t up_ms = sf_coord_mono_ms(c) - c->start_mono_ms;
     for (sf_run_t *r = c->runs; r && n < want; r = r->next) {
         if (!sf_run_active(r)) continue;
         while (n < want) {
@@ -377,11 +379,13 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
             j->state = JS_LEASED;
             if (j->attempt < 255) j->attempt++;
             j->worker = w->slot;
-            j->deadline_s = secs + (r->lease_ms + 999) / 1000;
+            j->deadline_s = (uint32_t)((up_ms + r->lease_ms + 999) / 1000);
             j->dispatched_us = now_us;
             r->leased++;
             w->leased++;
             c->st.dispatched++;
+            /* Redis keeps the deadline in wall time, for whoever reads the
+             * hash; the decision uses deadline_s above. */
             sf_store_job_leased(c, r, idx, w->id, sf_clock_wall_ms() + r->lease_ms);
             const sf_phase_t *p = &r->phases[r->phase];
             Sf__Job *m = &job_msgs[n];
@@ -489,7 +493,7 @@ static void expire_leases(sf_coord_t *c) {
 }
 
 void sf_broker_cron(sf_coord_t *c) {
-    int64_t now = sf_clock_wall_ms();
+    int64_t now = sf_coord_mono_ms(c);
     int64_t window = c->cfg.heartbeat_ms * c->cfg.liveness;
     for (int i = 0; i < c->n_worker_slots; i++) {
         sf_worker_t *w = &c->workers[i];
@@ -519,7 +523,7 @@ void sf_broker_cron(sf_coord_t *c) {
 
 cJSON *sf_workers_json(const sf_coord_t *c) {
     cJSON *a = cJSON_CreateArray();
-    int64_t now = sf_clock_wall_ms();
+    int64_t now = sf_coord_mono_ms(c);
     for (int i = 0; i < c->n_worker_slots; i++) {
         const sf_worker_t *w = &c->workers[i];
         if (!w->used) continue;

@@ -65,7 +65,7 @@ typedef struct sf_jobslot_s {
     uint8_t state;
     uint8_t attempt;        /* attempts made so far */
     uint16_t worker;        /* worker slot while leased */
-    uint32_t deadline_s;    /* lease deadline, seconds since coordinator start */
+    uint32_t deadline_s;    /* lease deadline, whole seconds of sf_coord_secs() (rounded up) */
     int64_t dispatched_us;  /* for latency */
 } sf_jobslot_t;
 
@@ -103,7 +103,7 @@ typedef struct sf_run_s {
     char id[16];
     int state;
     int priority;
-    int64_t created_ms, started_ms, finished_ms;
+    int64_t created_ms, started_ms, finished_ms; /* wall time: stored in the run's hash, shown */
     char *spec_json;        /* as submitted, normalised (owned) */
     char *name;             /* operator's label (owned) */
     sf_classlist_t *classes;
@@ -116,8 +116,10 @@ typedef struct sf_run_s {
     uint32_t learner_version;  /* last seen in sf:run:<id>:learner */
     int learner_done, learner_polling;
     int learner_idle;          /* it waits for rollouts, or no learner holds the run (store.c) */
-    int64_t learner_updated_ms, learner_fresh_ms; /* its hash's updated_ms; when that last moved */
-    int64_t learner_idle_ms;   /* since when idle at learner_version; 0 when not */
+    /* Its hash's updated_ms (the learner's wall time, only compared for a
+     * change), and when that last moved (sf_coord_mono_ms). */
+    int64_t learner_updated_ms, learner_fresh_ms;
+    int64_t learner_idle_ms;   /* since when idle at learner_version (sf_coord_mono_ms); 0 when not */
     int shortfall;             /* a learner phase ran out of jobs first */
     int max_attempts;
     uint32_t lease_ms, retry_base_ms, retry_max_ms;
@@ -149,7 +151,7 @@ typedef struct sf_worker_s {
     char kinds_text[512];
     uint32_t slots, credit, leased, busy;
     uint64_t done, failed;
-    int64_t last_seen_ms, joined_ms;
+    int64_t last_seen_ms, joined_ms; /* sf_coord_mono_ms: liveness never follows the wall clock */
     int draining;
     int dirty;              /* its Redis hash needs a write */
 } sf_worker_t;
@@ -211,9 +213,16 @@ typedef struct sf_coord_s {
     struct sf_zap_s *zap;        /* CURVE client authentication; NULL when CURVE is off */
     sf_store_t *store;
     uint64_t epoch;
-    int64_t start_ms;
+    /* The clock of every time decision — liveness, leases, retry backoff,
+     * the drain deadline, the cron's intervals — in monotonic ms: an NTP
+     * step of the wall clock must not kill workers or expire leases.  Tests
+     * inject their own; NULL means sf_clock_mono_ms.  Read it through
+     * sf_coord_mono_ms(). */
+    int64_t (*mono_ms)(void);
+    int64_t start_mono_ms;  /* uptime and lease deadlines count from here */
+    int64_t start_wall_ms;  /* shown: the coordinator hash's started_ms */
     int stopping;
-    int64_t stop_deadline_ms;
+    int64_t stop_deadline_ms; /* sf_coord_mono_ms */
     sf_run_t *runs;         /* priority order: higher first, FIFO within */
     uint32_t next_run_num;
     sf_worker_t *workers;   /* (SF_MAX_WORKERS) by slot */
@@ -228,11 +237,13 @@ typedef struct sf_coord_s {
     struct sf_metrics_s *metrics;
     uint8_t *sbuf;          /* send buffer, reused */
     size_t sbuf_cap;
-    int64_t last_hb_ms;
+    int64_t last_hb_ms;     /* sf_coord_mono_ms */
 } sf_coord_t;
 
-/* time */
-static inline uint32_t sf_coord_secs(const sf_coord_t *c) { return (uint32_t)((sf_clock_wall_ms() - c->start_ms) / 1000); }
+/* time: the coordinator's monotonic clock (see sf_coord_t.mono_ms), and
+ * whole seconds since start on it (lease deadlines). */
+static inline int64_t sf_coord_mono_ms(const sf_coord_t *c) { return c->mono_ms ? c->mono_ms() : sf_clock_mono_ms(); }
+static inline uint32_t sf_coord_secs(const sf_coord_t *c) { return (uint32_t)((sf_coord_mono_ms(c) - c->start_mono_ms) / 1000); }
 
 /* kinds */
 int sf_coord_kind_id(sf_coord_t *c, const char *kind); /* interns; -1 if full */

@@ -204,7 +204,7 @@ static void cron(uv_timer_t *t) {
     sf_coord_t *c = t->data;
     static int64_t last_self;
     sf_broker_cron(c);
-    int64_t now = sf_clock_wall_ms();
+    int64_t now = sf_coord_mono_ms(c);
     if (now - last_self >= 1000) {
         last_self = now;
         sf_store_coordinator(c);
@@ -234,7 +234,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     sf_info("signal %d: no new work is handed out; waiting up to %ld ms for leased jobs", signum,
             c->cfg.drain_timeout_ms);
     c->stopping = 1;
-    c->stop_deadline_ms = sf_clock_wall_ms() + c->cfg.drain_timeout_ms;
+    c->stop_deadline_ms = sf_coord_mono_ms(c) + c->cfg.drain_timeout_ms;
 }
 
 static int shut;
@@ -326,7 +326,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     c->loop = uv_default_loop();
-    c->start_ms = sf_clock_wall_ms();
+    c->mono_ms = sf_clock_mono_ms;
+    c->start_mono_ms = sf_coord_mono_ms(c);
+    c->start_wall_ms = sf_clock_wall_ms();
     c->workers = calloc(SF_MAX_WORKERS, sizeof *c->workers);
     if (!c->workers) return 1;
     /* Nothing is served before Redis has given us every run: while it is

@@ -433,10 +433,10 @@ int sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_
  * restarted one takes a run up only when a request for it comes): the window
  * opens by one update's worth (and again after as long, if need be), or the
  * phase would wait forever. */
-static int learner_window(sf_run_t *r, sf_phase_t *p) {
+static int learner_window(const sf_coord_t *c, sf_run_t *r, sf_phase_t *p) {
     uint64_t handed = p->next - p->first;
     if (handed < ((uint64_t)r->learner_version + 2 + p->reopened) * p->per_update) return 1;
-    int64_t now = sf_clock_wall_ms();
+    int64_t now = sf_coord_mono_ms(c);
     if (handed > (uint64_t)p->done + p->dead || !r->learner_idle_ms || now - r->learner_idle_ms < LEARNER_IDLE_MS)
         return 0;
     p->reopened++;
@@ -448,7 +448,6 @@ static int learner_window(sf_run_t *r, sf_phase_t *p) {
 }
 
 int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
-    (void)c;
     if (!sf_run_active(r)) return -1;
     if (r->phase >= r->n_phases) return -1;
     sf_phase_t *p = &r->phases[r->phase];
@@ -456,7 +455,7 @@ int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
     uint32_t idx;
     while (sf_ring_pop(&r->ready, &idx))
         if (r->jobs[idx].state == JS_READY) return idx;
-    if (p->until_learner && p->per_update && !learner_window(r, p)) return -1;
+    if (p->until_learner && p->per_update && !learner_window(c, r, p)) return -1;
     while (p->next < p->first + p->n) {
         idx = p->next++;
         if (r->jobs[idx].state == JS_PENDING) return idx;
@@ -477,7 +476,7 @@ void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done
     r->learner_polling = 0;
     if (!sf_run_active(r)) return;
     if (version > r->learner_version) c->dispatch_dirty = 1;
-    int64_t now = sf_clock_wall_ms();
+    int64_t now = sf_coord_mono_ms(c);
     if (!r->learner_idle || version != r->learner_version) r->learner_idle_ms = r->learner_idle ? now : 0;
     else if (!r->learner_idle_ms) r->learner_idle_ms = now;
     else if (now - r->learner_idle_ms >= LEARNER_IDLE_MS) c->dispatch_dirty = 1; /* learner_window() may open */

@@ -334,7 +334,7 @@ void sf_store_coordinator(sf_coord_t *c) {
     snprintf(k, sizeof k, SF_KEY_COORDINATOR, s->prefix);
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)c->epoch);
-    snprintf(st, sizeof st, "%lld", (long long)c->start_ms);
+    snprintf(st, sizeof st, "%lld", (long long)c->start_wall_ms);
     snprintf(hb, sizeof hb, "%lld", (long long)sf_clock_wall_ms());
     snprintf(disp, sizeof disp, "%llu", (unsigned long long)c->st.dispatched);
     snprintf(bad, sizeof bad, "%llu", (unsigned long long)c->st.frames_bad);
@@ -367,9 +367,10 @@ static void on_learner(redisAsyncContext *ac, void *reply, void *priv) {
     /* Idle: the learner waits for rollouts ("ready"), or no learner holds the
      * run any more — the one that does rewrites the hash every second, and a
      * restarted learner takes a run up only when a rollout or a policy
-     * request for it comes — so its updated_ms has not moved for 5 s (by
-     * this clock: the learner's may differ). */
-    int64_t now = sf_clock_wall_ms(), upd = u ? atoll(u) : 0;
+     * request for it comes — so its updated_ms has not moved for 5 s (on
+     * this coordinator's monotonic clock: the stamp, the learner's wall
+     * time, is only compared for a change). */
+    int64_t now = sf_coord_mono_ms(c), upd = u ? atoll(u) : 0;
     if (upd != r->learner_updated_ms) r->learner_updated_ms = upd, r->learner_fresh_ms = now;
     r->learner_idle = (st && !strcmp(st, "ready")) || now - r->learner_fresh_ms > 5000;
     sf_run_learner_state(c, r, v ? (uint32_t)strtoul(v, NULL, 10) : 0, d && atoi(d) == 1,
@@ -843,6 +844,11 @@ static sf_run_t *load_run(sf_coord_t *c, load_ctx_t *ld, const char *id) {
         }
     }
     freeReplyObject(dead);
+    /* A lease does not outlive the coordinator that gave it (its worker's
+     * connection went with it): a job leased at the crash goes out again,
+     * with its attempt counted.  So only the attempt is read back, never the
+     * deadline — wall time, for whoever reads the hash — and no wall-clock
+     * deadline ever becomes a monotonic one here. */
     redisReply *leases = lcmd(ld, "HGETALL " SF_KEY_RUN_LEASES, p, id);
     int requeued = 0;
     for (size_t i = 0; leases && leases->type == REDIS_REPLY_ARRAY && i + 1 < leases->elements; i += 2) {
