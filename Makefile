@@ -190,9 +190,16 @@ $(BUILD)/bin/%: $$(call obj,$$(wildcard $$(PROG_DIR_$$*)/*.c)) $$(call libs_for,
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $(filter %.o,$^) $(call libs_for,$*) $(call ldlibs_for,$*)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call libs_for,$$*)
+# Objects a unit test links besides the libraries: the coordinator's tests
+# link its modules (not main.c) and a harness that stands in for store.c
+# (tests/unit/coord_harness.h).
+COORD_TEST_OBJ := $(call obj,coordinator/runs.c coordinator/shift.c coordinator/broker.c coordinator/clients.c \
+                  tests/unit/coord_harness.c)
+UNIT_EXTRA_test_coord_runs   := $(COORD_TEST_OBJ)
+UNIT_EXTRA_test_coord_broker := $(COORD_TEST_OBJ)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(UNIT_EXTRA_$$*) $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
-	$(call link_for,$*) $(LDFLAGS) -o $@ $< $(call libs_for,$*) $(call ldlibs_for,$*)
+	$(call link_for,$*) $(LDFLAGS) -o $@ $(filter %.o,$^) $(call libs_for,$*) $(call ldlibs_for,$*)
 
 # The fake worker speaks to the learner with the worker's own client.
 ITOOL_USES := method formats net runtime

@@ -1,0 +1,244 @@
+/* Unit tests of coordinator/broker.c (and the cancel of clients.c) on an
+ * injected monotonic clock: liveness, lease expiry, retry backoff,
+ * dead-lettering, stale and duplicate results, cancellation.  The store is
+ * the harness's record (coord_harness.h), not Redis; the workers are fake
+ * peers on the real protocol.
+ *
+ * Expected times come from the settings' documented meaning
+ * (docs/configuration.md): a worker is dead after heartbeat_ms x liveness of
+ * silence; a job's lease is lease_ms from its dispatch; the first retry waits
+ * retry_base_ms, doubling with each attempt up to retry_max_ms.  The clock
+ * starts far from the wall clock's value, so a decision left on the wall
+ * clock fails these tests. */
+#include "tests/unit/coord_harness.h"
+#include "tests/unit/sf_test.h"
+
+#include <zmq.h>
+
+#define T0 1000000 /* ms on the injected clock: 16 minutes, not 56 years */
+
+static sf_coord_t c;
+static th_worker_t w1, w2;
+
+static void done(void) {
+    th_worker_close(&w1);
+    th_worker_close(&w2);
+    th_coord_free(&c);
+}
+
+TEST(worker_silent_past_liveness_is_dead_and_its_jobs_requeued) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":4}", 1);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 2) == 0);
+    uint64_t ids[8], ids2[8];
+    uint32_t att[8], att2[8];
+    CHECK_EQ_INT(th_worker_jobs(&w1, ids, att, 8), 2);
+    CHECK_EQ_INT(r->leased, 2);
+    CHECK_EQ_INT(r->state, RUN_RUNNING);
+    /* Heard at T0+2000; the window is 1000 ms x 3. */
+    th_tick(&c, T0 + 2000);
+    CHECK(th_worker_heartbeat(&c, &w1) == 0);
+    th_tick(&c, T0 + 2000 + 2999);
+    CHECK(c.workers[0].used);
+    CHECK_EQ_INT(c.st.workers_died, 0);
+    CHECK_EQ_INT(r->leased, 2);
+    CHECK_EQ_INT(c.st.requeued, 0);
+    th_tick(&c, T0 + 2000 + 3001);
+    CHECK(!c.workers[0].used);
+    CHECK_EQ_INT(c.st.workers_died, 1);
+    CHECK_EQ_INT(th_count(TH_WORKER_GONE, 0), 1);
+    CHECK_EQ_INT(r->leased, 0);
+    CHECK_EQ_INT(c.st.requeued, 2);
+    CHECK_EQ_INT(th_count(TH_REQUEUED, 1), 2);
+    for (int i = 0; i < 2; i++) CHECK_EQ_INT(r->jobs[sf_job_index(ids[i])].state, JS_READY);
+    /* Another worker gets every job: the two given back on their second
+     * attempt, the two never handed out on their first. */
+    CHECK(th_worker_hello(&c, &w2, "w2", "sleep", 8) == 0);
+    CHECK_EQ_INT(th_worker_jobs(&w2, ids2, att2, 8), 4);
+    for (int i = 0; i < 4; i++) {
+        int requeued = ids2[i] == ids[0] || ids2[i] == ids[1];
+        CHECK_EQ_INT(att2[i], requeued ? 2 : 1);
+    }
+    done();
+}
+
+TEST(lease_expires_at_its_deadline_not_before) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    c.cfg.heartbeat_ms = 1;     /* leases are checked each heartbeat interval: here, every tick */
+    c.cfg.liveness = 1000000;   /* the worker stays alive throughout */
+    /* Dispatched 999 ms after start, so the deadline is not on a whole second. */
+    th_tick(&c, T0 + 999);
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"lease_ms\":2000}", 2);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 1) == 0);
+    uint64_t id;
+    uint32_t att;
+    CHECK_EQ_INT(th_worker_jobs(&w1, &id, &att, 1), 1);
+    CHECK_EQ_INT(att, 1);
+    th_tick(&c, T0 + 999 + 2000 - 1);
+    CHECK_EQ_INT(r->jobs[0].state, JS_LEASED);
+    CHECK_EQ_INT(c.st.expired, 0);
+    /* The deadline (T0+2999) has passed at the next whole second of uptime,
+     * the resolution a job slot keeps: late by less than a second, never early. */
+    th_tick(&c, T0 + 3000);
+    CHECK_EQ_INT(c.st.expired, 1);
+    CHECK_EQ_INT(r->jobs[0].state, JS_READY);
+    CHECK_EQ_INT(th_count(TH_REQUEUED, 2), 1);
+    CHECK_EQ_INT(r->leased, 0);
+    /* The expired attempt's result comes late: stale, it counts for nothing,
+     * and the credit it returns takes the job again, as attempt 2. */
+    CHECK(th_worker_result(&c, &w1, id, 1, SF__RESULT__STATUS__OK) == 0);
+    CHECK_EQ_INT(c.st.results_stale, 1);
+    CHECK_EQ_INT(th_count(TH_DONE, 2), 0);
+    CHECK_EQ_INT(th_worker_jobs(&w1, &id, &att, 1), 1);
+    CHECK_EQ_INT(att, 2);
+    /* Dispatched at uptime 3000: a deadline on a whole second, exactly. */
+    th_tick(&c, T0 + 5000 - 1);
+    CHECK_EQ_INT(c.st.expired, 1);
+    CHECK_EQ_INT(r->jobs[0].state, JS_LEASED);
+    th_tick(&c, T0 + 5000);
+    CHECK_EQ_INT(c.st.expired, 2);
+    CHECK_EQ_INT(r->jobs[0].state, JS_READY);
+    done();
+}
+
+/* Fails job `id` on attempt `want` and checks that it waits `delay` ms on
+ * the clock before it is handed out again. */
+static int fail_and_wait(sf_run_t *r, uint64_t *id, uint32_t want, int64_t delay) {
+    uint32_t att = 0;
+    uint64_t dispatched = c.st.dispatched;
+    if (th_worker_result(&c, &w1, *id, want, SF__RESULT__STATUS__FAILED) != 0) return __LINE__;
+    if (r->jobs[0].state != JS_BACKOFF) return __LINE__;
+    int64_t t = th_now_ms;
+    th_tick(&c, t + delay - 1);
+    if (r->jobs[0].state != JS_BACKOFF || c.st.dispatched != dispatched) return __LINE__;
+    th_tick(&c, t + delay);
+    if (c.st.dispatched != dispatched + 1 || r->jobs[0].state != JS_LEASED) return __LINE__;
+    if (th_worker_jobs(&w1, id, &att, 1) != 1 || att != want + 1) return __LINE__;
+    return 0;
+}
+
+TEST(retry_backoff_delays_a_failed_job_until_its_time) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    c.cfg.liveness = 1000;
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"max_attempts\":4,"
+                                "\"retry_base_ms\":500,\"retry_max_ms\":1500}", 3);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 1) == 0);
+    uint64_t id;
+    uint32_t att;
+    CHECK_EQ_INT(th_worker_jobs(&w1, &id, &att, 1), 1);
+    CHECK_EQ_INT(fail_and_wait(r, &id, 1, 500), 0);
+    CHECK_EQ_INT(fail_and_wait(r, &id, 2, 1000), 0);
+    CHECK_EQ_INT(fail_and_wait(r, &id, 3, 1500), 0); /* 2000, capped at retry_max_ms */
+    CHECK_EQ_INT(r->retries, 3);
+    CHECK_EQ_INT(th_count(TH_REQUEUED, 3), 3);
+    /* The fourth of four attempts fails: dead-lettered, and the run fails
+     * once Redis has acknowledged it. */
+    CHECK(th_worker_result(&c, &w1, id, 4, SF__RESULT__STATUS__FAILED) == 0);
+    CHECK_EQ_INT(th_count(TH_DEAD, 3), 1);
+    CHECK_EQ_INT(c.st.dead_lettered, 1);
+    CHECK_EQ_INT(r->state, RUN_RUNNING);
+    th_ack(&c);
+    CHECK_EQ_INT(r->dead, 1);
+    CHECK_EQ_INT(r->state, RUN_FAILED);
+    CHECK(th_has_event(3, "failed"));
+    done();
+}
+
+TEST(fatal_result_is_dead_at_once_and_duplicates_count_once) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":2}", 4);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 2) == 0);
+    uint64_t ids[2];
+    uint32_t att[2];
+    CHECK_EQ_INT(th_worker_jobs(&w1, ids, att, 2), 2);
+    CHECK(th_worker_result(&c, &w1, ids[0], 1, SF__RESULT__STATUS__OK) == 0);
+    CHECK(th_worker_result(&c, &w1, ids[0], 1, SF__RESULT__STATUS__OK) == 0);
+    CHECK_EQ_INT(c.st.results_ok, 1);
+    CHECK_EQ_INT(c.st.results_dup, 1);
+    CHECK_EQ_INT(th_count(TH_DONE, 4), 1);
+    CHECK(th_worker_result(&c, &w1, ids[1], 1, SF__RESULT__STATUS__FATAL) == 0);
+    CHECK_EQ_INT(th_count(TH_DEAD, 4), 1);
+    CHECK_EQ_INT(th_count(TH_REQUEUED, 4), 0);
+    th_ack(&c);
+    CHECK_EQ_INT(r->done, 1);
+    CHECK_EQ_INT(r->dead, 1);
+    CHECK_EQ_INT(r->state, RUN_FAILED);
+    done();
+}
+
+TEST(job_that_kills_its_workers_is_dead_lettered) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"max_attempts\":1}", 5);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 1) == 0);
+    uint64_t id;
+    uint32_t att;
+    CHECK_EQ_INT(th_worker_jobs(&w1, &id, &att, 1), 1);
+    th_tick(&c, T0 + 3001);
+    CHECK_EQ_INT(c.st.workers_died, 1);
+    CHECK_EQ_INT(th_count(TH_DEAD, 5), 1);
+    CHECK_EQ_INT(th_count(TH_REQUEUED, 5), 0);
+    th_ack(&c);
+    CHECK_EQ_INT(r->state, RUN_FAILED);
+    done();
+}
+
+/* A request from a client, through clients.c as a frame. */
+static void client_request(Sf__Request__Op op, const char *run) {
+    Sf__Request q = SF__REQUEST__INIT;
+    q.tag = 1;
+    q.op = op;
+    q.run = (char *)run;
+    Sf__Envelope env = SF__ENVELOPE__INIT;
+    env.body_case = SF__ENVELOPE__BODY_REQUEST;
+    env.request = &q;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    long n = sf_wire_pack(&env, &buf, &cap);
+    if (n > 0) sf_clients_on_frame(&c, "client", 6, buf, (size_t)n);
+    free(buf);
+}
+
+TEST(cancel_stops_a_run_and_tells_its_workers) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":4}", 6);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 2) == 0);
+    uint64_t ids[2];
+    uint32_t att[2];
+    CHECK_EQ_INT(th_worker_jobs(&w1, ids, att, 2), 2);
+    client_request(SF__REQUEST__OP__CANCEL, "r6");
+    CHECK_EQ_INT(r->state, RUN_CANCELLED);
+    CHECK(r->finished_ms > 0);
+    CHECK(th_has_event(6, "cancelled"));
+    Sf__Envelope *cm = th_worker_recv(&w1, SF__ENVELOPE__BODY_CANCEL);
+    CHECK(cm);
+    int both = cm->cancel->n_ids == 2 && ((cm->cancel->ids[0] == ids[0] && cm->cancel->ids[1] == ids[1]) ||
+                                          (cm->cancel->ids[0] == ids[1] && cm->cancel->ids[1] == ids[0]));
+    sf_wire_free(cm);
+    CHECK(both);
+    /* A result that comes anyway is not counted, and nothing more goes out
+     * though the worker has credit again. */
+    CHECK(th_worker_result(&c, &w1, ids[0], 1, SF__RESULT__STATUS__OK) == 0);
+    CHECK_EQ_INT(th_count(TH_DONE, 6), 0);
+    CHECK_EQ_INT(r->done_w, 0);
+    th_tick(&c, T0 + 1000);
+    CHECK_EQ_INT(c.st.dispatched, 2);
+    th_ack(&c);
+    CHECK_EQ_INT(r->state, RUN_CANCELLED);
+    done();
+}
+
+int main(void) {
+    SF_RUN(worker_silent_past_liveness_is_dead_and_its_jobs_requeued);
+    SF_RUN(lease_expires_at_its_deadline_not_before);
+    SF_RUN(retry_backoff_delays_a_failed_job_until_its_time);
+    SF_RUN(fatal_result_is_dead_at_once_and_duplicates_count_once);
+    SF_RUN(job_that_kills_its_workers_is_dead_lettered);
+    SF_RUN(cancel_stops_a_run_and_tells_its_workers);
+    SF_DONE();
+}
