@@ -105,7 +105,7 @@ int sfctl_up(int argc, char **argv) {
     char log[PATH_MAX + 32];
     snprintf(log, sizeof log, "%s/redis.log", adir);
     char *rargv[] = {"redis-server", "--port", "0", "--unixsocket", sock, "--dir", adir, "--appendonly", "yes",
-                     "--appendfsync", "everysec", "--maxmemory-policy", "noeviction", "--save", "", NULL};
+                     "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--save", "", NULL};
     if (spawn(rargv, log) < 0 || wait_for_file(sock, 10000) != 0) {
         fprintf(stderr, "sfctl up: redis-server did not start (see %s)\n", log);
         stop_all(adir);
