@@ -24,6 +24,7 @@
 #include "common/runtime/config.h"
 #include "common/net/curve.h"
 #include "common/runtime/error.h"
+#include "worker/ledger.h"
 #include "worker/learner_client.h"
 #include "common/runtime/log.h"
 #include "common/runtime/metrics.h"
@@ -42,6 +43,7 @@ typedef struct {
     char *learner, *models_dir, *data_dir, *gpt2_vocab;
     char *curve_key_file, *curve_server_key_file, *learner_server_key_file;
     char *clip_dir, *diffusion_dir, *reference_root, *dtype;
+    char *ledger;
     int swap_models;
     long slots, prefetch, threads, recycle_after, heartbeat_ms, liveness;
     char *metrics_host;
@@ -79,6 +81,8 @@ static const sf_cfg_field_t wk_schema[] = {
     F(recycle_after, SF_CFG_INT, "0", 0, 1e12, "drain and exit after this many jobs (0: never)"),
     F(heartbeat_ms, SF_CFG_INT, "1000", 50, 60000, "heartbeat interval until the coordinator sets it"),
     F(liveness, SF_CFG_INT, "3", 2, 100, "silent intervals before the coordinator is presumed gone"),
+    F(ledger, SF_CFG_STRING, "", 1, 0,
+      "test option (the fault drill): append 'run job attempt worker epoch hash' of each OK result sent to this file"),
     SF_CFG_DAEMON_FIELDS(wk_config_t),
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
@@ -120,6 +124,7 @@ struct sf_wk_s {
     uint64_t kind_jobs[64];
     int64_t first_job_us;   /* when the first job started */
     int exit_rc;            /* the process's exit code: 1 once the coordinator refused us */
+    int ledger_fd;          /* the test ledger (ledger.h), or -1 */
 };
 
 
@@ -176,6 +181,9 @@ static void flush_results(sf_wk_t *wk) {
     Sf__ResultBatch b = SF__RESULT_BATCH__INIT;
     b.n_results = (size_t)wk->n_res;
     b.results = wk->resp;
+    /* Ledger lines go first, so that no result Redis accepts lacks one. */
+    for (int i = 0; wk->ledger_fd >= 0 && i < wk->n_res; i++)
+        if (wk->res_jobs[i]->status == SF_JOB_OK) sf_ledger_append(wk->ledger_fd, wk->res_jobs[i], wk->id);
     Sf__Envelope env = SF__ENVELOPE__INIT;
     env.body_case = SF__ENVELOPE__BODY_RESULTS;
     env.results = &b;
@@ -196,6 +204,7 @@ static void start_next(sf_wk_t *wk);
 static void push_result(sf_job_t *job) {
     sf_wk_t *wk = job->wk;
     if (wk->n_res == MAX_RESULTS) flush_results(wk);
+    if (wk->ledger_fd >= 0) sf_ledger_stamp(job, wk->id);
     Sf__Result *r = &wk->res[wk->n_res];
     sf__result__init(r);
     r->id = job->id;
@@ -341,6 +350,7 @@ static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
         j->item_start = m->item_start;
         j->item_count = m->item_count;
         j->policy_version = m->policy_version;
+        j->epoch = wk->epoch;
         snprintf(j->kind, sizeof j->kind, "%s", m->kind);
         snprintf(j->run, sizeof j->run, "%s", m->run ? m->run : "");
         snprintf(j->wnid, sizeof j->wnid, "%s", m->wnid ? m->wnid : "");
@@ -685,6 +695,11 @@ int main(int argc, char **argv) {
         }
         sf_lc_set_curve(&lcc);
         sf_curve_wipe(&lcc.kp);
+    }
+    wk->ledger_fd = -1;
+    if (*wk->cfg.ledger && (wk->ledger_fd = sf_ledger_open(wk->cfg.ledger, wk->id, err, sizeof err)) < 0) {
+        fprintf(stderr, "sf-worker: %s\n", err);
+        return 2;
     }
     wk->hb_ms = (uint32_t)wk->cfg.heartbeat_ms;
     wk->liveness = (uint32_t)wk->cfg.liveness;

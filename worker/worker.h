@@ -57,6 +57,7 @@ struct sf_job_s {
     sf_wk_t *wk;
     const struct sf_handler_s *h;
     int hi;                 /* h's index in the worker's handlers (busy time by kind) */
+    uint64_t epoch;         /* the coordinator epoch that sent it (the ledger's, ledger.h) */
     uv_timer_t timer;
     uv_work_t work;
     volatile int cancelled;
