@@ -9,6 +9,8 @@
  *            run may need first, PPO updates, checkpoints) and their
  *            adoption back on the loop
  *   stats.c  a run's statistics: its Redis hash and PPO stream, /metrics
+ *   batch.c  the rules for rollouts: stale or kept, when they make a PPO
+ *            batch (batch.h)
  *
  * Threads.  Everything runs on the one libuv loop except the model jobs,
  * which libuv's thread pool runs (uv_queue_work): load_work() and
@@ -39,6 +41,7 @@
 #include "common/redis/conn.h"
 #include "common/redis/redis_auth.h"
 #include "common/runtime/metrics.h"
+#include "learner/batch.h"
 #include "ml/sf_ml.h"
 
 typedef struct {
@@ -51,13 +54,6 @@ typedef struct {
     int log_json;
 } lconfig_t;
 
-/* One rollout as kept until it is used. */
-typedef struct {
-    int32_t *query, *response;
-    int qn, rn;
-    float score;
-    uint32_t version;
-} roll_t;
 
 typedef struct waiter_s {
     uint8_t rid[256];

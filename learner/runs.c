@@ -216,9 +216,10 @@ static void on_rollouts(const void *rid, size_t rid_len, const Sf__RolloutBatch 
     Sf__RolloutAck ack = SF__ROLLOUT_ACK__INIT;
     ack.run = b->run;
     if (!r) return;
-    if (r->state == L_FAILED) {
+    int verdict = learner_rollouts_verdict(r->state, r->version, b->policy_version, r->max_staleness);
+    if (verdict == LEARNER_ROLL_FAILED) {
         ack.error = r->error;
-    } else if (r->version > b->policy_version + (uint32_t)r->max_staleness && r->state != L_LOADING_SPEC) {
+    } else if (verdict == LEARNER_ROLL_STALE) {
         ack.dropped_stale = (uint32_t)b->n_rollouts;
         r->dropped_stale += b->n_rollouts;
     } else {

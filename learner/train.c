@@ -340,16 +340,12 @@ static void after_work(uv_work_t *w, int status) {
 }
 
 void learner_maybe_update(lrun_t *r) {
-    if (r->state != L_READY || r->n_buf < r->batch_size || r->updates >= r->target_updates) return;
+    if (!learner_batch_ready(r->state, r->n_buf, r->batch_size, r->updates, r->target_updates)) return;
     r->batch = malloc((size_t)r->batch_size * sizeof *r->batch);
     if (!r->batch) return;
-    memcpy(r->batch, r->buf, (size_t)r->batch_size * sizeof *r->batch);
-    memmove(r->buf, r->buf + r->batch_size, (size_t)(r->n_buf - r->batch_size) * sizeof *r->buf);
+    learner_batch_take(r->buf, &r->n_buf, r->batch, r->batch_size);
     r->n_batch = r->batch_size;
-    r->n_buf -= r->batch_size;
-    int bad = 0;
-    for (int i = 0; i < r->n_batch; i++) bad += r->batch[i].score <= -1.0f + 1e-6f;
-    r->w_nonsense = (double)bad / r->n_batch;
+    r->w_nonsense = learner_batch_nonsense(r->batch, r->n_batch);
     r->state = L_UPDATING;
     r->work.data = r;
     uv_queue_work(L.loop, &r->work, update_work, after_work);

@@ -25,6 +25,7 @@
 #include "common/net/curve.h"
 #include "common/runtime/error.h"
 #include "worker/ledger.h"
+#include "worker/jobq.h"
 #include "worker/learner_client.h"
 #include "common/runtime/log.h"
 #include "common/runtime/metrics.h"
@@ -100,8 +101,7 @@ struct sf_wk_s {
     const sf_handler_t *handlers[64];
     int n_handlers;
     char id[128];
-    sf_job_t *queue_head, *queue_tail; /* received, not started */
-    int queued, running;
+    sf_jobq_t q;            /* jobs received, running; busy time by kind */
     Sf__Result res[MAX_RESULTS];
     Sf__Result *resp[MAX_RESULTS];
     sf_job_t *res_jobs[MAX_RESULTS];
@@ -119,9 +119,6 @@ struct sf_wk_s {
     sf_wk_env_t env;
     sf_curve_client_t curve;  /* CURVE to the coordinator (curve.on = 0: off) */
     int welcomed;             /* a Welcome came since start */
-    int64_t kind_busy_us[64]; /* summed time jobs ran (started to done), by kind
-                                 (index in handlers[]); busy_us() totals them */
-    uint64_t kind_jobs[64];
     int64_t first_job_us;   /* when the first job started */
     int exit_rc;            /* the process's exit code: 1 once the coordinator refused us */
     int ledger_fd;          /* the test ledger (ledger.h), or -1 */
@@ -148,8 +145,7 @@ static void send_env(sf_wk_t *wk, Sf__Envelope *env) {
 }
 
 static uint32_t capacity(const sf_wk_t *wk) {
-    long cap = wk->cfg.slots * wk->cfg.prefetch - wk->queued - wk->running - wk->n_res;
-    return cap > 0 && !wk->draining ? (uint32_t)cap : 0;
+    return sf_jobq_credit(&wk->q, wk->cfg.slots, wk->cfg.prefetch, wk->n_res, wk->draining);
 }
 
 static void say_hello(sf_wk_t *wk) {
@@ -216,12 +212,7 @@ static void push_result(sf_job_t *job) {
     /* A job cancelled or drained while queued never started: it ran for no
      * time (its started_us is 0, not a time, and would count the clock's
      * whole epoch as busy). */
-    int64_t el = job->started_us ? sf_clock_mono_us() - job->started_us : 0;
-    if (job->h && el > 0) {
-        wk->kind_busy_us[job->hi] += el;
-        wk->kind_jobs[job->hi]++;
-    }
-    r->elapsed_us = el > 0 && el < UINT32_MAX ? (uint32_t)el : 0;
+    r->elapsed_us = sf_jobq_account(&wk->q, job->h ? job->hi : -1, job->started_us, sf_clock_mono_us());
     wk->resp[wk->n_res] = r;
     wk->res_jobs[wk->n_res] = job;
     wk->n_res++;
@@ -232,14 +223,10 @@ static void push_result(sf_job_t *job) {
 
 static void on_timer_closed(uv_handle_t *h) { push_result(h->data); }
 
-static int64_t busy_us(const sf_wk_t *wk) {
-    int64_t t = 0;
-    for (int i = 0; i < wk->n_handlers; i++) t += wk->kind_busy_us[i];
-    return t;
-}
+static int64_t busy_us(const sf_wk_t *wk) { return sf_jobq_busy_us(&wk->q, wk->n_handlers); }
 
 void sf_wk_complete(sf_wk_t *wk, sf_job_t *job) {
-    wk->running--;
+    wk->q.running--;
     /* A timer handler's job owns a timer only once it was started (a job
      * cancelled in the queue never was). */
     if (job->timer.type == UV_TIMER && !uv_is_closing((uv_handle_t *)&job->timer)) {
@@ -279,8 +266,8 @@ static int parse_params(sf_job_t *job) {
     return 0;
 }
 
+/* The job is counted as running already (sf_jobq_take). */
 static void run_job(sf_wk_t *wk, sf_job_t *job) {
-    wk->running++;
     job->started_us = sf_clock_mono_us();
     if (!wk->first_job_us) wk->first_job_us = job->started_us;
     if (!job->h) {
@@ -302,7 +289,7 @@ static void run_job(sf_wk_t *wk, sf_job_t *job) {
     case SF_RUN_ASYNC:
         if (job->h->fn(wk, job) != 0) {
             job->h = NULL; /* no timer was armed */
-            wk->running--;
+            wk->q.running--;
             push_result(job);
         }
         break;
@@ -313,15 +300,12 @@ static void run_job(sf_wk_t *wk, sf_job_t *job) {
 }
 
 static void start_next(sf_wk_t *wk) {
-    while (wk->queue_head && wk->running < wk->cfg.slots) {
-        sf_job_t *j = wk->queue_head;
-        wk->queue_head = j->next;
-        if (!wk->queue_head) wk->queue_tail = NULL;
-        wk->queued--;
-        if (j->cancelled || wk->draining) {
+    sf_job_t *j;
+    while ((j = sf_jobq_take(&wk->q, wk->cfg.slots))) {
+        const char *why = sf_jobq_refusal(j, wk->draining);
+        if (why) {
             j->status = SF_JOB_CANCELLED;
-            snprintf(j->error, sizeof j->error, "%s", j->cancelled ? "cancelled" : "worker draining");
-            wk->running++;
+            snprintf(j->error, sizeof j->error, "%s", why);
             sf_wk_complete(wk, j);
             continue;
         }
@@ -362,18 +346,13 @@ static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
         }
         j->hi = handler_for(wk, j->kind);
         j->h = j->hi >= 0 ? wk->handlers[j->hi] : NULL;
-        if (wk->queue_tail) wk->queue_tail->next = j;
-        else wk->queue_head = j;
-        wk->queue_tail = j;
-        wk->queued++;
+        sf_jobq_push(&wk->q, j);
     }
     start_next(wk);
 }
 
 static void on_cancel(sf_wk_t *wk, const Sf__Cancel *c) {
-    for (size_t i = 0; i < c->n_ids; i++)
-        for (sf_job_t *j = wk->queue_head; j; j = j->next)
-            if (j->id == c->ids[i]) j->cancelled = 1;
+    sf_jobq_cancel(&wk->q, c->ids, c->n_ids);
     start_next(wk);
 }
 
@@ -393,7 +372,7 @@ static void on_refused(sf_wk_t *wk, const Sf__Error *e) {
              wk->cfg.coordinator, msg, e->version, SF_PROTO_VERSION);
     wk->exit_rc = 1;
     wk->draining = 1;
-    wk->running = wk->queued = 0;
+    wk->q.running = wk->q.queued = 0;
     finish(wk); /* no reconnect after it: it would refuse us again */
     uv_stop(wk->loop);
 }
@@ -505,9 +484,9 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     sf_metric_value(m, "sf_worker_jobs_total", "outcome=\"ok\"", (double)wk->done);
     sf_metric_value(m, "sf_worker_jobs_total", "outcome=\"failed\"", (double)wk->failed);
     sf_metric_head(m, "sf_worker_jobs_running", "gauge", "jobs running now");
-    sf_metric_value(m, "sf_worker_jobs_running", NULL, wk->running);
+    sf_metric_value(m, "sf_worker_jobs_running", NULL, wk->q.running);
     sf_metric_head(m, "sf_worker_jobs_queued", "gauge", "jobs received, not started");
-    sf_metric_value(m, "sf_worker_jobs_queued", NULL, wk->queued);
+    sf_metric_value(m, "sf_worker_jobs_queued", NULL, wk->q.queued);
     sf_metric_head(m, "sf_worker_slots", "gauge", "jobs this worker runs at once");
     sf_metric_value(m, "sf_worker_slots", NULL, (double)wk->cfg.slots);
     sf_metric_head(m, "sf_worker_reconnects_total", "counter", "times the coordinator was presumed gone");
@@ -518,7 +497,7 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     for (int i = 0; i < wk->n_handlers; i++) {
         char label[64];
         snprintf(label, sizeof label, "kind=\"%s\"", wk->handlers[i]->kind);
-        sf_metric_value(m, "sf_worker_kind_busy_seconds_total", label, wk->kind_busy_us[i] / 1e6);
+        sf_metric_value(m, "sf_worker_kind_busy_seconds_total", label, wk->q.kind_busy_us[i] / 1e6);
     }
 }
 
@@ -543,10 +522,10 @@ static void finish(sf_wk_t *wk) {
     char by[1024];
     size_t o = 0;
     for (int i = 0; i < wk->n_handlers && o < sizeof by; i++)
-        if (wk->kind_jobs[i])
+        if (wk->q.kind_jobs[i])
             o += (size_t)snprintf(by + o, sizeof by - o, "%s%s %.3f s / %llu jobs", o ? ", " : "",
-                                  wk->handlers[i]->kind, wk->kind_busy_us[i] / 1e6,
-                                  (unsigned long long)wk->kind_jobs[i]);
+                                  wk->handlers[i]->kind, wk->q.kind_busy_us[i] / 1e6,
+                                  (unsigned long long)wk->q.kind_jobs[i]);
     if (o) sf_info("busy by kind: %s", by);
     if (wk->zs_open) {
         wk->zs_open = 0;
@@ -563,7 +542,7 @@ static void finish(sf_wk_t *wk) {
 static void begin_drain(sf_wk_t *wk, const char *why) {
     if (wk->draining) return;
     wk->draining = 1;
-    sf_info("draining (%s): %d queued jobs go back, %d running finish", why, wk->queued, wk->running);
+    sf_info("draining (%s): %d queued jobs go back, %d running finish", why, wk->q.queued, wk->q.running);
     start_next(wk); /* queued jobs come back as cancelled */
 }
 
@@ -573,7 +552,7 @@ static void on_flush(uv_prepare_t *h) {
     flush_results(wk);
     if (!wk->draining && wk->cfg.recycle_after && wk->done + wk->failed >= (uint64_t)wk->cfg.recycle_after)
         begin_drain(wk, "recycle_after reached");
-    if (wk->draining && wk->running == 0 && wk->queued == 0) finish(wk);
+    if (wk->draining && wk->q.running == 0 && wk->q.queued == 0) finish(wk);
 }
 
 /* Every heartbeat interval: a heartbeat if we have been quiet, and the
@@ -586,7 +565,7 @@ static void on_heartbeat(uv_timer_t *t) {
         return;
     }
     Sf__Heartbeat hb = SF__HEARTBEAT__INIT;
-    hb.busy = (uint32_t)wk->running;
+    hb.busy = (uint32_t)wk->q.running;
     hb.jobs_done = wk->done;
     Sf__Envelope env = SF__ENVELOPE__INIT;
     env.body_case = SF__ENVELOPE__BODY_HEARTBEAT;
@@ -598,7 +577,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     sf_wk_t *wk = s->data;
     if (wk->draining) {
         sf_warn("second signal %d: leaving now", signum);
-        wk->running = wk->queued = 0;
+        wk->q.running = wk->q.queued = 0;
         finish(wk);
         uv_stop(wk->loop);
         return;

@@ -1,0 +1,27 @@
+/* batch.c: the learner's rules for rollouts and PPO batches (batch.h). */
+#include <string.h>
+
+#include "learner/batch.h"
+#include "learner/learner.h"
+
+int learner_rollouts_verdict(int state, uint32_t version, uint32_t policy_version, int max_staleness) {
+    if (state == L_FAILED) return LEARNER_ROLL_FAILED;
+    if (version > policy_version + (uint32_t)max_staleness && state != L_LOADING_SPEC) return LEARNER_ROLL_STALE;
+    return LEARNER_ROLL_ACCEPT;
+}
+
+int learner_batch_ready(int state, int n_buf, int batch_size, uint64_t updates, uint64_t target_updates) {
+    return state == L_READY && n_buf >= batch_size && updates < target_updates;
+}
+
+void learner_batch_take(roll_t *buf, int *n_buf, roll_t *batch, int n) {
+    memcpy(batch, buf, (size_t)n * sizeof *batch);
+    memmove(buf, buf + n, (size_t)(*n_buf - n) * sizeof *buf);
+    *n_buf -= n;
+}
+
+double learner_batch_nonsense(const roll_t *batch, int n) {
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += batch[i].score <= -1.0f + 1e-6f;
+    return n ? (double)bad / n : 0.0;
+}

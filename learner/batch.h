@@ -1,0 +1,43 @@
+/* batch.h: the learner's rules for the rollouts workers send — which are
+ * too old to keep, when the rollouts held make a PPO batch, which of them it
+ * takes, and the batch's nonsense share — apart from sockets, Redis and the
+ * models, so that tests/unit/test_learner_batch.c can check them.
+ */
+#ifndef SF_LEARNER_BATCH_H
+#define SF_LEARNER_BATCH_H
+
+#include <stdint.h>
+
+/* One rollout as kept until it is used. */
+typedef struct {
+    int32_t *query, *response;
+    int qn, rn;
+    float score;
+    uint32_t version;
+} roll_t;
+
+/* What becomes of a batch of rollouts sampled with policy_version. */
+enum { LEARNER_ROLL_ACCEPT, LEARNER_ROLL_STALE, LEARNER_ROLL_FAILED };
+
+/* The verdict on a batch of rollouts for a run in `state` (L_* of
+ * learner.h) at `version`: FAILED when the run failed; STALE when they were
+ * sampled with a policy more than max_staleness versions older than the
+ * run's (docs/configuration.md, ppo.max_staleness); ACCEPT otherwise, and
+ * always while the run's spec — hence its max_staleness — is not known
+ * yet (L_LOADING_SPEC). */
+int learner_rollouts_verdict(int state, uint32_t version, uint32_t policy_version, int max_staleness);
+
+/* 1 when a run in `state` holding n_buf rollouts starts a PPO update: it is
+ * ready (not loading, not updating already, not failed), holds at least
+ * batch_size rollouts, and has made fewer than target_updates updates. */
+int learner_batch_ready(int state, int n_buf, int batch_size, uint64_t updates, uint64_t target_updates);
+
+/* Moves the n oldest of the *n_buf rollouts in buf (the order they came
+ * in) to batch, which has room for n, and shifts the rest to the front;
+ * n <= *n_buf.  The rollouts' memory moves with them. */
+void learner_batch_take(roll_t *buf, int *n_buf, roll_t *batch, int n);
+
+/* The share of the n rollouts scored as nonsense (the reward's -1). */
+double learner_batch_nonsense(const roll_t *batch, int n);
+
+#endif
