@@ -197,6 +197,10 @@ COORD_TEST_OBJ := $(call obj,coordinator/runs.c coordinator/shift.c coordinator/
                   tests/unit/coord_harness.c)
 UNIT_EXTRA_test_coord_runs   := $(COORD_TEST_OBJ)
 UNIT_EXTRA_test_coord_broker := $(COORD_TEST_OBJ)
+# The worker's job queue and the learner's rollout rules, apart from their
+# daemons' sockets (worker/jobq.h, learner/batch.h).
+UNIT_EXTRA_test_worker_jobs   := $(call obj,worker/jobq.c)
+UNIT_EXTRA_test_learner_batch := $(call obj,learner/batch.c)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(UNIT_EXTRA_$$*) $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $(filter %.o,$^) $(call libs_for,$*) $(call ldlibs_for,$*)
