@@ -14,7 +14,7 @@ shift || true
 prefetches=("${@:-128}")
 workers=8
 
-fsyncs=(${SF_APPENDFSYNC:-always})
+read -r -a fsyncs <<< "${SF_APPENDFSYNC:-always}"
 declare -A rate p50s p99s
 
 printf '%-9s %-8s %-9s %10s %10s %10s %10s %12s\n' workers prefetch fsync jobs seconds jobs/s p50_us p99_us
