@@ -98,7 +98,7 @@ struct sf_wk_s {
     uv_prepare_t flush;
     uv_timer_t hb;
     uv_signal_t sigterm, sigint;
-    const sf_handler_t *handlers[64];
+    const sf_handler_t *handlers[SF_JOBQ_MAX_KINDS];
     int n_handlers;
     char id[128];
     sf_jobq_t q;            /* jobs received, running; busy time by kind */
@@ -600,7 +600,7 @@ static int pick_handlers(sf_wk_t *wk, char *err, size_t n) {
             free(list);
             return SF_EINVAL;
         }
-        if (wk->n_handlers < 64) wk->handlers[wk->n_handlers++] = found;
+        if (wk->n_handlers < SF_JOBQ_MAX_KINDS) wk->handlers[wk->n_handlers++] = found;
     }
     free(list);
     return wk->n_handlers ? 0 : sf_errf(SF_EINVAL, err, n, "config key 'kinds' names no kind");
