@@ -19,6 +19,8 @@
 #include "coordinator/coord.h"
 
 #define MAX_BATCH 1024
+/* Payload bytes in one job batch: the frame cap less room for the rest. */
+#define BATCH_PAYLOAD_BYTES (SF_WIRE_MAX_FRAME - SF_WIRE_MAX_PAYLOAD)
 
 /* ---- backoff queue: a binary min-heap on ready time ----------------------- */
 
@@ -363,9 +365,14 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
     /* A lease ends lease_ms after now, rounded up to the whole second the
      * slot holds: expire_leases() may be up to a second late, never early. */
     int64_t up_ms = sf_coord_mono_ms(c) - c->start_mono_ms;
+    /* The payloads of one batch stay under the frame cap (each is at most
+     * SF_WIRE_MAX_PAYLOAD): a frame over it could not be sent, and its jobs
+     * would wait out their leases. */
+    size_t bytes = 0;
     for (sf_run_t *r = c->runs; r && n < want; r = r->next) {
         if (!sf_run_active(r)) continue;
         while (n < want) {
+            if (n && r->phase < r->n_phases && bytes + r->phases[r->phase].payload_len > BATCH_PAYLOAD_BYTES) return n;
             int64_t t = sf_run_take(c, r, w->kinds);
             if (t < 0) break;
             uint32_t idx = (uint32_t)t;
@@ -401,6 +408,7 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
             m->wnid = (char *)wnid;
             m->payload.data = (uint8_t *)p->payload;
             m->payload.len = p->payload_len;
+            bytes += p->payload_len;
             m->policy_version = r->learner_version;
             job_ptrs[n] = m;
             n++;

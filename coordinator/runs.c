@@ -161,7 +161,12 @@ int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t 
     if (payload) {
         p->payload = cJSON_PrintUnformatted(payload);
         if (!p->payload) return SF_ENOMEM;
-        p->payload_len = (uint32_t)strlen(p->payload);
+        size_t len = strlen(p->payload);
+        /* One cap for both sides: a worker fails a job whose payload is over it. */
+        if (len > SF_WIRE_MAX_PAYLOAD)
+            return sf_errf(SF_ERANGE, err, n, "phase '%s': its payload of %zu bytes is over the %u-byte cap of a job payload",
+                           name, len, SF_WIRE_MAX_PAYLOAD);
+        p->payload_len = (uint32_t)len;
     }
     r->n_phases++;
     return 0;

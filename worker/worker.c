@@ -276,6 +276,18 @@ static void run_job(sf_wk_t *wk, sf_job_t *job) {
         sf_wk_complete(wk, job);
         return;
     }
+    if (!job->payload) {
+        int over = job->payload_len > SF_WIRE_MAX_PAYLOAD;
+        job->status = over ? SF_JOB_FATAL : SF_JOB_FAILED;
+        if (over)
+            snprintf(job->error, sizeof job->error, "job payload of %zu bytes is over the %u-byte cap",
+                     (size_t)job->payload_len, SF_WIRE_MAX_PAYLOAD);
+        else
+            snprintf(job->error, sizeof job->error, "out of memory for a payload of %zu bytes", (size_t)job->payload_len);
+        sf_warn("job %llu of run %s refused: %s", (unsigned long long)job->id, job->run, job->error);
+        sf_wk_complete(wk, job);
+        return;
+    }
     if (parse_params(job) != 0) {
         sf_wk_complete(wk, job);
         return;
@@ -338,7 +350,11 @@ static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
         snprintf(j->kind, sizeof j->kind, "%s", m->kind);
         snprintf(j->run, sizeof j->run, "%s", m->run ? m->run : "");
         snprintf(j->wnid, sizeof j->wnid, "%s", m->wnid ? m->wnid : "");
-        j->payload = malloc(m->payload.len + 1);
+        /* A payload over the cap (a coordinator of another build) or one we
+         * cannot hold fails its job at once in run_job(), naming why, instead
+         * of waiting out its lease. */
+        j->payload = m->payload.len <= SF_WIRE_MAX_PAYLOAD ? malloc(m->payload.len + 1) : NULL;
+        j->payload_len = m->payload.len;
         if (j->payload) {
             if (m->payload.len) memcpy(j->payload, m->payload.data, m->payload.len);
             j->payload[m->payload.len] = 0;

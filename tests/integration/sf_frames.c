@@ -13,7 +13,11 @@
  *   sf_frames ENDPOINT serve VERSION SECONDS
  *       binds a ROUTER that answers every frame as a coordinator of protocol
  *       VERSION answers one of another version (an Error, fatal), for
- *       SECONDS; prints "answered N" */
+ *       SECONDS; prints "answered N"
+ *   sf_frames ENDPOINT job BYTES SECONDS
+ *       binds a ROUTER, welcomes the first worker that says hello and hands
+ *       it one noop job whose payload is BYTES bytes; prints the job's
+ *       result, "result status S: ERROR", or "no result" after SECONDS */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,11 +214,89 @@ static int serve(void *ctx, const char *ep, uint32_t version, int seconds) {
     return 0;
 }
 
+static int send_env(void *s, zmq_msg_t *rid, Sf__Envelope *env) {
+    uint8_t *buf;
+    size_t n = pack_as(env, SF_PROTO_VERSION, &buf);
+    zmq_send(s, zmq_msg_data(rid), zmq_msg_size(rid), ZMQ_SNDMORE);
+    int rc = zmq_send(s, buf, n, 0);
+    free(buf);
+    return rc < 0 ? -1 : 0;
+}
+
+/* A coordinator of our version that hands one job of `bytes` payload bytes
+ * to the first worker and reports what came back. */
+static int serve_job(void *ctx, const char *ep, size_t bytes, int seconds) {
+    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 1000;
+    int64_t maxmsg = SF_WIRE_MAX_RECV;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_bind(s, ep) != 0) { perror("bind"); return 1; }
+    uint8_t *payload = malloc(bytes ? bytes : 1);
+    if (!payload) return 1;
+    memset(payload, ' ', bytes);
+    int sent = 0, rc = 1;
+    zmq_pollitem_t pi = {s, 0, ZMQ_POLLIN, 0};
+    for (int left = seconds * 10; left > 0 && rc; left--) {
+        if (zmq_poll(&pi, 1, 100) <= 0) continue;
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        zmq_msg_init(&body);
+        zmq_msg_recv(&rid, s, 0);
+        zmq_msg_recv(&body, s, 0);
+        Sf__Envelope *in = sf__envelope__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
+        if (in && in->body_case == SF__ENVELOPE__BODY_HELLO && !sent) {
+            Sf__Welcome wel = SF__WELCOME__INIT;
+            wel.epoch = 1;
+            wel.heartbeat_ms = 1000;
+            wel.liveness = 3;
+            Sf__Envelope env = SF__ENVELOPE__INIT;
+            env.body_case = SF__ENVELOPE__BODY_WELCOME;
+            env.welcome = &wel;
+            send_env(s, &rid, &env);
+            Sf__Job job = SF__JOB__INIT, *jp = &job;
+            job.id = ((uint64_t)1 << 32) | 0;
+            job.attempt = 1;
+            job.kind = "noop";
+            job.run = "r1";
+            job.wnid = "n01440764";
+            job.item_count = 1;
+            job.lease_ms = 600000;
+            job.payload.data = payload;
+            job.payload.len = bytes;
+            Sf__JobBatch b = SF__JOB_BATCH__INIT;
+            b.n_jobs = 1;
+            b.jobs = &jp;
+            env.body_case = SF__ENVELOPE__BODY_JOBS;
+            env.jobs = &b;
+            sent = send_env(s, &rid, &env) == 0;
+        } else if (in && in->body_case == SF__ENVELOPE__BODY_RESULTS) {
+            for (size_t i = 0; i < in->results->n_results; i++) {
+                const Sf__Result *r = in->results->results[i];
+                printf("result status %d: %s\n", (int)r->status, r->error ? r->error : "");
+                rc = 0;
+            }
+        }
+        if (in) sf__envelope__free_unpacked(in, NULL);
+        zmq_msg_close(&rid);
+        zmq_msg_close(&body);
+    }
+    if (rc) printf("no result\n");
+    free(payload);
+    zmq_close(s);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: see the file's comment\n"); return 2; }
     void *ctx = zmq_ctx_new();
     if (!strcmp(argv[2], "serve")) {
         int rc = argc == 5 ? serve(ctx, argv[1], (uint32_t)atoi(argv[3]), atoi(argv[4])) : 2;
+        zmq_ctx_term(ctx);
+        return rc;
+    }
+    if (!strcmp(argv[2], "job")) {
+        int rc = argc == 5 ? serve_job(ctx, argv[1], (size_t)atol(argv[3]), atoi(argv[4])) : 2;
         zmq_ctx_term(ctx);
         return rc;
     }

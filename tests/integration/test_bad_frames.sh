@@ -56,6 +56,23 @@ echo "$out" | grep -q "^error code -4 fatal 1 version 1 peer_version 7: protocol
 kill -0 "$COORD_PID" || fail "the coordinator died"
 ok "frames of another protocol version are counted and answered"
 
+# A job whose payload is over the 4 MiB cap (from a coordinator of another
+# build, played by sf_frames) fails at once as fatal, naming the cap, instead
+# of being dropped with its frame to wait out a lease of minutes.
+"$ITEST/sf_frames" "ipc://$T/big.ipc" job $((5 << 20)) 30 >"$T/big.log" 2>&1 &
+big=$!
+PIDS+=($big)
+timeout 40 "$BIN/sf-worker" --coordinator "ipc://$T/big.ipc" --worker-id big --kinds noop --heartbeat-ms 200 \
+    >"$T/big-worker.log" 2>&1 &
+bigw=$!
+PIDS+=($bigw)
+wait $big || fail "no result for a job over the payload cap: $(cat "$T/big.log")"
+kill "$bigw" 2>/dev/null; wait "$bigw" 2>/dev/null
+# status 3 is FATAL in proto/shiftforge.proto
+grep -q "^result status 3: job payload of 5242880 bytes is over the 4194304-byte cap" "$T/big.log" ||
+    fail "a job over the payload cap did not fail as fatal naming the cap: $(cat "$T/big.log")"
+ok "a job over the payload cap fails at once, naming it"
+
 # A coordinator of version 2 (played by sf_frames) refuses our version-1
 # peers: sf-worker and sfctl stop, non-zero, naming both versions.
 "$ITEST/sf_frames" "ipc://$T/v2.ipc" serve 2 120 >"$T/v2.log" 2>&1 &

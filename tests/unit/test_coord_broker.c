@@ -233,6 +233,55 @@ TEST(cancel_stops_a_run_and_tells_its_workers) {
     done();
 }
 
+/* A spec whose payload is a string field of `bytes` characters. */
+static char *spec_with_payload(size_t bytes, int items) {
+    char *s = malloc(bytes + 200);
+    if (!s) return NULL;
+    int k = snprintf(s, 200, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":%d,"
+                             "\"payload\":{\"pad\":\"", items);
+    memset(s + k, 'x', bytes);
+    strcpy(s + k + bytes, "\"}}");
+    return s;
+}
+
+TEST(payloads_over_the_job_cap_are_refused_at_submit) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    char *spec = spec_with_payload(5u << 20, 1);
+    CHECK(spec);
+    sf_run_t *r = NULL;
+    char err[512];
+    CHECK(sf_run_create(&c, spec, 7, &r, err, sizeof err) != 0);
+    CHECK(r == NULL);
+    /* The message names the cap, in bytes. */
+    CHECK(strstr(err, "4194304") != NULL);
+    free(spec);
+    done();
+}
+
+TEST(large_payloads_go_in_batches_that_fit_a_frame) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    /* 3 MiB each: eight jobs in one batch would be a 24 MiB frame, over the
+     * 16 MiB cap, which could not be sent. */
+    char *spec = spec_with_payload(3u << 20, 8);
+    CHECK(spec);
+    sf_run_t *r = th_submit(&c, spec, 8);
+    free(spec);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 8) == 0);
+    uint64_t ids[8];
+    uint32_t att[8];
+    int got = 0;
+    while (got < 8) {
+        int n = th_worker_jobs(&w1, ids + got, att + got, 8 - got);
+        CHECK(n > 0);
+        CHECK(n <= 4);
+        got += n;
+        th_tick(&c, th_now_ms + 100); /* the next loop turn's pump sends the next batch */
+    }
+    CHECK_EQ_INT(r->leased, 8);
+    done();
+}
+
 int main(void) {
     SF_RUN(worker_silent_past_liveness_is_dead_and_its_jobs_requeued);
     SF_RUN(lease_expires_at_its_deadline_not_before);
@@ -240,5 +289,7 @@ int main(void) {
     SF_RUN(fatal_result_is_dead_at_once_and_duplicates_count_once);
     SF_RUN(job_that_kills_its_workers_is_dead_lettered);
     SF_RUN(cancel_stops_a_run_and_tells_its_workers);
+    SF_RUN(payloads_over_the_job_cap_are_refused_at_submit);
+    SF_RUN(large_payloads_go_in_batches_that_fit_a_frame);
     SF_DONE();
 }
