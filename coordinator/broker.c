@@ -527,6 +527,7 @@ void sf_broker_cron(sf_coord_t *c) {
         expire_leases(c);
     }
     backoff_due(c, now);
+    sf_runs_check_kinds(c);
 }
 
 cJSON *sf_workers_json(const sf_coord_t *c) {

@@ -84,6 +84,7 @@ typedef struct sf_phase_s {
     int until_learner;      /* the phase ends when the run's learner says done */
     int interleave;         /* job i is class i % n_classes (rollouts: every class early) */
     int single;             /* one job for the whole run (an evaluation over all classes) */
+    int required;           /* a later phase reads every job's output: one dead job fails the run at once */
     uint32_t per_update;    /* until_learner: new jobs only up to (version + 2 + reopened) x
                              * this, so rollouts keep pace with the learner instead of going stale */
     uint32_t reopened;      /* until_learner: times the window was opened for lost rollouts */
@@ -121,6 +122,10 @@ typedef struct sf_run_s {
     int64_t learner_updated_ms, learner_fresh_ms;
     int64_t learner_idle_ms;   /* since when idle at learner_version (sf_coord_mono_ms); 0 when not */
     int shortfall;             /* a learner phase ran out of jobs first */
+    /* Since when (sf_coord_mono_ms) its phase's kind is offered by no
+     * connected worker; 0 while one offers it.  After no_worker_timeout_ms
+     * the run fails (sf_runs_check_kinds). */
+    int64_t kind_wait_ms;
     int max_attempts;
     uint32_t lease_ms, retry_base_ms, retry_max_ms;
     sf_ring_t ready;
@@ -169,6 +174,7 @@ typedef struct sf_coord_config_s {
     long max_jobs_per_run, max_runs;
     long flush_max_ops;
     long worker_ttl_s;
+    long no_worker_timeout_ms;
     char *metrics_host;
     long metrics_port;
     char *log_level;
@@ -293,6 +299,13 @@ int sf_run_next_leased(const sf_run_t *r, uint32_t from, uint32_t *idx);
 int sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_t *start, uint32_t *count, int *cls);
 /* Called after acks change counters: advances phases, finishes the run. */
 void sf_run_progress(sf_coord_t *c, sf_run_t *r);
+/* Ends an active run as failed, saying why (last_error, the log, an event):
+ * its leased jobs are cancelled on their workers. */
+void sf_run_fail(sf_coord_t *c, sf_run_t *r, const char *why);
+/* From the cron: flags each active run whose phase's kind no connected
+ * worker offers (status, the log, an event) and fails it once that has
+ * lasted no_worker_timeout_ms (0: never). */
+void sf_runs_check_kinds(sf_coord_t *c);
 /* The learner's version and done flag (and error, if it failed) arrived. */
 void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done, const char *failed);
 cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail);

@@ -48,6 +48,8 @@ const sf_cfg_field_t sf_coord_schema[] = {
     F(max_runs, SF_CFG_INT, "1000", 1, 1000000, "most runs queued or running at once"),
     F(flush_max_ops, SF_CFG_INT, "20000", 100, 10000000, "Redis operations after which a batch is sent at once"),
     F(worker_ttl_s, SF_CFG_INT, "30", 2, 86400, "expiry of a worker's Redis hash without heartbeats, s"),
+    F(no_worker_timeout_ms, SF_CFG_INT, "600000", 0, 604800000,
+      "a run whose phase's kind no connected worker offers fails after this long, ms (0: waits)"),
     SF_CFG_DAEMON_FIELDS(sf_coord_config_t),
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };

@@ -521,11 +521,66 @@ void sf_run_learner_state(sf_coord_t *c, sf_run_t *r, uint32_t version, int done
     sf_run_progress(c, r);
 }
 
+void sf_run_fail(sf_coord_t *c, sf_run_t *r, const char *why) {
+    if (!sf_run_active(r)) return;
+    sf_broker_cancel_run(c, r);
+    r->state = RUN_FAILED;
+    r->finished_ms = sf_clock_wall_ms();
+    r->kind_wait_ms = 0;
+    snprintf(r->last_error, sizeof r->last_error, "%s", why);
+    sf_warn("run %s failed: %s", r->id, why);
+    sf_store_event(c, r, "failed", why);
+    sf_store_run_saved(c, r, 0);
+    c->dispatch_dirty = 1;
+}
+
+void sf_runs_check_kinds(sf_coord_t *c) {
+    uint64_t offered = 0;
+    for (int i = 0; i < c->n_worker_slots; i++)
+        if (c->workers[i].used && !c->workers[i].draining) offered |= c->workers[i].kinds;
+    int64_t now = sf_coord_mono_ms(c);
+    /* Right after a start the workers of the coordinator before are still
+     * saying hello: give them one liveness window. */
+    if (now - c->start_mono_ms < c->cfg.heartbeat_ms * c->cfg.liveness) return;
+    for (sf_run_t *r = c->runs; r; r = r->next) {
+        if (!sf_run_active(r) || r->phase >= r->n_phases) continue;
+        const sf_phase_t *p = &r->phases[r->phase];
+        if (p->kind_id >= 0 && (offered >> p->kind_id & 1)) {
+            if (r->kind_wait_ms) {
+                sf_info("run %s: a worker offers kind '%s' now", r->id, p->kind);
+                sf_store_event(c, r, "worker_found", p->kind);
+            }
+            r->kind_wait_ms = 0;
+            continue;
+        }
+        if (!r->kind_wait_ms) {
+            r->kind_wait_ms = now ? now : 1;
+            sf_warn("run %s waits: no connected worker offers kind '%s' (phase %s)", r->id, p->kind, p->name);
+            sf_store_event(c, r, "waiting_for_worker", p->kind);
+            continue;
+        }
+        if (c->cfg.no_worker_timeout_ms > 0 && now - r->kind_wait_ms >= c->cfg.no_worker_timeout_ms) {
+            char why[200];
+            snprintf(why, sizeof why, "no connected worker offered kind '%s' (phase %s) for %lld s (no_worker_timeout_ms)",
+                     p->kind, p->name, (long long)((now - r->kind_wait_ms) / 1000));
+            sf_run_fail(c, r, why);
+        }
+    }
+}
+
 void sf_run_progress(sf_coord_t *c, sf_run_t *r) {
     if (!sf_run_active(r)) return;
     int changed = 0;
     while (r->phase < r->n_phases) {
         sf_phase_t *p = &r->phases[r->phase];
+        if (p->required && p->dead) {
+            /* Its successors would fail too, with a less useful error. */
+            char why[sizeof r->last_error];
+            snprintf(why, sizeof why, "phase %s: %u dead job%s, and the phases after it need every one (%.180s)",
+                     p->name, p->dead, p->dead == 1 ? "" : "s", r->last_error);
+            sf_run_fail(c, r, why);
+            return;
+        }
         if (p->done + p->dead + p->skipped < p->n) break;
         if (p->until_learner && !r->learner_done) {
             /* Every rollout job ran and the learner still wants more. */
@@ -552,7 +607,6 @@ void sf_run_progress(sf_coord_t *c, sf_run_t *r) {
 }
 
 cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
-    (void)c;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", r->id);
     cJSON_AddStringToObject(o, "name", r->name ? r->name : "");
@@ -566,6 +620,11 @@ cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
     cJSON_AddNumberToObject(o, "leased", (double)r->leased);
     if (r->phase < r->n_phases && r->phases[r->phase].until_learner)
         cJSON_AddNumberToObject(o, "learner_version", r->learner_version);
+    if (r->kind_wait_ms && sf_run_active(r) && r->phase < r->n_phases) {
+        /* No connected worker offers this phase's kind. */
+        cJSON_AddStringToObject(o, "waiting_for_kind", r->phases[r->phase].kind);
+        cJSON_AddNumberToObject(o, "waiting_ms", (double)(sf_coord_mono_ms(c) - r->kind_wait_ms));
+    }
     cJSON_AddNumberToObject(o, "created_ms", (double)r->created_ms);
     cJSON_AddNumberToObject(o, "started_ms", (double)r->started_ms);
     cJSON_AddNumberToObject(o, "finished_ms", (double)r->finished_ms);

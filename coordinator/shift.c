@@ -161,6 +161,8 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
 
     const uint32_t nref = (uint32_t)p.reference_images, ncap = (uint32_t)p.captions_per_class;
     if ((rc = add_phase(r, "embed", nref, nref, 0, &p, err, n))) return rc;
+    /* Every later phase reads the reference statistics of every class. */
+    r->phases[r->n_phases - 1].required = 1;
     if (ppo) {
         if ((rc = add_phase(r, "rollout", (uint32_t)roll_items, (uint32_t)rpj, 0, &p, err, n))) return rc;
         sf_phase_t *ph = &r->phases[r->n_phases - 1];
@@ -172,6 +174,10 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         (rc = add_phase(r, "generate", (uint32_t)images, (uint32_t)shard, 0, &p, err, n)) ||
         (rc = add_phase(r, "filter", (uint32_t)images, (uint32_t)shard, 0, &p, err, n)))
         return rc;
+    /* Each of these reads every output of the one before: a dead job there
+     * would fail its successors with an error about a missing file. */
+    for (int i = 0; i < r->n_phases; i++)
+        if (!strcmp(r->phases[i].kind, "captions") || !strcmp(r->phases[i].kind, "generate")) r->phases[i].required = 1;
     /* The dataset's manifest.jsonl, joined once from the filter's shards. */
     if ((rc = add_phase(r, "manifest", 1, 1, 1, &p, err, n))) return rc;
 

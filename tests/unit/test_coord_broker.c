@@ -282,6 +282,95 @@ TEST(large_payloads_go_in_batches_that_fit_a_frame) {
     done();
 }
 
+TEST(a_kind_no_worker_offers_is_flagged_then_fails) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    c.cfg.no_worker_timeout_ms = 20000;
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 2) == 0);
+    /* Past the first liveness window after start (3 s), in which the workers
+     * of a coordinator before this one are still saying hello. */
+    th_tick(&c, T0 + 3000);
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"bogus\",\"classes\":[\"n01440764\"]}", 9);
+    CHECK(r);
+    th_tick(&c, T0 + 3100);
+    CHECK(th_has_event(9, "waiting_for_worker"));
+    cJSON *o = sf_run_json(&c, r, 0);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "waiting_for_kind");
+    CHECK(cJSON_IsString(k) && !strcmp(k->valuestring, "bogus"));
+    cJSON_Delete(o);
+    /* A worker that keeps heartbeating does not change it; at 20 s of
+     * waiting the run fails, naming the kind. */
+    for (int64_t t = T0 + 4000; t < T0 + 3100 + 19900; t += 1000) {
+        th_tick(&c, t);
+        CHECK(th_worker_heartbeat(&c, &w1) == 0);
+    }
+    CHECK_EQ_INT(r->state, RUN_QUEUED);
+    th_tick(&c, T0 + 3100 + 20000);
+    CHECK_EQ_INT(r->state, RUN_FAILED);
+    CHECK(strstr(r->last_error, "'bogus'") != NULL);
+    CHECK(th_has_event(9, "failed"));
+    done();
+}
+
+TEST(a_worker_offering_the_kind_ends_the_wait) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    th_tick(&c, T0 + 3000);
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"noop\",\"classes\":[\"n01440764\"]}", 10);
+    CHECK(r);
+    th_tick(&c, T0 + 3100);
+    CHECK(r->kind_wait_ms != 0);
+    CHECK(th_worker_hello(&c, &w1, "w1", "noop", 2) == 0);
+    th_tick(&c, T0 + 3200);
+    CHECK(r->kind_wait_ms == 0);
+    CHECK(th_has_event(10, "worker_found"));
+    uint64_t id;
+    uint32_t att;
+    CHECK_EQ_INT(th_worker_jobs(&w1, &id, &att, 1), 1);
+    done();
+}
+
+TEST(a_dead_job_in_a_required_phase_fails_the_run_at_once) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = th_submit(&c, "{\"method\":\"phases\",\"classes\":[\"n01440764\"],\"phases\":["
+                                "{\"kind\":\"sleep\",\"name\":\"embed\",\"items_per_class\":3},"
+                                "{\"kind\":\"sleep\",\"name\":\"after\",\"items_per_class\":2}]}", 11);
+    CHECK(r);
+    r->phases[0].required = 1; /* as the shift planner marks its embed phase */
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 1) == 0);
+    uint64_t id;
+    uint32_t att;
+    CHECK_EQ_INT(th_worker_jobs(&w1, &id, &att, 1), 1);
+    CHECK(th_worker_result(&c, &w1, id, att, SF__RESULT__STATUS__FATAL) == 0);
+    th_ack(&c);
+    /* Failed at once, when Redis has the dead job: what was handed out
+     * meanwhile (the credit came back with the result) is cancelled, and
+     * nothing more goes out, of this phase or the next. */
+    CHECK_EQ_INT(r->state, RUN_FAILED);
+    CHECK(strstr(r->last_error, "phase embed") != NULL);
+    uint64_t sent = c.st.dispatched;
+    CHECK(sent <= 2);
+    CHECK(th_worker_heartbeat(&c, &w1) == 0);
+    th_tick(&c, T0 + 1000);
+    CHECK_EQ_INT(c.st.dispatched, sent);
+    for (int i = 0; i < th_n_facts; i++) CHECK(th_facts[i].type != TH_LEASED || th_facts[i].idx < 3);
+    CHECK_EQ_INT(r->leased, 0);
+    done();
+}
+
+TEST(the_shift_planner_marks_the_phases_others_read) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = th_submit(&c, "{\"method\":\"shift\",\"classes\":[\"n01614925\"],\"strategy\":\"d3s\"}", 12);
+    CHECK(r);
+    int embed = 0;
+    for (int i = 0; i < r->n_phases; i++) {
+        const sf_phase_t *p = &r->phases[i];
+        if (!strcmp(p->kind, "embed")) embed = p->required;
+        if (!strcmp(p->kind, "manifest") || !strcmp(p->kind, "rollout") || !strcmp(p->kind, "finetune"))
+            CHECK(!p->required);
+    }
+    CHECK(embed);
+    done();
+}
+
 int main(void) {
     SF_RUN(worker_silent_past_liveness_is_dead_and_its_jobs_requeued);
     SF_RUN(lease_expires_at_its_deadline_not_before);
@@ -291,5 +380,9 @@ int main(void) {
     SF_RUN(cancel_stops_a_run_and_tells_its_workers);
     SF_RUN(payloads_over_the_job_cap_are_refused_at_submit);
     SF_RUN(large_payloads_go_in_batches_that_fit_a_frame);
+    SF_RUN(a_kind_no_worker_offers_is_flagged_then_fails);
+    SF_RUN(a_worker_offering_the_kind_ends_the_wait);
+    SF_RUN(a_dead_job_in_a_required_phase_fails_the_run_at_once);
+    SF_RUN(the_shift_planner_marks_the_phases_others_read);
     SF_DONE();
 }
