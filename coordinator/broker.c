@@ -61,7 +61,7 @@ static void backoff_due(sf_coord_t *c, int64_t now) {
             i = m;
         }
         sf_run_t *run = sf_runs_find_num(c, it.run);
-        if (run && it.idx < run->n_jobs && run->jobs[it.idx].state == JS_BACKOFF) {
+        if (run && run->jobs && it.idx < run->n_jobs && run->jobs[it.idx].state == JS_BACKOFF) {
             sf_run_requeue(run, it.idx);
             c->dispatch_dirty = 1;
         }
@@ -528,6 +528,7 @@ void sf_broker_cron(sf_coord_t *c) {
     }
     backoff_due(c, now);
     sf_runs_check_kinds(c);
+    sf_runs_release(c);
 }
 
 cJSON *sf_workers_json(const sf_coord_t *c) {

@@ -39,6 +39,11 @@ static cJSON *stats_json(sf_coord_t *c) {
     N(redis_errors); N(redis_reconnects); N(send_errors);
 #undef N
     cJSON_AddNumberToObject(o, "epoch", (double)c->epoch);
+    int held;
+    uint64_t held_jobs;
+    sf_runs_held(c, &held, &held_jobs);
+    cJSON_AddNumberToObject(o, "runs_held", held);      /* runs with job slots in memory */
+    cJSON_AddNumberToObject(o, "jobs_held", (double)held_jobs);
     cJSON *lat = cJSON_AddObjectToObject(o, "latency_us");
     cJSON_AddNumberToObject(lat, "count", (double)c->latency.count);
     cJSON_AddNumberToObject(lat, "p50", (double)sf_hist_quantile(&c->latency, 0.50));
@@ -56,15 +61,25 @@ static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf_
             sf_clients_reply(c, rid, rid_len, q->tag, SF_ESTATE, "the coordinator is shutting down", NULL, NULL);
             return;
         }
-        int active = 0;
-        for (sf_run_t *r = c->runs; r; r = r->next) active += sf_run_active(r);
-        if (active >= c->cfg.max_runs) {
-            snprintf(err, sizeof err, "%d runs are active already (max_runs)", active);
+        /* The limits count what memory holds: runs with job slots, ended
+         * ones included until they drop them (finished_hold_ms). */
+        int held;
+        uint64_t held_jobs;
+        sf_runs_held(c, &held, &held_jobs);
+        if (held >= c->cfg.max_runs) {
+            snprintf(err, sizeof err, "%d runs hold job slots already (max_runs %ld; an ended run drops its slots "
+                     "%ld ms after Redis has it)", held, c->cfg.max_runs, c->cfg.finished_hold_ms);
             sf_clients_reply(c, rid, rid_len, q->tag, SF_ERANGE, err, NULL, NULL);
             return;
         }
         sf_run_t *r = NULL;
         int rc = sf_run_create(c, q->spec_json, c->next_run_num, &r, err, sizeof err);
+        if (rc == 0 && held_jobs + r->n_jobs > (uint64_t)c->cfg.max_jobs_held) {
+            rc = sf_errf(SF_ERANGE, err, sizeof err,
+                         "the coordinator holds %llu job slots and this run needs %u more: over max_jobs_held (%ld)",
+                         (unsigned long long)held_jobs, r->n_jobs, c->cfg.max_jobs_held);
+            sf_run_free(r);
+        }
         if (rc) {
             sf_info("submit refused: %s", err);
             sf_clients_reply(c, rid, rid_len, q->tag, rc, err, NULL, NULL);
@@ -82,6 +97,14 @@ static void on_request(sf_coord_t *c, const void *rid, size_t rid_len, const Sf_
     }
     case SF__REQUEST__OP__STATUS: {
         sf_run_t *r = sf_runs_find(c, q->run);
+        unsigned long num = 0;
+        char *end = NULL;
+        if (!r && q->run[0] == 'r' && (num = strtoul(q->run + 1, &end, 10)) > 0 && !*end && num < c->next_run_num) {
+            snprintf(err, sizeof err, "run '%s' ended long ago and left the coordinator's memory (max_finished_runs); "
+                     "Redis keeps its record: sfctl report, sfctl export", q->run);
+            sf_clients_reply(c, rid, rid_len, q->tag, SF_ENOTFOUND, err, NULL, NULL);
+            return;
+        }
         if (!r) {
             snprintf(err, sizeof err, "no run '%s'", q->run);
             sf_clients_reply(c, rid, rid_len, q->tag, SF_ENOTFOUND, err, NULL, NULL);

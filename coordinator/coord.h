@@ -129,7 +129,8 @@ typedef struct sf_run_s {
     int max_attempts;
     uint32_t lease_ms, retry_base_ms, retry_max_ms;
     sf_ring_t ready;
-    int loaded_summary_only; /* finished run reloaded for listing only */
+    int loaded_summary_only; /* an ended run kept for listings and status only: no slots (sf_run_drop_slots) */
+    int64_t ended_mono_ms;   /* when its slots became droppable (sf_runs_release); 0 before */
     sf_hist_t latency;      /* dispatch -> result acknowledged, µs */
     char last_error[256];
     /* What has been written to Redis (in flight included); the fields above
@@ -175,6 +176,7 @@ typedef struct sf_coord_config_s {
     long flush_max_ops;
     long worker_ttl_s;
     long no_worker_timeout_ms;
+    long finished_hold_ms, max_jobs_held, max_finished_runs;
     char *metrics_host;
     long metrics_port;
     char *log_level;
@@ -284,6 +286,15 @@ void sf_run_count_loaded(sf_run_t *r);
 
 int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t **out, char *err, size_t n);
 void sf_run_free(sf_run_t *r);
+/* An ended run keeps only what status and listings show: its job slots,
+ * ready ring, phase payloads and spec leave memory (Redis keeps them). */
+void sf_run_drop_slots(sf_run_t *r);
+/* From the cron: ended runs whose writes Redis has acknowledged drop their
+ * slots after finished_hold_ms; past max_finished_runs ended runs, the
+ * oldest leave memory altogether. */
+void sf_runs_release(sf_coord_t *c);
+/* What runs hold in memory: runs with slots, and their jobs. */
+void sf_runs_held(const sf_coord_t *c, int *runs, uint64_t *jobs);
 void sf_runs_insert(sf_coord_t *c, sf_run_t *r);
 sf_run_t *sf_runs_find(sf_coord_t *c, const char *id);
 sf_run_t *sf_runs_find_num(sf_coord_t *c, uint32_t num);

@@ -45,7 +45,14 @@ const sf_cfg_field_t sf_coord_schema[] = {
     F(retry_max_ms, SF_CFG_INT, "60000", 0, 86400000, "cap of the retry delay, ms"),
     F(drain_timeout_ms, SF_CFG_INT, "10000", 0, 3600000, "on SIGTERM, how long to wait for leased jobs"),
     F(max_jobs_per_run, SF_CFG_INT, "50000000", 1, 4000000000.0, "largest run accepted, in jobs"),
-    F(max_runs, SF_CFG_INT, "1000", 1, 1000000, "most runs queued or running at once"),
+    F(max_runs, SF_CFG_INT, "1000", 1, 1000000,
+      "most runs holding job slots at once: queued, running, or ended less than finished_hold_ms ago"),
+    F(max_jobs_held, SF_CFG_INT, "200000000", 1, 4000000000.0,
+      "most job slots held in memory at once, over all runs (16 bytes each); a submit past it is refused"),
+    F(finished_hold_ms, SF_CFG_INT, "2000", 0, 3600000,
+      "an ended run drops its job slots this long after Redis acknowledged its last write, ms"),
+    F(max_finished_runs, SF_CFG_INT, "1000", 0, 1000000,
+      "ended runs kept in memory for status and listings; older ones stay in Redis only"),
     F(flush_max_ops, SF_CFG_INT, "20000", 100, 10000000, "Redis operations after which a batch is sent at once"),
     F(worker_ttl_s, SF_CFG_INT, "30", 2, 86400, "expiry of a worker's Redis hash without heartbeats, s"),
     F(no_worker_timeout_ms, SF_CFG_INT, "600000", 0, 604800000,
@@ -315,6 +322,11 @@ int main(int argc, char **argv) {
     }
     if (help) { usage(); return 0; }
     if (nrest) { fprintf(stderr, "sf-coordinator: unexpected argument '%s'\n", argv[1]); return 2; }
+    if (c->cfg.retry_base_ms > c->cfg.retry_max_ms) {
+        fprintf(stderr, "sf-coordinator: config keys 'retry_base_ms' (%ld) and 'retry_max_ms' (%ld) contradict each "
+                        "other: the first retry delay is above the cap\n", c->cfg.retry_base_ms, c->cfg.retry_max_ms);
+        return 2;
+    }
     if (sf_log_level_parse(c->cfg.log_level) < 0) {
         fprintf(stderr, "sf-coordinator: config key 'log_level': unknown level '%s'\n", c->cfg.log_level);
         return 2;

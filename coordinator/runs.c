@@ -315,6 +315,11 @@ int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t *
     if ((rc = sf_spec_uint(spec, "lease_ms", c->cfg.lease_ms, 100, 7 * 86400000L, &lease, err, n))) goto fail;
     if ((rc = sf_spec_uint(spec, "retry_base_ms", c->cfg.retry_base_ms, 0, 3600000, &rb, err, n))) goto fail;
     if ((rc = sf_spec_uint(spec, "retry_max_ms", c->cfg.retry_max_ms, 0, 86400000, &rm, err, n))) goto fail;
+    if (rb > rm) {
+        rc = sf_errf(SF_EINVAL, err, n, "run spec: 'retry_base_ms' (%ld) is above 'retry_max_ms' (%ld)%s", rb, rm,
+                     cJSON_GetObjectItemCaseSensitive(spec, "retry_max_ms") ? "" : ", the coordinator's default");
+        goto fail;
+    }
     r->priority = (int)prio;
     r->max_attempts = (int)att;
     r->lease_ms = (uint32_t)lease;
@@ -353,6 +358,59 @@ fail:
     cJSON_Delete(spec);
     sf_run_free(r);
     return rc;
+}
+
+void sf_run_drop_slots(sf_run_t *r) {
+    free(r->jobs);
+    r->jobs = NULL;
+    free(r->ready.v);
+    memset(&r->ready, 0, sizeof r->ready);
+    for (int i = 0; i < r->n_phases; i++) {
+        free(r->phases[i].payload);
+        r->phases[i].payload = NULL;
+        r->phases[i].payload_len = 0;
+    }
+    free(r->spec_json);
+    r->spec_json = NULL;
+    if (!r->n_dead_list) {
+        free(r->dead_list);
+        r->dead_list = NULL;
+    }
+    r->leased = 0;
+    r->loaded_summary_only = 1;
+}
+
+void sf_runs_held(const sf_coord_t *c, int *runs, uint64_t *jobs) {
+    *runs = 0;
+    *jobs = 0;
+    for (const sf_run_t *r = c->runs; r; r = r->next)
+        if (r->jobs) { (*runs)++; *jobs += r->n_jobs; }
+}
+
+void sf_runs_release(sf_coord_t *c) {
+    int64_t now = sf_coord_mono_ms(c);
+    int ended = 0;
+    for (sf_run_t *r = c->runs; r; r = r->next) {
+        if (sf_run_active(r)) continue;
+        ended++;
+        /* Not before Redis has every write of it: counting an ack needs the slots. */
+        if (!r->jobs || r->done_w != r->done || r->dead_w != r->dead) continue;
+        if (!r->ended_mono_ms) r->ended_mono_ms = now ? now : 1;
+        if (now - r->ended_mono_ms < c->cfg.finished_hold_ms) continue;
+        sf_debug("run %s (%s): its %u job slots leave memory", r->id, sf_run_state_name(r->state), r->n_jobs);
+        sf_run_drop_slots(r);
+    }
+    /* The oldest ended summaries beyond max_finished_runs leave too. */
+    while (ended > c->cfg.max_finished_runs) {
+        sf_run_t **oldest = NULL;
+        for (sf_run_t **pp = &c->runs; *pp; pp = &(*pp)->next)
+            if (!sf_run_active(*pp) && !(*pp)->jobs && (!oldest || (*pp)->num < (*oldest)->num)) oldest = pp;
+        if (!oldest) break;
+        sf_run_t *r = *oldest;
+        *oldest = r->next;
+        sf_run_free(r);
+        ended--;
+    }
 }
 
 void sf_run_free(sf_run_t *r) {

@@ -876,9 +876,7 @@ static sf_run_t *load_run(sf_coord_t *c, load_ctx_t *ld, const char *id) {
     sf_run_count_loaded(r);
     if (!sf_run_active(r)) {
         /* Finished: keep the summary for listings, drop the slots. */
-        free(r->jobs);
-        r->jobs = NULL;
-        r->loaded_summary_only = 1;
+        sf_run_drop_slots(r);
     } else {
         sf_info("run %s resumed: %llu of %u done, %llu dead, %d were leased", r->id, (unsigned long long)r->done,
                 r->n_jobs, (unsigned long long)r->dead, requeued);

@@ -62,7 +62,8 @@ ok "frames of another protocol version are counted and answered"
 "$ITEST/sf_frames" "ipc://$T/big.ipc" job $((5 << 20)) 30 >"$T/big.log" 2>&1 &
 big=$!
 PIDS+=($big)
-timeout 40 "$BIN/sf-worker" --coordinator "ipc://$T/big.ipc" --worker-id big --kinds noop --heartbeat-ms 200 \
+# (not under timeout: the cleanup's kill -9 of timeout would orphan the worker)
+"$BIN/sf-worker" --coordinator "ipc://$T/big.ipc" --worker-id big --kinds noop --heartbeat-ms 200 \
     >"$T/big-worker.log" 2>&1 &
 bigw=$!
 PIDS+=($bigw)

@@ -123,6 +123,9 @@ int th_coord_init(sf_coord_t *c, int64_t t0_ms) {
     c->cfg.max_jobs_per_run = 50000000;
     c->cfg.max_runs = 1000;
     c->cfg.no_worker_timeout_ms = 600000;
+    c->cfg.max_jobs_held = 200000000;
+    c->cfg.finished_hold_ms = 2000;
+    c->cfg.max_finished_runs = 1000;
     c->workers = calloc(SF_MAX_WORKERS, sizeof *c->workers);
     c->zctx = zmq_ctx_new();
     if (!c->workers || !c->zctx) return -1;

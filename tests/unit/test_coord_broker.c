@@ -20,7 +20,11 @@
 static sf_coord_t c;
 static th_worker_t w1, w2;
 
+static void *client;
+
 static void done(void) {
+    if (client) zmq_close(client);
+    client = NULL;
     th_worker_close(&w1);
     th_worker_close(&w2);
     th_coord_free(&c);
@@ -187,12 +191,30 @@ TEST(job_that_kills_its_workers_is_dead_lettered) {
     done();
 }
 
-/* A request from a client, through clients.c as a frame. */
-static void client_request(Sf__Request__Op op, const char *run) {
+/* A client: a DEALER with routing id "client" on the coordinator's client
+ * ROUTER, so that replies sent at once (errors, status) can be read back. */
+static char last_reply_error[512];
+
+/* A request from a client, through clients.c as a frame (as main.c's
+ * drain hands it over); the error text of an immediate reply lands in
+ * last_reply_error ("" when it had none, or no reply came at once). */
+static void client_request_full(Sf__Request__Op op, const char *run, const char *spec) {
+    if (!client) {
+        client = zmq_socket(c.zctx, ZMQ_DEALER);
+        int ms = 200, linger = 0;
+        zmq_setsockopt(client, ZMQ_RCVTIMEO, &ms, sizeof ms);
+        zmq_setsockopt(client, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(client, ZMQ_ROUTING_ID, "client", 6);
+        char ep[128];
+        size_t eplen = sizeof ep;
+        zmq_getsockopt(c.csock, ZMQ_LAST_ENDPOINT, ep, &eplen);
+        zmq_connect(client, ep);
+    }
     Sf__Request q = SF__REQUEST__INIT;
     q.tag = 1;
     q.op = op;
-    q.run = (char *)run;
+    q.run = (char *)(run ? run : "");
+    q.spec_json = (char *)(spec ? spec : "");
     Sf__Envelope env = SF__ENVELOPE__INIT;
     env.body_case = SF__ENVELOPE__BODY_REQUEST;
     env.request = &q;
@@ -201,7 +223,22 @@ static void client_request(Sf__Request__Op op, const char *run) {
     long n = sf_wire_pack(&env, &buf, &cap);
     if (n > 0) sf_clients_on_frame(&c, "client", 6, buf, (size_t)n);
     free(buf);
+    last_reply_error[0] = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, client, 0) >= 0) {
+        Sf__Envelope *e = NULL;
+        char err[256];
+        if (sf_wire_decode(zmq_msg_data(&m), zmq_msg_size(&m), &e, err, sizeof err) == 0 &&
+            e->body_case == SF__ENVELOPE__BODY_REPLY && e->reply->error)
+            snprintf(last_reply_error, sizeof last_reply_error, "%s", e->reply->error);
+        if (e) sf_wire_free(e);
+    }
+    zmq_msg_close(&m);
 }
+
+static void client_request(Sf__Request__Op op, const char *run) { client_request_full(op, run, NULL); }
+static void client_request_spec(const char *spec) { client_request_full(SF__REQUEST__OP__SUBMIT, NULL, spec); }
 
 TEST(cancel_stops_a_run_and_tells_its_workers) {
     CHECK(th_coord_init(&c, T0) == 0);
@@ -255,6 +292,21 @@ TEST(payloads_over_the_job_cap_are_refused_at_submit) {
     /* The message names the cap, in bytes. */
     CHECK(strstr(err, "4194304") != NULL);
     free(spec);
+    done();
+}
+
+TEST(a_retry_base_above_its_cap_is_refused) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = NULL;
+    char err[512];
+    CHECK(sf_run_create(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"retry_base_ms\":5000,"
+                            "\"retry_max_ms\":1000}", 7, &r, err, sizeof err) != 0);
+    CHECK(strstr(err, "retry_base_ms") && strstr(err, "retry_max_ms"));
+    /* Against the coordinator's default cap (60 s) too. */
+    CHECK(sf_run_create(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"retry_base_ms\":70000}", 7, &r,
+                        err, sizeof err) != 0);
+    CHECK(strstr(err, "default") != NULL);
+    CHECK(r == NULL);
     done();
 }
 
@@ -371,6 +423,55 @@ TEST(the_shift_planner_marks_the_phases_others_read) {
     done();
 }
 
+TEST(ended_runs_leave_memory_and_the_limits_count_what_is_held) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    c.cfg.max_jobs_held = 1000;
+    c.cfg.max_finished_runs = 2;
+    sf_run_t *r = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":600}", 13);
+    CHECK(r);
+    CHECK(th_worker_hello(&c, &w1, "w1", "sleep", 1) == 0);
+    uint64_t id;
+    uint32_t att;
+    CHECK_EQ_INT(th_worker_jobs(&w1, &id, &att, 1), 1);
+    /* 600 held: a run of 600 more is over max_jobs_held, named so. */
+    th_n_facts = 0;
+    client_request_spec("{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":600}");
+    CHECK(sf_runs_find_num(&c, c.next_run_num) == NULL);
+    CHECK(strstr(last_reply_error, "max_jobs_held") != NULL);
+    /* Cancelled: its slots stay while Redis has not acknowledged it, then
+     * for finished_hold_ms, then leave; status still answers. */
+    client_request(SF__REQUEST__OP__CANCEL, "r13");
+    CHECK_EQ_INT(r->state, RUN_CANCELLED);
+    th_tick(&c, T0 + 1000);
+    CHECK(r->jobs != NULL);
+    th_tick(&c, T0 + 1000 + 2000);
+    CHECK(r->jobs == NULL);
+    CHECK(r->spec_json == NULL);
+    int held;
+    uint64_t jobs;
+    sf_runs_held(&c, &held, &jobs);
+    CHECK_EQ_INT(held, 0);
+    cJSON *o = sf_run_json(&c, r, 1);
+    CHECK(o);
+    CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(o, "state")->valuestring, "cancelled"));
+    cJSON_Delete(o);
+    /* Now the same run fits; a result for the old one is unknown, not a crash. */
+    CHECK(th_worker_result(&c, &w1, id, att, SF__RESULT__STATUS__OK) == 0);
+    CHECK(th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":600}", 14));
+    /* Past max_finished_runs (2) ended runs, the oldest leave memory; status
+     * says where the record is. */
+    client_request(SF__REQUEST__OP__CANCEL, "r14");
+    CHECK(th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"]}", 15));
+    client_request(SF__REQUEST__OP__CANCEL, "r15");
+    c.next_run_num = 16;
+    th_tick(&c, T0 + 10000);
+    CHECK(sf_runs_find_num(&c, 13) == NULL);
+    CHECK(sf_runs_find_num(&c, 14) != NULL && sf_runs_find_num(&c, 15) != NULL);
+    client_request(SF__REQUEST__OP__STATUS, "r13");
+    CHECK(strstr(last_reply_error, "left the coordinator's memory") != NULL);
+    done();
+}
+
 int main(void) {
     SF_RUN(worker_silent_past_liveness_is_dead_and_its_jobs_requeued);
     SF_RUN(lease_expires_at_its_deadline_not_before);
@@ -380,9 +481,11 @@ int main(void) {
     SF_RUN(cancel_stops_a_run_and_tells_its_workers);
     SF_RUN(payloads_over_the_job_cap_are_refused_at_submit);
     SF_RUN(large_payloads_go_in_batches_that_fit_a_frame);
+    SF_RUN(a_retry_base_above_its_cap_is_refused);
     SF_RUN(a_kind_no_worker_offers_is_flagged_then_fails);
     SF_RUN(a_worker_offering_the_kind_ends_the_wait);
     SF_RUN(a_dead_job_in_a_required_phase_fails_the_run_at_once);
     SF_RUN(the_shift_planner_marks_the_phases_others_read);
+    SF_RUN(ended_runs_leave_memory_and_the_limits_count_what_is_held);
     SF_DONE();
 }
