@@ -50,6 +50,8 @@ expect 2 "'heartbeat_ms' must be a number" "$BIN/sf-coordinator" --config "$T/c.
 expect 2 "outside" "$BIN/sf-worker" --slots 0
 expect 2 "no kind 'teleport'" "$BIN/sf-worker" --kinds noop,teleport
 expect 2 "unknown option '--bogus'" "$BIN/sf-worker" --bogus 1
+# Settings that contradict each other are refused, naming both.
+expect 2 "'retry_base_ms' (9000) and 'retry_max_ms' (100) contradict" "$BIN/sf-coordinator" --retry-base-ms 9000 --retry-max-ms 100
 ok "config checks"
 
 # SIGTERM: the coordinator stops handing out work, waits for leases, exits 0.
