@@ -8,7 +8,7 @@
 
 #include "common/runtime/error.h"
 
-#define MAX_REQUEST 8192
+#define MAX_REQUEST SF_METRICS_MAX_REQUEST
 #define CLIENT_TIMEOUT_MS 5000
 
 struct sf_metrics_s {
@@ -100,26 +100,34 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = MAX_REQUEST - 1 - c->len;
 }
 
+int sf_metrics_request(const char *req, size_t len) {
+    if (!strstr(req, "\r\n\r\n") && !strstr(req, "\n\n"))
+        return len >= MAX_REQUEST - 1 ? SF_METRICS_TOO_LARGE : SF_METRICS_MORE;
+    if (strncmp(req, "GET ", 4) != 0) return SF_METRICS_NOT_GET;
+    if (strncmp(req + 4, "/metrics ", 9) != 0 && strncmp(req + 4, "/ ", 2) != 0) return SF_METRICS_NOT_FOUND;
+    return SF_METRICS_SERVE;
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     (void)buf;
     client_t *c = s->data;
     if (n < 0) { client_close(c); return; }
     c->len += (size_t)n;
     c->req[c->len] = 0;
-    if (!strstr(c->req, "\r\n\r\n") && !strstr(c->req, "\n\n")) {
-        if (c->len >= MAX_REQUEST - 1) {
-            const char *b = "request too large\n";
-            respond(c, "431 Request Header Fields Too Large", "text/plain", b, strlen(b));
-        }
+    const char *b;
+    switch (sf_metrics_request(c->req, c->len)) {
+    case SF_METRICS_MORE:
         return;
-    }
-    if (strncmp(c->req, "GET ", 4) != 0) {
-        const char *b = "only GET\n";
+    case SF_METRICS_TOO_LARGE:
+        b = "request too large\n";
+        respond(c, "431 Request Header Fields Too Large", "text/plain", b, strlen(b));
+        return;
+    case SF_METRICS_NOT_GET:
+        b = "only GET\n";
         respond(c, "405 Method Not Allowed", "text/plain", b, strlen(b));
         return;
-    }
-    if (strncmp(c->req + 4, "/metrics ", 9) != 0 && strncmp(c->req + 4, "/ ", 2) != 0) {
-        const char *b = "see /metrics\n";
+    case SF_METRICS_NOT_FOUND:
+        b = "see /metrics\n";
         respond(c, "404 Not Found", "text/plain", b, strlen(b));
         return;
     }

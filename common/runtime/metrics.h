@@ -26,6 +26,27 @@ typedef void (*sf_metrics_render_cb)(void *arg, sf_mbuf_t *out);
 
 typedef struct sf_metrics_s sf_metrics_t;
 
+/* The request buffer of a connection, its terminating NUL included: a request
+ * whose headers do not end within SF_METRICS_MAX_REQUEST - 1 bytes is refused. */
+#define SF_METRICS_MAX_REQUEST 8192
+
+/* What the server makes of the request bytes received so far. */
+enum {
+    SF_METRICS_MORE = 0,  /* the headers have not ended: read on */
+    SF_METRICS_TOO_LARGE, /* 431: no end of headers in SF_METRICS_MAX_REQUEST - 1 bytes */
+    SF_METRICS_NOT_GET,   /* 405: a method other than GET */
+    SF_METRICS_NOT_FOUND, /* 404: a path other than /metrics or / */
+    SF_METRICS_SERVE,     /* 200: the exposition text */
+};
+
+/* Reads a request: req (borrowed) holds len bytes and a NUL at req[len],
+ * as the connection's buffer does; nothing past that NUL is read.  The
+ * headers end at the first blank line ("\r\n\r\n" or "\n\n") before the
+ * first NUL byte; the request is answered once they have.  Returns one of the
+ * SF_METRICS_* values above; pure (sf_metrics_start's server calls it on
+ * each read, tests/fuzz/fuzz_http.c fuzzes it). */
+int sf_metrics_request(const char *req, size_t len);
+
 /* Listens on host:port; port 0 does nothing and returns 0 with *out NULL. */
 int sf_metrics_start(uv_loop_t *loop, const char *host, int port, sf_metrics_render_cb cb, void *arg,
                      sf_metrics_t **out, char *err, size_t errlen);
