@@ -63,6 +63,11 @@ void sf_blob_asm_reset(sf_blob_asm_t *a) {
 
 int sf_blob_asm_add(sf_blob_asm_t *a, uint32_t version, uint32_t index, uint32_t count, uint64_t total_len,
                     uint32_t crc, const void *data, size_t len, char *err, size_t errlen) {
+    if (total_len > SF_BLOB_MAX_LEN) {
+        sf_blob_asm_reset(a);
+        return sf_errf(SF_EFORMAT, err, errlen, "chunk %u of %u claims an image of %llu bytes, over the %llu-byte limit "
+                       "(SF_BLOB_MAX_LEN)", index, count, (unsigned long long)total_len, SF_BLOB_MAX_LEN);
+    }
     if (count == 0 || index >= count || total_len > (uint64_t)count * SF_WIRE_CHUNK ||
         total_len <= (uint64_t)(count - 1) * SF_WIRE_CHUNK) {
         sf_blob_asm_reset(a);

@@ -77,9 +77,37 @@ TEST(reassembles_out_of_order) {
     free(img);
 }
 
+TEST(refuses_an_image_over_the_limit) {
+    /* A chunk's header alone must not make a worker allocate gigabytes: the
+     * first chunk of an image one byte over SF_BLOB_MAX_LEN is refused,
+     * though whole and in place (without the limit it is taken, the whole
+     * image allocated, and the rest awaited), naming the limit. */
+    uint8_t *chunk = calloc(SF_WIRE_CHUNK, 1);
+    CHECK(chunk != NULL);
+    sf_blob_asm_t a = {0};
+    char err[200] = "";
+    uint64_t total = SF_BLOB_MAX_LEN + 1;
+    uint32_t count = (uint32_t)((total + SF_WIRE_CHUNK - 1) / SF_WIRE_CHUNK);
+    CHECK_EQ_INT(sf_blob_asm_add(&a, 1, 0, count, total, 0, chunk, SF_WIRE_CHUNK, err, sizeof err), SF_EFORMAT);
+    CHECK(strstr(err, "limit"));
+    CHECK(a.data == NULL && a.have == NULL);
+    /* The most a header can claim (4 PiB), a full last chunk: the same. */
+    count = 0xffffffffu;
+    total = (uint64_t)count * SF_WIRE_CHUNK;
+    CHECK_EQ_INT(sf_blob_asm_add(&a, 2, count - 1, count, total, 0, chunk, SF_WIRE_CHUNK, err, sizeof err), SF_EFORMAT);
+    CHECK(a.data == NULL && a.have == NULL);
+    /* An image of exactly the limit is taken (its last chunk, awaiting the rest). */
+    count = (uint32_t)(SF_BLOB_MAX_LEN / SF_WIRE_CHUNK);
+    CHECK_EQ_INT(sf_blob_asm_add(&a, 3, count - 1, count, SF_BLOB_MAX_LEN, 0, chunk, SF_WIRE_CHUNK, err, sizeof err), 0);
+    CHECK_EQ_INT(a.total_len, SF_BLOB_MAX_LEN);
+    sf_blob_asm_reset(&a);
+    free(chunk);
+}
+
 int main(void) {
     SF_RUN(crc32_known_values);
     SF_RUN(crc32_of_a_file);
     SF_RUN(reassembles_out_of_order);
+    SF_RUN(refuses_an_image_over_the_limit);
     SF_DONE();
 }
