@@ -271,9 +271,12 @@ FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIBSRC  := $(COMMON_SRC) $(WORLD_SRC) $(PROTO_C) $(DATA_C)
 FUZZ_OBJ     := $(patsubst %.c,build/fuzz/obj/%.o,$(patsubst $(BUILD)/%,%,$(FUZZ_LIBSRC)))
-# Sources a target links besides those: fuzz_spec runs the coordinator's
+# Sources a target links besides those: fuzz_spec and fuzz_result run the coordinator's
 # planner (its harness defines what runs.c needs of store.c and broker.c).
 FUZZ_EXTRA_fuzz_spec := coordinator/runs.c coordinator/shift.c
+FUZZ_EXTRA_fuzz_result := coordinator/runs.c coordinator/shift.c
+FUZZ_EXTRA_fuzz_handlers := coordinator/runs.c coordinator/shift.c coordinator/broker.c coordinator/clients.c \
+                            tests/unit/coord_harness.c
 fuzz_extra    = $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_EXTRA_$(1)))
 
 build/fuzz/obj/%.o: %.c | $(PROTO_H) $(DATA_C)
