@@ -201,6 +201,8 @@ UNIT_EXTRA_test_coord_broker := $(COORD_TEST_OBJ)
 # daemons' sockets (worker/jobq.h, learner/batch.h).
 UNIT_EXTRA_test_worker_jobs   := $(call obj,worker/jobq.c)
 UNIT_EXTRA_test_learner_batch := $(call obj,learner/batch.c)
+# sfctl's terminal escaping (cli/ builds no library).
+UNIT_EXTRA_test_term := $(call obj,cli/term.c)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(UNIT_EXTRA_$$*) $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $(filter %.o,$^) $(call libs_for,$*) $(call ldlibs_for,$*)

@@ -99,8 +99,33 @@ out:
     return rc;
 }
 
+/* The protocol's caps on what a request carries (common/net/wire.h,
+ * docs/protocol.md).  Over them, the coordinator refuses the whole frame as
+ * a protocol error (exit 1, naming no flag), and a spec past the 16 MiB
+ * frame cannot even be sent (once "cannot send to the coordinator", exit 3,
+ * as if it were down).  So they are checked here, before anything is sent,
+ * as the bad input they are (exit 2). */
+static int check_limits(const char *run, const char *spec, sfctl_reply_t *out) {
+    const size_t rl = run ? strlen(run) : 0, sl = spec ? strlen(spec) : 0;
+    if (rl > SF_WIRE_MAX_ID) {
+        snprintf(out->error, sizeof out->error,
+                 "the run id is %zu bytes, over the protocol's limit of %u bytes on ids (SF_WIRE_MAX_ID)", rl,
+                 SF_WIRE_MAX_ID);
+        return SFCTL_EXIT_USAGE;
+    }
+    if (sl > SF_WIRE_MAX_SPEC) {
+        snprintf(out->error, sizeof out->error,
+                 "the run spec is %zu bytes, over the protocol's limit of %u bytes (%u MiB, SF_WIRE_MAX_SPEC)", sl,
+                 SF_WIRE_MAX_SPEC, SF_WIRE_MAX_SPEC >> 20);
+        return SFCTL_EXIT_USAGE;
+    }
+    return 0;
+}
+
 int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out) {
     memset(out, 0, sizeof *out);
+    int lrc = check_limits(run, spec, out);
+    if (lrc) return lrc;
     void *ctx = zmq_ctx_new();
     void *s = zmq_socket(ctx, ZMQ_DEALER);
     int linger = 0, rc = SFCTL_EXIT_UNREACHABLE;

@@ -22,7 +22,9 @@ typedef struct {
     char *json; /* malloc'd */
 } sfctl_reply_t;
 
-/* One request to the coordinator; returns an SFCTL_EXIT_… code. */
+/* One request to the coordinator; returns an SFCTL_EXIT_… code.  A run id or
+ * a spec over the protocol's limits (SF_WIRE_MAX_ID, SF_WIRE_MAX_SPEC) is
+ * SFCTL_EXIT_USAGE, with out->error naming the limit, and is not sent. */
 int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out);
 
 /* Applies the CURVE client keys (flags or SF_CURVE_KEY / SF_CURVE_SERVER_KEY;

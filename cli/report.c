@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cli/sfctl.h"
+#include "cli/term.h"
 #include "common/runtime/fileio.h"
 #include "common/redis/keys.h"
 #include "common/redis/redis_auth.h"
@@ -223,7 +224,7 @@ int sfctl_report(int argc, char **argv) {
         else if (!strcmp(argv[i], "--redis-password-file") && i + 1 < argc) redis_password_file = argv[++i];
         else if (!strcmp(argv[i], "--compare")) continue;
         else if (argv[i][0] != '-' && nr < MAX_RUNS && strlen(argv[i]) < 16) snprintf(runs[nr++].id, 16, "%s", argv[i]);
-        else { fprintf(stderr, "sfctl report: unknown argument '%s'\n", argv[i]); return SFCTL_EXIT_USAGE; }
+        else { sfctl_term_printf(stderr, "sfctl report: unknown argument '%s'\n", argv[i]); return SFCTL_EXIT_USAGE; }
     }
     if (!nr || !out) {
         fprintf(stderr, "sfctl report: usage: sfctl report RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]\n");
@@ -232,7 +233,7 @@ int sfctl_report(int argc, char **argv) {
     if (!data || !*data) data = "sf-data";
     static char err[PATH_MAX * 4];
     for (int i = 0; i < nr; i++)
-        if (load_run(data, &runs[i], err, sizeof err) != 0) { fprintf(stderr, "sfctl report: %s\n", err); return SFCTL_EXIT_FAIL; }
+        if (load_run(data, &runs[i], err, sizeof err) != 0) { sfctl_term_printf(stderr, "sfctl report: %s\n", err); return SFCTL_EXIT_FAIL; }
     /* Classes: those of the runs, with their reference statistics. */
     static rclass_t cls[MAX_CLASSES];
     int nc = 0;
@@ -245,7 +246,7 @@ int sfctl_report(int argc, char **argv) {
             snprintf(cls[nc].wnid, sizeof cls[nc].wnid, "%s", w->valuestring);
             snprintf(cls[nc].name, sizeof cls[nc].name, "%s", cJSON_IsString(nm) ? nm->valuestring : w->valuestring);
             if (load_class(data, tag->valuestring, &cls[nc], err, sizeof err) != 0) {
-                fprintf(stderr, "sfctl report: reference statistics: %s\n", err);
+                sfctl_term_printf(stderr, "sfctl report: reference statistics: %s\n", err);
                 return SFCTL_EXIT_FAIL;
             }
             nc++;
@@ -345,7 +346,7 @@ int sfctl_report(int argc, char **argv) {
     FILE *md = fopen(path, "w");
     snprintf(path, sizeof path, "%s/report.html", out);
     FILE *f = fopen(path, "w");
-    if (!md || !f) { fprintf(stderr, "sfctl report: cannot write to %s: %s\n", out, strerror(errno)); return SFCTL_EXIT_FAIL; }
+    if (!md || !f) { sfctl_term_printf(stderr, "sfctl report: cannot write to %s: %s\n", out, strerror(errno)); return SFCTL_EXIT_FAIL; }
     fprintf(md, "| strategy | run | CLIP similarity ×100 to class mean ↓ | reduction vs reference | Mahalanobis (%d-d PCA) ↑ | kept by the filter | ConvNeXt acc. | ViT acc. |\n"
                 "|---|---|---|---|---|---|---|---|\n", K);
     fprintf(md, "| reference images | — | %.2f | — | %.2f | — | — | — |\n", 100 * base_all, base_maha);
@@ -516,7 +517,7 @@ int sfctl_report(int argc, char **argv) {
         char rerr[700];
         if (sf_redis_auth_load(redis_user, redis_password_file, &auth, rerr, sizeof rerr) == 0)
             rc = sf_redis_connect(redis, &auth, tv, rerr, sizeof rerr);
-        if (!rc) fprintf(stderr, "sfctl report: %s; the PPO curves are left out\n", rerr);
+        if (!rc) sfctl_term_printf(stderr, "sfctl report: %s; the PPO curves are left out\n", rerr);
         sf_redis_auth_free(&auth);
     }
     for (int r = 0; r < nr; r++)
@@ -554,7 +555,7 @@ int sfctl_report(int argc, char **argv) {
     if (jf) { fputs(txt, jf); fputc('\n', jf); fclose(jf); }
     free(txt);
     cJSON_Delete(js);
-    printf("report for %d runs over %d classes in %s/: report.html, report.md, report.json\n", nr, nc, out);
+    sfctl_term_printf(stdout, "report for %d runs over %d classes in %s/: report.html, report.md, report.json\n", nr, nc, out);
     for (int r = 0; r < nr; r++) {
         for (int j = 0; j < runs[r].n; j++) cJSON_Delete(runs[r].entries[j]);
         free(runs[r].entries);

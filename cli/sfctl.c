@@ -30,10 +30,12 @@
 #include <zmq.h>
 
 #include "cli/sfctl.h"
+#include "cli/term.h"
 #include "common/method/classes.h"
 #include "common/method/contract.h"
 #include "common/runtime/error.h"
 #include "common/runtime/fileio.h"
+#include "common/runtime/json_strict.h"
 #include "common/net/wire.h"
 
 
@@ -120,7 +122,7 @@ static int set_number_flag(cJSON *spec, const char *key, const char *flag, const
     char *end;
     double v = strtod(val, &end);
     if (!*val || *end) {
-        fprintf(stderr, "sfctl submit: %s needs a number, got '%s'\n", flag, val);
+        sfctl_term_printf(stderr, "sfctl submit: %s needs a number, got '%s'\n", flag, val);
         return -1;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
@@ -147,21 +149,30 @@ static int cmd_submit(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEEDV() do { if (!v) { fprintf(stderr, "sfctl submit: %s needs a value\n", a); goto out; } i++; } while (0)
+#define NEEDV() do { if (!v) { sfctl_term_printf(stderr, "sfctl submit: %s needs a value\n", a); goto out; } i++; } while (0)
         if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--wait")) wait = 1;
         else if (!strcmp(a, "--classes")) { NEEDV(); classes = v; }
         else if (!strcmp(a, "--spec")) {
             NEEDV();
-            char *txt;
-            if (sf_read_file(v, SF_READ_ANY_SIZE, &txt, NULL, err, sizeof err)) {
-                fprintf(stderr, "sfctl submit: --spec: %s\n", err);
+            char *txt, what[300];
+            size_t len;
+            if (sf_read_file(v, SF_READ_ANY_SIZE, &txt, &len, err, sizeof err)) {
+                sfctl_term_printf(stderr, "sfctl submit: --spec: %s\n", err);
                 goto out;
             }
-            cJSON *f = cJSON_Parse(txt);
+            /* Strict: text after the object, or a key twice, is refused
+             * rather than half-read (json_strict.h). */
+            snprintf(what, sizeof what, "--spec %s", v);
+            cJSON *f;
+            int prc = sf_json_parse_strict(txt, len, what, &f, err, sizeof err);
             free(txt);
+            if (prc) {
+                sfctl_term_printf(stderr, "sfctl submit: %s\n", err);
+                goto out;
+            }
             if (!cJSON_IsObject(f)) {
-                fprintf(stderr, "sfctl submit: --spec %s is not a JSON object\n", v);
+                sfctl_term_printf(stderr, "sfctl submit: --spec %s is not a JSON object\n", v);
                 cJSON_Delete(f);
                 goto out;
             }
@@ -178,7 +189,7 @@ static int cmd_submit(int argc, char **argv) {
             if (!strcmp(a, "--ppo")) {
                 const char *eq = strchr(v, '=');
                 if (!eq || eq == v || (size_t)(eq - v) >= sizeof key) {
-                    fprintf(stderr, "sfctl submit: --ppo needs KEY=NUMBER, got '%s'\n", v);
+                    sfctl_term_printf(stderr, "sfctl submit: --ppo needs KEY=NUMBER, got '%s'\n", v);
                     goto out;
                 }
                 snprintf(key, sizeof key, "%.*s", (int)(eq - v), v);
@@ -217,15 +228,20 @@ static int cmd_submit(int argc, char **argv) {
             if (!strcmp(a, "--set")) {
                 const char *eq = strchr(v, '=');
                 if (!eq || eq == v || (size_t)(eq - v) >= sizeof kbuf) {
-                    fprintf(stderr, "sfctl submit: --set needs KEY=JSON, got '%s'\n", v);
+                    sfctl_term_printf(stderr, "sfctl submit: --set needs KEY=JSON, got '%s'\n", v);
                     goto out;
                 }
                 snprintf(kbuf, sizeof kbuf, "%.*s", (int)(eq - v), v);
                 key = kbuf;
                 val = eq + 1;
             }
-            cJSON *pv = cJSON_Parse(val);
-            if (!pv) { fprintf(stderr, "sfctl submit: %s: '%s' is not JSON\n", a, val); goto out; }
+            char what[96];
+            snprintf(what, sizeof what, "%s%s%s", a, key == kbuf ? " " : "", key == kbuf ? key : "");
+            cJSON *pv;
+            if (sf_json_parse_strict(val, strlen(val), what, &pv, err, sizeof err)) {
+                sfctl_term_printf(stderr, "sfctl submit: %s\n", err);
+                goto out;
+            }
             cJSON_DeleteItemFromObjectCaseSensitive(spec, key);
             cJSON_AddItemToObject(spec, key, pv);
         } else if (is_run_number_flag(a)) {
@@ -235,7 +251,7 @@ static int cmd_submit(int argc, char **argv) {
             for (char *q = key; *q; q++) if (*q == '-') *q = '_';
             if (set_number_flag(spec, key, a, v)) goto out;
         } else {
-            fprintf(stderr, "sfctl submit: unknown option '%s'\n", a);
+            sfctl_term_printf(stderr, "sfctl submit: unknown option '%s'\n", a);
             goto out;
         }
 #undef NEEDV
@@ -253,7 +269,7 @@ static int cmd_submit(int argc, char **argv) {
             rc2 = sf_classes_load(classes, &cl, err, sizeof err);
         }
         if (rc2 != 0) {
-            fprintf(stderr, "sfctl submit: %s\n", err);
+            sfctl_term_printf(stderr, "sfctl submit: %s\n", err);
             goto out;
         }
         cJSON *arr = cJSON_CreateArray();
@@ -271,12 +287,12 @@ static int cmd_submit(int argc, char **argv) {
     rc = sfctl_request(SF__REQUEST__OP__SUBMIT, NULL, js, &rep);
     free(js);
     if (rc) {
-        fprintf(stderr, "sfctl submit: %s\n", rep.error);
+        sfctl_term_printf(stderr, "sfctl submit: %s\n", rep.error);
         free(rep.json);
         goto out;
     }
     if (json) printf("{\"run\":\"%s\"}\n", rep.run);
-    else printf("%s\n", rep.run);
+    else sfctl_term_printf(stdout, "%s\n", rep.run);
     fflush(stdout);
     free(rep.json);
     if (wait) rc = sfctl_watch(rep.run, 500, 1);
@@ -289,12 +305,12 @@ static int simple(int op, const char *name, const char *run, int json) {
     sfctl_reply_t rep;
     int rc = sfctl_request(op, run, NULL, &rep);
     if (rc) {
-        fprintf(stderr, "sfctl %s: %s\n", name, rep.error);
+        sfctl_term_printf(stderr, "sfctl %s: %s\n", name, rep.error);
         free(rep.json);
         return rc;
     }
     if (op == SF__REQUEST__OP__CANCEL && json) printf("{\"run\":\"%s\",\"state\":\"cancelled\"}\n", rep.run);
-    else if (op == SF__REQUEST__OP__CANCEL) printf("%s cancelled\n", rep.run);
+    else if (op == SF__REQUEST__OP__CANCEL) sfctl_term_printf(stdout, "%s cancelled\n", rep.run);
     else if (json) printf("%s\n", rep.json);
     else rc = sfctl_print_table(op, rep.json);
     free(rep.json);
@@ -310,7 +326,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--curve-key") && i + 1 < argc) g_opts.curve_key = argv[++i];
         else if (!strcmp(argv[i], "--curve-server-key") && i + 1 < argc) g_opts.curve_server_key = argv[++i];
         else if (!strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        else { fprintf(stderr, "sfctl: unknown option '%s'\n", argv[i]); usage(stderr); return SFCTL_EXIT_USAGE; }
+        else { sfctl_term_printf(stderr, "sfctl: unknown option '%s'\n", argv[i]); usage(stderr); return SFCTL_EXIT_USAGE; }
     }
     if (i >= argc) { usage(stderr); return SFCTL_EXIT_USAGE; }
     const char *cmd = argv[i];
@@ -334,7 +350,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "export")) return sfctl_export(sub_argc, sub);
     if (!strcmp(cmd, "report")) return sfctl_report(sub_argc, sub);
     if (!strcmp(cmd, "status") || !strcmp(cmd, "cancel") || !strcmp(cmd, "watch")) {
-        if (!run) { fprintf(stderr, "sfctl %s: which run? (e.g. sfctl %s r1)\n", cmd, cmd); return SFCTL_EXIT_USAGE; }
+        if (!run) { sfctl_term_printf(stderr, "sfctl %s: which run? (e.g. sfctl %s r1)\n", cmd, cmd); return SFCTL_EXIT_USAGE; }
         if (!strcmp(cmd, "status")) return simple(SF__REQUEST__OP__STATUS, cmd, run, json);
         if (!strcmp(cmd, "cancel")) return simple(SF__REQUEST__OP__CANCEL, cmd, run, json);
         long interval = 500;
@@ -342,7 +358,7 @@ int main(int argc, char **argv) {
             if (!strcmp(sub[k], "--interval")) interval = atol(sub[k + 1]);
         return sfctl_watch(run, interval > 0 ? interval : 500, 0);
     }
-    fprintf(stderr, "sfctl: unknown command '%s'\n", cmd);
+    sfctl_term_printf(stderr, "sfctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return SFCTL_EXIT_USAGE;
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/sfctl.h"
+#include "cli/term.h"
 #include "common/redis/keys.h"
 #include "common/redis/redis_auth.h"
 
@@ -36,13 +37,17 @@ static volatile sig_atomic_t stop_flag;
 
 static void on_sig(int s) { (void)s; stop_flag = 1; }
 
-/* One screen line, cut to the width. */
+/* One screen line, cut to the width.  Everything on it but the format is
+ * Redis's (run names, worker ids, class fields), so the whole line is
+ * escaped before it is cut (term.h). */
 static void line(const char *fmt, ...) {
     if (row >= H || row >= 128) return;
+    char raw[MAXW * 2 + 1];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(frame[row], (size_t)W + 1, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    sfctl_term_escape(raw, frame[row], (size_t)W + 1);
     row++;
 }
 
@@ -201,12 +206,12 @@ int sfctl_top(int argc, char **argv) {
         }
     }
     if (sf_redis_auth_load(user, password_file, &auth, conn_err, sizeof conn_err) != 0) {
-        fprintf(stderr, "sfctl top: %s\n", conn_err);
+        sfctl_term_printf(stderr, "sfctl top: %s\n", conn_err);
         return SFCTL_EXIT_USAGE;
     }
     redisContext *rc = connect_redis(addr);
     if (!rc) {
-        fprintf(stderr, "sfctl top: %s\n", conn_err);
+        sfctl_term_printf(stderr, "sfctl top: %s\n", conn_err);
         sf_redis_auth_free(&auth);
         return SFCTL_EXIT_UNREACHABLE;
     }

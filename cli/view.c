@@ -1,6 +1,8 @@
 /* view.c: what sfctl prints — tables for status, runs and workers, and the
  * live progress bars of `watch` (redrawn in place on a terminal, one plain
- * line per change otherwise, so that logs and pipes stay readable). */
+ * line per change otherwise, so that logs and pipes stay readable).  Every
+ * string of the coordinator's JSON (run names, class names, worker ids,
+ * errors) is escaped before it is printed (term.h). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 #include "common/runtime/clock.h"
 #include "cli/sfctl.h"
+#include "cli/term.h"
 #include "proto/shiftforge.pb-c.h"
 
 static double num(const cJSON *o, const char *k) {
@@ -63,7 +66,11 @@ static void print_status(const cJSON *r) {
 
 int sfctl_print_table(int op, const char *json) {
     cJSON *o = cJSON_Parse(json);
-    if (!o) { fprintf(stderr, "sfctl: the coordinator sent unreadable JSON\n"); return SFCTL_EXIT_FAIL; }
+    if (!o || sfctl_term_escape_json(o) != 0) {
+        fprintf(stderr, "sfctl: the coordinator sent unreadable JSON\n");
+        cJSON_Delete(o);
+        return SFCTL_EXIT_FAIL;
+    }
     if (op == SF__REQUEST__OP__STATUS) print_status(o);
     else if (op == SF__REQUEST__OP__LIST_RUNS) {
         printf("%-8s %-10s %-14s %10s %10s %8s %5s  %s\n", "RUN", "STATE", "PHASE", "DONE", "TOTAL", "DEAD", "PRIO", "NAME");
@@ -100,17 +107,21 @@ int sfctl_watch(const char *run, long interval_ms, int quiet_start) {
             free(rep.json);
             /* The coordinator may be restarting: keep watching for a while. */
             if (rc == SFCTL_EXIT_UNREACHABLE && ++misses < 60) {
-                if (!tty) fprintf(stderr, "sfctl watch: %s; retrying\n", rep.error);
+                if (!tty) sfctl_term_printf(stderr, "sfctl watch: %s; retrying\n", rep.error);
                 usleep((useconds_t)interval_ms * 1000);
                 continue;
             }
-            fprintf(stderr, "sfctl watch: %s\n", rep.error);
+            sfctl_term_printf(stderr, "sfctl watch: %s\n", rep.error);
             return rc;
         }
         misses = 0;
         cJSON *r = cJSON_Parse(rep.json);
         free(rep.json);
-        if (!r) return SFCTL_EXIT_FAIL;
+        if (!r || sfctl_term_escape_json(r) != 0) {
+            fprintf(stderr, "sfctl watch: the coordinator sent unreadable JSON\n");
+            cJSON_Delete(r);
+            return SFCTL_EXIT_FAIL;
+        }
         double done = num(r, "done"), total = num(r, "total"), dead = num(r, "dead"), now = sf_clock_mono_s();
         if (last_done >= 0 && now > last_t) {
             double inst = (done - last_done) / (now - last_t);
@@ -151,8 +162,9 @@ int sfctl_watch(const char *run, long interval_ms, int quiet_start) {
         }
         if (finished) {
             int code = !strcmp(state, "done") ? 0 : !strcmp(state, "cancelled") ? SFCTL_EXIT_CANCELLED : SFCTL_EXIT_FAIL;
-            if (code == SFCTL_EXIT_FAIL) fprintf(stderr, "run %s failed: %.0f jobs dead; last error: %s\n", run, dead,
-                                                 str(r, "last_error"));
+            if (code == SFCTL_EXIT_FAIL)
+                sfctl_term_printf(stderr, "run %s failed: %.0f jobs dead; last error: %s\n", run, dead,
+                                  str(r, "last_error"));
             cJSON_Delete(r);
             return code;
         }

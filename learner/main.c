@@ -116,6 +116,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     sf_log_init("sf-learner", L.cfg.log_level, L.cfg.log_json);
+    /* Checked now, not when a run first writes there (checkpoint_dir/<run>/,
+     * train.c), by which time its SFT or PPO work would be lost. */
+    if (sf_config_check_dir("checkpoint_dir", L.cfg.checkpoint_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-learner: %s\n", err);
+        return 2;
+    }
     sf_curve_keypair_t curve;
     int curve_on = *L.cfg.curve_key_file || *L.cfg.curve_allowed_dir;
     if (curve_on && (!*L.cfg.curve_key_file || !*L.cfg.curve_allowed_dir)) {
@@ -143,8 +149,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     sf_ml_opts_t mo = {(int)L.cfg.threads, 0};
-    if (sf_ml_init(&mo) != 0 || sf_ml_device_check(L.cfg.device) != 0) {
-        sf_error("device %s: %s", L.cfg.device, sf_ml_errstr());
+    if (sf_ml_init(&mo) != 0) {
+        fprintf(stderr, "sf-learner: libtorch: %s\n", sf_ml_errstr());
+        return 2;
+    }
+    if (sf_ml_device_check(L.cfg.device) != 0) {
+        fprintf(stderr, "sf-learner: config key 'device': %s\n", sf_ml_errstr());
         return 2;
     }
     L.zctx = zmq_ctx_new();

@@ -32,6 +32,9 @@
 #include "common/net/wire.h"
 #include "common/net/zsock.h"
 #include "worker/worker.h"
+#if SF_HAVE_TORCH
+#include "ml/sf_ml.h"
+#endif
 
 #define SF_VERSION "0.1.0"
 #define MAX_RESULTS 1024
@@ -670,6 +673,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sf-worker: dtype = '%s': must be fp32, bf16 or fp16\n", wk->cfg.dtype);
         return 2;
     }
+    /* The folder jobs write and the device they run on are checked now: a
+     * worker that started anyway would take jobs and fail every one. */
+    if (sf_config_check_dir("data_dir", wk->cfg.data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "sf-worker: %s\n", err);
+        return 2;
+    }
+#if SF_HAVE_TORCH
+    if (sf_ml_device_check(wk->cfg.device) != 0) {
+        fprintf(stderr, "sf-worker: config key 'device': %s\n", sf_ml_errstr());
+        return 2;
+    }
+#endif
     if (sf_curve_client_load(wk->cfg.curve_key_file, wk->cfg.curve_server_key_file, "curve_key_file",
                              "curve_server_key_file", &wk->curve, err, sizeof err) != 0) {
         fprintf(stderr, "sf-worker: config key %s\n", err);

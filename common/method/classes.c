@@ -168,6 +168,17 @@ int sf_classes_parse(const char *text, size_t len, sf_classlist_t **out, char *e
         memcpy(line, p, ll);
         line[ll] = 0;
         p = nl ? nl + 1 : end;
+        /* Control characters (but a TSV row's tabs and a CRLF file's CR)
+         * have no place in a class name or a comment, and echoed back in an
+         * error or a table they would be commands to the reader's terminal:
+         * refused, by code, without echoing the line. */
+        for (size_t i = 0; i < ll && rc == 0; i++) {
+            const unsigned char c = (unsigned char)line[i];
+            if ((c < 0x20 && c != '\t' && !(c == '\r' && i + 1 == ll)) || c == 0x7f)
+                rc = sf_errf(SF_EINVAL, err, errlen, "line %d: control character 0x%02x (column %zu)", lineno, c,
+                             i + 1);
+        }
+        if (rc) break;
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
         char *key = trim(line);

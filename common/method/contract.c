@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/runtime/error.h"
+#include "common/runtime/json_strict.h"
 
 #define SF__SET_ROW_UINT(name, def) SF_SET_UINT, (double)(def), NULL
 #define SF__SET_ROW_NUM(name, def) SF_SET_NUM, (double)(def), NULL
@@ -133,7 +134,11 @@ int sf_job_params_parse(const char *kind, const char *payload, size_t len, sf_sh
     snprintf(where, sizeof where, "payload of %s", kind);
     sf_shift_params_init(p);
     if (!payload || !len) return 0;
-    cJSON *o = cJSON_ParseWithLength(payload, len);
+    /* Strict: a key twice would be read once and looped over twice, and
+     * text after the object would be ignored (json_strict.h). */
+    cJSON *o;
+    int prc = sf_json_parse_strict(payload, len, where, &o, err, n);
+    if (prc) return prc;
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         return sf_errf(SF_EINVAL, err, n, "%s: not a JSON object", where);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/runtime/error.h"
+#include "common/runtime/json_strict.h"
 
 int sf_spec_keys(const cJSON *obj, const char *const *allowed, char *err, size_t n) {
     for (const cJSON *it = obj ? obj->child : NULL; it; it = it->next) {
@@ -18,7 +19,9 @@ int sf_spec_keys(const cJSON *obj, const char *const *allowed, char *err, size_t
             if (strcmp(p->string, it->string) == 0)
                 return sf_errf(SF_EINVAL, err, n, "run spec: key '%s' is given twice", it->string);
     }
-    return 0;
+    /* And at any depth below (a phase's payload, an object of "ppo"): the
+     * spec text may come from any client, or straight from Redis. */
+    return obj ? sf_json_unique_keys(obj, "run spec", err, n) : 0;
 }
 
 int sf_spec_uint(const cJSON *obj, const char *key, long def, long min, long max, long *out, char *err, size_t n) {

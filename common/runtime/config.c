@@ -3,13 +3,17 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/runtime/error.h"
 #include "common/runtime/fileio.h"
+#include "common/runtime/json_strict.h"
 
 static const sf_cfg_field_t *find(const sf_cfg_field_t *s, const char *key) {
     for (; s->key; s++)
@@ -76,14 +80,13 @@ int sf_config_set(const sf_cfg_field_t *schema, void *obj, const char *key, cons
 
 int sf_config_load_text(const sf_cfg_field_t *schema, void *obj, const char *name, const char *buf, size_t len,
                         char *err, size_t n) {
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        int line = 1;
-        for (const char *q = buf; at && q < at && q < buf + len; q++) line += *q == '\n';
-        return sf_errf(SF_EINVAL, err, n, "config file '%s': invalid JSON near line %d", name, line);
-    }
-    int rc = 0;
+    /* Strict: text after the object, or a key given twice, would otherwise
+     * be dropped without a word (json_strict.h). */
+    char what[300];
+    snprintf(what, sizeof what, "config file '%s'", name);
+    cJSON *root;
+    int rc = sf_json_parse_strict(buf, len, what, &root, err, n);
+    if (rc) return rc;
     if (!cJSON_IsObject(root)) {
         rc = sf_errf(SF_EINVAL, err, n, "config file '%s': top level must be an object", name);
         goto out;
@@ -159,6 +162,65 @@ int sf_config_args(const sf_cfg_field_t *schema, void *obj, int argc, char **arg
     for (int i = 0; i < nr; i++) argv[1 + i] = rest[i];
     *nrest = nr;
     free(rest);
+    return rc;
+}
+
+/* 1 when a file can be made in folder dir, else 0 with errno saying why:
+ * one is made and removed at once, since access() says yes to root where
+ * nobody can write (/proc, some network file systems). */
+static int can_write_in(const char *dir) {
+    char probe[PATH_MAX];
+    if (snprintf(probe, sizeof probe, "%s/.sf-write-check.XXXXXX", dir) >= (int)sizeof probe) {
+        errno = ENAMETOOLONG;
+        return 0;
+    }
+    int fd = mkstemp(probe);
+    if (fd < 0) return 0;
+    close(fd);
+    unlink(probe);
+    return 1;
+}
+
+int sf_config_check_dir(const char *key, const char *path, char *err, size_t n) {
+    if (!path || !*path) return sf_errf(SF_EINVAL, err, n, "config key '%s' is empty: it needs a folder", key);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return sf_errf(SF_EINVAL, err, n, "config key '%s' = '%s': not a folder", key, path);
+        if (!can_write_in(path))
+            return sf_errf(SF_EINVAL, err, n, "config key '%s' = '%s': not writable (%s)", key, path, strerror(errno));
+        return 0;
+    }
+    if (errno != ENOENT)
+        return sf_errf(SF_EINVAL, err, n, "config key '%s' = '%s': %s", key, path, strerror(errno));
+    /* Missing: the daemon makes it (mkdir -p) when it first writes, so the
+     * nearest ancestor that exists must be a folder it can write in. */
+    char *up = strdup(path);
+    if (!up) return SF_ENOMEM;
+    int rc = 0;
+    for (;;) {
+        size_t l = strlen(up);
+        while (l > 1 && up[l - 1] == '/') up[--l] = 0;
+        char *slash = strrchr(up, '/');
+        if (!slash) snprintf(up, l + 1, ".");
+        else if (slash == up) up[1] = 0;
+        else *slash = 0;
+        if (stat(up, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                rc = sf_errf(SF_EINVAL, err, n, "config key '%s' = '%s': cannot be made, '%s' is not a folder", key,
+                             path, up);
+            else if (!can_write_in(up))
+                rc = sf_errf(SF_EINVAL, err, n, "config key '%s' = '%s': cannot be made in '%s' (%s)", key, path, up,
+                             strerror(errno));
+            break;
+        }
+        if (errno != ENOENT) {
+            rc = sf_errf(SF_EINVAL, err, n, "config key '%s' = '%s': cannot be made: '%s': %s", key, path, up,
+                         strerror(errno));
+            break;
+        }
+        if (!strcmp(up, ".") || !strcmp(up, "/")) break; /* both exist; a deleted cwd ends here */
+    }
+    free(up);
     return rc;
 }
 

@@ -56,6 +56,14 @@ int sf_config_set(const sf_cfg_field_t *schema, void *obj, const char *key,
 int sf_config_args(const sf_cfg_field_t *schema, void *obj, int argc, char **argv,
                    int *nrest, int *help, char *err, size_t errlen);
 
+/* Checks, at a daemon's start, that the folder setting `key` names a folder
+ * this process can write in, or one it could create (its nearest existing
+ * ancestor is a folder it can write in), by making a file there and
+ * removing it; it leaves nothing behind.  0, or SF_EINVAL with err naming
+ * the key and the path: "config key 'data_dir' = '/srv/data': not writable
+ * (Read-only file system)". */
+int sf_config_check_dir(const char *key, const char *path, char *err, size_t errlen);
+
 /* Prints "--key (type, default X): doc" lines. */
 void sf_config_usage(const sf_cfg_field_t *schema, FILE *out);
 

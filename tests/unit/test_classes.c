@@ -56,6 +56,37 @@ TEST(bad_lists_name_the_line) {
     CHECK(sf_classes_load("/nonexistent/list.txt", &cl, err, sizeof err) == SF_EIO);
 }
 
+/* A control character anywhere in a line (name or comment) is refused by
+ * line and code, and the line is not echoed: an error or a table would
+ * otherwise carry it to a terminal. */
+TEST(control_characters_are_refused_by_line) {
+    static const struct { const char *txt; size_t len; const char *want; } bad[] = {
+        {"tench\ngold\x1b[31mfish\n", 0, "line 2: control character 0x1b (column 5)"},
+        {"tench\ngoldfish # \x1b]0;title\x07\n", 0, "line 2: control character 0x1b"},
+        {"tench\n\x7f\n", 0, "line 2: control character 0x7f"},
+        {"junco\vtench\n", 0, "line 1: control character 0x0b"},
+        {"tench\rgoldfish\n", 0, "line 1: control character 0x0d (column 6)"},
+        {"tench\ngoldfish\0junco\n", 21, "line 2: control character 0x00"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sf_classlist_t *cl = NULL;
+        char err[256] = "";
+        size_t len = bad[i].len ? bad[i].len : strlen(bad[i].txt);
+        CHECK_EQ_INT(sf_classes_parse(bad[i].txt, len, &cl, err, sizeof err), SF_EINVAL);
+        CHECK(cl == NULL);
+        if (!strstr(err, bad[i].want)) fprintf(stderr, "case %zu: '%s', want '%s'\n", i, err, bad[i].want);
+        CHECK(strstr(err, bad[i].want) != NULL);
+        for (const char *c = err; *c; c++) CHECK((unsigned char)*c >= 0x20 && *c != 0x7f);
+    }
+    /* What stays allowed: a TSV row's tabs and a CRLF file's CR. */
+    const char *ok = "0\tn01440764\ttench\ttench, Tinca tinca\r\ngoldfish\r\n";
+    sf_classlist_t *cl = NULL;
+    char err[256];
+    CHECK_EQ_INT(sf_classes_parse(ok, strlen(ok), &cl, err, sizeof err), 0);
+    CHECK_EQ_INT(cl->n, 2);
+    sf_classes_free(&cl);
+}
+
 TEST(mentioned_by_name_or_lemma) {
     const sf_class_t *shark = sf_classes_lookup("great white shark");
     CHECK(shark != NULL);
@@ -93,6 +124,7 @@ int main(void) {
     SF_RUN(glosses_of_all_1000_classes);
     SF_RUN(parse_by_wnid_and_name);
     SF_RUN(bad_lists_name_the_line);
+    SF_RUN(control_characters_are_refused_by_line);
     SF_RUN(mentioned_by_name_or_lemma);
     SF_DONE();
 }

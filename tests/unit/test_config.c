@@ -1,6 +1,7 @@
 /* Unit tests for common/config: defaults, files, flags, and clear errors. */
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/runtime/config.h"
@@ -75,8 +76,65 @@ TEST(errors_name_the_key) {
     sf_config_free(schema, &c);
 }
 
+/* What cJSON alone lets through: a file read only up to its first value, or
+ * a key whose first copy a lookup sees while the loop applies both. */
+TEST(trailing_text_and_repeated_keys_are_errors) {
+    cfg_t c = {0};
+    char err[256];
+    sf_config_defaults(schema, &c);
+    const char *p = write_tmp("{\"n\": 4}\n{\"n\": 5}\n");
+    CHECK_EQ_INT(sf_config_load_file(schema, &c, p, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, p) && strstr(err, "unexpected text after the JSON value at line 2"));
+    p = write_tmp("{\"name\": \"w1\"} trailing");
+    CHECK_EQ_INT(sf_config_load_file(schema, &c, p, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "after the JSON value at line 1, column 16"));
+    p = write_tmp("{\"n\": 4, \"x\": 1, \"n\": 5}");
+    CHECK_EQ_INT(sf_config_load_file(schema, &c, p, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, p) && strstr(err, "key 'n' is given twice"));
+    CHECK_EQ_INT(c.n, 3); /* nothing of a refused file is applied */
+    p = write_tmp("\n  {\"n\": 4}  \n\n");
+    CHECK_EQ_INT(sf_config_load_file(schema, &c, p, err, sizeof err), 0);
+    CHECK_EQ_INT(c.n, 4);
+    unlink(p);
+    sf_config_free(schema, &c);
+}
+
+TEST(check_dir_names_the_key_and_the_path) {
+    char dir[] = "/tmp/sf-test-config-dir-XXXXXX", path[256], err[512];
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_EQ_INT(sf_config_check_dir("data_dir", dir, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/not/yet/there", dir); /* made when first written */
+    CHECK_EQ_INT(sf_config_check_dir("data_dir", path, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fclose(f);
+    CHECK_EQ_INT(sf_config_check_dir("data_dir", path, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "config key 'data_dir'") && strstr(err, path) && strstr(err, "not a folder"));
+    snprintf(path, sizeof path, "%s/file/sub", dir); /* under a file: cannot be made */
+    CHECK_EQ_INT(sf_config_check_dir("checkpoint_dir", path, err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "config key 'checkpoint_dir'") && strstr(err, path));
+    CHECK_EQ_INT(sf_config_check_dir("data_dir", "/proc/sf-test/x", err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "'/proc/sf-test/x'") && strstr(err, "cannot be made in '/proc'"));
+    CHECK_EQ_INT(sf_config_check_dir("data_dir", "", err, sizeof err), SF_EINVAL);
+    CHECK(strstr(err, "'data_dir' is empty"));
+    /* A folder without write permission (root may write anyway). */
+    snprintf(path, sizeof path, "%s/ro", dir);
+    CHECK_EQ_INT(mkdir(path, 0555), 0);
+    if (geteuid() != 0) {
+        CHECK_EQ_INT(sf_config_check_dir("data_dir", path, err, sizeof err), SF_EINVAL);
+        CHECK(strstr(err, "not writable"));
+    }
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/file", dir);
+    unlink(path);
+    CHECK_EQ_INT(rmdir(dir), 0);
+}
+
 int main(void) {
     SF_RUN(defaults_file_flags);
     SF_RUN(errors_name_the_key);
+    SF_RUN(trailing_text_and_repeated_keys_are_errors);
+    SF_RUN(check_dir_names_the_key_and_the_path);
     SF_DONE();
 }

@@ -4,7 +4,9 @@
  *   docs       docs/configuration.md's table of the method's keys has a row
  *              "| `key` | type | default | meaning |" for every setting, with
  *              the contract's type and default, and no key the method lacks
- *              (the rule for defaults is written above that table);
+ *              (the rule for defaults is written above that table); and
+ *              every key of its table of the learner's settings is one a
+ *              submitted spec may carry (run_spec.c's "ppo" and "sft");
  *   spec       sf_shift_params_from_spec: defaults, values, bounds errors;
  *   payload    sf_job_payload: the keys of each kind;
  *   parse      sf_job_params_parse: unknown keys, wrong types, out of range;
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "common/method/contract.h"
+#include "common/method/run_spec.h"
 #include "common/runtime/error.h"
 #include "common/runtime/fileio.h"
 #include "tests/unit/sf_test.h"
@@ -37,9 +40,14 @@ static char *trim(char *s) {
     return s;
 }
 
-/* The rows of the table under "### Method `shift`" (up to the next
- * heading); -1 when the file or the section is missing. */
-static int read_doc_rows(doc_row_t *rows, int max) {
+static const char method_section[] = "\n### Method `shift`";
+static const char learner_section[] = "\n### Learner settings in a run spec";
+
+/* The rows of the table under `section` (up to the next heading), one for
+ * each `key` in a row's first cell ("`sft.learning_rate`,
+ * `sft.min_learning_rate`" is two); -1 when the file or the section is
+ * missing. */
+static int read_doc_rows(const char *section, doc_row_t *rows, int max) {
     const char *root = getenv("SF_ROOT");
     char path[4096];
     snprintf(path, sizeof path, "%s/docs/configuration.md", root && *root ? root : ".");
@@ -48,7 +56,7 @@ static int read_doc_rows(doc_row_t *rows, int max) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    char *sec = strstr(txt, "\n### Method `shift`");
+    char *sec = strstr(txt, section);
     if (!sec) { free(txt); return -1; }
     sec++;
     char *end = strstr(sec + 1, "\n#");
@@ -68,12 +76,15 @@ static int read_doc_rows(doc_row_t *rows, int max) {
             c = bar ? bar + 1 : NULL;
         }
         if (!cell[2]) continue;
-        size_t kl = strlen(cell[0]);
-        if (kl < 3 || cell[0][kl - 1] != '`') continue;
-        snprintf(rows[n].key, sizeof rows[n].key, "%.*s", (int)(kl - 2), cell[0] + 1);
-        snprintf(rows[n].type, sizeof rows[n].type, "%s", cell[1]);
-        snprintf(rows[n].def, sizeof rows[n].def, "%s", cell[2]);
-        n++;
+        for (char *k = strchr(cell[0], '`'); k && n < max;) {
+            char *ke = strchr(k + 1, '`');
+            if (!ke) break;
+            snprintf(rows[n].key, sizeof rows[n].key, "%.*s", (int)(ke - k - 1), k + 1);
+            snprintf(rows[n].type, sizeof rows[n].type, "%s", cell[1]);
+            snprintf(rows[n].def, sizeof rows[n].def, "%s", cell[2]);
+            n++;
+            k = strchr(ke + 1, '`');
+        }
     }
     free(txt);
     return n;
@@ -121,7 +132,7 @@ static int default_matches(const sf_setting_t *s, const char *cell) {
 
 TEST(test_docs_list_every_setting_with_its_type_and_default) {
     doc_row_t rows[MAX_ROWS];
-    int nr = read_doc_rows(rows, MAX_ROWS);
+    int nr = read_doc_rows(method_section, rows, MAX_ROWS);
     CHECK(nr > 0);
     int n;
     const sf_setting_t *t = sf_shift_settings(&n);
@@ -154,7 +165,7 @@ TEST(test_docs_list_every_setting_with_its_type_and_default) {
 
 TEST(test_docs_list_no_key_the_method_lacks) {
     doc_row_t rows[MAX_ROWS];
-    int nr = read_doc_rows(rows, MAX_ROWS);
+    int nr = read_doc_rows(method_section, rows, MAX_ROWS);
     CHECK(nr > 0);
     const char *const *keys = sf_shift_spec_keys();
     int bad = 0;
@@ -171,6 +182,68 @@ TEST(test_docs_list_no_key_the_method_lacks) {
     int seen = 0;
     for (int j = 0; j < nr; j++) seen += !strcmp(rows[j].key, "ppo") || !strcmp(rows[j].key, "sft");
     CHECK_EQ_INT(seen, 2);
+}
+
+/* 1 if the spec key `key` ("seed", "ppo.updates", "sft.corpus") is one the
+ * coordinator accepts in a spec of method shift, else 0 (with why on
+ * stderr when `say`).
+ * A sub-key of "ppo" or "sft" is tried on run_spec.c's reader, which the
+ * coordinator and the learner share: what it calls unknown is no key. */
+static int spec_may_carry(const char *key, int say) {
+    const char *dot = strchr(key, '.');
+    char top[64];
+    snprintf(top, sizeof top, "%.*s", dot ? (int)(dot - key) : (int)strlen(key), key);
+    int found = 0;
+    for (const char *const *k = sf_shift_spec_keys(); *k && !found; k++) found = !strcmp(*k, top);
+    if (!found || !dot) {
+        if (!found && say) fprintf(stderr, "docs: '%s' is no key of a run spec of method shift\n", key);
+        return found;
+    }
+    char json[256], err[256] = "";
+    int rc;
+    if (!strcmp(top, "ppo")) {
+        snprintf(json, sizeof json, "{\"ppo\":{\"%s\":1}}", dot + 1);
+        cJSON *spec = cJSON_Parse(json);
+        sf_ppo_spec_t p;
+        sf_ppo_spec_init(&p);
+        rc = sf_ppo_spec_parse(spec, &p, err, sizeof err);
+        cJSON_Delete(spec);
+    } else if (!strcmp(top, "sft")) {
+        snprintf(json, sizeof json, "{\"sft\":{\"steps\":10,\"%s\":1}}", dot + 1);
+        cJSON *spec = cJSON_Parse(json);
+        sf_sft_spec_t s;
+        rc = sf_sft_spec_parse(spec, &s, err, sizeof err);
+        cJSON_Delete(spec);
+    } else {
+        if (say) fprintf(stderr, "docs: '%s': '%s' has no sub-keys\n", key, top);
+        return 0;
+    }
+    if (rc && strstr(err, "unknown key")) {
+        if (say) fprintf(stderr, "docs: '%s' is no key of a run spec: %s\n", key, err);
+        return 0;
+    }
+    return 1;
+}
+
+/* The learner's table documents keys of the same spec that a client submits:
+ * one the coordinator refuses (as it did "policy_config", a learner-only key
+ * no submitted spec could carry) must not be on it. */
+TEST(test_docs_learner_keys_are_keys_a_spec_may_carry) {
+    doc_row_t rows[MAX_ROWS];
+    int nr = read_doc_rows(learner_section, rows, MAX_ROWS);
+    CHECK(nr >= 10);
+    int bad = 0, split = 0;
+    for (int j = 0; j < nr; j++) {
+        bad += !spec_may_carry(rows[j].key, 1);
+        split += !strcmp(rows[j].key, "sft.min_learning_rate") || !strcmp(rows[j].key, "ppo.max_grad_norm");
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(split, 2); /* the rows that name several keys were read key by key */
+    /* The check itself: a key the coordinator refuses, at either level, fails it. */
+    CHECK(!spec_may_carry("policy_config", 0));
+    CHECK(!spec_may_carry("ppo.learnig_rate", 0));
+    CHECK(!spec_may_carry("sft.stepz", 0));
+    CHECK(spec_may_carry("ppo.cliprange", 1) && spec_may_carry("sft.corpus", 1) && spec_may_carry("seed", 1));
 }
 
 /* ---- lookups and the spec's keys --------------------------------------- */
@@ -297,6 +370,30 @@ TEST(test_spec_bounds_errors_name_the_key) {
     CHECK_EQ_INT(strlen(p.policy), SF_SET_STR_MAX - 1);
 }
 
+/* The coordinator checks a shift spec's keys with sf_spec_keys and the
+ * contract's list; a key twice is refused at any depth, naming its path,
+ * since the spec text may come from any client or straight from Redis. */
+TEST(test_spec_keys_repeated_at_any_depth) {
+    static const struct { const char *json, *want; } bad[] = {
+        {"{\"seed\":1,\"seed\":2}", "run spec: key 'seed' is given twice"},
+        {"{\"ppo\":{\"updates\":3,\"updates\":4}}", "run spec: key 'ppo.updates' is given twice"},
+        {"{\"sft\":{\"steps\":3,\"corpus\":\"world\",\"corpus\":\"x.jsonl\"}}",
+         "run spec: key 'sft.corpus' is given twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cJSON *spec = cJSON_Parse(bad[i].json); /* cJSON keeps both copies */
+        CHECK(spec != NULL);
+        char err[256] = "";
+        int rc = sf_spec_keys(spec, sf_shift_spec_keys(), err, sizeof err);
+        cJSON_Delete(spec);
+        CHECK(refused(rc, err, bad[i].want, bad[i].json));
+    }
+    cJSON *spec = cJSON_Parse("{\"ppo\":{\"updates\":3},\"sft\":{\"steps\":3},\"seed\":2}");
+    char err[256];
+    CHECK_EQ_INT(sf_spec_keys(spec, sf_shift_spec_keys(), err, sizeof err), 0);
+    cJSON_Delete(spec);
+}
+
 /* ---- payloads ----------------------------------------------------------- */
 
 /* The keys of o, sorted, comma-separated. */
@@ -398,7 +495,11 @@ TEST(test_parse_errors_name_the_key) {
         {"finetune", "{\"finetune_learning_rate\":2}", "'finetune_learning_rate' must be a number in [1e-07, 1]"},
         {"generate", "{\"world\":3}", "payload of generate: 'world' must be a non-empty string"},
         {"filter", "[1,2]", "payload of filter: not a JSON object"},
-        {"filter", "{\"filter_threshold\":", "payload of filter: not a JSON object"},
+        {"filter", "{\"filter_threshold\":", "payload of filter: invalid JSON near line 1"},
+        /* what cJSON alone lets through: a key twice, text after the object */
+        {"filter", "{\"filter_threshold\":0.5,\"filter_threshold\":0.1}",
+         "payload of filter: key 'filter_threshold' is given twice"},
+        {"generate", "{\"seed\":3} {\"seed\":4}", "payload of generate: unexpected text after the JSON value"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sf_shift_params_t p;
@@ -467,9 +568,11 @@ TEST(test_round_trip_spec_payload_params) {
 int main(void) {
     SF_RUN(test_docs_list_every_setting_with_its_type_and_default);
     SF_RUN(test_docs_list_no_key_the_method_lacks);
+    SF_RUN(test_docs_learner_keys_are_keys_a_spec_may_carry);
     SF_RUN(test_lookups);
     SF_RUN(test_spec_defaults_and_values);
     SF_RUN(test_spec_bounds_errors_name_the_key);
+    SF_RUN(test_spec_keys_repeated_at_any_depth);
     SF_RUN(test_payload_keys_per_kind);
     SF_RUN(test_payload_values);
     SF_RUN(test_parse_defaults);
