@@ -418,7 +418,8 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
 }
 
 void sf_broker_pump(sf_coord_t *c) {
-    if (!c->dispatch_dirty || c->stopping) return;
+    /* Fenced: the lease may be another's now; its jobs are not ours to give. */
+    if (!c->dispatch_dirty || c->stopping || c->fenced) return;
     c->dispatch_dirty = 0;
     if (!c->runs || c->n_worker_slots == 0) return;
     int64_t now_us = sf_clock_mono_us();

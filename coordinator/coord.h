@@ -177,6 +177,7 @@ typedef struct sf_coord_config_s {
     long worker_ttl_s;
     long no_worker_timeout_ms;
     long finished_hold_ms, max_jobs_held, max_finished_runs;
+    long leader_lease_ms;
     char *metrics_host;
     long metrics_port;
     char *log_level;
@@ -231,6 +232,13 @@ typedef struct sf_coord_s {
     int64_t start_wall_ms;  /* shown: the coordinator hash's started_ms */
     int stopping;
     int64_t stop_deadline_ms; /* sf_coord_mono_ms */
+    /* The leader lease (store.c): this coordinator's name in it, and when a
+     * renewal last succeeded (sf_coord_mono_ms, the time it was sent).
+     * Past leader_lease_ms without one, `fenced`: nothing is handed out
+     * until Redis confirms the lease again. */
+    char holder[160];
+    int64_t lease_ok_ms;
+    int fenced;
     sf_run_t *runs;         /* priority order: higher first, FIFO within */
     uint32_t next_run_num;
     sf_worker_t *workers;   /* (SF_MAX_WORKERS) by slot */
@@ -344,7 +352,16 @@ void sf_backoff_add(sf_coord_t *c, sf_run_t *r, uint32_t idx, int64_t ready_ms);
 
 /* store.c */
 int sf_store_open(sf_coord_t *c, char *err, size_t n);
-int sf_store_load(sf_coord_t *c, char *err, size_t n);   /* blocking, at start only */
+/* Blocking, at start only: waits as a standby while another coordinator
+ * holds the leader lease, takes it (a new epoch), cuts the connections of
+ * any coordinator before it, then loads every run. */
+int sf_store_load(sf_coord_t *c, char *err, size_t n);
+/* From the cron: renews the leader lease; a coordinator that finds it lost
+ * exits (its writes are fenced off in any case). */
+void sf_store_lease_tick(sf_coord_t *c);
+/* On a clean stop: gives the lease up so that a standby or a restart takes
+ * over at once. */
+void sf_store_lease_release(sf_coord_t *c);
 void sf_store_close(sf_coord_t *c);
 int sf_store_idle(const sf_coord_t *c);                  /* nothing pending or in flight */
 void sf_store_flush(sf_coord_t *c);

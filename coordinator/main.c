@@ -55,6 +55,8 @@ const sf_cfg_field_t sf_coord_schema[] = {
       "ended runs kept in memory for status and listings; older ones stay in Redis only"),
     F(flush_max_ops, SF_CFG_INT, "20000", 100, 10000000, "Redis operations after which a batch is sent at once"),
     F(worker_ttl_s, SF_CFG_INT, "30", 2, 86400, "expiry of a worker's Redis hash without heartbeats, s"),
+    F(leader_lease_ms, SF_CFG_INT, "3000", 300, 600000,
+      "the leader lease in Redis: a standby takes over this long after the leader stops renewing it, ms"),
     F(no_worker_timeout_ms, SF_CFG_INT, "600000", 0, 604800000,
       "a run whose phase's kind no connected worker offers fails after this long, ms (0: waits)"),
     SF_CFG_DAEMON_FIELDS(sf_coord_config_t),
@@ -212,6 +214,7 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
 static void cron(uv_timer_t *t) {
     sf_coord_t *c = t->data;
     static int64_t last_self;
+    sf_store_lease_tick(c);
     sf_broker_cron(c);
     int64_t now = sf_coord_mono_ms(c);
     if (now - last_self >= 1000) {
@@ -259,6 +262,7 @@ static void shutdown_loop(sf_coord_t *c) {
     uv_close((uv_handle_t *)&c->sighup, NULL);
     sf_zap_close(c->zap);
     c->zap = NULL;
+    sf_store_lease_release(c);
     sf_store_close(c);
     sf_metrics_stop(c->metrics);
 }

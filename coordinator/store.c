@@ -73,7 +73,55 @@ struct sf_store_s {
     int was_connected;  /* a reconnect, not the first connect */
     int batch_refused;  /* Redis refused an EXEC on this connection: reconnect and send again */
     int refused_streak; /* batches refused in a row: the reconnects back off, the log stays short */
+    int leading;        /* this connection confirmed the lease: batches may go out on it */
+    int lease_inflight; /* a renewal awaits its reply */
+    int64_t lease_sent_ms, lease_last_ms;
 };
+
+/* ---- the leader lease -------------------------------------------------------------
+ *
+ * One coordinator leads per Redis (per prefix).  It holds KEYS[1], "<epoch>
+ * <holder>", with a TTL of leader_lease_ms, renewed every third of it.  One
+ * script takes, renews and resumes it, atomically:
+ *   - held by us: renewed; returns our epoch;
+ *   - held by another: the error "HELD <value>";
+ *   - free, and we held it before (ARGV[3] is our epoch): taken again with
+ *     the same epoch unless another took it since (the epoch counter, KEYS[2],
+ *     is past ours): then 0, lost for good.  A counter behind ours or gone
+ *     is a Redis that lost its data: memory is the newer truth there (the
+ *     resync writes every run again), and the counter is set back to ours;
+ *   - free, at start (ARGV[3] "0"): a new epoch, INCR of KEYS[2].
+ * Fencing: a coordinator that takes the lease kills every Redis connection
+ * named "sf-coordinator" (CLIENT KILL), so nothing an old leader sends
+ * after that point is applied, and a coordinator sends no batch on a new
+ * connection before the script has confirmed its lease on it.  Redis runs
+ * commands one at a time, so every write of the old leader was applied
+ * before the new one loads the runs, or never. */
+static const char LEASE_LUA[] =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "if cur then "
+    "  if ARGV[3] ~= '0' and cur == ARGV[3] .. ' ' .. ARGV[1] then "
+    "    redis.call('PEXPIRE', KEYS[1], ARGV[2]) return tonumber(ARGV[3]) end "
+    "  return redis.error_reply('HELD ' .. cur) end "
+    "if ARGV[3] ~= '0' then "
+    "  local e = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    "  if e > tonumber(ARGV[3]) then return 0 end "
+    "  if e < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3]) end "
+    "  redis.call('SET', KEYS[1], ARGV[3] .. ' ' .. ARGV[1], 'PX', ARGV[2]) return tonumber(ARGV[3]) end "
+    "local e = redis.call('INCR', KEYS[2]) "
+    "redis.call('SET', KEYS[1], e .. ' ' .. ARGV[1], 'PX', ARGV[2]) return e";
+/* Gives the lease up if it is still ours. */
+static const char RELEASE_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+#define SF_COORD_CONN_NAME "sf-coordinator"
+
+static void lease_lost(const char *why) {
+    /* Its state may be older than the new leader's: nothing it holds may be
+     * written or handed out again.  A supervisor restarts it as a standby. */
+    sf_error("lost the leader lease: %s; exiting (a restart waits as a standby)", why);
+    fflush(NULL);
+    _exit(3);
+}
 
 /* The context to send on, NULL while Redis is down. */
 static redisAsyncContext *ac_of(const sf_store_t *s) { return sf_redis_conn_ac(&s->conn); }
@@ -605,7 +653,7 @@ void sf_store_flush(sf_coord_t *c) {
         /* Up to four batches in flight; beyond that, keep coalescing. */
         if (s->inflight < 4 || s->ops > (size_t)c->cfg.flush_max_ops) seal(c);
     }
-    if (!ac_of(s) || s->batch_refused) return;
+    if (!ac_of(s) || s->batch_refused || !s->leading) return;
     for (batch_t *b = s->head; b; b = b->next)
         if (!b->sent) send_batch(c, b);
 }
@@ -670,14 +718,82 @@ static void resync(sf_coord_t *c) {
 /* The connection is usable (connected, and AUTH accepted if we sent one):
  * everything not acknowledged is sent again, behind a rewrite of the active
  * runs after a reconnect. */
-static void on_up(sf_redis_conn_t *rc) {
-    sf_coord_t *c = rc->data;
+/* A reply of LEASE_LUA: our epoch, or the lease is another's. */
+static void on_lease(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    sf_coord_t *c = g_coord;
     sf_store_t *s = c->store;
+    redisReply *r = reply;
+    int first = priv != NULL; /* the check on a new connection */
+    s->lease_inflight = 0;
+    if (!r) return; /* connection lost: the next one checks again */
+    if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "HELD ", 5)) lease_lost(r->str);
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        lease_lost("it expired while Redis could not be reached and another coordinator led since");
+    if (r->type != REDIS_REPLY_INTEGER || (uint64_t)r->integer != c->epoch) {
+        sf_warn("redis: the lease check failed (%s); trying again", r->type == REDIS_REPLY_ERROR ? r->str : "?");
+        return;
+    }
+    c->lease_ok_ms = s->lease_sent_ms;
+    if (c->fenced) sf_info("the leader lease is confirmed again: handing out jobs");
+    c->fenced = 0;
+    c->dispatch_dirty = 1;
+    if (!first) return;
+    s->leading = 1;
     for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
     s->inflight = 0;
     if (s->was_connected) resync(c);
     s->was_connected = 1;
     sf_store_flush(c);
+}
+
+static void send_lease(sf_coord_t *c, int first) {
+    sf_store_t *s = c->store;
+    redisAsyncContext *ac = ac_of(s);
+    if (!ac) return;
+    char k1[160], k2[160], ttl[24], ep[24];
+    snprintf(k1, sizeof k1, SF_KEY_LEADER, s->prefix);
+    snprintf(k2, sizeof k2, SF_KEY_EPOCH, s->prefix);
+    snprintf(ttl, sizeof ttl, "%ld", c->cfg.leader_lease_ms);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)c->epoch);
+    const char *argv[] = {"EVAL", LEASE_LUA, "2", k1, k2, c->holder, ttl, ep};
+    s->lease_sent_ms = sf_coord_mono_ms(c);
+    if (redisAsyncCommandArgv(ac, on_lease, first ? (void *)1 : NULL, 8, argv, NULL) == REDIS_OK) s->lease_inflight = 1;
+}
+
+void sf_store_lease_tick(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    int64_t now = sf_coord_mono_ms(c);
+    if (!c->fenced && now - c->lease_ok_ms >= c->cfg.leader_lease_ms) {
+        /* Another may hold it by now: hand nothing out until Redis says. */
+        c->fenced = 1;
+        sf_warn("the leader lease was not renewed for %ld ms (Redis unreachable?): handing out no jobs until it is",
+                c->cfg.leader_lease_ms);
+    }
+    if (!s->leading || s->lease_inflight || now - s->lease_last_ms < c->cfg.leader_lease_ms / 3) return;
+    s->lease_last_ms = now;
+    send_lease(c, 0);
+}
+
+void sf_store_lease_release(sf_coord_t *c) {
+    sf_store_t *s = c->store;
+    redisAsyncContext *ac = ac_of(s);
+    if (!ac || !s->leading) return;
+    char k1[160], val[200];
+    snprintf(k1, sizeof k1, SF_KEY_LEADER, s->prefix);
+    snprintf(val, sizeof val, "%llu %s", (unsigned long long)c->epoch, c->holder);
+    const char *argv[] = {"EVAL", RELEASE_LUA, "1", k1, val};
+    redisAsyncCommandArgv(ac, NULL, NULL, 5, argv, NULL);
+}
+
+/* A new connection: named (so that a later leader can cut it), then no
+ * batch goes out on it before the lease is confirmed (on_lease). */
+static void on_up(sf_redis_conn_t *rc) {
+    sf_coord_t *c = rc->data;
+    sf_store_t *s = c->store;
+    s->leading = 0;
+    redisAsyncCommand(ac_of(s), NULL, NULL, "CLIENT SETNAME " SF_COORD_CONN_NAME);
+    send_lease(c, 1);
 }
 
 /* Lost, dropped after a refused batch, or AUTH refused: what was in flight
@@ -689,6 +805,8 @@ static void on_down(sf_redis_conn_t *rc, int why) {
     else if (why == SF_REDIS_AUTH_REFUSED) c->st.redis_auth_failures++;
     s->batch_refused = 0;
     s->inflight = 0;
+    s->leading = 0;
+    s->lease_inflight = 0;
     for (sf_run_t *r = c->runs; r; r = r->next) r->learner_polling = 0;
     for (batch_t *b = s->head; b; b = b->next) b->sent = 0;
 }
@@ -897,16 +1015,66 @@ int sf_store_load(sf_coord_t *c, char *err, size_t n) {
     if (!rc) return SF_EREDIS;
     const char *p = c->cfg.redis_prefix;
     check_persistence(rc);
-    redisReply *r = cmd(rc, "INCR " SF_KEY_EPOCH, p);
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        const char *e = r && r->str ? r->str : rc->errstr;
-        sf_errf(SF_EREDIS, err, n, "redis: INCR epoch failed: %s%s", e, sf_redis_auth_hint(e));
+    redisReply *r;
+    if (!c->holder[0]) {
+        char host[64] = "?";
+        gethostname(host, sizeof host - 1);
+        snprintf(c->holder, sizeof c->holder, "%s:%d:%lld", host, (int)getpid(), (long long)sf_clock_wall_ms());
+    }
+    /* A standby until the lease is free. */
+    char k1[160], k2[160], ttl[24], held[256] = "";
+    snprintf(k1, sizeof k1, SF_KEY_LEADER, p);
+    snprintf(k2, sizeof k2, SF_KEY_EPOCH, p);
+    snprintf(ttl, sizeof ttl, "%ld", c->cfg.leader_lease_ms);
+    freeReplyObject(redisCommand(rc, "CLIENT SETNAME " SF_COORD_CONN_NAME "-standby"));
+    for (;;) {
+        const char *argv[] = {"EVAL", LEASE_LUA, "2", k1, k2, c->holder, ttl, "0"};
+        r = redisCommandArgv(rc, 8, argv, NULL);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) break;
+        if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "HELD ", 5)) {
+            const char *e = r && r->str ? r->str : rc->errstr;
+            sf_errf(SF_EREDIS, err, n, "redis: taking the leader lease failed: %s%s", e, sf_redis_auth_hint(e));
+            freeReplyObject(r);
+            redisFree(rc);
+            return SF_EREDIS;
+        }
+        if (strcmp(held, r->str + 5)) {
+            snprintf(held, sizeof held, "%s", r->str + 5);
+            sf_info("standby: the coordinator %s leads (epoch, holder); taking over when its lease of %ld ms lapses",
+                    held, c->cfg.leader_lease_ms);
+        }
         freeReplyObject(r);
-        redisFree(rc);
-        return SF_EREDIS;
+        usleep((useconds_t)(c->cfg.leader_lease_ms * 1000 / 6));
     }
     c->epoch = (uint64_t)r->integer;
     freeReplyObject(r);
+    /* Uptime, lease deadlines and the first liveness window count from
+     * here, not from the wait as a standby. */
+    c->start_mono_ms = c->lease_ok_ms = sf_coord_mono_ms(c);
+    /* Fence off every coordinator before us: what it sends from now on is
+     * never applied (its connections are cut; a new one checks the lease). */
+    freeReplyObject(redisCommand(rc, "CLIENT SETNAME " SF_COORD_CONN_NAME));
+    r = redisCommand(rc, "CLIENT ID");
+    long long self = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    r = redisCommand(rc, "CLIENT LIST TYPE normal");
+    int cut = 0;
+    for (char *line = r && r->type == REDIS_REPLY_STRING ? r->str : NULL; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        const char *id = strstr(line, "id="), *name = strstr(line, " name=");
+        if (id && name && !strncmp(name + 6, SF_COORD_CONN_NAME " ", strlen(SF_COORD_CONN_NAME) + 1)) {
+            long long cid = atoll(id + 3);
+            if (cid != self) {
+                freeReplyObject(redisCommand(rc, "CLIENT KILL ID %lld", cid));
+                cut++;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    freeReplyObject(r);
+    sf_info("leader: epoch %llu%s", (unsigned long long)c->epoch,
+            cut ? "; the connections of the coordinator before were cut" : "");
     load_ctx_t ld = {.rc = rc};
     r = lcmd(&ld, "GET " SF_KEY_RUN_NEXT, p);
     uint32_t next = (r && r->type == REDIS_REPLY_STRING) ? (uint32_t)strtoul(r->str, NULL, 10) + 1 : 1;

@@ -493,6 +493,13 @@ static void reconnect(sf_wk_t *wk) {
         sf_warn("coordinator silent for %lld ms: reconnecting", (long long)(sf_clock_mono_ms() - wk->last_recv_ms));
     wk->zs_open = 0;
     wk->reconnects++;
+    /* What this socket still queues (a hello, heartbeats) must not reach a
+     * coordinator that comes up later: each would be a connection of its
+     * own there, joined and then replaced by the next one's hello, and the
+     * jobs handed to it given back as failed attempts.  (A result from it
+     * would be dropped as from an unknown peer in any case.) */
+    int linger = 0;
+    zmq_setsockopt(wk->sock, ZMQ_LINGER, &linger, sizeof linger);
     sf_zsock_close(&wk->zs, on_zs_closed);
 }
 
