@@ -40,6 +40,9 @@ static void print_status(const cJSON *r) {
     printf("state     %s   phase %s   priority %g\n", str(r, "state"), str(r, "phase"), num(r, "priority"));
     printf("jobs      %g done, %g dead, %g total, %g leased, %g retries\n", num(r, "done"), num(r, "dead"),
            num(r, "total"), num(r, "leased"), num(r, "retries"));
+    if (*str(r, "waiting_for_kind"))
+        printf("waiting   no connected worker offers kind '%s' (for %.0f s; the run fails after no_worker_timeout_ms)\n",
+               str(r, "waiting_for_kind"), num(r, "waiting_ms") / 1000);
     const cJSON *lat = cJSON_GetObjectItemCaseSensitive(r, "latency_us");
     if (lat && num(lat, "count") > 0)
         printf("latency   p50 %.0f us, p99 %.0f us (dispatch to result acknowledged)\n", num(lat, "p50"), num(lat, "p99"));
@@ -145,6 +148,11 @@ int sfctl_watch(const char *run, long interval_ms, int quiet_start) {
                        pt > 0 ? 100 * pd / pt : 0, pd, pt, num(p, "dead"));
                 lines++;
             }
+            if (*str(r, "waiting_for_kind")) {
+                printf("\033[2K  waiting: no connected worker offers kind '%s' (%.0f s)\n", str(r, "waiting_for_kind"),
+                       num(r, "waiting_ms") / 1000);
+                lines++;
+            }
             double left = total - done - dead;
             printf("\033[2K  %.0f jobs/s  ETA %s\n", rate, rate > 0 && !finished ? ({
                 static char eta[32]; snprintf(eta, sizeof eta, "%.0fs", left / rate); eta; }) : "-");
@@ -152,8 +160,10 @@ int sfctl_watch(const char *run, long interval_ms, int quiet_start) {
             fflush(stdout);
         } else {
             char line[512];
-            snprintf(line, sizeof line, "%s state=%s phase=%s done=%.0f/%.0f dead=%.0f", str(r, "id"), state,
-                     str(r, "phase"), done, total, dead);
+            int k = snprintf(line, sizeof line, "%s state=%s phase=%s done=%.0f/%.0f dead=%.0f", str(r, "id"), state,
+                             str(r, "phase"), done, total, dead);
+            if (*str(r, "waiting_for_kind") && k > 0 && (size_t)k < sizeof line)
+                snprintf(line + k, sizeof line - (size_t)k, " waiting_for_kind=%s", str(r, "waiting_for_kind"));
             if (strcmp(line, last_line)) {
                 printf("%s\n", line);
                 fflush(stdout);
