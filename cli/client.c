@@ -11,6 +11,7 @@
  */
 #include <libgen.h>
 #include <limits.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,11 +139,25 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
         rc = SFCTL_EXIT_USAGE;
         goto done;
     }
-    if (zmq_connect(s, g_opts.coordinator) != 0) {
-        snprintf(out->error, sizeof out->error, "bad coordinator endpoint '%s': %s", g_opts.coordinator,
-                 zmq_strerror(zmq_errno()));
-        rc = SFCTL_EXIT_USAGE;
-        goto done;
+    /* A list (a leader and its standbys): connected to all, and with
+     * ZMQ_IMMEDIATE the request goes only to one that accepted the
+     * connection — a standby binds nothing until it leads. */
+    int list = strchr(g_opts.coordinator, ',') != NULL;
+    if (list) {
+        int one = 1, ms = (int)g_opts.timeout_ms;
+        zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one);
+        zmq_setsockopt(s, ZMQ_SNDTIMEO, &ms, sizeof ms);
+    }
+    for (const char *at = g_opts.coordinator; at;) {
+        size_t el = strcspn(at, ",");
+        char ep[512];
+        snprintf(ep, sizeof ep, "%.*s", (int)(el < sizeof ep ? el : sizeof ep - 1), at);
+        if (zmq_connect(s, ep) != 0) {
+            snprintf(out->error, sizeof out->error, "bad coordinator endpoint '%s': %s", ep, zmq_strerror(zmq_errno()));
+            rc = SFCTL_EXIT_USAGE;
+            goto done;
+        }
+        at = at[el] ? at + el + 1 : NULL;
     }
     Sf__Request q = SF__REQUEST__INIT;
     q.tag = (uint64_t)getpid() << 20 | (uint64_t)(time(NULL) & 0xfffff);
@@ -157,7 +172,11 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
     long n = sf_wire_pack(&env, &buf, &cap);
     if (n < 0 || zmq_send(s, buf, (size_t)n, 0) < 0) {
         free(buf);
-        snprintf(out->error, sizeof out->error, "cannot send to the coordinator");
+        if (list && zmq_errno() == EAGAIN)
+            snprintf(out->error, sizeof out->error, "no coordinator of %s accepted a connection within %ld ms",
+                     g_opts.coordinator, g_opts.timeout_ms);
+        else
+            snprintf(out->error, sizeof out->error, "cannot send to the coordinator");
         goto done;
     }
     free(buf);

@@ -58,7 +58,9 @@ typedef struct {
 
 #define F(k, t, d, lo, hi, doc) {#k, t, offsetof(wk_config_t, k), d, lo, hi, doc}
 static const sf_cfg_field_t wk_schema[] = {
-    F(coordinator, SF_CFG_STRING, "tcp://127.0.0.1:5555", 1, 0, "the coordinator's worker endpoint"),
+    F(coordinator, SF_CFG_STRING, "tcp://127.0.0.1:5555", 1, 0,
+      "the coordinator's worker endpoint, or a comma-separated list (a leader and its standbys: the worker "
+      "moves to the next when the one it talks to is silent past its liveness)"),
     F(worker_id, SF_CFG_STRING, "", 1, 0, "this worker's name (default host/pid)"),
     F(kinds, SF_CFG_STRING, "", 1, 0, "comma-separated job kinds to take (default: all this build has)"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for model work: cpu or cuda:N"),
@@ -464,10 +466,20 @@ static int open_socket(sf_wk_t *wk) {
         sf_error("%s", err);
         return SF_EIO;
     }
-    if (zmq_connect(wk->sock, wk->cfg.coordinator) != 0) {
-        sf_error("cannot connect to %s: %s", wk->cfg.coordinator, zmq_strerror(zmq_errno()));
+    /* One endpoint of the list at a time, the next after each silence. */
+    char ep[512];
+    int n_eps = 1;
+    for (const char *q = wk->cfg.coordinator; *q; q++) n_eps += *q == ',';
+    const char *at = wk->cfg.coordinator;
+    for (int i = 0; i < (int)(wk->reconnects % (uint64_t)n_eps); i++) at = strchr(at, ',') + 1;
+    size_t el = strcspn(at, ",");
+    snprintf(ep, sizeof ep, "%.*s", (int)(el < sizeof ep ? el : sizeof ep - 1), at);
+    if (zmq_connect(wk->sock, ep) != 0) {
+        sf_error("cannot connect to %s: %s", ep, zmq_strerror(zmq_errno()));
         return SF_EIO;
     }
+    if (n_eps > 1) sf_info("talking to the coordinator at %s (%d of %d)", ep, (int)(wk->reconnects % (uint64_t)n_eps) + 1,
+                           n_eps);
     wk->zs.data = wk;
     if (sf_zsock_init(wk->loop, &wk->zs, wk->sock, on_readable) != 0) return SF_EIO;
     wk->zs_open = 1;

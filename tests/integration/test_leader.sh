@@ -1,18 +1,22 @@
 # One leader per Redis, a hot standby, and the fence (docs/operators.md,
-# "One leader per Redis"): a second coordinator on the same Redis waits as a
-# standby; when the leader is SIGKILLed it takes over and the run goes on; a
-# third waits in turn, and when the leader is SIGSTOPped past its lease, takes
-# over; the stopped one, continued, finds its lease gone and exits without
-# applying anything; the run completes, and every job has exactly one
-# accepted effect, judged against the workers' own ledgers.
+# "One leader per Redis"): a second coordinator on the same Redis and
+# endpoints waits as a standby; when the leader is SIGKILLed it takes over
+# and the run goes on; a third, on endpoints of its own, waits in turn, and
+# when the leader is SIGSTOPped past its lease, takes over; the workers and
+# sfctl, given both endpoints, follow it; the stopped one, continued, finds
+# its lease gone and exits without applying anything; the run completes, and
+# every job has exactly one accepted effect, judged against the workers' own
+# ledgers.
 . "$(dirname "$0")/lib.sh"
 start_redis
 LEASE=1000
 copts=(--heartbeat-ms 200 --liveness 3 --leader-lease-ms $LEASE)
 start_coordinator "${copts[@]}"
 A=$COORD_PID
-standby() {  # NAME: a coordinator on the same Redis and endpoints
-    "$BIN/sf-coordinator" --redis "unix:$T/redis.sock" --worker-endpoint "$WEP" --client-endpoint "$SF_COORDINATOR" \
+WEP2="ipc://$T/workers-c.ipc" CEP2="ipc://$T/clients-c.ipc"
+standby() {  # NAME [WORKER_EP CLIENT_EP]: a coordinator on the same Redis
+    "$BIN/sf-coordinator" --redis "unix:$T/redis.sock" --worker-endpoint "${2:-$WEP}" \
+        --client-endpoint "${3:-$SF_COORDINATOR}" \
         "${copts[@]}" >"$T/coordinator-$1.log" 2>&1 &
     SPID=$!
     PIDS+=($SPID)
@@ -24,7 +28,7 @@ standby b
 B=$SPID
 mkdir -p "$T/ledger"
 for i in 0 1 2; do
-    "$BIN/sf-worker" --coordinator "$WEP" --worker-id "w$i" --heartbeat-ms 200 --slots 4 \
+    "$BIN/sf-worker" --coordinator "$WEP,$WEP2" --worker-id "w$i" --heartbeat-ms 200 --slots 4 \
         --ledger "$T/ledger/w$i.log" >>"$T/worker-$i.log" 2>&1 &
     PIDS+=($!)
     disown $!
@@ -46,8 +50,9 @@ ok "leader killed: the standby led after ${ms} ms"
 
 # 2. The leader is paused past its lease: the next standby leads and cuts
 # its connections; continued, the old one finds the lease gone and exits.
-standby c
+standby c "$WEP2" "$CEP2"
 C=$SPID
+export SF_COORDINATOR="$SF_COORDINATOR,$CEP2"   # sfctl follows whichever leads
 now=$(R hget "sf:run:$run" done)
 progress "$now"
 kill -STOP "$B"
@@ -61,6 +66,8 @@ wait "$B"; rc=$?
 [ "$rc" = 3 ] || fail "the old leader exited $rc, expected 3"
 grep -q "lost the leader lease: HELD 3 " "$T/coordinator-b.log" || fail "the old leader did not say why: $(tail -3 "$T/coordinator-b.log")"
 ok "leader paused past its lease: fenced off, and it exits when continued"
+"$BIN/sfctl" --timeout 5000 status "$run" >/dev/null || fail "sfctl with both endpoints did not reach the new leader"
+for i in 0 1 2; do grep -q "talking to the coordinator at $WEP2" "$T/worker-$i.log" || fail "worker w$i did not move to $WEP2"; done
 
 wait_state "$run" done 120
 check_all_done "$run" "$total"
