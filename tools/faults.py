@@ -265,10 +265,11 @@ FAULTS = [
     ("worker_cut_short", "worker partitioned < liveness", 2, "net"),
     ("worker_cut_long", "worker partitioned > liveness", 2, "net"),
     ("worker_link", "worker link down, then up", 2, "net"),
-    ("coord_kill", "coordinator SIGKILL, restarted", 2, ""),
-    ("coord_stop_short", "coordinator SIGSTOP < liveness", 1, ""),
-    ("coord_stop_long", "coordinator SIGSTOP > liveness", 1, ""),
-    ("coord_cut", "coordinator cut off from Redis", 2, "net"),
+    ("coord_kill", "leader SIGKILL (the standby leads), restarted", 2, ""),
+    ("coord_stop_short", "leader SIGSTOP < liveness", 1, ""),
+    ("coord_stop_long", "leader SIGSTOP > liveness", 1, ""),
+    ("coord_cut", "leader cut off from Redis", 2, "net"),
+    ("coord_lease_cut", "leader cut off from Redis past its lease (the standby leads)", 2, "net"),
     ("learner_kill", "learner SIGKILL, restarted", 2, "learner"),
     ("learner_stop_short", "learner SIGSTOP < 1 s", 1, "learner"),
     ("learner_stop_long", "learner SIGSTOP 2-6 s", 1, "learner"),
@@ -282,15 +283,17 @@ FAULTS = [
 ]
 LABEL = {k: label for k, label, _, _ in FAULTS}
 # What a full drill in namespaces must have injected at least once (issue 19).
-REQUIRED = ("worker_cut_short", "worker_cut_long", "learner_cut", "redis_cut", "coord_cut", "loss",
+REQUIRED = ("worker_cut_short", "worker_cut_long", "learner_cut", "redis_cut", "coord_cut", "loss", "coord_kill",
+            "coord_lease_cut",
             "learner_stop_short", "learner_stop_long", "redis_stop_short", "redis_stop_long")
 # Faults after which the worker must be heard again, and whose leased jobs
 # are followed to the end (the worker's late results must not be applied).
 WORKER_WATCH = ("worker_kill", "worker_stop_long", "worker_cut_short", "worker_cut_long", "worker_link")
 # Faults during which the coordinator cannot reach Redis.
-REDIS_AWAY = ("coord_cut", "redis_cut", "redis_stop_short", "redis_stop_long", "redis_kill")
+REDIS_AWAY = ("coord_cut", "coord_lease_cut", "redis_cut", "redis_stop_short", "redis_stop_long", "redis_kill")
 
 HB_MS, LIVENESS = 250, 6  # the coordinator's: a worker silent 1.5 s is dead
+LEASE_MS = 3000           # the leader lease (the shipped default): a standby leads this long after
 SLEEP_CLASSES, SLEEP_ITEMS, SLEEP_MS = "builtin:imagenet-a-r-86", 5, 30
 SINGLE_PHASES = ("manifest", "finetune")  # one job per run, counted toward no class
 # The scripted drill: (seconds after the start, kind, worker, seconds).  The
@@ -307,10 +310,12 @@ SCENARIO = [
     (32, "redis_stop_long", None, 3.0),
     (37, "worker_kill", "w0", 0.5),
     (40, "redis_kill", None, 0.5),
+    (43, "coord_lease_cut", None, 5.0),
+    (51, "coord_kill", None, 0.5),
 ]
-SCENARIO_S = 45
+SCENARIO_S = 55
 REJOIN_S = 60  # a worker must be heard again this long after its fault ends
-HOSTS = {"redis": 2, "coord": 3, "learner": 4, "ctl": 5}  # + w<i>: 10 + i (faultnet.SUBNET)
+HOSTS = {"redis": 2, "coord": 3, "learner": 4, "ctl": 5, "coord2": 6}  # + w<i>: 10 + i (faultnet.SUBNET)
 
 
 class Drill:
@@ -331,6 +336,7 @@ class Drill:
         self.samples = []  # (t, jobs done in Redis, summed over runs)
         self.runs = {}     # id -> {"kind": "sleep"|"shift", "total": n or None, "final": state or None, "done": n}
         self.unconfirmed = 0
+        self.stepdowns = 0
         self.submit = None  # (Popen, kind, out path, expected total, offset)
         self.method_retry = 0.0
         self.problems = []
@@ -351,15 +357,18 @@ class Drill:
         if self.net:
             ip = lambda h: "%s.%d" % (faultnet.SUBNET, HOSTS.get(h) or 10 + int(h[1:]))  # noqa: E731
             self.redis_addr = "%s:6379" % ip("redis")
-            self.coord_ep = "tcp://%s:5556" % ip("coord")
-            self.worker_ep = "tcp://%s:5555" % ip("coord")
+            # Two coordinators, one leading, one a standby: each binds its own
+            # address; workers and sfctl are given both.
+            self.coord_eps = ["tcp://%s:5556" % ip(h) for h in ("coord", "coord2")]
+            self.worker_eps = ["tcp://%s:5555" % ip(h) for h in ("coord", "coord2")]
             self.learner_ep = "tcp://%s:5557" % ip("learner")
             self.redis_ip = ip("redis")
         else:
             self.redis_addr = "unix:" + self.sock
-            self.coord_ep = "ipc://" + os.path.join(self.dir, "clients.ipc")
-            self.worker_ep = "ipc://" + os.path.join(self.dir, "workers.ipc")
+            self.coord_eps = ["ipc://" + os.path.join(self.dir, n + ".ipc") for n in ("clients", "clients-b")]
+            self.worker_eps = ["ipc://" + os.path.join(self.dir, n + ".ipc") for n in ("workers", "workers-b")]
             self.learner_ep = "ipc://" + os.path.join(self.dir, "learner.ipc")
+        self.coord_ep, self.worker_ep = ",".join(self.coord_eps), ",".join(self.worker_eps)
 
     # ---- setup ------------------------------------------------------------------
 
@@ -398,10 +407,13 @@ class Drill:
             "--unixsocket", self.sock, "--dir", os.path.join(self.dir, "redis"), "--appendonly", "yes",
             "--appendfsync", self.a.appendfsync, "--maxmemory-policy", "noeviction", "--save", ""],
             L("redis"), host("redis"))
-        self.coord = Proc("coordinator", [os.path.join(self.bin, "sf-coordinator"), "--redis", self.redis_addr,
-                                          "--worker-endpoint", self.worker_ep, "--client-endpoint", self.coord_ep,
-                                          "--heartbeat-ms", str(HB_MS), "--liveness", str(LIVENESS)],
-                          L("coordinator"), host("coord"))
+        self.coords = [Proc(name, [os.path.join(self.bin, "sf-coordinator"), "--redis", self.redis_addr,
+                                   "--worker-endpoint", wep, "--client-endpoint", cep, "--heartbeat-ms", str(HB_MS),
+                                   "--liveness", str(LIVENESS), "--leader-lease-ms", str(LEASE_MS)], L(log), host(h))
+                       for name, log, h, wep, cep in (("coordinator", "coordinator", "coord", self.worker_eps[0],
+                                                       self.coord_eps[0]),
+                                                      ("coordinator b", "coordinator-b", "coord2", self.worker_eps[1],
+                                                       self.coord_eps[1]))]
         self.learner = None
         if self.method:
             self.learner = Proc("learner", [os.path.join(self.bin, "sf-learner"), "--redis", self.redis_addr,
@@ -418,11 +430,12 @@ class Drill:
                 argv += ["--learner", self.learner_ep, "--models-dir", self.models, "--data-dir", self.data,
                          "--gpt2-vocab", os.path.join(ROOT, "data", "gpt2")]
             self.workers.append(Proc("worker " + w, argv, L("worker-%d" % i), host(w), w))
-        self.procs = [self.redis, self.coord] + ([self.learner] if self.learner else []) + self.workers
+        self.procs = [self.redis] + self.coords + ([self.learner] if self.learner else []) + self.workers
         self.redis.start()
         self.wait_for(lambda: self.ping(), 10, "redis-server did not start")
-        self.coord.start()
+        self.coords[0].start()
         self.wait_for(lambda: self.sfctl(["stats"], 1000) is not None, 30, "the coordinator did not answer")
+        self.coords[1].start()  # a standby: it waits for the lease
         if self.learner:
             self.learner.start()
         for w in self.workers:
@@ -733,7 +746,7 @@ class Drill:
         if kind.startswith("worker"):
             pool = [w for w in self.workers if not w.busy and w.state == "up" and pick in (None, w.wid)]
         else:
-            pool = [p for p in {"coord": [self.coord], "learner": [self.learner], "redis": [self.redis]}
+            pool = [p for p in {"coord": [self.leader()], "learner": [self.learner], "redis": [self.redis]}
                     [kind.split("_")[0]] if p and not p.busy and p.state == "up"]
         if not pool and self.a.scenario:
             self.problem("the scenario's %s found its target busy" % LABEL[kind])
@@ -760,6 +773,9 @@ class Drill:
         else:
             if dur is not None:
                 pass
+            elif kind == "coord_lease_cut":
+                # Past the lease and the standby's poll: it must take over.
+                dur = self.rng.uniform(LEASE_MS / 1000.0 + 1.5, LEASE_MS / 1000.0 + 4.0)
             elif kind.split("_")[0] in ("worker", "coord") and what in ("stop", "cut"):
                 # Shorter or longer than the coordinator's liveness window.
                 short = kind.endswith("short") or kind == "coord_cut" and self.rng.random() < 0.5
@@ -780,7 +796,7 @@ class Drill:
             elif what == "link":
                 NET.link(proc.host, False)
                 desc = "link down for %.1fs" % dur
-            elif kind == "coord_cut":
+            elif kind in ("coord_cut", "coord_lease_cut"):
                 NET.cut(proc.host, rid, peers=["redis"])
                 desc = "cut off from redis for %.1fs" % dur
             else:
@@ -826,6 +842,14 @@ class Drill:
         for p in self.procs:
             if p.state in ("up", "stopped") and p.p and p.p.poll() is not None:
                 rc = p.p.returncode
+                if p in self.coords and rc == 3:
+                    # A leader that found its lease taken steps down (exit 3,
+                    # docs/operators.md): expected after a failover.
+                    self.stepdowns += 1
+                    self.log("%s stepped down (its lease was taken); restarting it as a standby" % p.name)
+                    p.state, p.busy = "down", True
+                    self.restart_later(p, 0.5)
+                    continue
                 p.exits.append(rc)
                 self.log("%s exited by itself (status %s); restarting it" % (p.name, rc))
                 p.state, p.busy = "down", True
@@ -1159,11 +1183,24 @@ class Drill:
         return out
 
     def logcount(self, name, text):
+        n = 0
+        for log in (name, name + "-b") if name == "coordinator" else (name,):
+            try:
+                with open(os.path.join(self.dir, log + ".log"), errors="replace") as f:
+                    n += sum(text in line for line in f)
+            except OSError:
+                pass
+        return n
+
+    def leader(self):
+        """The coordinator that holds the lease (its pid is in the holder)."""
         try:
-            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
-                return sum(text in line for line in f)
-        except OSError:
-            return 0
+            v = s(self.rd.call("GET", "sf:coordinator:leader")) or ""
+        except Exception:
+            return None
+        parts = v.split(" ", 1)[-1].split(":")
+        pid = int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else -1
+        return next((c for c in self.coords if c.p and c.p.pid == pid and c.state == "up"), None)
 
     def report(self):
         rec = self.recovery()
@@ -1215,10 +1252,12 @@ class Drill:
         print("coordinator's status against Redis: %d probes (%d while it could not reach Redis), %d reported a job "
               "done that Redis lacked" % (self.probes["n"], self.probes["redis_away"], self.probes["bad"]))
         exits = ["%s %s" % (p.name, p.exits) for p in self.procs if p.exits]
+        print("leader lease: %d coordinators took it (epochs), %d leaders stepped down when they found it taken" %
+              (self.logcount("coordinator", "leader: epoch"), self.stepdowns))
         print("coordinator: %d starts, %d resyncs after a Redis reconnect, %d batches refused by Redis and sent "
               "again, %d rollout windows reopened; learner: %d resumes from checkpoint; daemons that exited by "
               "themselves: %s" %
-              (self.coord.starts, self.logcount("coordinator", "rewriting the state"),
+              (sum(c.starts for c in self.coords), self.logcount("coordinator", "rewriting the state"),
                self.logcount("coordinator", "a batch was refused") + self.logcount("coordinator", "a batch failed"),
                self.logcount("coordinator", "the learner has waited"),
                self.logcount("learner", "resumed from checkpoint"), ", ".join(exits) or "none"))
