@@ -48,6 +48,7 @@ typedef struct {
     char *redis, *redis_prefix, *redis_user, *redis_password_file, *endpoint, *curve_key_file, *curve_allowed_dir;
     char *checkpoint_dir, *models_dir, *device, *gpt2_vocab;
     long threads;
+    long run_lease_ms;
     char *metrics_host;
     long metrics_port;
     char *log_level;
@@ -67,7 +68,12 @@ enum { L_LOADING_SPEC, L_LOADING_MODEL, L_READY, L_UPDATING, L_FAILED };
 typedef struct lrun_s {
     char id[16];
     int state;
-    int spec_asked;      /* L_LOADING_SPEC: the HGET of the spec is out */
+    int spec_asked;      /* L_LOADING_SPEC: the claim and HGET of the spec is out */
+    /* One learner per run: this one holds the run's lease (SF_KEY_RUN_LEARNER_OWNER)
+     * since its spec was read; `lost` once another took it (this one then
+     * serves and writes nothing more of the run). */
+    int owned, lost, renewing;
+    char held_by[160];   /* L_LOADING_SPEC: the learner that holds it, last seen */
     char error[512];
     /* settings */
     char policy_path[PATH_MAX];
@@ -131,6 +137,7 @@ typedef struct {
     uint64_t redis_auth_failures;
     struct sf_zap_s *zap;    /* CURVE client authentication; NULL when off */
     lrun_t *runs;
+    char holder[160];        /* this learner's name in the runs' leases: host:pid:started_ms */
     uint8_t *sbuf;
     size_t sbuf_cap;
     uint64_t frames_bad;
@@ -151,6 +158,8 @@ lrun_t *learner_run_get(const char *id);
 /* Asks Redis for the spec of a run in L_LOADING_SPEC, unless the question
  * is out or Redis is down (the cron and the next up ask again). */
 void learner_ask_spec(lrun_t *r);
+/* From the cron: renews the lease of every run this learner holds. */
+void learner_renew_runs(void);
 
 /* runs.c: the workers' messages (loop) */
 void learner_on_readable(sf_zsock_t *zs);

@@ -21,6 +21,7 @@
 #include "common/net/curve.h"
 #include "common/net/wire.h"
 #include "common/net/zap.h"
+#include "common/runtime/clock.h"
 #include "common/runtime/config.h"
 #include "common/runtime/log.h"
 #include "learner/learner.h"
@@ -40,6 +41,8 @@ static const sf_cfg_field_t l_schema[] = {
     F(gpt2_vocab, SF_CFG_STRING, "data/gpt2", 1, 0,
       "folder with GPT-2's encoder.json and vocab.bpe (tokenises the SFT corpus of runs with \"sft\")"),
     F(threads, SF_CFG_INT, "2", 1, 256, "intra-op threads for PPO"),
+    F(run_lease_ms, SF_CFG_INT, "3000", 300, 600000,
+      "one learner per run: another learner may take a run this long after this one stopped renewing its lease, ms"),
     SF_CFG_DAEMON_FIELDS(lconfig_t),
     {NULL, 0, 0, NULL, 0, 0, NULL},
 };
@@ -64,6 +67,7 @@ static void on_redis_down(sf_redis_conn_t *rc, int why) {
 static void cron(uv_timer_t *t) {
     (void)t;
     int busy = 0;
+    learner_renew_runs();
     for (lrun_t *r = L.runs; r; r = r->next) {
         if (r->state == L_LOADING_SPEC) learner_ask_spec(r);
         learner_stats_write(r, 0);
@@ -138,6 +142,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     L.loop = uv_default_loop();
+    {
+        char host[64] = "?";
+        gethostname(host, sizeof host - 1);
+        snprintf(L.holder, sizeof L.holder, "%s:%d:%lld", host, (int)getpid(), (long long)sf_clock_wall_ms());
+    }
     /* Reconnects at the pace of the cron that made them before: once a
      * second. */
     const sf_redis_conn_opts_t ro = {.addr = L.cfg.redis, .auth = &L.redis_auth, .user = L.cfg.redis_user,

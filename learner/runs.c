@@ -112,11 +112,34 @@ out:
     return rc;
 }
 
+/* One learner per run.  CLAIM_LUA takes the run's lease (KEYS[1]) if it is
+ * free or ours, and returns the run's spec (KEYS[2]'s field); another
+ * learner's lease: the error "HELD <holder>".  RENEW_LUA only renews. */
+static const char CLAIM_LUA[] =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "if cur and cur ~= ARGV[1] then return redis.error_reply('HELD ' .. cur) end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return redis.call('HGET', KEYS[2], 'spec')";
+static const char RENEW_LUA[] =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "if cur and cur ~= ARGV[1] then return redis.error_reply('HELD ' .. cur) end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+
 static void on_spec(redisAsyncContext *ac, void *reply, void *priv) {
     (void)ac;
     lrun_t *r = priv;
     redisReply *rep = reply;
     r->spec_asked = 0;
+    if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "HELD ", 5)) {
+        /* A standby for this run: the cron asks again, and this learner
+         * takes the run once the other stops renewing its lease. */
+        if (strcmp(r->held_by, rep->str + 5)) {
+            snprintf(r->held_by, sizeof r->held_by, "%s", rep->str + 5);
+            sf_info("run %s: the learner %s holds it (one learner per run); taking it if its lease lapses", r->id,
+                    r->held_by);
+        }
+        return;
+    }
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         /* Redis went away or is still loading its AOF after a restart: not
          * the run's fault; the cron asks again. */
@@ -124,7 +147,10 @@ static void on_spec(redisAsyncContext *ac, void *reply, void *priv) {
                 rep ? rep->str : "connection lost");
         return;
     }
+    r->owned = 1;
+    if (r->held_by[0]) sf_info("run %s: its lease was free again: this learner holds it now", r->id);
     if (rep->type != REDIS_REPLY_STRING) {
+        r->owned = 0; /* nothing to hold: the lease lapses by itself */
         snprintf(r->error, sizeof r->error, "no run %s in Redis", r->id);
         r->state = L_FAILED;
     } else if (configure(r, rep->str) != 0) {
@@ -144,9 +170,41 @@ static void on_spec(redisAsyncContext *ac, void *reply, void *priv) {
 void learner_ask_spec(lrun_t *r) {
     redisAsyncContext *ac = sf_redis_conn_ac(&L.redis);
     if (!ac || r->spec_asked) return;
-    char key[128];
+    char key[128], owner[160], ttl[24];
     snprintf(key, sizeof key, SF_KEY_RUN, L.cfg.redis_prefix, r->id);
-    if (redisAsyncCommand(ac, on_spec, r, "HGET %s spec", key) == REDIS_OK) r->spec_asked = 1;
+    snprintf(owner, sizeof owner, SF_KEY_RUN_LEARNER_OWNER, L.cfg.redis_prefix, r->id);
+    snprintf(ttl, sizeof ttl, "%ld", L.cfg.run_lease_ms);
+    const char *argv[] = {"EVAL", CLAIM_LUA, "2", owner, key, L.holder, ttl};
+    if (redisAsyncCommandArgv(ac, on_spec, r, 7, argv, NULL) == REDIS_OK) r->spec_asked = 1;
+}
+
+static void on_renew(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    lrun_t *r = priv;
+    redisReply *rep = reply;
+    r->renewing = 0;
+    if (!rep || rep->type != REDIS_REPLY_ERROR || strncmp(rep->str, "HELD ", 5)) return;
+    /* Another learner took the run while this one could not renew (paused,
+     * cut off): it serves and writes nothing more of it. */
+    r->owned = 0;
+    r->lost = 1;
+    snprintf(r->error, sizeof r->error, "run %s is held by another learner now (%s): one learner per run", r->id,
+             rep->str + 5);
+    sf_error("%s; this learner stops serving it", r->error);
+    learner_answer_waiters(r);
+}
+
+void learner_renew_runs(void) {
+    redisAsyncContext *ac = sf_redis_conn_ac(&L.redis);
+    if (!ac) return;
+    for (lrun_t *r = L.runs; r; r = r->next) {
+        if (!r->owned || r->renewing) continue;
+        char owner[160], ttl[24];
+        snprintf(owner, sizeof owner, SF_KEY_RUN_LEARNER_OWNER, L.cfg.redis_prefix, r->id);
+        snprintf(ttl, sizeof ttl, "%ld", L.cfg.run_lease_ms);
+        const char *argv[] = {"EVAL", RENEW_LUA, "1", owner, L.holder, ttl};
+        if (redisAsyncCommandArgv(ac, on_renew, r, 6, argv, NULL) == REDIS_OK) r->renewing = 1;
+    }
 }
 
 lrun_t *learner_run_get(const char *id) {
@@ -179,7 +237,7 @@ static void send_policy(lrun_t *r, const void *rid, size_t rid_len) {
     c.version = r->version;
     c.updates = r->updates;
     c.done = r->updates >= r->target_updates;
-    if (r->state == L_FAILED || !r->blob) {
+    if (r->state == L_FAILED || r->lost || !r->blob) {
         c.error = r->error[0] ? r->error : "the learner has no policy for this run";
         send_env(rid, rid_len, &env);
         return;
@@ -201,7 +259,7 @@ void learner_answer_waiters(lrun_t *r) {
     waiter_t **pp = &r->waiters;
     while (*pp) {
         waiter_t *w = *pp;
-        if (r->state == L_FAILED || (r->blob && r->version >= w->min_version)) {
+        if (r->state == L_FAILED || r->lost || (r->blob && r->version >= w->min_version)) {
             send_policy(r, w->rid, w->rid_len);
             *pp = w->next;
             free(w);
@@ -216,7 +274,7 @@ static void on_rollouts(const void *rid, size_t rid_len, const Sf__RolloutBatch 
     Sf__RolloutAck ack = SF__ROLLOUT_ACK__INIT;
     ack.run = b->run;
     if (!r) return;
-    int verdict = learner_rollouts_verdict(r->state, r->version, b->policy_version, r->max_staleness);
+    int verdict = learner_rollouts_verdict(r->lost ? L_FAILED : r->state, r->version, b->policy_version, r->max_staleness);
     if (verdict == LEARNER_ROLL_FAILED) {
         ack.error = r->error;
     } else if (verdict == LEARNER_ROLL_STALE) {

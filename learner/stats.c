@@ -42,11 +42,27 @@ static void put_update(cmd_t *c, const lrun_t *r, double kl_coef) {
     put(c, "approxkl", "%.6f", r->last.approxkl);
 }
 
+/* The command c, applied only while this learner holds the run's lease
+ * (one script: the check and the write cannot be split by another learner
+ * taking the run). */
+static const char WRITE_LUA[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('HELD') end "
+    "return redis.call(unpack(ARGV, 2))";
+
+static void fenced(redisAsyncContext *ac, const lrun_t *r, const cmd_t *c) {
+    char owner[160];
+    snprintf(owner, sizeof owner, SF_KEY_RUN_LEARNER_OWNER, L.cfg.redis_prefix, r->id);
+    const char *argv[4 + 1 + 64] = {"EVAL", WRITE_LUA, "1", owner, L.holder};
+    int n = 5;
+    for (int i = 0; i < c->n; i++) argv[n++] = c->argv[i];
+    redisAsyncCommandArgv(ac, NULL, NULL, n, argv, NULL);
+}
+
 void learner_stats_write(lrun_t *r, int with_curve) {
     redisAsyncContext *ac = sf_redis_conn_ac(&L.redis);
     /* Nothing to say before the spec is read (and target_updates 0 would
-     * read as done). */
-    if (!ac || r->state == L_LOADING_SPEC) return;
+     * read as done), nor of a run another learner holds. */
+    if (!ac || r->state == L_LOADING_SPEC || !r->owned) return;
     char key[128];
     snprintf(key, sizeof key, SF_KEY_RUN_LEARNER, L.cfg.redis_prefix, r->id);
     cmd_t h = {.argv = {"HSET", key}, .n = 2};
@@ -67,7 +83,7 @@ void learner_stats_write(lrun_t *r, int with_curve) {
     put(&h, "updated_ms", "%lld", (long long)sf_clock_wall_ms());
     h.argv[h.n++] = "error";
     h.argv[h.n++] = r->error;
-    redisAsyncCommandArgv(ac, NULL, NULL, h.n, h.argv, NULL);
+    fenced(ac, r, &h);
     if (!with_curve) return;
     char skey[128], maxlen[16];
     snprintf(skey, sizeof skey, SF_KEY_RUN_PPO, L.cfg.redis_prefix, r->id);
@@ -77,7 +93,7 @@ void learner_stats_write(lrun_t *r, int with_curve) {
     put(&x, "version", "%u", r->version);
     put_update(&x, r, r->last.kl_coef);
     put(&x, "at_ms", "%lld", (long long)sf_clock_wall_ms());
-    redisAsyncCommandArgv(ac, NULL, NULL, x.n, x.argv, NULL);
+    fenced(ac, r, &x);
 }
 
 void learner_metrics(void *arg, sf_mbuf_t *m) {

@@ -26,6 +26,7 @@
 #define SF_KEY_WORKER        "%s:worker:%s"         /* HASH  one worker, expires without heartbeats */
 #define SF_KEY_COORDINATOR   "%s:coordinator"       /* HASH  pid, epoch, started_ms, heartbeat_ms, counters */
 #define SF_KEY_EPOCH         "%s:coordinator:epoch" /* STRING coordinator incarnation counter */
+#define SF_KEY_RUN_LEARNER_OWNER "%s:run:%s:learner:owner" /* STRING the learner that holds the run, with a TTL */
 #define SF_KEY_LEADER        "%s:coordinator:leader" /* STRING "<epoch> <holder>" with a TTL: the leader lease */
 
 #define SF_EVENTS_MAXLEN 1000 /* approximate cap of each run's event stream */
