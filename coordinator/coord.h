@@ -131,7 +131,8 @@ typedef struct sf_run_s {
     sf_ring_t ready;
     int loaded_summary_only; /* an ended run kept for listings and status only: no slots (sf_run_drop_slots) */
     int64_t ended_mono_ms;   /* when its slots became droppable (sf_runs_release); 0 before */
-    sf_hist_t latency;      /* dispatch -> result acknowledged, µs */
+    sf_hist_t *latency;     /* dispatch -> result acknowledged, µs; NULL once the slots are dropped */
+    uint64_t lat_count, lat_p50, lat_p99, lat_max; /* what status shows of it after that */
     char last_error[256];
     /* What has been written to Redis (in flight included); the fields above
      * count only what Redis acknowledged. */

@@ -84,7 +84,7 @@ void sf_run_count_acked(sf_coord_t *c, sf_run_t *r, uint32_t idx, int dead) {
     r->done++;
     r->phases[pi].done++;
     r->class_done[cls] += per_class;
-    sf_hist_add(&r->latency, (uint64_t)j->dispatched_us);
+    if (r->latency) sf_hist_add(r->latency, (uint64_t)j->dispatched_us);
     sf_hist_add(&c->latency, (uint64_t)j->dispatched_us);
 }
 
@@ -347,9 +347,10 @@ int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t *
     r->class_dead_w = calloc((size_t)r->classes->n, sizeof *r->class_dead_w);
     r->class_stat = calloc((size_t)r->classes->n, sizeof *r->class_stat);
     r->dead_list = calloc(SF_DEAD_LIST, sizeof *r->dead_list);
+    r->latency = calloc(1, sizeof *r->latency);
     r->spec_json = cJSON_PrintUnformatted(spec);
     if (!r->jobs || !r->class_done || !r->class_dead || !r->class_done_w || !r->class_dead_w ||
-        !r->class_stat || !r->dead_list || !r->spec_json || !r->name) { rc = SF_ENOMEM; goto fail; }
+        !r->class_stat || !r->dead_list || !r->spec_json || !r->name || !r->latency) { rc = SF_ENOMEM; goto fail; }
     for (uint32_t i = 0; i < r->n_jobs; i++) r->jobs[i].worker = SF_NO_WORKER;
     cJSON_Delete(spec);
     *out = r;
@@ -372,6 +373,15 @@ void sf_run_drop_slots(sf_run_t *r) {
     }
     free(r->spec_json);
     r->spec_json = NULL;
+    if (r->latency) {
+        /* 4 KiB of buckets; status shows these four numbers of it. */
+        r->lat_count = r->latency->count;
+        r->lat_p50 = sf_hist_quantile(r->latency, 0.50);
+        r->lat_p99 = sf_hist_quantile(r->latency, 0.99);
+        r->lat_max = r->latency->max;
+        free(r->latency);
+        r->latency = NULL;
+    }
     if (!r->n_dead_list) {
         free(r->dead_list);
         r->dead_list = NULL;
@@ -424,6 +434,7 @@ void sf_run_free(sf_run_t *r) {
     free(r->class_stat);
     free(r->dead_list);
     free(r->spec_json);
+    free(r->latency);
     free(r->name);
     free(r->ready.v);
     sf_classes_free(&r->classes);
@@ -716,10 +727,11 @@ cJSON *sf_run_json(const sf_coord_t *c, const sf_run_t *r, int detail) {
         }
     }
     cJSON *lat = cJSON_AddObjectToObject(o, "latency_us");
-    cJSON_AddNumberToObject(lat, "count", (double)r->latency.count);
-    cJSON_AddNumberToObject(lat, "p50", (double)sf_hist_quantile(&r->latency, 0.50));
-    cJSON_AddNumberToObject(lat, "p99", (double)sf_hist_quantile(&r->latency, 0.99));
-    cJSON_AddNumberToObject(lat, "max", (double)r->latency.max);
+    const sf_hist_t *h = r->latency;
+    cJSON_AddNumberToObject(lat, "count", (double)(h ? h->count : r->lat_count));
+    cJSON_AddNumberToObject(lat, "p50", (double)(h ? sf_hist_quantile(h, 0.50) : r->lat_p50));
+    cJSON_AddNumberToObject(lat, "p99", (double)(h ? sf_hist_quantile(h, 0.99) : r->lat_p99));
+    cJSON_AddNumberToObject(lat, "max", (double)(h ? h->max : r->lat_max));
     if (r->last_error[0]) cJSON_AddStringToObject(o, "last_error", r->last_error);
     cJSON *dl = cJSON_AddArrayToObject(o, "dead_jobs");
     for (int i = 0; i < r->n_dead_list; i++) {

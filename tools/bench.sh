@@ -15,5 +15,8 @@ done
 echo "== job system (noop jobs, whole path, 8 workers; Redis appendfsync always, as shipped, against everysec)"
 SF_BIN="$PWD/$B/bin" SF_APPENDFSYNC="always everysec" tools/bench_jobs.sh 1000 2 16 128
 echo
+echo "== coordinator memory: 100 runs of 10 M jobs submitted and cancelled"
+SF_BIN="$PWD/$B/bin" tools/bench_memory.sh 100
+echo
 echo "== the method end to end (4 workers, 10 classes, 20 PPO updates, 2,560 images)"
 SF_BUILD="$B" tools/bench_method.sh 4 20 8
