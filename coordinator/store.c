@@ -972,8 +972,14 @@ static sf_run_t *load_run(sf_coord_t *c, load_ctx_t *ld, const char *id) {
     for (size_t i = 0; leases && leases->type == REDIS_REPLY_ARRAY && i + 1 < leases->elements; i += 2) {
         uint32_t idx = (uint32_t)strtoul(leases->element[i]->str, NULL, 10);
         if (idx >= r->n_jobs || r->jobs[idx].state != JS_PENDING) continue;
-        const char *v = strchr(leases->element[i + 1]->str, ' ');
-        r->jobs[idx].attempt = v ? (uint8_t)atoi(v + 1) : 0;
+        const char *e = leases->element[i + 1]->str, *v = strchr(e, ' ');
+        int a = v ? atoi(v + 1) : 0;
+        /* "worker attempt deadline": an execution the coordinator before us
+         * handed out and never heard the end of — cut short by the change of
+         * coordinator, not by the job — is not counted against the job's
+         * attempts ("- attempt 0": a failed one waiting for its retry is). */
+        if (e[0] != '-' && a > 0) a--;
+        r->jobs[idx].attempt = (uint8_t)a;
         requeued++;
     }
     if (!sf_run_active(r) && leases && leases->type == REDIS_REPLY_ARRAY && leases->elements) {
@@ -1027,7 +1033,34 @@ int sf_store_load(sf_coord_t *c, char *err, size_t n) {
     snprintf(k2, sizeof k2, SF_KEY_EPOCH, p);
     snprintf(ttl, sizeof ttl, "%ld", c->cfg.leader_lease_ms);
     freeReplyObject(redisCommand(rc, "CLIENT SETNAME " SF_COORD_CONN_NAME "-standby"));
+    /* A lease seen free is taken only once it has stayed free for half a
+     * lease: after Redis itself was paused or cut off past the TTL, the
+     * leader, alive all along, renews first (it tries at once on its new
+     * connection, then every third of a lease) instead of losing the lease
+     * to a standby. */
+    int64_t free_since = 0;
     for (;;) {
+        r = redisCommand(rc, "EXISTS %s", k1);
+        int is_free = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+        if (r && r->type == REDIS_REPLY_ERROR) {
+            sf_errf(SF_EREDIS, err, n, "redis: reading the leader lease failed: %s%s", r->str, sf_redis_auth_hint(r->str));
+            freeReplyObject(r);
+            redisFree(rc);
+            return SF_EREDIS;
+        }
+        freeReplyObject(r);
+        if (!r) {
+            sf_errf(SF_EREDIS, err, n, "redis: reading the leader lease failed: %s", rc->errstr);
+            redisFree(rc);
+            return SF_EREDIS;
+        }
+        int64_t now = sf_clock_mono_ms();
+        if (is_free && !free_since && held[0]) free_since = now;
+        if (is_free && held[0] && now - free_since < c->cfg.leader_lease_ms / 2) {
+            usleep((useconds_t)(c->cfg.leader_lease_ms * 1000 / 6));
+            continue;
+        }
+        if (!is_free) free_since = 0;
         const char *argv[] = {"EVAL", LEASE_LUA, "2", k1, k2, c->holder, ttl, "0"};
         r = redisCommandArgv(rc, 8, argv, NULL);
         if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) break;
