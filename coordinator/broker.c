@@ -155,6 +155,9 @@ static void worker_remove(sf_coord_t *c, sf_worker_t *w, int how, const char *wh
 }
 
 static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__Hello *h) {
+    /* Fenced, this coordinator may not lead any more: a worker that finds
+     * no welcome here moves on to the next endpoint it was given. */
+    if (c->fenced) return;
     sf_worker_t *w = worker_by_rid(c, rid, rid_len);
     if (w && strcmp(w->id, h->worker_id) == 0) {
         /* The same connection says hello again (it was told to): it still
@@ -513,7 +516,9 @@ void sf_broker_cron(sf_coord_t *c) {
             worker_remove(c, w, GONE_DIED, why);
         }
     }
-    if (now - c->last_hb_ms >= c->cfg.heartbeat_ms) {
+    /* Fenced: no heartbeats, so that the workers go to whichever leads now
+     * (they come back here if this one keeps its lease). */
+    if (now - c->last_hb_ms >= c->cfg.heartbeat_ms && !c->fenced) {
         c->last_hb_ms = now;
         Sf__Heartbeat hb = SF__HEARTBEAT__INIT;
         Sf__Envelope env = SF__ENVELOPE__INIT;

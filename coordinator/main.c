@@ -7,6 +7,7 @@
  * sf_zsock; Redis joins through hiredis' libuv adapter.  Periodic work lives in
  * one cron timer (see cron()).
  */
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,6 +344,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sf-coordinator: %s\n", err);
         return 2;
     }
+    /* A peer that went away (a Redis connection cut by a new leader, say) is
+     * an error on the write, not the end of the process. */
+    signal(SIGPIPE, SIG_IGN);
     c->loop = uv_default_loop();
     c->mono_ms = sf_clock_mono_ms;
     c->start_mono_ms = sf_coord_mono_ms(c);

@@ -731,6 +731,8 @@ static void on_lease(redisAsyncContext *ac, void *reply, void *priv) {
     if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
         lease_lost("it expired while Redis could not be reached and another coordinator led since");
     if (r->type != REDIS_REPLY_INTEGER || (uint64_t)r->integer != c->epoch) {
+        /* LOADING after a Redis restart, say: the tick sends it again (the
+         * first check of a connection too: nothing goes out before it). */
         sf_warn("redis: the lease check failed (%s); trying again", r->type == REDIS_REPLY_ERROR ? r->str : "?");
         return;
     }
@@ -770,7 +772,15 @@ void sf_store_lease_tick(sf_coord_t *c) {
         sf_warn("the leader lease was not renewed for %ld ms (Redis unreachable?): handing out no jobs until it is",
                 c->cfg.leader_lease_ms);
     }
-    if (!s->leading || s->lease_inflight || now - s->lease_last_ms < c->cfg.leader_lease_ms / 3) return;
+    if (!ac_of(s) || s->lease_inflight) return;
+    if (!s->leading) {
+        /* The first check of this connection failed: again, a little later. */
+        if (now - s->lease_last_ms < c->cfg.leader_lease_ms / 6) return;
+        s->lease_last_ms = now;
+        send_lease(c, 1);
+        return;
+    }
+    if (now - s->lease_last_ms < c->cfg.leader_lease_ms / 3) return;
     s->lease_last_ms = now;
     send_lease(c, 0);
 }
@@ -792,6 +802,7 @@ static void on_up(sf_redis_conn_t *rc) {
     sf_coord_t *c = rc->data;
     sf_store_t *s = c->store;
     s->leading = 0;
+    s->lease_last_ms = sf_coord_mono_ms(c);
     redisAsyncCommand(ac_of(s), NULL, NULL, "CLIENT SETNAME " SF_COORD_CONN_NAME);
     send_lease(c, 1);
 }

@@ -14,6 +14,7 @@
  * restarted learner resumes from its last checkpoint in checkpoint_dir, and
  * does not repeat a finished SFT.
  */
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <zmq.h>
@@ -141,6 +142,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sf-learner: %s\n", err);
         return 2;
     }
+    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error on the write, not the end */
     L.loop = uv_default_loop();
     {
         char host[64] = "?";

@@ -732,6 +732,7 @@ int main(int argc, char **argv) {
     }
     wk->hb_ms = (uint32_t)wk->cfg.heartbeat_ms;
     wk->liveness = (uint32_t)wk->cfg.liveness;
+    signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error on the write, not the end */
     wk->loop = uv_default_loop();
     wk->zctx = zmq_ctx_new();
     wk->env = (sf_wk_env_t){.learner = wk->cfg.learner, .models_dir = wk->cfg.models_dir, .data_dir = wk->cfg.data_dir,
