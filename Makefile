@@ -283,11 +283,11 @@ fuzz_extra    = $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_EXTRA_$(1)))
 
 build/fuzz/obj/%.o: %.c | $(PROTO_H) $(DATA_C)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 -MMD -MP $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 build/fuzz/obj/%.o: $(BUILD)/%.c | $(PROTO_H) $(DATA_C)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) -I. -I$(BUILD) -D_GNU_SOURCE -std=gnu11 -MMD -MP $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ) $$(call fuzz_extra,fuzz_$$*)
 	@mkdir -p $(dir $@)
@@ -304,3 +304,6 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# The fuzz objects follow their headers too: a struct that changes in a
+# header must not leave objects of its old layout behind (a wild jump).
+-include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null)
