@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "common/runtime/error.h"
+#include "common/runtime/json_strict.h"
 #include "common/method/run_spec.h"
 #include "common/runtime/log.h"
 #include "coordinator/coord.h"
@@ -290,8 +291,12 @@ static int parse_classes(const cJSON *spec, sf_classlist_t **out, char *err, siz
 
 int sf_run_create(sf_coord_t *c, const char *spec_json, uint32_t num, sf_run_t **out, char *err, size_t n) {
     *out = NULL;
-    cJSON *spec = cJSON_Parse(spec_json);
-    if (!spec || !cJSON_IsObject(spec)) {
+    /* Strictly, as sfctl reads it: another client may send text after the
+     * object, or a key twice. */
+    cJSON *spec = NULL;
+    int prc = sf_json_parse_strict(spec_json, strlen(spec_json), "run spec", &spec, err, n);
+    if (prc) return prc;
+    if (!cJSON_IsObject(spec)) {
         cJSON_Delete(spec);
         return sf_errf(SF_EINVAL, err, n, "run spec is not a JSON object");
     }

@@ -310,6 +310,22 @@ TEST(a_retry_base_above_its_cap_is_refused) {
     done();
 }
 
+TEST(a_spec_with_text_after_it_or_a_key_twice_is_refused) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *r = NULL;
+    char err[512];
+    /* Another client than sfctl may send these; the coordinator reads
+     * specs as strictly as sfctl does. */
+    CHECK(sf_run_create(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"]} {\"kind\":\"noop\"}", 7, &r, err,
+                        sizeof err) != 0);
+    CHECK(strstr(err, "after") != NULL);
+    CHECK(sf_run_create(&c, "{\"kind\":\"sleep\",\"kind\":\"noop\",\"classes\":[\"n01440764\"]}", 7, &r, err,
+                        sizeof err) != 0);
+    CHECK(strstr(err, "'kind'") != NULL);
+    CHECK(r == NULL);
+    done();
+}
+
 TEST(large_payloads_go_in_batches_that_fit_a_frame) {
     CHECK(th_coord_init(&c, T0) == 0);
     /* 3 MiB each: eight jobs in one batch would be a 24 MiB frame, over the
@@ -482,6 +498,7 @@ int main(void) {
     SF_RUN(payloads_over_the_job_cap_are_refused_at_submit);
     SF_RUN(large_payloads_go_in_batches_that_fit_a_frame);
     SF_RUN(a_retry_base_above_its_cap_is_refused);
+    SF_RUN(a_spec_with_text_after_it_or_a_key_twice_is_refused);
     SF_RUN(a_kind_no_worker_offers_is_flagged_then_fails);
     SF_RUN(a_worker_offering_the_kind_ends_the_wait);
     SF_RUN(a_dead_job_in_a_required_phase_fails_the_run_at_once);
