@@ -168,6 +168,14 @@ static int send_oversize(void *s, size_t bytes) {
     return answer(s) < 0;
 }
 
+/* One [routing id][body] message off a ROUTER (close both after use). */
+static void recv_frame(void *s, zmq_msg_t *rid, zmq_msg_t *body) {
+    zmq_msg_init(rid);
+    zmq_msg_init(body);
+    zmq_msg_recv(rid, s, 0);
+    zmq_msg_recv(body, s, 0);
+}
+
 /* A coordinator of protocol `version`: every frame is of another version
  * to it, and is refused so. */
 static int serve(void *ctx, const char *ep, uint32_t version, int seconds) {
@@ -180,10 +188,7 @@ static int serve(void *ctx, const char *ep, uint32_t version, int seconds) {
     for (int left = seconds * 10; left > 0; left--) {
         if (zmq_poll(&pi, 1, 100) <= 0) continue;
         zmq_msg_t rid, body;
-        zmq_msg_init(&rid);
-        zmq_msg_init(&body);
-        zmq_msg_recv(&rid, s, 0);
-        zmq_msg_recv(&body, s, 0);
+        recv_frame(s, &rid, &body);
         uint32_t theirs = 0, b = 0;
         sf_wire_peek(zmq_msg_data(&body), zmq_msg_size(&body), &theirs, &b);
         if (b != SF__ENVELOPE__BODY_ERROR) {
@@ -240,10 +245,7 @@ static int serve_job(void *ctx, const char *ep, size_t bytes, int seconds) {
     for (int left = seconds * 10; left > 0 && rc; left--) {
         if (zmq_poll(&pi, 1, 100) <= 0) continue;
         zmq_msg_t rid, body;
-        zmq_msg_init(&rid);
-        zmq_msg_init(&body);
-        zmq_msg_recv(&rid, s, 0);
-        zmq_msg_recv(&body, s, 0);
+        recv_frame(s, &rid, &body);
         Sf__Envelope *in = sf__envelope__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         if (in && in->body_case == SF__ENVELOPE__BODY_HELLO && !sent) {
             Sf__Welcome wel = SF__WELCOME__INIT;
