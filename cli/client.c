@@ -9,9 +9,9 @@
  * sees the coordinator refuse our key, so that sfctl can say so instead of
  * waiting for its timeout.
  */
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +22,7 @@
 #include "cli/client.h"
 #include "common/net/curve.h"
 #include "common/net/wire.h"
+#include "common/net/zsock.h"
 #include "common/runtime/clock.h"
 #include "common/runtime/error.h"
 
@@ -142,22 +143,20 @@ int sfctl_request(int op, const char *run, const char *spec, sfctl_reply_t *out)
     /* A list (a leader and its standbys): connected to all, and with
      * ZMQ_IMMEDIATE the request goes only to one that accepted the
      * connection — a standby binds nothing until it leads. */
-    int list = strchr(g_opts.coordinator, ',') != NULL;
+    const int n_eps = sf_endpoints_count(g_opts.coordinator), list = n_eps > 1;
     if (list) {
         int one = 1, ms = (int)g_opts.timeout_ms;
         zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one);
         zmq_setsockopt(s, ZMQ_SNDTIMEO, &ms, sizeof ms);
     }
-    for (const char *at = g_opts.coordinator; at;) {
-        size_t el = strcspn(at, ",");
+    for (int i = 0; i < n_eps; i++) {
         char ep[512];
-        snprintf(ep, sizeof ep, "%.*s", (int)(el < sizeof ep ? el : sizeof ep - 1), at);
+        sf_endpoint_at(g_opts.coordinator, i, ep, sizeof ep);
         if (zmq_connect(s, ep) != 0) {
             snprintf(out->error, sizeof out->error, "bad coordinator endpoint '%s': %s", ep, zmq_strerror(zmq_errno()));
             rc = SFCTL_EXIT_USAGE;
             goto done;
         }
-        at = at[el] ? at + el + 1 : NULL;
     }
     Sf__Request q = SF__REQUEST__INIT;
     q.tag = (uint64_t)getpid() << 20 | (uint64_t)(time(NULL) & 0xfffff);

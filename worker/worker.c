@@ -468,18 +468,13 @@ static int open_socket(sf_wk_t *wk) {
     }
     /* One endpoint of the list at a time, the next after each silence. */
     char ep[512];
-    int n_eps = 1;
-    for (const char *q = wk->cfg.coordinator; *q; q++) n_eps += *q == ',';
-    const char *at = wk->cfg.coordinator;
-    for (int i = 0; i < (int)(wk->reconnects % (uint64_t)n_eps); i++) at = strchr(at, ',') + 1;
-    size_t el = strcspn(at, ",");
-    snprintf(ep, sizeof ep, "%.*s", (int)(el < sizeof ep ? el : sizeof ep - 1), at);
+    const int n_eps = sf_endpoints_count(wk->cfg.coordinator), at = (int)(wk->reconnects % (uint64_t)n_eps);
+    sf_endpoint_at(wk->cfg.coordinator, at, ep, sizeof ep);
     if (zmq_connect(wk->sock, ep) != 0) {
         sf_error("cannot connect to %s: %s", ep, zmq_strerror(zmq_errno()));
         return SF_EIO;
     }
-    if (n_eps > 1) sf_info("talking to the coordinator at %s (%d of %d)", ep, (int)(wk->reconnects % (uint64_t)n_eps) + 1,
-                           n_eps);
+    if (n_eps > 1) sf_info("talking to the coordinator at %s (%d of %d)", ep, at + 1, n_eps);
     wk->zs.data = wk;
     if (sf_zsock_init(wk->loop, &wk->zs, wk->sock, on_readable) != 0) return SF_EIO;
     wk->zs_open = 1;

@@ -1,6 +1,8 @@
 /* zsock.c: ZeroMQ sockets on a libuv loop (see zsock.h for the edge rules). */
 #include "common/net/zsock.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <zmq.h>
 
 #include "common/runtime/error.h"
@@ -61,4 +63,16 @@ void sf_zsock_close(sf_zsock_t *zs, sf_zsock_close_cb cb) {
     uv_close((uv_handle_t *)&zs->poll_, on_handle_closed);
     uv_close((uv_handle_t *)&zs->prepare_, on_handle_closed);
     uv_close((uv_handle_t *)&zs->idle_, on_handle_closed);
+}
+
+int sf_endpoints_count(const char *list) {
+    int n = 1;
+    for (; *list; list++) n += *list == ',';
+    return n;
+}
+
+void sf_endpoint_at(const char *list, int i, char *out, size_t n) {
+    for (i %= sf_endpoints_count(list); i > 0; i--) list = strchr(list, ',') + 1;
+    size_t len = strcspn(list, ",");
+    snprintf(out, n, "%.*s", (int)(len < n ? len : n - 1), list);
 }

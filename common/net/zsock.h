@@ -44,4 +44,11 @@ void sf_zsock_backlog(sf_zsock_t *zs);
 /* Stops watching; cb runs once all libuv handles are closed. */
 void sf_zsock_close(sf_zsock_t *zs, sf_zsock_close_cb cb);
 
+/* Endpoint lists: "ep1,ep2,…" (a leader coordinator and its standbys).
+ * The number of endpoints in the list (1 for a plain endpoint), and the
+ * i-th one (0-based, i taken modulo that number) copied into out, cut to
+ * n - 1 bytes. */
+int sf_endpoints_count(const char *list);
+void sf_endpoint_at(const char *list, int i, char *out, size_t n);
+
 #endif

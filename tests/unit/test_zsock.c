@@ -61,7 +61,24 @@ TEST(drains_everything_with_a_budget) {
     zmq_ctx_term(ctx);
 }
 
+TEST(endpoint_lists_are_split_and_taken_in_turn) {
+    char ep[16];
+    CHECK_EQ_INT(sf_endpoints_count("ipc:///a"), 1);
+    CHECK_EQ_INT(sf_endpoints_count("tcp://a:1,tcp://b:2,ipc:///c"), 3);
+    sf_endpoint_at("ipc:///a", 5, ep, sizeof ep);
+    CHECK(!strcmp(ep, "ipc:///a"));
+    sf_endpoint_at("tcp://a:1,tcp://b:2,ipc:///c", 1, ep, sizeof ep);
+    CHECK(!strcmp(ep, "tcp://b:2"));
+    sf_endpoint_at("tcp://a:1,tcp://b:2,ipc:///c", 2, ep, sizeof ep);
+    CHECK(!strcmp(ep, "ipc:///c"));
+    sf_endpoint_at("tcp://a:1,tcp://b:2,ipc:///c", 3, ep, sizeof ep); /* modulo: the first again */
+    CHECK(!strcmp(ep, "tcp://a:1"));
+    sf_endpoint_at("tcp://a-very-long-host:5555,x", 0, ep, sizeof ep); /* cut to the buffer */
+    CHECK(!strcmp(ep, "tcp://a-very-lo"));
+}
+
 int main(void) {
+    SF_RUN(endpoint_lists_are_split_and_taken_in_turn);
     SF_RUN(drains_everything_with_a_budget);
     SF_DONE();
 }
