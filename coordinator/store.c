@@ -1023,6 +1023,61 @@ static sf_run_t *load_run(sf_coord_t *c, load_ctx_t *ld, const char *id) {
     return r;
 }
 
+/* Waits as a standby until the leader lease is free, then takes it: the
+ * new epoch, or 0 with err set (Redis refused or went away).
+ * A lease seen free is taken only once it has stayed free for half a lease:
+ * after Redis itself was paused or cut off past the TTL, the leader, alive
+ * all along, renews first (it tries at once on its new connection, then
+ * every third of a lease) instead of losing the lease to a standby. */
+static long long take_lease(sf_coord_t *c, redisContext *rc, char *err, size_t n) {
+    const char *p = c->cfg.redis_prefix;
+    char k1[160], k2[160], ttl[24], held[256] = "";
+    snprintf(k1, sizeof k1, SF_KEY_LEADER, p);
+    snprintf(k2, sizeof k2, SF_KEY_EPOCH, p);
+    snprintf(ttl, sizeof ttl, "%ld", c->cfg.leader_lease_ms);
+    freeReplyObject(redisCommand(rc, "CLIENT SETNAME " SF_COORD_CONN_NAME "-standby"));
+    const useconds_t poll_us = (useconds_t)(c->cfg.leader_lease_ms * 1000 / 6);
+    int64_t free_since = 0;
+    for (;;) {
+        redisReply *r = redisCommand(rc, "EXISTS %s", k1);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            const char *e = r && r->str ? r->str : rc->errstr;
+            sf_errf(SF_EREDIS, err, n, "redis: reading the leader lease failed: %s%s", e, sf_redis_auth_hint(e));
+            freeReplyObject(r);
+            return 0;
+        }
+        int is_free = r->integer == 0;
+        freeReplyObject(r);
+        int64_t now = sf_clock_mono_ms();
+        if (!is_free) free_since = 0;
+        else if (held[0] && !free_since) free_since = now;
+        if (is_free && held[0] && now - free_since < c->cfg.leader_lease_ms / 2) {
+            usleep(poll_us);
+            continue;
+        }
+        const char *argv[] = {"EVAL", LEASE_LUA, "2", k1, k2, c->holder, ttl, "0"};
+        r = redisCommandArgv(rc, 8, argv, NULL);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+            long long epoch = r->integer;
+            freeReplyObject(r);
+            return epoch;
+        }
+        if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "HELD ", 5)) {
+            const char *e = r && r->str ? r->str : rc->errstr;
+            sf_errf(SF_EREDIS, err, n, "redis: taking the leader lease failed: %s%s", e, sf_redis_auth_hint(e));
+            freeReplyObject(r);
+            return 0;
+        }
+        if (strcmp(held, r->str + 5)) {
+            snprintf(held, sizeof held, "%s", r->str + 5);
+            sf_info("standby: the coordinator %s leads (epoch, holder); taking over when its lease of %ld ms lapses",
+                    held, c->cfg.leader_lease_ms);
+        }
+        freeReplyObject(r);
+        usleep(poll_us);
+    }
+}
+
 int sf_store_load(sf_coord_t *c, char *err, size_t n) {
     char host[512];
     int port, is_unix;
@@ -1039,59 +1094,12 @@ int sf_store_load(sf_coord_t *c, char *err, size_t n) {
         snprintf(c->holder, sizeof c->holder, "%s:%d:%lld", host, (int)getpid(), (long long)sf_clock_wall_ms());
     }
     /* A standby until the lease is free. */
-    char k1[160], k2[160], ttl[24], held[256] = "";
-    snprintf(k1, sizeof k1, SF_KEY_LEADER, p);
-    snprintf(k2, sizeof k2, SF_KEY_EPOCH, p);
-    snprintf(ttl, sizeof ttl, "%ld", c->cfg.leader_lease_ms);
-    freeReplyObject(redisCommand(rc, "CLIENT SETNAME " SF_COORD_CONN_NAME "-standby"));
-    /* A lease seen free is taken only once it has stayed free for half a
-     * lease: after Redis itself was paused or cut off past the TTL, the
-     * leader, alive all along, renews first (it tries at once on its new
-     * connection, then every third of a lease) instead of losing the lease
-     * to a standby. */
-    int64_t free_since = 0;
-    for (;;) {
-        r = redisCommand(rc, "EXISTS %s", k1);
-        int is_free = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
-        if (r && r->type == REDIS_REPLY_ERROR) {
-            sf_errf(SF_EREDIS, err, n, "redis: reading the leader lease failed: %s%s", r->str, sf_redis_auth_hint(r->str));
-            freeReplyObject(r);
-            redisFree(rc);
-            return SF_EREDIS;
-        }
-        freeReplyObject(r);
-        if (!r) {
-            sf_errf(SF_EREDIS, err, n, "redis: reading the leader lease failed: %s", rc->errstr);
-            redisFree(rc);
-            return SF_EREDIS;
-        }
-        int64_t now = sf_clock_mono_ms();
-        if (is_free && !free_since && held[0]) free_since = now;
-        if (is_free && held[0] && now - free_since < c->cfg.leader_lease_ms / 2) {
-            usleep((useconds_t)(c->cfg.leader_lease_ms * 1000 / 6));
-            continue;
-        }
-        if (!is_free) free_since = 0;
-        const char *argv[] = {"EVAL", LEASE_LUA, "2", k1, k2, c->holder, ttl, "0"};
-        r = redisCommandArgv(rc, 8, argv, NULL);
-        if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) break;
-        if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "HELD ", 5)) {
-            const char *e = r && r->str ? r->str : rc->errstr;
-            sf_errf(SF_EREDIS, err, n, "redis: taking the leader lease failed: %s%s", e, sf_redis_auth_hint(e));
-            freeReplyObject(r);
-            redisFree(rc);
-            return SF_EREDIS;
-        }
-        if (strcmp(held, r->str + 5)) {
-            snprintf(held, sizeof held, "%s", r->str + 5);
-            sf_info("standby: the coordinator %s leads (epoch, holder); taking over when its lease of %ld ms lapses",
-                    held, c->cfg.leader_lease_ms);
-        }
-        freeReplyObject(r);
-        usleep((useconds_t)(c->cfg.leader_lease_ms * 1000 / 6));
+    long long epoch = take_lease(c, rc, err, n);
+    if (epoch <= 0) {
+        redisFree(rc);
+        return SF_EREDIS;
     }
-    c->epoch = (uint64_t)r->integer;
-    freeReplyObject(r);
+    c->epoch = (uint64_t)epoch;
     /* Uptime, lease deadlines and the first liveness window count from
      * here, not from the wait as a standby. */
     c->start_mono_ms = c->lease_ok_ms = sf_coord_mono_ms(c);
