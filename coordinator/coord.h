@@ -111,7 +111,7 @@ typedef struct sf_run_s {
     int n_phases, phase;
     sf_phase_t phases[SF_MAX_PHASES];
     uint32_t n_jobs;
-    sf_jobslot_t *jobs;     /* (n_jobs) */
+    sf_jobslot_t *jobs;     /* (n_jobs); NULL once an ended run dropped them (sf_run_drop_slots): a summary */
     uint32_t *class_done, *class_dead; /* (classes->n) acknowledged */
     uint64_t done, dead, retries, leased;
     uint32_t learner_version;  /* last seen in sf:run:<id>:learner */
@@ -129,7 +129,6 @@ typedef struct sf_run_s {
     int max_attempts;
     uint32_t lease_ms, retry_base_ms, retry_max_ms;
     sf_ring_t ready;
-    int loaded_summary_only; /* an ended run kept for listings and status only: no slots (sf_run_drop_slots) */
     int64_t ended_mono_ms;   /* when its slots became droppable (sf_runs_release); 0 before */
     sf_hist_t *latency;     /* dispatch -> result acknowledged, µs; NULL once the slots are dropped */
     uint64_t lat_count, lat_p50, lat_p99, lat_max; /* what status shows of it after that */

@@ -392,7 +392,6 @@ void sf_run_drop_slots(sf_run_t *r) {
         r->dead_list = NULL;
     }
     r->leased = 0;
-    r->loaded_summary_only = 1;
 }
 
 void sf_runs_held(const sf_coord_t *c, int *runs, uint64_t *jobs) {

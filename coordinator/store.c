@@ -1153,7 +1153,7 @@ int sf_store_load(sf_coord_t *c, char *err, size_t n) {
     c->next_run_num = next;
     for (size_t i = 0; i < got; i++) {
         sf_runs_insert(c, runs[i]);
-        if (!runs[i]->loaded_summary_only) sf_run_progress(c, runs[i]);
+        if (runs[i]->jobs) sf_run_progress(c, runs[i]); /* an ended run loads as a summary, without slots */
     }
     free(runs);
     return 0;
