@@ -608,13 +608,13 @@ void sf_run_fail(sf_coord_t *c, sf_run_t *r, const char *why) {
 }
 
 void sf_runs_check_kinds(sf_coord_t *c) {
-    uint64_t offered = 0;
-    for (int i = 0; i < c->n_worker_slots; i++)
-        if (c->workers[i].used && !c->workers[i].draining) offered |= c->workers[i].kinds;
     int64_t now = sf_coord_mono_ms(c);
     /* Right after a start the workers of the coordinator before are still
      * saying hello: give them one liveness window. */
     if (now - c->start_mono_ms < c->cfg.heartbeat_ms * c->cfg.liveness) return;
+    uint64_t offered = 0;
+    for (int i = 0; i < c->n_worker_slots; i++)
+        if (c->workers[i].used && !c->workers[i].draining) offered |= c->workers[i].kinds;
     for (sf_run_t *r = c->runs; r; r = r->next) {
         if (!sf_run_active(r) || r->phase >= r->n_phases) continue;
         const sf_phase_t *p = &r->phases[r->phase];
