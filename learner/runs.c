@@ -112,18 +112,15 @@ out:
     return rc;
 }
 
-/* One learner per run.  CLAIM_LUA takes the run's lease (KEYS[1]) if it is
- * free or ours, and returns the run's spec (KEYS[2]'s field); another
- * learner's lease: the error "HELD <holder>".  RENEW_LUA only renews. */
-static const char CLAIM_LUA[] =
+/* One learner per run.  LEASE_LUA takes or renews the run's lease (KEYS[1])
+ * if it is free or ours; given the run's hash as KEYS[2] (the claim), it
+ * returns the run's spec, else 1 (a renewal).  Another learner's lease: the
+ * error "HELD <holder>". */
+static const char LEASE_LUA[] =
     "local cur = redis.call('GET', KEYS[1]) "
     "if cur and cur ~= ARGV[1] then return redis.error_reply('HELD ' .. cur) end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "return redis.call('HGET', KEYS[2], 'spec')";
-static const char RENEW_LUA[] =
-    "local cur = redis.call('GET', KEYS[1]) "
-    "if cur and cur ~= ARGV[1] then return redis.error_reply('HELD ' .. cur) end "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+    "if KEYS[2] then return redis.call('HGET', KEYS[2], 'spec') end return 1";
 
 static void on_spec(redisAsyncContext *ac, void *reply, void *priv) {
     (void)ac;
@@ -174,7 +171,7 @@ void learner_ask_spec(lrun_t *r) {
     snprintf(key, sizeof key, SF_KEY_RUN, L.cfg.redis_prefix, r->id);
     snprintf(owner, sizeof owner, SF_KEY_RUN_LEARNER_OWNER, L.cfg.redis_prefix, r->id);
     snprintf(ttl, sizeof ttl, "%ld", L.cfg.run_lease_ms);
-    const char *argv[] = {"EVAL", CLAIM_LUA, "2", owner, key, L.holder, ttl};
+    const char *argv[] = {"EVAL", LEASE_LUA, "2", owner, key, L.holder, ttl};
     if (redisAsyncCommandArgv(ac, on_spec, r, 7, argv, NULL) == REDIS_OK) r->spec_asked = 1;
 }
 
@@ -202,7 +199,7 @@ void learner_renew_runs(void) {
         char owner[160], ttl[24];
         snprintf(owner, sizeof owner, SF_KEY_RUN_LEARNER_OWNER, L.cfg.redis_prefix, r->id);
         snprintf(ttl, sizeof ttl, "%ld", L.cfg.run_lease_ms);
-        const char *argv[] = {"EVAL", RENEW_LUA, "1", owner, L.holder, ttl};
+        const char *argv[] = {"EVAL", LEASE_LUA, "1", owner, L.holder, ttl};
         if (redisAsyncCommandArgv(ac, on_renew, r, 6, argv, NULL) == REDIS_OK) r->renewing = 1;
     }
 }
