@@ -20,8 +20,21 @@ int sf_sft_rows_init(sf_sft_rows_t *r, int stride) {
     return 0;
 }
 
+/* A row of prompt (NULL: the end-of-text token alone, as plain text starts)
+ * and caption. */
+static int add_row(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *class_name, const char *caption);
+
 int sf_sft_rows_add(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *class_name, const char *caption) {
-    if (!r || !bpe || !class_name || !caption) return SF_EINVAL;
+    if (!class_name) return SF_EINVAL;
+    return add_row(r, bpe, class_name, caption);
+}
+
+int sf_sft_rows_add_plain(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *caption) {
+    return add_row(r, bpe, NULL, caption);
+}
+
+static int add_row(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *class_name, const char *caption) {
+    if (!r || !bpe || !caption) return SF_EINVAL;
     while (*caption == ' ') caption++;
     size_t cl = strlen(caption);
     while (cl && caption[cl - 1] == ' ') cl--;
@@ -29,7 +42,7 @@ int sf_sft_rows_add(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *class_nam
     for (size_t i = 0; i < cl; i++)
         if ((unsigned char)caption[i] < 0x20 || caption[i] == 0x7f) return SF_EINVAL;
     char prompt[512];
-    int rc = sf_policy_prompt(class_name, prompt, sizeof prompt);
+    int rc = class_name ? sf_policy_prompt(class_name, prompt, sizeof prompt) : 0;
     if (rc) return rc;
     char *resp = malloc(cl + 3);
     if (!resp) return SF_ENOMEM;
@@ -52,7 +65,8 @@ int sf_sft_rows_add(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *class_nam
     }
     int32_t *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
-    if ((rc = sf_bpe_encode(bpe, prompt, strlen(prompt), &a, &na)) != 0 ||
+    if (!class_name && (a = malloc(sizeof *a))) a[0] = sf_bpe_eot(bpe), na = 1;
+    if ((class_name ? (rc = sf_bpe_encode(bpe, prompt, strlen(prompt), &a, &na)) != 0 : (rc = a ? 0 : SF_ENOMEM)) ||
         (rc = sf_bpe_encode(bpe, resp, rl, &b, &nb)) != 0) {
         free(a);
         free(b);

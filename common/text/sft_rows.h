@@ -35,6 +35,10 @@ int sf_sft_rows_init(sf_sft_rows_t *r, int stride);
  * caption or one with a control character, SF_ENOMEM. */
 int sf_sft_rows_add(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *class_name, const char *caption);
 
+/* Appends a row of plain text, as a language model is pretrained on: the
+ * end-of-text token (the prompt, of length 1), then the caption as above. */
+int sf_sft_rows_add_plain(sf_sft_rows_t *r, const sf_bpe_t *bpe, const char *caption);
+
 void sf_sft_rows_free(sf_sft_rows_t *r);
 
 #endif

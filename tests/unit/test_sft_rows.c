@@ -50,6 +50,26 @@ TEST(test_rows) {
     sf_sft_rows_free(&r);
 }
 
+/* A plain-text row (pretraining): the end of text as its one-token prompt,
+ * then the caption as an SFT row has it. */
+TEST(test_plain_rows) {
+    sf_sft_rows_t r;
+    CHECK_EQ_INT(sf_sft_rows_init(&r, 64), 0);
+    CHECK_EQ_INT(sf_sft_rows_add_plain(&r, bpe, "A junco in the snow"), 0);
+    CHECK_EQ_INT(r.n, 1);
+    CHECK_EQ_INT(r.plen[0], 1);
+    CHECK_EQ_INT(r.seqs[0], sf_bpe_eot(bpe));
+    char *resp = decode(r.seqs + 1, r.slen[0] - 2);
+    CHECK(!strcmp(resp, " A junco in the snow."));
+    free(resp);
+    CHECK_EQ_INT(r.seqs[r.slen[0] - 1], sf_bpe_eot(bpe));
+    CHECK_EQ_INT(sf_sft_rows_add_plain(&r, bpe, " "), SF_EINVAL);
+    CHECK_EQ_INT(sf_sft_rows_add_plain(&r, NULL, "x"), SF_EINVAL);
+    CHECK_EQ_INT(sf_sft_rows_add(&r, bpe, NULL, "x"), SF_EINVAL);
+    CHECK_EQ_INT(r.n, 1);
+    sf_sft_rows_free(&r);
+}
+
 TEST(test_truncation) {
     /* A caption longer than the stride loses its end but keeps the end of text. */
     sf_sft_rows_t r;
@@ -74,6 +94,7 @@ int main(void) {
     }
     SF_RUN(test_prompt);
     SF_RUN(test_rows);
+    SF_RUN(test_plain_rows);
     SF_RUN(test_truncation);
     sf_bpe_free(&bpe);
     SF_DONE();
