@@ -137,6 +137,12 @@ float sf_clip_logit_scale(const sf_clip_t *m);   /* exp(logit_scale) */
  * scores highest.  fp32 models only (SF_EUNSUPPORTED otherwise). */
 int sf_clip_train_step(sf_clip_t *m, const float *pixels, const int32_t *tokens, int B, int T,
                        float lr, float *loss, float *acc);
+/* The same step with n_tied (<= B) more token rows after the B captions: row
+ * B + j is a variant of caption j that must embed alike (unknown words added,
+ * punctuation), and tied_weight * mean(1 - cosine(row B + j, row j)) joins the
+ * loss.  *loss includes it; n_tied 0 is sf_clip_train_step. */
+int sf_clip_train_step_tied(sf_clip_t *m, const float *pixels, const int32_t *tokens, int B, int T, int n_tied,
+                            float tied_weight, float lr, float *loss, float *acc);
 
 /* ---- classifiers (timm) ---- */
 

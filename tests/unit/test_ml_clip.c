@@ -279,6 +279,42 @@ TEST(contrastive_training_learns_pairs) {
     sf_clip_free(&m);
 }
 
+/* Tied rows: a caption with another caption's word added must come to embed like the
+ * caption itself when tied to it, and not (as much) without the tie; more
+ * tied rows than pairs is an error. */
+static double tied_cos_after(int tied) {
+    sf_clip_t *m = small();
+    if (!m) return -2;
+    enum { B = 8, T = 5 };
+    float px[B * 3 * 32 * 32];
+    int32_t t[2 * B * T];
+    for (int i = 0; i < B; i++) {
+        for (int k = 0; k < 3 * 1024; k++) px[i * 3 * 1024 + k] = ((i >> (k / 1024)) & 1) ? 1.0f : -1.0f + 0.2f * (i / 4);
+        int32_t *a = t + i * T, *v = t + (B + i) * T;
+        a[0] = 98, a[1] = 10 + i, a[2] = 99, a[3] = 0, a[4] = 0;
+        v[0] = 98, v[1] = 10 + i, v[2] = 10 + (i + 1) % B, v[3] = 99, v[4] = 0; /* and a word of another caption */
+    }
+    float loss = 0, acc = 0;
+    for (int s = 0; s < 60; s++)
+        if (sf_clip_train_step_tied(m, px, t, B, T, tied ? B : 0, 1.0f, 1e-3f, &loss, &acc)) return -3;
+    const int E = sf_clip_config(m)->embed_dim;
+    float emb[2 * B * 512];
+    if (E > 512 || sf_clip_encode_text(m, t, 2 * B, T, emb)) return -4;
+    double cs = 0;
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < E; k++) cs += (double)emb[i * E + k] * emb[(B + i) * E + k];
+    if (sf_clip_train_step_tied(m, px, t, B, T, B + 1, 1.0f, 1e-3f, &loss, &acc) != SF_EINVAL) cs = -5;
+    sf_clip_free(&m);
+    return cs / B;
+}
+
+TEST(tied_rows_embed_alike) {
+    double with = tied_cos_after(1), without = tied_cos_after(0);
+    printf("  mean 1 - cosine, caption / caption + another's word: tied %.4f, untied %.4f\n", 1 - with, 1 - without);
+    CHECK(with > 0.99);
+    CHECK(1 - with < 0.25 * (1 - without));
+}
+
 int main(void) {
     sf_ml_opts_t o = {.threads = 1, .quiet = 1};
     sf_ml_init(&o);
@@ -287,5 +323,6 @@ int main(void) {
     SF_RUN(preprocess_resize_crop_normalise);
     SF_RUN(save_load_and_bad_checkpoints);
     SF_RUN(contrastive_training_learns_pairs);
+    SF_RUN(tied_rows_embed_alike);
     SF_DONE();
 }
