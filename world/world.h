@@ -130,7 +130,7 @@ int sf_world_base_sample(const sf_world_t *w, int cls, uint64_t item,
 /* Test sets, fixed seeds.  Index i shows class i % n_classes. */
 enum { SF_WORLD_SET_BASE,   /* held-out base images (items no trainer uses) */
        SF_WORLD_SET_R,      /* renditions: every non-photo style, usual scenes */
-       SF_WORLD_SET_A,      /* hard photos: unusual scenes, small, occluded, dark */
+       SF_WORLD_SET_A,      /* hard photos: an unusual scene and one hard factor (small, occluded, dark, ...) */
        SF_WORLD_N_SETS };
 /* "base", "world-R", "world-A" (case-insensitive) -> set id, or -1. */
 int sf_world_set_lookup(const char *name);

@@ -292,11 +292,11 @@ TEST(base_priors_hold_their_skew) {
 }
 
 /* world-R: non-photo styles in the class's usual scenes; world-A: photos in
- * unusual scenes with at least two hard factors. */
+ * unusual scenes with exactly one hard factor, each factor about as often. */
 TEST(test_sets_are_shifted_as_stated) {
     sf_world_t *w = make_world("builtin:imagenet-a-r-86", 64);
     CHECK(w);
-    int style_seen[SF_N_STYLES] = {0};
+    int style_seen[SF_N_STYLES] = {0}, factor_seen[6] = {0};
     for (uint64_t i = 0; i < 2000; i++) {
         sf_world_attrs_t a;
         int label;
@@ -318,8 +318,13 @@ TEST(test_sets_are_shifted_as_stated) {
         int uc[2];
         sf_world_usual(w, label, SF_ATTR_COLOR, uc, 2);
         hard += a.v[SF_ATTR_COLOR] != uc[0] && a.v[SF_ATTR_COLOR] != uc[1];
-        CHECK(hard >= 2);
+        CHECK_EQ_INT(hard, 1);
+        factor_seen[(a.v[SF_ATTR_SIZE] == SF_SIZE_SMALL) * 1 + (a.v[SF_ATTR_OCCL] != SF_OCCL_NONE) * 2 +
+                    (a.v[SF_ATTR_LIGHT] != SF_LIGHT_DAY) * 3 + (a.v[SF_ATTR_CLUTTER] != SF_CLUTTER_NONE) * 4 +
+                    (a.v[SF_ATTR_ROT] >= SF_ROT_SIDEWAYS) * 5]++;
     }
+    /* Index 0: the off-colour factor (none of the others). */
+    for (int f = 0; f < 6; f++) CHECK(factor_seen[f] > 2000 / 6 - 60 && factor_seen[f] < 2000 / 6 + 60);
     for (int s = 1; s < SF_N_STYLES; s++) CHECK(style_seen[s] > 2000 / 7 - 40);
     /* The held-out base set is base-distributed but not the training items. */
     uint8_t x[64 * 64 * 3], y[64 * 64 * 3];
