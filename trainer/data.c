@@ -77,11 +77,11 @@ int sf_train_up_to_date(const sf_train_ctx_t *c, const char *name, uint64_t key)
     return 1;
 }
 
-int sf_train_stamp_write(const sf_train_ctx_t *c, const char *name, uint64_t key) {
-    char p[1024], hex[32];
+int sf_train_stamp_write(const sf_train_ctx_t *c, const char *name, uint64_t key, const char *settings) {
+    char p[1024], text[1200];
     path_of(c, name, ".stamp", p, sizeof p);
-    snprintf(hex, sizeof hex, "%016" PRIx64, key);
-    return sf_write_atomic(p, write_line, hex);
+    snprintf(text, sizeof text, "%016" PRIx64 "\n%s", key, settings);
+    return sf_write_atomic(p, write_line, text);
 }
 
 int sf_train_quality_write(const sf_train_ctx_t *c, const char *name, const char *json) {

@@ -38,8 +38,9 @@ uint64_t sf_train_key(const sf_world_t *w, const char *settings, const void *cfg
 /* 1 when out/<name>.stamp holds this key and c->force is off: the model is
  * up to date, and "name: up to date" is on stderr. */
 int sf_train_up_to_date(const sf_train_ctx_t *c, const char *name, uint64_t key);
-/* Writes the key into out/<name>.stamp (atomically): 0 or SF_EIO. */
-int sf_train_stamp_write(const sf_train_ctx_t *c, const char *name, uint64_t key);
+/* Writes the key into out/<name>.stamp (atomically), and the settings line
+ * after it (what the models manifest records): 0 or SF_EIO. */
+int sf_train_stamp_write(const sf_train_ctx_t *c, const char *name, uint64_t key, const char *settings);
 
 /* Running means of a training loop's loss (and batch accuracy, with_acc),
  * shown every `every` steps and at the last one as a progress line on
@@ -63,10 +64,18 @@ int sf_train_quality_write(const sf_train_ctx_t *c, const char *name, const char
  * model without one is left out. */
 int sf_train_quality_join(const sf_train_ctx_t *c, const char *const *names, int n);
 
+/* A variant of a world caption that the world's parser reads alike: up to
+ * three words the grammar does not know at random places, final punctuation,
+ * casing (variants.c).  pool 0 draws the unknown words CLIP training uses,
+ * pool 1 disjoint ones for the quality figure.  Deterministic in (caption,
+ * seed, pool).  Returns the length, or SF_EINVAL / SF_ERANGE. */
+int sf_train_caption_variant(const sf_world_t *w, const char *caption, uint64_t seed, int pool, char *out,
+                             size_t n);
+
 /* The trainers (vision.c, sft.c): each trains its model into c->out unless
  * its stamp is up to date. */
 int sf_train_clip(sf_train_ctx_t *c);
 int sf_train_classifier(sf_train_ctx_t *c, int arch);
-int sf_train_sft(sf_train_ctx_t *c);
+int sf_train_sft(sf_train_ctx_t *c, int from_scratch);
 
 #endif

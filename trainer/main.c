@@ -1,6 +1,6 @@
 /* sf-train: trains the embedded world's models into a models folder.
  *
- *   sf-train all|clip|convnext|vit|sft --out DIR [--threads N] [--force] [--scale X]
+ *   sf-train all|clip|convnext|vit|sft|sft-scratch --out DIR [--threads N] [--force] [--scale X]
  *   sf-train toy-diffusion --out DIR --vocab V --merges M [--latent] [--hook]
  *
  * Every model is trained deterministically (fixed seeds, fixed step counts,
@@ -25,7 +25,7 @@
 #include "trainer/data.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: sf-train all|clip|convnext|vit|sft --out DIR [--threads N] [--force] [--scale X]\n"
+    fprintf(stderr, "usage: sf-train all|clip|convnext|vit|sft|sft-scratch --out DIR [--threads N] [--force] [--scale X]\n"
                     "       sf-train toy-diffusion --out DIR --vocab V --merges M [--latent] [--hook]\n");
     return 2;
 }
@@ -104,7 +104,8 @@ int main(int argc, char **argv) {
     } else if (all || !strcmp(what, "clip")) any = 1, rc = sf_train_clip(&c);
     if (all || !strcmp(what, "convnext")) any = 1, rc = rc ? rc : sf_train_classifier(&c, 0);
     if (all || !strcmp(what, "vit")) any = 1, rc = rc ? rc : sf_train_classifier(&c, 1);
-    if (all || !strcmp(what, "sft")) any = 1, rc = rc ? rc : sf_train_sft(&c);
+    if (all || !strcmp(what, "sft")) any = 1, rc = rc ? rc : sf_train_sft(&c, 0);
+    if (!strcmp(what, "sft-scratch")) any = 1, rc = rc ? rc : sf_train_sft(&c, 1);
     if (child > 0) {
         int st = 0;
         if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0) rc = rc ? rc : SF_EIO;

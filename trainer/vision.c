@@ -18,24 +18,28 @@
 
 /* ---- settings (part of every model's cache key) ---- */
 
-#define TRAINER_VERSION 5
+#define TRAINER_VERSION 6 /* 6: world models v2 (CLIP of 128, caption variants, world-A of one factor) */
 
-#define CLIP_STEPS 14000
+#define CLIP_STEPS 15000
 #define CLIP_BATCH 86                /* one pair of every class per batch (86 classes) */
 #define CLIP_LR 1e-3f
 #define CLIP_WARMUP 100
 #define CLIP_PROMPT_SHARE 0.5        /* pairs that are a base image and "a photo of a {class}" */
 #define CLIP_TOK_CAPTIONS 20000     /* captions the tokenizer's words come from */
+#define CLIP_VARIANT_SHARE 0.5      /* captions trained as a variant (unknown words, punctuation) */
+#define CLIP_TIED_WEIGHT 1.0f       /* weight of 1 - cos(caption, another variant of it) */
+#define VARIANT_CAPTIONS 1000       /* held-out captions of the variant-shift figure */
 #define EVAL_PER_CLASS 10           /* test images per class and set */
 #define RETRIEVAL_PAIRS 1000
 #define HELDOUT_PAIR0 (1ull << 40)  /* far from any training pair index */
 
-/* The classifiers are still learning when they stop; these fill the time the
- * CLIP child takes anyway (docs/models.md).  For the ConvNeXt, more steps of
- * fewer images on a narrower net learnt more in the same time (83.1% base
- * against 80.9%); the ViT gained nothing from the same change. */
-#define CLS_STEPS_CONVNEXT 7200
-#define CLS_STEPS_VIT 3600
+/* The classifiers are still learning when they stop; with the policy they
+ * fill the time the CLIP child takes anyway (docs/models.md).  For the
+ * ConvNeXt, more steps of fewer images on a narrower net learnt more in the
+ * same time (83.1% base against 80.9%); the ViT gained nothing from the same
+ * change. */
+#define CLS_STEPS_CONVNEXT 12000
+#define CLS_STEPS_VIT 7200
 #define CLS_BATCH_CONVNEXT 48
 #define CLS_BATCH_VIT 96
 #define CLS_LR 1.5e-3f
@@ -202,6 +206,32 @@ static int clip_quality(sf_clip_t *m, const sf_clip_bpe_t *tok, const sf_world_t
     }
     for (int i = 0; i < RETRIEVAL_PAIRS; i++) free(texts[i]), texts[i] = NULL;
 
+    /* How far words the world ignores move a caption: 1 - cosine between a
+     * held-out caption and its variant with up to three unknown words from
+     * the pool training never drew, and final punctuation. */
+    double shift_sum = 0, shift_max = 0;
+    char **vars = calloc(VARIANT_CAPTIONS, sizeof *vars);
+    float *vt = malloc(sizeof(float) * VARIANT_CAPTIONS * E);
+    if (rc == 0 && (!vars || !vt || VARIANT_CAPTIONS > RETRIEVAL_PAIRS)) rc = SF_ENOMEM;
+    for (int i = 0; rc == 0 && i < VARIANT_CAPTIONS; i++) {
+        char v[640];
+        sf_world_clip_pair(w, HELDOUT_PAIR0 + (uint64_t)i, NULL, buf, sizeof buf, NULL);
+        texts[i] = strdup(buf);
+        if (sf_train_caption_variant(w, buf, (uint64_t)i, 1, v, sizeof v) < 0) rc = SF_EINVAL;
+        vars[i] = strdup(v);
+        if (i < 3) fprintf(stderr, "clip: variant \"%s\" -> \"%s\"\n", buf, v);
+    }
+    if (rc == 0) rc = embed_texts(m, tok, texts, VARIANT_CAPTIONS, txt);
+    if (rc == 0) rc = embed_texts(m, tok, vars, VARIANT_CAPTIONS, vt);
+    for (int i = 0; rc == 0 && i < VARIANT_CAPTIONS; i++) {
+        double d = 1 - sf_dot_f32(txt + (size_t)i * E, vt + (size_t)i * E, E);
+        shift_sum += d;
+        shift_max = d > shift_max ? d : shift_max;
+    }
+    for (int i = 0; vars && i < VARIANT_CAPTIONS; i++) free(texts[i]), texts[i] = NULL, free(vars[i]);
+    free(vars);
+    free(vt);
+
     /* Own-caption cosine on held-out base images: a caption of what each
      * image shows, naming the class, its scene and style and some others. */
     const int n = K * EVAL_PER_CLASS;
@@ -230,9 +260,11 @@ static int clip_quality(sf_clip_t *m, const sf_clip_bpe_t *tok, const sf_world_t
         snprintf(json, jn,
                  "{\"zero_shot_base\": %.4f, \"zero_shot_world_R\": %.4f, \"zero_shot_world_A\": %.4f, "
                  "\"recall_at_5\": %.4f, \"retrieval_pairs\": %d, \"own_caption_cos_above_0.2\": %.4f, "
-                 "\"own_caption_cos_mean\": %.4f, \"test_images_per_set\": %d, \"logit_scale\": %.2f}",
+                 "\"own_caption_cos_mean\": %.4f, \"variant_shift_mean\": %.4f, \"variant_shift_max\": %.4f, "
+                 "\"variant_captions\": %d, \"embed_dim\": %d, \"test_images_per_set\": %d, \"logit_scale\": %.2f}",
                  acc[0], acc[1], acc[2], (double)hits / RETRIEVAL_PAIRS, RETRIEVAL_PAIRS, (double)above / n,
-                 cos_sum / n, n, sf_clip_logit_scale(m));
+                 cos_sum / n, shift_sum / VARIANT_CAPTIONS, shift_max, VARIANT_CAPTIONS, E, n,
+                 sf_clip_logit_scale(m));
     free(bimg);
     free(btxt);
     free(texts);
@@ -254,8 +286,9 @@ int sf_train_clip(sf_train_ctx_t *c) {
     const int K = sf_world_n_classes(w);
     const int steps = scaled(c, CLIP_STEPS), B = CLIP_BATCH, S = cfg.image_size, T = cfg.context_length;
     char settings[512];
-    snprintf(settings, sizeof settings, "clip v%d steps %d batch %d lr %g warmup %d prompts %g threads %d",
-             TRAINER_VERSION, steps, B, CLIP_LR, CLIP_WARMUP, CLIP_PROMPT_SHARE, c->threads);
+    snprintf(settings, sizeof settings,
+             "clip v%d steps %d batch %d lr %g warmup %d prompts %g variants %g tied %g threads %d", TRAINER_VERSION,
+             steps, B, CLIP_LR, CLIP_WARMUP, CLIP_PROMPT_SHARE, CLIP_VARIANT_SHARE, CLIP_TIED_WEIGHT, c->threads);
     const uint64_t key = sf_train_key(w, settings, &cfg, sizeof cfg);
     if (sf_train_up_to_date(c, "clip", key)) {
         sf_clip_bpe_free(&tok);
@@ -284,10 +317,10 @@ int sf_train_clip(sf_train_ctx_t *c) {
     fprintf(stderr, "clip: %" PRId64 " parameters, vocabulary %d, %d steps of %d pairs\n", sf_clip_num_params(m),
             cfg.vocab_size, steps, B);
     float *px = malloc(sizeof(float) * B * 3 * S * S);
-    int32_t *ids = malloc(sizeof(int32_t) * B * T);
+    int32_t *ids = malloc(sizeof(int32_t) * 2 * B * T);
     uint8_t *rgb = malloc(sf_world_image_bytes(w));
-    char cap[512];
-    int lens[CLIP_BATCH];
+    char cap[512], var[640];
+    int lens[2 * CLIP_BATCH];
     uint64_t r = 5;
     sf_train_meter_t meter;
     sf_train_meter_start(&meter, "clip", 50, 1);
@@ -306,18 +339,29 @@ int sf_train_clip(sf_train_ctx_t *c) {
             } else got = sf_world_clip_pair(w, idx, rgb, cap, sizeof cap, NULL);
             if (got < 0) rc = got;
             else rc = sf_clip_preprocess(&cfg, rgb, sf_world_size(w), sf_world_size(w), px + (size_t)j * 3 * S * S);
-            lens[j] = sf_clip_bpe_encode(tok, cap, ids + (size_t)j * T, T);
+            /* Words the world ignores must not move the text embedding: the
+             * pair's caption is a variant (unknown words, punctuation) part
+             * of the time, and a second variant of it is tied to it. */
+            const char *row = cap;
+            if (rc == 0 && (double)(sf_splitmix64(&r) >> 11) / 9007199254740992.0 < CLIP_VARIANT_SHARE) {
+                if ((got = sf_train_caption_variant(w, cap, idx, 0, var, sizeof var)) < 0) rc = got;
+                row = var;
+            }
+            lens[j] = sf_clip_bpe_encode(tok, row, ids + (size_t)j * T, T);
+            if (rc == 0 && (got = sf_train_caption_variant(w, cap, idx ^ 0x5eedull, 0, var, sizeof var)) < 0) rc = got;
+            lens[B + j] = sf_clip_bpe_encode(tok, var, ids + (size_t)(B + j) * T, T);
         }
         float loss = 0, acc = 0;
-        int L = pack_ids(ids, lens, B, T);
-        if (rc == 0 && (rc = sf_clip_train_step(m, px, ids, B, L, lr_at(step, steps, CLIP_WARMUP, CLIP_LR), &loss, &acc)))
+        int L = pack_ids(ids, lens, 2 * B, T);
+        if (rc == 0 && (rc = sf_clip_train_step_tied(m, px, ids, B, L, B, CLIP_TIED_WEIGHT,
+                                                     lr_at(step, steps, CLIP_WARMUP, CLIP_LR), &loss, &acc)))
             fprintf(stderr, "clip: %s\n", sf_clip_errstr(m));
         sf_train_meter_step(&meter, step + 1, steps, loss, acc);
     }
     free(px);
     free(ids);
     free(rgb);
-    char json[1024];
+    char json[1400];
     if (rc == 0) {
         snprintf(p1, sizeof p1, "%s/model.safetensors", dir);
         if ((rc = sf_clip_save(m, p1))) fprintf(stderr, "clip: %s\n", sf_clip_errstr(m));
@@ -330,7 +374,7 @@ int sf_train_clip(sf_train_ctx_t *c) {
         fprintf(stderr, "clip: %s\n", json);
         rc = sf_train_quality_write(c, "clip", json);
     }
-    if (rc == 0) rc = sf_train_stamp_write(c, "clip", key);
+    if (rc == 0) rc = sf_train_stamp_write(c, "clip", key, settings);
     sf_clip_free(&m);
     sf_clip_bpe_free(&tok);
     return rc;
@@ -359,22 +403,45 @@ static void classifier_world_config(int arch, int n_classes, sf_classifier_confi
     }
 }
 
-static int cls_eval(sf_classifier_t *m, const sf_world_t *w, int set, double *acc) {
+/* world-A's hard factor of an image (it has exactly one): 0 small,
+ * 1 occluded, 2 dark, 3 cluttered, 4 off-colour, 5 turned. */
+#define N_HARD 6
+static const char *const hard_names[N_HARD] = {"small", "occluded", "dark", "cluttered", "off_colour", "turned"};
+
+static int hard_factor(const sf_world_attrs_t *a) {
+    if (a->v[SF_ATTR_SIZE] == SF_SIZE_SMALL) return 0;
+    if (a->v[SF_ATTR_OCCL] != SF_OCCL_NONE) return 1;
+    if (a->v[SF_ATTR_LIGHT] != SF_LIGHT_DAY) return 2;
+    if (a->v[SF_ATTR_CLUTTER] != SF_CLUTTER_NONE) return 3;
+    if (a->v[SF_ATTR_ROT] >= SF_ROT_SIDEWAYS) return 5;
+    return 4;
+}
+
+/* Accuracy on a test set; for world-A also by hard factor (by_factor may be
+ * NULL). */
+static int cls_eval(sf_classifier_t *m, const sf_world_t *w, int set, double *acc, double *by_factor) {
     const sf_classifier_config_t *cfg = sf_classifier_config(m);
     const int K = sf_world_n_classes(w), n = K * EVAL_PER_CLASS, S = cfg->image_size, B = 128;
     float *px = malloc(sizeof(float) * B * 3 * S * S);
     uint8_t *rgb = malloc(sf_world_image_bytes(w));
-    int pred[128], lab[128], right = 0, rc = px && rgb ? 0 : SF_ENOMEM;
+    int pred[128], lab[128], fac[128], right = 0, rc = px && rgb ? 0 : SF_ENOMEM;
+    int f_right[N_HARD] = {0}, f_n[N_HARD] = {0};
     for (int i0 = 0; rc == 0 && i0 < n; i0 += B) {
         int b = n - i0 < B ? n - i0 : B;
         for (int j = 0; rc == 0 && j < b; j++) {
-            rc = sf_world_testset_get(w, set, (uint64_t)(i0 + j), rgb, &lab[j], NULL);
+            sf_world_attrs_t a;
+            rc = sf_world_testset_get(w, set, (uint64_t)(i0 + j), rgb, &lab[j], &a);
+            fac[j] = hard_factor(&a);
             sf_train_input(rgb, sf_world_size(w), S, cfg->mean, cfg->std, 0, px + (size_t)j * 3 * S * S);
         }
         if (rc == 0) rc = sf_classifier_forward(m, px, b, NULL, pred);
-        for (int j = 0; rc == 0 && j < b; j++) right += pred[j] == lab[j];
+        for (int j = 0; rc == 0 && j < b; j++) {
+            right += pred[j] == lab[j];
+            f_right[fac[j]] += pred[j] == lab[j], f_n[fac[j]]++;
+        }
     }
     *acc = (double)right / n;
+    for (int f = 0; by_factor && f < N_HARD; f++) by_factor[f] = f_n[f] ? (double)f_right[f] / f_n[f] : 0;
     free(px);
     free(rgb);
     return rc;
@@ -426,22 +493,27 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
     free(px);
     free(rgb);
     free(labels);
-    char path[1024], json[512];
+    char path[1024], json[768];
     if (rc == 0) {
         snprintf(path, sizeof path, "%s/%s-world.safetensors", c->out, name);
         if ((rc = sf_classifier_save(m, path))) fprintf(stderr, "%s: %s\n", name, sf_classifier_errstr(m));
     }
-    double acc[SF_WORLD_N_SETS] = {0};
-    for (int s = 0; rc == 0 && s < SF_WORLD_N_SETS; s++) rc = cls_eval(m, w, s, &acc[s]);
+    double acc[SF_WORLD_N_SETS] = {0}, fa[N_HARD] = {0};
+    for (int s = 0; rc == 0 && s < SF_WORLD_N_SETS; s++)
+        rc = cls_eval(m, w, s, &acc[s], s == SF_WORLD_SET_A ? fa : NULL);
     if (rc == 0) {
+        char f[256];
+        size_t o = 0;
+        for (int i = 0; i < N_HARD; i++)
+            o += (size_t)snprintf(f + o, sizeof f - o, "%s\"%s\": %.4f", i ? ", " : "", hard_names[i], fa[i]);
         snprintf(json, sizeof json,
                  "{\"base\": %.4f, \"world_R\": %.4f, \"world_A\": %.4f, \"drop_R\": %.4f, \"drop_A\": %.4f, "
-                 "\"test_images_per_set\": %d}",
-                 acc[0], acc[1], acc[2], acc[0] - acc[1], acc[0] - acc[2], K * EVAL_PER_CLASS);
+                 "\"world_A_by_factor\": {%s}, \"train_steps\": %d, \"test_images_per_set\": %d}",
+                 acc[0], acc[1], acc[2], acc[0] - acc[1], acc[0] - acc[2], f, steps, K * EVAL_PER_CLASS);
         fprintf(stderr, "%s: %s\n", name, json);
         rc = sf_train_quality_write(c, name, json);
     }
-    if (rc == 0) rc = sf_train_stamp_write(c, name, key);
+    if (rc == 0) rc = sf_train_stamp_write(c, name, key, settings);
     sf_classifier_free(&m);
     return rc;
 }
