@@ -121,7 +121,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 ITOOL_SRC  := $(wildcard tests/integration/*.c)
 ITOOL_BINS := $(patsubst tests/integration/%.c,$(BUILD)/itest/%,$(ITOOL_SRC))
 
-.PHONY: all deps build test test-faults unit integration demo bench clean models fuzz fuzz-build results lint
+.PHONY: all deps build test test-faults unit integration demo bench clean models models-train fuzz fuzz-build results lint
 .DEFAULT_GOAL := all
 
 # The targets that build first do it on every core unless make was given -j.
@@ -240,27 +240,39 @@ integration: build
 test-faults: build
 	@tools/faults.py --seconds 300 --seed 1 --bin $(BUILD)/bin
 
-demo: deps
+demo: deps models
 	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
-	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/demo.sh
 
-results: deps
+results: deps models
 	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
-	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/results.sh
 
-bench: deps
+bench: deps models
 	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
-	@$(BUILD)/bin/sf-train all --out models
 	@SF_BUILD=$(BUILD) tools/bench.sh
 
-# The embedded world's trained models (CLIP, classifiers, SFT policy), made
-# deterministically by sf-train and cached in models/: sf-train itself skips
-# what is up to date, so a second `make models` does nothing.
-models: deps
+# The embedded world's trained models (CLIP, classifiers, policy) ship in
+# models/ with models/MANIFEST.json (sha256, sizes, settings, the command,
+# the quality figures).  `make models` checks them (seconds) and writes
+# models/quality.json; a second run changes nothing.
+models:
+	@tools/models.py check models
+
+# Retrains them from scratch, deterministically, into build/models-train
+# (MODELS_SCALE multiplies every step count; 1 is the shipped settings), then
+# says whether the result matches the shipped manifest bit for bit or by how
+# much it differs.  tools/models.py manifest + copying the files into models/
+# ships a retraining (docs/models.md).
+MODELS_SCALE ?= 1
+MODELS_TRAIN := $(BUILD)/models-train
+models-train: deps
 	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
-	@$(BUILD)/bin/sf-train all --out models
+	@rm -rf $(MODELS_TRAIN) && mkdir -p $(MODELS_TRAIN)
+	@t0=$$(date +%s); $(BUILD)/bin/sf-train all --out $(MODELS_TRAIN) --scale $(MODELS_SCALE) && \
+	  tools/models.py manifest $(MODELS_TRAIN) --scale $(MODELS_SCALE) \
+	    --train-s $$(( $$(date +%s) - t0 )) --command "$(BUILD)/bin/sf-train all --out DIR --scale $(MODELS_SCALE)"
+	@tools/models.py compare models $(MODELS_TRAIN)
 
 # Fuzzing (libFuzzer, clang): every decoder of outside input, one target per
 # tests/fuzz/fuzz_<name>.c, built with ASan and UBSan into build/fuzz.
