@@ -241,7 +241,7 @@ test-faults: build
 	@tools/faults.py --seconds 300 --seed 1 --bin $(BUILD)/bin
 
 demo: deps models
-	@$(MAKE) $(BUILD_JOBS) --no-print-directory build
+	@$(MAKE) $(BUILD_JOBS) --no-print-directory $(BINS)
 	@SF_BUILD=$(BUILD) tools/demo.sh
 
 results: deps models
