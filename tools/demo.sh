@@ -5,7 +5,7 @@
 # (strategy ppo) and the baselines (sft, d3s, low-density, base) on the same
 # classes, seeds and image count; prints the PPO curve and the shift; writes
 # the report (HTML, Markdown, JSON); and stops everything.  `make models` has
-# trained the world's models first (cached).
+# checked the shipped world models first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/${SF_BUILD:-build}/bin"

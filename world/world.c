@@ -3,9 +3,9 @@
  * The distributions are what make the paper's effects real here:
  *   - base: each class's skewed prior (usual scenes and colours, photos, day);
  *   - world-R: the same classes in their usual scenes, in every other style;
- *   - world-A: photos in scenes the class is never usually seen in, with at
- *     least two hard factors (small, occluded, dark or foggy, cluttered,
- *     odd colour, turned over);
+ *   - world-A: photos in scenes the class is never usually seen in, with
+ *     one hard factor (small, occluded, dark or foggy, cluttered, odd
+ *     colour, turned over);
  *   - the generator: what a caption names, the rest from the class's prior,
  *     and failures whose probability grows with the caption's length, the
  *     attributes it names and its contradictions.
