@@ -72,6 +72,17 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
     done
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
+    # The method's small test models, trained once here (minutes, cached)
+    # rather than inside whichever test first needs them and its timeout.
+    if [ -x "$BUILD/bin/sf-train" ]; then
+        start=$SECONDS
+        if timeout -k 10 1500 bash tests/integration/train_models.sh "$BUILD/bin" "$BUILD/test-models"; then
+            printf 'PREP %-40s %4ds\n' "test models (build/test-models)" $((SECONDS-start))
+        else
+            printf 'PREP %-40s %4ds FAILED (see %s/test-models/train.log; the tests that need them will fail)\n' \
+                "test models" $((SECONDS-start)) "$BUILD"
+        fi
+    fi
     for t in tests/integration/test_*.sh; do
         [ -f "$t" ] || continue
         run_one "integration/$(basename "$t" .sh)" 600 bash "$t"

@@ -133,11 +133,7 @@ metric() {  # PORT 'name{labels}'
 test_models() {
     local m
     m="$(dirname "$BIN")/test-models"
-    mkdir -p "$m"
-    "$BIN/sf-train" clip --out "$m" --threads 2 --scale 0.03 >>"$m/train.log" 2>&1 &&
-        "$BIN/sf-train" sft --out "$m" --threads 2 --scale 0.1 >>"$m/train.log" 2>&1 &&
-        "$BIN/sf-train" convnext --out "$m" --threads 2 --scale 0.02 >>"$m/train.log" 2>&1 &&
-        "$BIN/sf-train" vit --out "$m" --threads 2 --scale 0.02 >>"$m/train.log" 2>&1 ||
+    bash "$(dirname "${BASH_SOURCE[0]}")/train_models.sh" "$BIN" "$m" ||
         fail "cannot train the test models (see $m/train.log)"
     echo "$m"
 }

@@ -1,0 +1,13 @@
+# The small world models the method's tests run on (behaviour, not quality):
+#   bash tests/integration/train_models.sh BIN OUT
+# sf-train caches them, so a second call does nothing.  tests/run.sh calls it
+# once before the integration tests (so no test's timeout pays for it) and
+# lib.sh's test_models again (a no-op then, or the training for a test run
+# on its own).  The log is OUT/train.log.
+set -u
+BIN=$1 OUT=$2
+mkdir -p "$OUT"
+"$BIN/sf-train" clip --out "$OUT" --threads 2 --scale 0.03 >>"$OUT/train.log" 2>&1 &&
+    "$BIN/sf-train" sft --out "$OUT" --threads 2 --scale 0.1 >>"$OUT/train.log" 2>&1 &&
+    "$BIN/sf-train" convnext --out "$OUT" --threads 2 --scale 0.02 >>"$OUT/train.log" 2>&1 &&
+    "$BIN/sf-train" vit --out "$OUT" --threads 2 --scale 0.02 >>"$OUT/train.log" 2>&1
