@@ -738,7 +738,7 @@ extern "C" int sf_clip_train_step_tied(sf_clip_t *m, const float *pixels, const 
         auto t = tokens_tensor(tokens, B + n_tied, T).to(m->device);
         auto img = m->model->image(px);                                  // (B, E)
         auto all = m->model->text(t, eot.to(m->device));                 // (B + n_tied, E)
-        auto txt = n_tied ? all.narrow(0, 0, B) : all;                   // (B, E)
+        auto txt = all.narrow(0, 0, B);                                  // (B, E)
         auto logits = m->model->logit_scale.exp() * torch::matmul(img, txt.t());  // (B, B)
         auto target = torch::arange(B, torch::TensorOptions().dtype(torch::kLong).device(m->device));
         auto l = 0.5 * (torch::nn::functional::cross_entropy(logits, target) +

@@ -28,9 +28,10 @@
 #define CLIP_TOK_CAPTIONS 20000     /* captions the tokenizer's words come from */
 #define CLIP_VARIANT_SHARE 0.5      /* captions trained as a variant (unknown words, punctuation) */
 #define CLIP_TIED_WEIGHT 1.0f       /* weight of 1 - cos(caption, another variant of it) */
-#define VARIANT_CAPTIONS 1000       /* held-out captions of the variant-shift figure */
+#define VARIANT_CAPTIONS 1000       /* held-out captions of the variant-shift figure (<= RETRIEVAL_PAIRS) */
 #define EVAL_PER_CLASS 10           /* test images per class and set */
 #define RETRIEVAL_PAIRS 1000
+_Static_assert(VARIANT_CAPTIONS <= RETRIEVAL_PAIRS, "the variant figure reuses the retrieval captions");
 #define HELDOUT_PAIR0 (1ull << 40)  /* far from any training pair index */
 
 /* The classifiers are still learning when they stop; with the policy they
@@ -204,33 +205,31 @@ static int clip_quality(sf_clip_t *m, const sf_clip_bpe_t *tok, const sf_world_t
             better += j != i && sf_dot_f32(txt + (size_t)i * E, img + (size_t)j * E, E) > own;
         hits += better < 5;
     }
-    for (int i = 0; i < RETRIEVAL_PAIRS; i++) free(texts[i]), texts[i] = NULL;
 
-    /* How far words the world ignores move a caption: 1 - cosine between a
-     * held-out caption and its variant with up to three unknown words from
-     * the pool training never drew, and final punctuation. */
+    /* How far words the world ignores move a caption: 1 - cosine between the
+     * first VARIANT_CAPTIONS of those held-out captions (embedded above) and
+     * their variants with up to three unknown words from the pool training
+     * never drew, and final punctuation. */
     double shift_sum = 0, shift_max = 0;
     char **vars = calloc(VARIANT_CAPTIONS, sizeof *vars);
     float *vt = malloc(sizeof(float) * VARIANT_CAPTIONS * E);
-    if (rc == 0 && (!vars || !vt || VARIANT_CAPTIONS > RETRIEVAL_PAIRS)) rc = SF_ENOMEM;
+    if (rc == 0 && (!vars || !vt)) rc = SF_ENOMEM;
     for (int i = 0; rc == 0 && i < VARIANT_CAPTIONS; i++) {
         char v[640];
-        sf_world_clip_pair(w, HELDOUT_PAIR0 + (uint64_t)i, NULL, buf, sizeof buf, NULL);
-        texts[i] = strdup(buf);
-        if (sf_train_caption_variant(w, buf, (uint64_t)i, 1, v, sizeof v) < 0) rc = SF_EINVAL;
-        vars[i] = strdup(v);
-        if (i < 3) fprintf(stderr, "clip: variant \"%s\" -> \"%s\"\n", buf, v);
+        if (sf_train_caption_variant(w, texts[i], (uint64_t)i, 1, v, sizeof v) < 0) rc = SF_EINVAL;
+        else if (!(vars[i] = strdup(v))) rc = SF_ENOMEM;
+        else if (i < 3) fprintf(stderr, "clip: variant \"%s\" -> \"%s\"\n", texts[i], v);
     }
-    if (rc == 0) rc = embed_texts(m, tok, texts, VARIANT_CAPTIONS, txt);
     if (rc == 0) rc = embed_texts(m, tok, vars, VARIANT_CAPTIONS, vt);
     for (int i = 0; rc == 0 && i < VARIANT_CAPTIONS; i++) {
         double d = 1 - sf_dot_f32(txt + (size_t)i * E, vt + (size_t)i * E, E);
         shift_sum += d;
         shift_max = d > shift_max ? d : shift_max;
     }
-    for (int i = 0; vars && i < VARIANT_CAPTIONS; i++) free(texts[i]), texts[i] = NULL, free(vars[i]);
+    for (int i = 0; vars && i < VARIANT_CAPTIONS; i++) free(vars[i]);
     free(vars);
     free(vt);
+    for (int i = 0; i < RETRIEVAL_PAIRS; i++) free(texts[i]), texts[i] = NULL;
 
     /* Own-caption cosine on held-out base images: a caption of what each
      * image shows, naming the class, its scene and style and some others. */
