@@ -12,6 +12,7 @@
 #include "common/runtime/error.h"
 #include "common/runtime/fileio.h"
 #include "common/runtime/hash.h"
+#include "common/runtime/log.h"
 #include "worker/kind_util.h"
 #include "worker/kinds.h"
 #include "worker/model_cache.h"
@@ -185,6 +186,86 @@ static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, c
     return rc ? -1 : 0;
 }
 
+/* The control's figures depend only on the classifier's weights, the world,
+ * the device, the seed, the steps, the learning rate and the run's classes
+ * (its batches are base images alone), so runs that share them — a report's
+ * baselines, on the method's classes and seed — share the control: the first
+ * run that needs one trains it and stores its figures in
+ * <data>/controls/<arch>-<key>.bin, and the others read them.  A file of the
+ * wrong size or magic is ignored (and rewritten). */
+#define CTL_MAGIC "SFCTL1\n"
+static int control_path(const sf_wk_env_t *env, int a, const sf_world_t *w, const char *mask, const char *world,
+                        uint64_t sd, int steps, float lr, char *out, size_t n) {
+    char mp[1200];
+    snprintf(mp, sizeof mp, "%s/%s-world.safetensors", env->models_dir, arch_names[a]);
+    char *buf = NULL;
+    size_t len = 0;
+    if (sf_read_file(mp, SF_READ_ANY_SIZE, &buf, &len, NULL, 0) != 0) return -1;
+    uint64_t h = sf_fnv1a(SF_HASH_BASIS, CTL_MAGIC, sizeof CTL_MAGIC);
+    h = sf_fnv1a(h, buf, len);
+    free(buf);
+    const int K = sf_world_n_classes(w);
+    const int32_t v[4] = {steps, FT_BATCH, FT_TEST_PER_RUN_CLASS, K};
+    h = sf_fnv1a(h, world, strlen(world) + 1);
+    h = sf_fnv1a(h, env->device, strlen(env->device) + 1);
+    h = sf_fnv1a(h, &sd, sizeof sd);
+    h = sf_fnv1a(h, &lr, sizeof lr);
+    h = sf_fnv1a(h, v, sizeof v);
+    h = sf_fnv1a(h, mask, (size_t)K);
+    snprintf(out, n, "%s/controls/%s-%016llx.bin", env->data_dir, arch_names[a], (unsigned long long)h);
+    return 0;
+}
+
+/* The stored control of path: 0 with acc and hits (ns each) filled, or -1. */
+static int control_read(const char *path, int ns, double acc[6], uint8_t *hits[3]) {
+    char *buf = NULL;
+    size_t len = 0;
+    const size_t want = sizeof CTL_MAGIC + sizeof(int32_t) + 6 * sizeof(double) + 3 * (size_t)ns;
+    if (sf_read_file(path, want, &buf, &len, NULL, 0) != 0) return -1;
+    int32_t n32;
+    int ok = len == want && memcmp(buf, CTL_MAGIC, sizeof CTL_MAGIC) == 0;
+    if (ok) memcpy(&n32, buf + sizeof CTL_MAGIC, sizeof n32), ok = n32 == ns;
+    if (ok) {
+        const char *q = buf + sizeof CTL_MAGIC + sizeof n32;
+        memcpy(acc, q, 6 * sizeof(double));
+        for (int t = 0; t < 3; t++) memcpy(hits[t], q + 6 * sizeof(double) + (size_t)t * ns, (size_t)ns);
+    }
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+/* Stores a control (best effort: a failure costs the next run a retraining). */
+static void control_write(const char *path, int ns, const double acc[6], uint8_t *const hits[3]) {
+    const size_t len = sizeof CTL_MAGIC + sizeof(int32_t) + 6 * sizeof(double) + 3 * (size_t)ns;
+    char *buf = malloc(len), dir[1500];
+    if (!buf) return;
+    const int32_t n32 = ns;
+    memcpy(buf, CTL_MAGIC, sizeof CTL_MAGIC);
+    memcpy(buf + sizeof CTL_MAGIC, &n32, sizeof n32);
+    char *q = buf + sizeof CTL_MAGIC + sizeof n32;
+    memcpy(q, acc, 6 * sizeof(double));
+    for (int t = 0; t < 3; t++) memcpy(q + 6 * sizeof(double) + (size_t)t * ns, hits[t], (size_t)ns);
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    if (sf_mkdir_p(dir, 0755) == 0 && sf_write_file_atomic(path, buf, len) != 0)
+        sf_warn("finetune: cannot store the control in %s", path);
+    free(buf);
+}
+
+/* The control of one seed: 1 when it was stored, 0 when trained (and
+ * stored), -1 with the job failed. */
+static int control_one(const sf_wk_env_t *env, int a, const sf_world_t *w, const kept_t *g, int ns, int steps,
+                       float lr, uint64_t sd, double acc[6], uint8_t *hits[3], sf_job_t *job) {
+    const sf_shift_params_t *p = job->params;
+    char path[1500];
+    int have = control_path(env, a, w, g->mask, p->world, sd, steps, lr, path, sizeof path) == 0;
+    if (have && control_read(path, ns, acc, hits) == 0) return 1;
+    if (finetune_one(env, a, w, g, 0, steps, lr, sd, acc, hits, job)) return -1;
+    if (have) control_write(path, ns, acc, hits);
+    return 0;
+}
+
 /* Fine-tunes architecture a with and without the kept images, each with
  * every seed, and adds its figures to res.  ns: test images of the run's
  * classes; d, hc, hf: ns + 1 of scratch each, per test set.  0, or -1 with
@@ -198,13 +279,14 @@ static int finetune_arch(const sf_wk_env_t *env, sf_job_t *job, const sf_world_t
     /* Control: as many steps on base images alone, so that a gain is the
      * generated data's and not the extra training's. */
     double ctl[6] = {0}, ft[6] = {0};
+    int reused = 0;
     for (int t = 0; t < 3; t++) memset(d[t], 0, sizeof(int) * ((size_t)ns + 1));
     for (int sd_i = 0; sd_i < seeds; sd_i++) {
         double c1[6], f1[6];
         uint64_t sd = ((uint64_t)p->seed * 1000 + (uint64_t)a) * 131 + (uint64_t)sd_i;
-        if (finetune_one(env, a, w, g, 0, steps, lr, sd, c1, hc, job) ||
-            finetune_one(env, a, w, g, g->n, steps, lr, sd, f1, hf, job))
-            return -1;
+        int c = control_one(env, a, w, g, ns, steps, lr, sd, c1, hc, job);
+        if (c < 0 || finetune_one(env, a, w, g, g->n, steps, lr, sd, f1, hf, job)) return -1;
+        reused += c;
         for (int i = 0; i < 6; i++) ctl[i] += c1[i] / seeds, ft[i] += f1[i] / seeds;
         for (int t = 0; t < 3; t++)
             for (int i = 0; i < ns; i++) d[t][i] += (int)hf[t][i] - (int)hc[t][i];
@@ -215,6 +297,7 @@ static int finetune_arch(const sf_wk_env_t *env, sf_job_t *job, const sf_world_t
         for (int set = 0; set < SF_WORLD_N_SETS; set++)
             test_acc(sf_mc.cls[a], w, set, g->mask, &orig[2 * set], &orig[2 * set + 1], NULL);
     cJSON *o = cJSON_AddObjectToObject(res, arch_names[a]);
+    cJSON_AddNumberToObject(o, "controls_reused", reused);
     for (int set = 0; set < 3; set++) {
         /* The standard error of the run classes' gain: over test images
          * of the per-image gain (averaged over seeds), in points. */

@@ -106,9 +106,20 @@ ok "the dataset's manifest and images match; Redis has the per-class counts"
 [ -s "$T/out/$run/manifest.jsonl" ] || fail "export: no manifest"
 ok "sfctl export copies the dataset ($(cat "$T/export.out"))"
 
-# A second run (the SFT policy alone) reuses the stored statistics.
-run2=$(submit --method shift --strategy sft --classes stingray,junco --captions-per-class 3 \
-       --reference-images 16 --finetune-images-per-class 0) || fail submit2
+# A second run (the SFT policy alone) on the same classes and seed reuses the
+# stored statistics and the first run's fine-tuning controls (base images
+# alone: the same figures, not trained again).
+run2=$(submit --method shift --strategy sft --classes stingray,junco,scorpion --captions-per-class 3 \
+       --reference-images 16 --seed 7 --finetune-images-per-class 2 --finetune-steps 2 --finetune-seeds 2) || fail submit2
 wait_state "$run2" done 300
 R hget sf:run:$run2:results 0 | grep -q '"cached":true' || fail "reference statistics were recomputed: $(R hget sf:run:$run2:results 0)"
-ok "a later run reuses the reference statistics; strategy sft runs without the learner"
+python3 - "$D/datasets/$run/finetune.json" "$D/datasets/$run2/finetune.json" <<'PY' || fail "controls: $(cat "$D/datasets/$run2/finetune.json")"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+for arch in ("convnext", "vit"):
+    assert a[arch]["controls_reused"] == 0 and b[arch]["controls_reused"] == 2, (a[arch], b[arch])
+    for s in ("base", "world_R", "world_A"):
+        for k in ("base_only", "base_only_run_classes"):
+            assert a[arch][s][k] == b[arch][s][k], (arch, s, k, a[arch][s][k], b[arch][s][k])
+PY
+ok "a later run reuses the reference statistics and the fine-tuning controls; strategy sft runs without the learner"
