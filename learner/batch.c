@@ -25,3 +25,13 @@ double learner_batch_nonsense(const roll_t *batch, int n) {
     for (int i = 0; i < n; i++) bad += batch[i].score <= -1.0f + 1e-6f;
     return n ? (double)bad / n : 0.0;
 }
+
+int learner_batch_drop_without_behaviour(roll_t *buf, int *n_buf) {
+    int kept = 0, dropped = 0;
+    for (int i = 0; i < *n_buf; i++) {
+        if (buf[i].logprobs && buf[i].values) buf[kept++] = buf[i];
+        else roll_free(&buf[i]), dropped++;
+    }
+    *n_buf = kept;
+    return dropped;
+}

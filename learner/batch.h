@@ -7,14 +7,25 @@
 #define SF_LEARNER_BATCH_H
 
 #include <stdint.h>
+#include <stdlib.h>
 
 /* One rollout as kept until it is used. */
 typedef struct {
     int32_t *query, *response;
+    float *logprobs, *values; /* rn each: the behaviour policy's (NULL when the worker sent none) */
     int qn, rn;
     float score;
     uint32_t version;
 } roll_t;
+
+static inline void roll_free(roll_t *x) {
+    free(x->query);
+    free(x->response);
+    free(x->logprobs);
+    free(x->values);
+    x->query = x->response = NULL;
+    x->logprobs = x->values = NULL;
+}
 
 /* What becomes of a batch of rollouts sampled with policy_version. */
 enum { LEARNER_ROLL_ACCEPT, LEARNER_ROLL_STALE, LEARNER_ROLL_FAILED };
@@ -36,6 +47,12 @@ int learner_batch_ready(int state, int n_buf, int batch_size, uint64_t updates, 
  * in) to batch, which has room for n, and shifts the rest to the front;
  * n <= *n_buf.  The rollouts' memory moves with them. */
 void learner_batch_take(roll_t *buf, int *n_buf, roll_t *batch, int n);
+
+/* Drops (and frees) the rollouts of buf that came without the behaviour
+ * policy's log-probs and values, keeping the others in order; how many were
+ * dropped.  A run that uses them (ppo.use_rollout_logprobs) refuses such
+ * rollouts, except while its spec was still being read. */
+int learner_batch_drop_without_behaviour(roll_t *buf, int *n_buf);
 
 /* The share of the n rollouts scored as nonsense (the reward's -1). */
 double learner_batch_nonsense(const roll_t *batch, int n);

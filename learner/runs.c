@@ -55,6 +55,7 @@ static int configure(lrun_t *r, const char *spec_json) {
     r->ppo.mini_batch_size = (int)ps.mini_batch_size;
     r->ppo.ppo_epochs = (int)ps.ppo_epochs;
     r->ppo.prompt_baseline = (int)ps.prompt_baseline;
+    r->ppo.use_rollout_logprobs = (int)ps.use_rollout_logprobs;
 #define GIVEN(f) if (!isnan(ps.f)) r->ppo.f = (float)ps.f
     GIVEN(learning_rate); GIVEN(init_kl_coef); GIVEN(target); GIVEN(horizon); GIVEN(cliprange);
     GIVEN(cliprange_value); GIVEN(vf_coef); GIVEN(gamma); GIVEN(lam); GIVEN(max_grad_norm);
@@ -269,6 +270,7 @@ void learner_answer_waiters(lrun_t *r) {
 static void on_rollouts(const void *rid, size_t rid_len, const Sf__RolloutBatch *b) {
     lrun_t *r = learner_run_get(b->run);
     Sf__RolloutAck ack = SF__ROLLOUT_ACK__INIT;
+    char why[400];
     ack.run = b->run;
     if (!r) return;
     int verdict = learner_rollouts_verdict(r->lost ? L_FAILED : r->state, r->version, b->policy_version, r->max_staleness);
@@ -278,7 +280,21 @@ static void on_rollouts(const void *rid, size_t rid_len, const Sf__RolloutBatch 
         ack.dropped_stale = (uint32_t)b->n_rollouts;
         r->dropped_stale += b->n_rollouts;
     } else {
-        for (size_t i = 0; i < b->n_rollouts; i++) {
+        /* A run that uses the rollouts' own log-probs needs them with every
+         * rollout (a third-party worker may leave them out): the batch is
+         * refused whole, saying so, rather than trained on with a ratio of 1. */
+        int refused = 0;
+        for (size_t i = 0; r->ppo.use_rollout_logprobs && i < b->n_rollouts && !refused; i++) {
+            const Sf__Rollout *ro = b->rollouts[i];
+            if (ro->n_logprobs != ro->n_response || ro->n_values != ro->n_response) {
+                snprintf(why, sizeof why, "run %s uses the rollouts' log-probs and values (ppo.use_rollout_logprobs, "
+                         "on when ppo.max_staleness > 0): rollout %zu has %zu log-probs and %zu values for %zu "
+                         "response tokens", r->id, i, ro->n_logprobs, ro->n_values, ro->n_response);
+                ack.error = why;
+                refused = 1;
+            }
+        }
+        for (size_t i = 0; !refused && i < b->n_rollouts; i++) {
             const Sf__Rollout *ro = b->rollouts[i];
             if (r->n_buf == r->cap_buf) {
                 int nc = r->cap_buf ? r->cap_buf * 2 : 256;
@@ -292,9 +308,19 @@ static void on_rollouts(const void *rid, size_t rid_len, const Sf__RolloutBatch 
             x->rn = (int)ro->n_response;
             x->query = malloc((size_t)x->qn * sizeof(int32_t));
             x->response = malloc((size_t)x->rn * sizeof(int32_t));
-            if (!x->query || !x->response) { free(x->query); free(x->response); break; }
+            const int behaviour = ro->n_logprobs == ro->n_response && ro->n_values == ro->n_response;
+            x->logprobs = behaviour ? malloc((size_t)x->rn * sizeof(float)) : NULL;
+            x->values = behaviour ? malloc((size_t)x->rn * sizeof(float)) : NULL;
+            if (!x->query || !x->response || (behaviour && (!x->logprobs || !x->values))) {
+                roll_free(x);
+                break;
+            }
             memcpy(x->query, ro->query, (size_t)x->qn * sizeof(int32_t));
             memcpy(x->response, ro->response, (size_t)x->rn * sizeof(int32_t));
+            if (behaviour) {
+                memcpy(x->logprobs, ro->logprobs, (size_t)x->rn * sizeof(float));
+                memcpy(x->values, ro->values, (size_t)x->rn * sizeof(float));
+            }
             x->score = ro->score;
             x->version = b->policy_version;
             r->n_buf++;

@@ -253,8 +253,12 @@ static void update_work(uv_work_t *w) {
     int32_t *q = calloc((size_t)n * qs, sizeof *q), *resp = calloc((size_t)n * rs, sizeof *resp);
     int *ql = calloc((size_t)n, sizeof *ql), *rl = calloc((size_t)n, sizeof *rl);
     float *sc = calloc((size_t)n, sizeof *sc);
+    /* The behaviour policy's log-probs and values (ppo.use_rollout_logprobs):
+     * on_rollouts took only rollouts that have them. */
+    const int beh = r->ppo.use_rollout_logprobs;
+    float *lp = beh ? calloc((size_t)n * rs, sizeof *lp) : NULL, *val = beh ? calloc((size_t)n * rs, sizeof *val) : NULL;
     r->w_failed = 0;
-    if (!q || !resp || !ql || !rl || !sc) {
+    if (!q || !resp || !ql || !rl || !sc || (beh && (!lp || !val))) {
         snprintf(r->w_error, sizeof r->w_error, "out of memory for a PPO batch of %d", n);
         r->w_failed = 1;
     } else {
@@ -264,8 +268,12 @@ static void update_work(uv_work_t *w) {
             ql[i] = r->batch[i].qn;
             rl[i] = r->batch[i].rn;
             sc[i] = r->batch[i].score;
+            if (beh && r->batch[i].logprobs) {
+                memcpy(lp + (size_t)i * rs, r->batch[i].logprobs, (size_t)r->batch[i].rn * sizeof *lp);
+                memcpy(val + (size_t)i * rs, r->batch[i].values, (size_t)r->batch[i].rn * sizeof *val);
+            }
         }
-        sf_ppo_batch_t b = {n, qs, rs, q, ql, resp, rl, NULL, NULL, sc};
+        sf_ppo_batch_t b = {n, qs, rs, q, ql, resp, rl, lp, val, sc};
         sf_ppo_stats_t st;
         int rc = sf_ppo_step(r->trainer, &b, &st);
         if (rc) {
@@ -282,7 +290,7 @@ static void update_work(uv_work_t *w) {
                 sf_warn("run %s: checkpoint failed: %s", r->id, sf_ml_errstr());
         }
     }
-    free(q); free(resp); free(ql); free(rl); free(sc);
+    free(q); free(resp); free(ql); free(rl); free(sc); free(lp); free(val);
 }
 
 /* Back on the loop: take over what the job made. */
@@ -314,7 +322,7 @@ static void after_work(uv_work_t *w, int status) {
         }
         learner_stats_write(r, 0);
     } else if (r->state == L_UPDATING) {
-        for (int i = 0; i < r->n_batch; i++) { free(r->batch[i].query); free(r->batch[i].response); }
+        for (int i = 0; i < r->n_batch; i++) roll_free(&r->batch[i]);
         free(r->batch);
         r->batch = NULL;
         r->n_batch = 0;
@@ -340,6 +348,12 @@ static void after_work(uv_work_t *w, int status) {
 }
 
 void learner_maybe_update(lrun_t *r) {
+    if (r->state == L_READY && r->ppo.use_rollout_logprobs) {
+        int d = learner_batch_drop_without_behaviour(r->buf, &r->n_buf);
+        if (d)
+            sf_warn("run %s: dropped %d rollout(s) without log-probs, received before its spec was read "
+                    "(the run uses the rollouts' log-probs: ppo.use_rollout_logprobs)", r->id, d);
+    }
     if (!learner_batch_ready(r->state, r->n_buf, r->batch_size, r->updates, r->target_updates)) return;
     r->batch = malloc((size_t)r->batch_size * sizeof *r->batch);
     if (!r->batch) return;

@@ -77,6 +77,7 @@ void sf_ppo_spec_init(sf_ppo_spec_t *p) {
     p->ppo_epochs = 4;
     p->max_staleness = 2;
     p->prompt_baseline = 1;
+    p->use_rollout_logprobs = -1;
     p->learning_rate = p->init_kl_coef = p->target = p->horizon = p->cliprange = p->cliprange_value = p->vf_coef =
         p->gamma = p->lam = p->max_grad_norm = NAN;
 }
@@ -87,7 +88,7 @@ int sf_ppo_spec_parse(const cJSON *spec, sf_ppo_spec_t *p, char *err, size_t n) 
     static const char *const allowed[] = {
         "updates", "batch_size", "mini_batch_size", "ppo_epochs", "max_staleness", "learning_rate", "init_kl_coef",
         "target", "horizon", "cliprange", "cliprange_value", "vf_coef", "gamma", "lam", "max_grad_norm",
-        "prompt_baseline", NULL};
+        "prompt_baseline", "use_rollout_logprobs", NULL};
     char e[256] = "";
     int rc;
     if ((rc = sf_spec_keys(ppo, allowed, e, sizeof e)) ||
@@ -97,6 +98,8 @@ int sf_ppo_spec_parse(const cJSON *spec, sf_ppo_spec_t *p, char *err, size_t n) 
         (rc = sf_spec_uint(ppo, "ppo_epochs", p->ppo_epochs, 1, 100, &p->ppo_epochs, e, sizeof e)) ||
         (rc = sf_spec_uint(ppo, "max_staleness", p->max_staleness, 0, 1000, &p->max_staleness, e, sizeof e)) ||
         (rc = sf_spec_uint(ppo, "prompt_baseline", p->prompt_baseline, 0, 1, &p->prompt_baseline, e, sizeof e)) ||
+        (rc = sf_spec_uint(ppo, "use_rollout_logprobs", p->use_rollout_logprobs, 0, 1, &p->use_rollout_logprobs, e,
+                           sizeof e)) ||
         (rc = sf_spec_num(ppo, "learning_rate", p->learning_rate, 1e-12, 1, &p->learning_rate, e, sizeof e)) ||
         (rc = sf_spec_num(ppo, "init_kl_coef", p->init_kl_coef, 0, 100, &p->init_kl_coef, e, sizeof e)) ||
         (rc = sf_spec_num(ppo, "target", p->target, 1e-6, 1e6, &p->target, e, sizeof e)) ||
@@ -108,6 +111,9 @@ int sf_ppo_spec_parse(const cJSON *spec, sf_ppo_spec_t *p, char *err, size_t n) 
         (rc = sf_spec_num(ppo, "lam", p->lam, 0, 1, &p->lam, e, sizeof e)) ||
         (rc = sf_spec_num(ppo, "max_grad_norm", p->max_grad_norm, 0, 1e6, &p->max_grad_norm, e, sizeof e)))
         return nested(rc, "ppo", e, err, n);
+    /* Unset: the rollouts' own log-probs whenever a rollout may be older than
+     * the policy it trains (docs/method.md, "Stale rollouts"). */
+    if (p->use_rollout_logprobs < 0) p->use_rollout_logprobs = p->max_staleness > 0;
     if (p->batch_size % p->mini_batch_size != 0)
         return sf_errf(SF_EINVAL, err, n, "run spec: in 'ppo', 'batch_size' %ld must be a multiple of "
                                           "'mini_batch_size' %ld", p->batch_size, p->mini_batch_size);

@@ -33,6 +33,9 @@ typedef struct {
     long ppo_epochs;       /* 4 */
     long max_staleness;    /* 2 */
     long prompt_baseline;  /* 1 */
+    long use_rollout_logprobs; /* 1 when max_staleness > 0, else 0: the old log-probs and values of
+                                  the PPO ratio are the rollout's (the policy it was sampled with),
+                                  not recomputed with the current policy as TRL does */
     double learning_rate, init_kl_coef, target, horizon, cliprange, cliprange_value, vf_coef, gamma, lam,
         max_grad_norm;     /* NaN: the trainer's default */
 } sf_ppo_spec_t;

@@ -6,8 +6,12 @@
  *   sf_fake_worker ENDPOINT RUN get MIN_VERSION
  *       prints: version V done D bytes N tensors T
  *   sf_fake_worker ENDPOINT RUN send POLICY_VERSION COUNT SEED VOCAB
- *       prints: accepted A stale S version V
+ *       prints: accepted A stale S version V [error E]; each rollout has
+ *       log-probs of a uniform policy (-ln VOCAB) and values 0, as a worker
+ *       sends its behaviour policy's; send-bare sends none (a third-party
+ *       worker that leaves them out)
  * With SF_CURVE_KEY and SF_CURVE_SERVER_KEY set it speaks CURVE. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,10 +73,12 @@ int main(int argc, char **argv) {
     const char *run = argv[2];
     Sf__Rollout *ro = NULL, **rp = NULL;
     int32_t (*q)[4] = NULL, (*resp)[6] = NULL;
+    float lp[6], val[6] = {0};
     if (!strcmp(argv[3], "get")) {
         sf_lc_get_policy(lc, run, (uint32_t)atoi(argv[4]), on_policy, NULL);
-    } else if (!strcmp(argv[3], "send") && argc == 8) {
-        int count = atoi(argv[5]), vocab = atoi(argv[7]);
+    } else if ((!strcmp(argv[3], "send") || !strcmp(argv[3], "send-bare")) && argc == 8) {
+        int count = atoi(argv[5]), vocab = atoi(argv[7]), bare = !strcmp(argv[3], "send-bare");
+        for (int k = 0; k < 6; k++) lp[k] = -logf((float)vocab);
         srand((unsigned)atoi(argv[6]));
         ro = calloc((size_t)count, sizeof *ro);
         rp = calloc((size_t)count, sizeof *rp);
@@ -86,6 +92,7 @@ int main(int argc, char **argv) {
             ro[i].query = q[i];
             ro[i].n_response = 6;
             ro[i].response = resp[i];
+            if (!bare) ro[i].n_logprobs = ro[i].n_values = 6, ro[i].logprobs = lp, ro[i].values = val;
             ro[i].score = (float)(rand() % 100) / 100.0f - 0.5f;
             rp[i] = &ro[i];
         }

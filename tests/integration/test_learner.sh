@@ -27,6 +27,14 @@ R xrange sf:run:r1:ppo - + | grep -q kl_coef || fail "ppo curve fields"
 [ -s "$T/ckpt/r1/policy.safetensors" ] || fail "no checkpoint"
 ok "three PPO updates from rollouts, versions published, stale rollouts dropped"
 
+# The run uses the rollouts' own log-probs (max_staleness above 0): rollouts
+# without them are refused whole, naming the setting.
+out=$("$FW" "$LEP" r1 send-bare 3 4 9 64)
+echo "$out" | grep -q "^accepted 0 stale 0 version 3 error .*ppo.use_rollout_logprobs.*rollout 0 has 0 log-probs" ||
+    fail "rollouts without log-probs: $out"
+[ "$(R hget sf:run:r1:learner received)" = 24 ] || fail "received: $(R hget sf:run:r1:learner received)"
+ok "rollouts without the behaviour policy's log-probs are refused, naming the setting"
+
 kill -9 "$LPID"
 start_learner
 out=$("$FW" "$LEP" r1 get 0) || fail "fetch after restart: $out"

@@ -85,6 +85,28 @@ TEST(a_batch_takes_the_oldest_rollouts_and_keeps_the_rest_in_order) {
     CHECK_EQ_INT(two[1].version, 5);
 }
 
+TEST(rollouts_without_log_probs_are_dropped_in_order) {
+    /* What a run that uses the rollouts' log-probs does with the ones it
+     * kept before its spec was read: those with log-probs and values stay,
+     * in order; the others are freed. */
+    roll_t buf[5];
+    memset(buf, 0, sizeof buf);
+    for (int i = 0; i < 5; i++) {
+        buf[i].version = (uint32_t)i;
+        buf[i].query = malloc(sizeof(int32_t));
+        if (i != 1 && i != 3) buf[i].logprobs = malloc(sizeof(float)), buf[i].values = malloc(sizeof(float));
+    }
+    free(buf[4].values), buf[4].values = NULL;   /* log-probs alone are not enough */
+    int n = 5;
+    CHECK_EQ_INT(learner_batch_drop_without_behaviour(buf, &n), 3);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(buf[0].version, 0);
+    CHECK_EQ_INT(buf[1].version, 2);
+    CHECK_EQ_INT(learner_batch_drop_without_behaviour(buf, &n), 0);   /* nothing more to drop */
+    CHECK_EQ_INT(n, 2);
+    for (int i = 0; i < n; i++) roll_free(&buf[i]);
+}
+
 TEST(nonsense_share_counts_rollouts_scored_minus_one) {
     roll_t b[8];
     memset(b, 0, sizeof b);
@@ -101,6 +123,7 @@ int main(void) {
     SF_RUN(rollouts_are_kept_before_the_spec_is_known_and_refused_after_failure);
     SF_RUN(an_update_starts_with_a_full_batch_on_a_ready_run);
     SF_RUN(a_batch_takes_the_oldest_rollouts_and_keeps_the_rest_in_order);
+    SF_RUN(rollouts_without_log_probs_are_dropped_in_order);
     SF_RUN(nonsense_share_counts_rollouts_scored_minus_one);
     SF_DONE();
 }

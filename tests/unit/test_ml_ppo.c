@@ -306,6 +306,63 @@ TEST(test_rollout_logprobs_and_explicit_ref) {
     sf_gpt2_free(&m);
 }
 
+TEST(test_stale_rollouts_keep_their_ratio) {
+    /* A rollout sampled two versions ago (ppo.max_staleness 2) by a worker:
+     * with its own log-probs as the old ones (use_rollout_logprobs), the
+     * first minibatch's per-token ratio is the current policy's probability
+     * over the behaviour policy's, not 1, and the clipped objective clips it; with the
+     * old log-probs recomputed by the current policy (TRL's synchronous rule)
+     * the ratio is exactly 1 and nothing is clipped. */
+    sf_gpt2_t *m = new_tiny(8), *ref, *m2;
+    CHECK(m);
+    CHECK_EQ_INT(sf_gpt2_clone(m, &ref), 0);
+    sf_ppo_config_t c;
+    sf_ppo_config_default(&c);
+    c.mini_batch_size = NB;   /* one minibatch, one epoch: the ratio before any step of this update */
+    c.ppo_epochs = 1;
+    c.learning_rate = 1e-2f;
+    c.ratio_threshold = 1e9f;
+    c.use_rollout_logprobs = 1;
+    sf_ppo_t *p, *p2;
+    char err[256];
+    CHECK_EQ_INT(sf_ppo_new(m, ref, &c, &p, err, sizeof err), 0);
+    int32_t q0[NB * QLEN], q[NB * QLEN];
+    int ql0[NB], ql[NB];
+    float sc0[NB], sc[NB];
+    sf_samples_t s0, s;
+    sf_ppo_stats_t st;
+    CHECK_EQ_INT(rollouts(m, 21, q0, ql0, &s0, sc0), 0);   /* version 0: the stale batch */
+    for (int v = 0; v < 2; v++) {   /* versions 1 and 2, each on its own fresh rollouts */
+        CHECK_EQ_INT(rollouts(m, 22 + (uint64_t)v, q, ql, &s, sc), 0);
+        sf_ppo_batch_t b = batch_of(q, ql, &s, sc);
+        CHECK_EQ_INT(sf_ppo_step(p, &b, &st), 0);
+        CHECK_NEAR(st.ratio_mean, 1.0, 1e-4);   /* on-policy */
+        sf_samples_free(&s);
+    }
+    CHECK_EQ_INT(sf_gpt2_clone(m, &m2), 0);   /* the version-2 policy, for the recomputed case */
+    sf_ppo_batch_t b0 = batch_of(q0, ql0, &s0, sc0);
+    CHECK_EQ_INT(sf_ppo_step(p, &b0, &st), 0);
+    printf("# stale batch: ratio mean %.4f, clipfrac %.3f, approx KL %.4f\n", st.ratio_mean, st.clipfrac, st.approxkl);
+    /* The mean ratio stays near 1 (importance weights average to 1 under
+     * the behaviour policy); the per-token ratios do not: approx KL is half
+     * the mean squared log-ratio, and clipfrac the share beyond the clip. */
+    CHECK(st.approxkl > 1e-3);
+    CHECK(st.clipfrac > 0.05);
+    c.use_rollout_logprobs = 0;
+    CHECK_EQ_INT(sf_ppo_new(m2, ref, &c, &p2, err, sizeof err), 0);
+    CHECK_EQ_INT(sf_ppo_step(p2, &b0, &st), 0);
+    printf("# recomputed: ratio mean %.6f, clipfrac %.3f, approx KL %.6f\n", st.ratio_mean, st.clipfrac, st.approxkl);
+    CHECK_NEAR(st.ratio_mean, 1.0, 1e-5);
+    CHECK_NEAR(st.clipfrac, 0.0, 1e-9);
+    CHECK(st.approxkl < 1e-8);
+    sf_samples_free(&s0);
+    sf_ppo_free(&p);
+    sf_ppo_free(&p2);
+    sf_gpt2_free(&m2);
+    sf_gpt2_free(&ref);
+    sf_gpt2_free(&m);
+}
+
 /* Max |difference| of two models' logits on a few fixed rows. */
 static double logit_gap(sf_gpt2_t *a, sf_gpt2_t *b) {
     enum { B = 4, T = 6 };
@@ -457,6 +514,7 @@ int main(void) {
     SF_RUN(test_sft_loop);
     SF_RUN(test_ratio_guard_skips);
     SF_RUN(test_rollout_logprobs_and_explicit_ref);
+    SF_RUN(test_stale_rollouts_keep_their_ratio);
     SF_RUN(test_prompt_baseline);
     SF_RUN(test_rl_learns_a_word);
     SF_DONE();

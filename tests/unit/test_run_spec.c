@@ -32,6 +32,7 @@ TEST(test_ppo_defaults_and_values) {
     CHECK_EQ_INT(p.ppo_epochs, 4);
     CHECK_EQ_INT(p.max_staleness, 2);
     CHECK_EQ_INT(p.prompt_baseline, 1);
+    CHECK_EQ_INT(p.use_rollout_logprobs, 1);   /* staleness 2: the rollouts' own log-probs */
     CHECK(isnan(p.learning_rate) && isnan(p.init_kl_coef) && isnan(p.max_grad_norm));   /* the trainer's */
     CHECK_EQ_INT(parse_ppo("{\"ppo\":{\"updates\":7,\"batch_size\":12,\"mini_batch_size\":4,\"learning_rate\":2e-4,"
                            "\"init_kl_coef\":0.03,\"prompt_baseline\":0,\"gamma\":0.9}}", &p, err, sizeof err), 0);
@@ -43,6 +44,14 @@ TEST(test_ppo_defaults_and_values) {
     CHECK_NEAR(p.init_kl_coef, 0.03, 1e-12);
     CHECK_NEAR(p.gamma, 0.9, 1e-12);
     CHECK(isnan(p.lam));
+    CHECK_EQ_INT(p.use_rollout_logprobs, 1);
+    /* Synchronous (no stale rollout): recomputed, as TRL; either can be set. */
+    CHECK_EQ_INT(parse_ppo("{\"ppo\":{\"max_staleness\":0}}", &p, err, sizeof err), 0);
+    CHECK_EQ_INT(p.use_rollout_logprobs, 0);
+    CHECK_EQ_INT(parse_ppo("{\"ppo\":{\"max_staleness\":0,\"use_rollout_logprobs\":1}}", &p, err, sizeof err), 0);
+    CHECK_EQ_INT(p.use_rollout_logprobs, 1);
+    CHECK_EQ_INT(parse_ppo("{\"ppo\":{\"use_rollout_logprobs\":0}}", &p, err, sizeof err), 0);
+    CHECK_EQ_INT(p.use_rollout_logprobs, 0);
 }
 
 TEST(test_ppo_errors_name_the_key) {
@@ -54,6 +63,7 @@ TEST(test_ppo_errors_name_the_key) {
         {"{\"ppo\":{\"learning_rate\":-1}}", "in 'ppo', 'learning_rate' must be a number in"},
         {"{\"ppo\":{\"gamma\":\"high\"}}", "in 'ppo', 'gamma' must be a number in"},
         {"{\"ppo\":{\"prompt_baseline\":2}}", "in 'ppo', 'prompt_baseline' = 2 is outside [0, 1]"},
+        {"{\"ppo\":{\"use_rollout_logprobs\":true}}", "in 'ppo', 'use_rollout_logprobs' must be a whole number"},
         {"{\"ppo\":{\"batch_size\":32,\"mini_batch_size\":5}}",
          "in 'ppo', 'batch_size' 32 must be a multiple of 'mini_batch_size' 5"},
         {"{\"ppo\":{\"batch_size\":4}}", "'batch_size' 4 must be a multiple of 'mini_batch_size' 8"},
