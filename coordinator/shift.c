@@ -34,6 +34,7 @@
  * into the spec, so what Redis holds is what ran.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/method/contract.h"
@@ -77,6 +78,32 @@ static const char *world_list(const sf_classlist_t *cl) {
     return res;
 }
 
+/* The run's classes as a mask over the world's list (bit i of the mask is
+ * class i; hex digit j holds classes 4j..4j+3, lowest bit first): what the
+ * reward's other-class check reads on workers (worker/kind_util.h). */
+static int run_classes_mask(const char *world, const sf_classlist_t *cl, char *out, size_t size, char *err,
+                            size_t n) {
+    sf_classlist_t *wl = NULL;
+    char e[128];
+    if (sf_classes_load(world, &wl, e, sizeof e) != 0)
+        return sf_errf(SF_ESTATE, err, n, "cannot load the world's class list %s: %s", world, e);
+    int digits = (wl->n + 3) / 4, rc = 0;
+    if ((size_t)digits + 1 > size) {
+        rc = sf_errf(SF_ESTATE, err, n, "the world %s has too many classes for a class mask", world);
+    } else {
+        unsigned char *bits = calloc((size_t)digits, 1);
+        if (!bits) rc = sf_errf(SF_ENOMEM, err, n, "out of memory");
+        for (int i = 0; bits && i < cl->n; i++)
+            for (int j = 0; j < wl->n; j++)
+                if (strcmp(cl->v[i].wnid, wl->v[j].wnid) == 0) bits[j / 4] |= (unsigned char)(1u << (j % 4));
+        for (int j = 0; bits && j < digits; j++) out[j] = "0123456789abcdef"[bits[j]];
+        if (bits) out[digits] = 0;
+        free(bits);
+    }
+    sf_classes_free(&wl);
+    return rc;
+}
+
 /* "sft" and "ppo" are the learner's (common/method/run_spec.c reads them for both);
  * only the ppo strategy has a learner to fine-tune the policy. */
 static int check_learner_keys(const cJSON *spec, int ppo, long *updates, long *batch, char *err, size_t n) {
@@ -112,8 +139,10 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     static const char *const generators[] = {"world", "diffusion", NULL};
     int rc = sf_spec_keys(spec, sf_shift_spec_keys(), err, n);
     if (rc) return rc;
-    /* Any "world" a client sends is replaced by the one its classes need. */
+    /* Any "world" or "run_classes" a client sends is replaced by what its
+     * classes make. */
     cJSON_DeleteItemFromObjectCaseSensitive(spec, "world");
+    cJSON_DeleteItemFromObjectCaseSensitive(spec, "run_classes");
     sf_shift_params_t p;
     if ((rc = sf_shift_params_from_spec(spec, &p, err, n)) ||
         (rc = one_of("strategy", p.strategy, strategies, err, n)) ||
@@ -142,6 +171,8 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     /* The learner's SFT reads the world's corpus of the run's classes. */
     snprintf(p.world, sizeof p.world, "%s", world_list(r->classes));
     cJSON_AddStringToObject(spec, "world", p.world);
+    if ((rc = run_classes_mask(p.world, r->classes, p.run_classes, sizeof p.run_classes, err, n))) return rc;
+    cJSON_AddStringToObject(spec, "run_classes", p.run_classes);
     const uint64_t C = (uint64_t)r->classes->n, rpj = (uint64_t)p.rollouts_per_job,
                    shard = (uint64_t)p.shard_size,
                    images = (uint64_t)p.captions_per_class * (uint64_t)p.images_per_caption;

@@ -85,7 +85,7 @@ static int sft_eval(sf_gpt2_t *m, const sf_bpe_t *bpe, const sf_world_t *w, cons
             if ((rc = sf_bpe_decode(bpe, t, n, &text, &len))) break;
             const char *cap = !text ? "" : text[0] == ' ' ? text + 1 : text;
             const sf_class_t *cl = sf_world_class(w, k);
-            int good = sf_reward_check(cl, cap) == 0, has = sf_classes_mentioned(cl, cap);
+            int good = sf_reward_check(cl, NULL, cap) == 0, has = sf_classes_mentioned(cl, cap);
             ok += good, men += has, total++;
             if (round == 0 && k % 17 == 0 && shown++ < 6)
                 fprintf(stderr, "sft: %-20s -> \"%s\"%s\n", cl->name, cap, good ? "" : "  (fails the check)");

@@ -61,8 +61,8 @@ static int baseline_caption(const sf_shift_params_t *p, const sf_world_t *w, int
 /* The learned strategies: n captions sampled with the policy (the run's, or
  * the file `policy_file`), nonsense drawn again.  *resampled counts the
  * redraws.  0, or -1 with the job failed. */
-static int learned_captions(sf_pjob_t *pj, const sf_world_t *w, int k, int n, uint64_t seed, const char *policy_file,
-                            char ***texts, int *resampled) {
+static int learned_captions(sf_pjob_t *pj, const sf_world_t *w, int k, const sf_classlist_t *among, int n,
+                            uint64_t seed, const char *policy_file, char ***texts, int *resampled) {
     sf_job_t *job = pj->job;
     int32_t *prompt = NULL;
     int plen, rc = -1;
@@ -70,13 +70,14 @@ static int learned_captions(sf_pjob_t *pj, const sf_world_t *w, int k, int n, ui
     if (sf_mc_ensure_ml(pj->env, job) || sf_mc_ensure_bpe(pj->env, job) || sf_policy_ensure(pj, policy_file) ||
         sf_policy_sample(pj, w, k, n, seed, &prompt, &plen, &s, texts))
         goto out;
-    /* A nonsensical caption (not a sentence, or the class not named) is
+    /* A nonsensical caption (not a sentence, the class not named, or
+     * another class named too) is
      * drawn again, up to 8 times, with the same sampler: the dataset
      * wants captions of the class, as the reward does. */
     for (int round = 1; round <= 8; round++) {
         int bad[4096], nb = 0;
         for (int i = 0; i < n && nb < 4096; i++)
-            if (sf_reward_check(sf_world_class(w, k), (*texts)[i]) != 0) bad[nb++] = i;
+            if (sf_reward_check(sf_world_class(w, k), among, (*texts)[i]) != 0) bad[nb++] = i;
         if (!nb) break;
         int32_t *p2 = NULL;
         int pl2;
@@ -114,10 +115,13 @@ static int captions_locked(sf_pjob_t *pj) {
     const int learned = !strcmp(strategy, "ppo") || !strcmp(strategy, "sft");
     const char *policy_file = strcmp(strategy, "ppo") ? p->policy : NULL;
     uint64_t seed = sf_mix2(sf_mix2((uint64_t)p->seed, sf_fnv1a_str(job->wnid)), 0xca971075ull + job->item_start);
-    if (!(w = sf_mc_world(p->world, job)) || (k = sf_kind_class(w, job)) < 0) return -1;
+    sf_classlist_t among = {0};
+    if (!(w = sf_mc_world(p->world, job)) || (k = sf_kind_class(w, job)) < 0 ||
+        sf_kind_run_classes(w, job, p->run_classes, &among))
+        return -1;
     int resampled = 0, rc = -1;
     if (learned) {
-        if (learned_captions(pj, w, k, n, seed, policy_file, &texts, &resampled)) goto out;
+        if (learned_captions(pj, w, k, &among, n, seed, policy_file, &texts, &resampled)) goto out;
     } else {
         texts = calloc((size_t)n, sizeof *texts);
         for (int i = 0; texts && i < n; i++) {
@@ -134,7 +138,7 @@ static int captions_locked(sf_pjob_t *pj) {
     char *buf = NULL;
     int nonsense = 0, brc = 0;
     for (int i = 0; brc == 0 && i < n; i++) {
-        int why = sf_reward_check(sf_world_class(w, k), texts[i]);
+        int why = sf_reward_check(sf_world_class(w, k), &among, texts[i]);
         nonsense += why != 0;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "index", job->item_start + i);
@@ -159,6 +163,7 @@ static int captions_locked(sf_pjob_t *pj) {
     cJSON_AddNumberToObject(o, "policy_version", policy_file && *policy_file ? 0 : pj->version);
     rc = sf_kind_result(job, o);
 out:
+    free(among.v);
     sf_kind_free_texts(texts, n);
     return rc;
 }

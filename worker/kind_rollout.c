@@ -64,8 +64,10 @@ static int rollout_locked(sf_pjob_t *pj) {
     sf_job_t *job = pj->job;
     sf_world_t *w;
     int k;
+    sf_classlist_t among = {0};
     if (sf_mc_ensure_clip(pj->env, job) || sf_mc_ensure_bpe(pj->env, job) || sf_policy_ensure(pj, NULL) ||
-        !(w = sf_mc_world(pj->p->world, job)) || (k = sf_kind_class(w, job)) < 0)
+        !(w = sf_mc_world(pj->p->world, job)) || (k = sf_kind_class(w, job)) < 0 ||
+        sf_kind_run_classes(w, job, pj->p->run_classes, &among))
         return -1;
     const int E = sf_clip_config(sf_mc.clip)->embed_dim, n = (int)job->item_count;
     float *mean = malloc(sizeof(float) * E), *temb = malloc(sizeof(float) * (size_t)n * E);
@@ -88,7 +90,7 @@ static int rollout_locked(sf_pjob_t *pj) {
         ro->n_rolls++;
         float score;
         int why = 0;
-        sf_reward_score(sf_world_class(w, k), texts[i], temb + (size_t)i * E, mean, (size_t)E, &score, &why);
+        sf_reward_score(sf_world_class(w, k), &among, texts[i], temb + (size_t)i * E, mean, (size_t)E, &score, &why);
         if (fill_rollout(r, k, prompt, plen, &s, i, score) != 0) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
         ro->score_sum += score;
         ro->nonsense += why != 0;
@@ -96,6 +98,7 @@ static int rollout_locked(sf_pjob_t *pj) {
     }
     rc = 0;
 out:
+    free(among.v);
     free(mean);
     free(temb);
     free(prompt);

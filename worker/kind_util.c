@@ -63,6 +63,26 @@ int sf_kind_class(const sf_world_t *w, sf_job_t *job) {
     return k;
 }
 
+int sf_kind_run_classes(const sf_world_t *w, sf_job_t *job, const char *mask, sf_classlist_t *out) {
+    const int K = sf_world_n_classes(w), digits = (K + 3) / 4;
+    out->v = NULL, out->n = 0;
+    if (!strcmp(mask, "none")) return 0;
+    if ((int)strlen(mask) != digits || strspn(mask, "0123456789abcdef") != (size_t)digits) {
+        sf_kind_fail(job, SF_JOB_FATAL, "'run_classes' must be %d lowercase hex digits (a mask over the world's %d "
+                                        "classes), not \"%.40s\"", digits, K, mask);
+        return -1;
+    }
+    if (!(out->v = malloc(sizeof *out->v * (size_t)K))) {
+        sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
+        return -1;
+    }
+    for (int k = 0; k < K; k++) {
+        int d = mask[k / 4] <= '9' ? mask[k / 4] - '0' : mask[k / 4] - 'a' + 10;
+        if (d >> (k % 4) & 1) out->v[out->n++] = *sf_world_class(w, k);
+    }
+    return 0;
+}
+
 void sf_kind_run_dir(const sf_wk_env_t *env, const char *run, const char *sub, char *out, size_t n) {
     snprintf(out, n, "%s/runs/%s/%s", env->data_dir, run, sub);
 }

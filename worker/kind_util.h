@@ -41,6 +41,13 @@ int sf_kind_safe_name(const char *s);
 /* The class of the job in its world, or -1 with the job failed. */
 int sf_kind_class(const sf_world_t *w, sf_job_t *job);
 
+/* The run's classes (the job's "run_classes" mask over the world's list,
+ * coordinator/shift.c) into *out, whose v is a new array of borrowed class
+ * records (free(out->v) only): for the reward's other-class check.  "none"
+ * (the setting's default, a run planned before it) gives no classes.  0, or
+ * -1 with the job failed on a malformed mask. */
+int sf_kind_run_classes(const sf_world_t *w, sf_job_t *job, const char *mask, sf_classlist_t *out);
+
 /* data_dir/runs/<run>/<sub>. */
 void sf_kind_run_dir(const sf_wk_env_t *env, const char *run, const char *sub, char *out, size_t n);
 /* data_dir/runs/<run>/images/<wnid>: the job's class's generated images. */

@@ -271,34 +271,92 @@ int sf_classes_dup(const sf_classlist_t *in, sf_classlist_t **out) {
 
 /* Whole-word, case-insensitive search of `needle` (which may hold spaces and
  * hyphens) in `text`. */
-static int has_phrase(const char *text, const char *needle) {
+/* The first whole-word, case-insensitive match of needle in text at or
+ * after p, with its length in *len (a plural "s"/"es" included); NULL when
+ * there is none. */
+static const char *find_phrase(const char *text, const char *p, const char *needle, size_t *len) {
     size_t nl = strlen(needle);
-    if (nl == 0) return 0;
-    for (const char *p = text; *p; p++) {
+    if (nl == 0) return NULL;
+    for (; *p; p++) {
         if (strncasecmp(p, needle, nl) != 0) continue;
         int before_ok = p == text || !isalnum((unsigned char)p[-1]);
         unsigned char after = (unsigned char)p[nl];
         /* A plural "s"/"es" still mentions the class ("two goldfinches"). */
-        int after_ok = !isalnum(after) ||
-                       ((after == 's' || after == 'S') && !isalnum((unsigned char)p[nl + 1])) ||
-                       ((after == 'e' || after == 'E') && (p[nl + 1] == 's' || p[nl + 1] == 'S') &&
-                        !isalnum((unsigned char)p[nl + 2]));
-        if (before_ok && after_ok) return 1;
+        size_t l = !isalnum(after) ? nl
+                 : (after == 's' || after == 'S') && !isalnum((unsigned char)p[nl + 1]) ? nl + 1
+                 : (after == 'e' || after == 'E') && (p[nl + 1] == 's' || p[nl + 1] == 'S') &&
+                           !isalnum((unsigned char)p[nl + 2]) ? nl + 2
+                 : 0;
+        if (before_ok && l) {
+            *len = l;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* The "-ies" plural of a phrase that ends in a consonant and "y"
+ * ("dragonfly" -> "dragonflies") into buf; 0 when it has none. */
+static int ies_plural(const char *needle, char *buf, size_t n) {
+    size_t l = strlen(needle);
+    if (l < 2 || (needle[l - 1] != 'y' && needle[l - 1] != 'Y') || strchr("aeiouAEIOU", needle[l - 2]) ||
+        l + 2 >= n)
+        return 0;
+    memcpy(buf, needle, l - 1);
+    memcpy(buf + l - 1, "ies", 4);
+    return 1;
+}
+
+static int has_phrase_or_plural(const char *text, const char *needle) {
+    size_t l;
+    char buf[256];
+    return find_phrase(text, text, needle, &l) || (ies_plural(needle, buf, sizeof buf) && find_phrase(text, text, buf, &l));
+}
+
+/* Calls fn(arg, start, end) for every mention of c in text (display name and
+ * lemmas, plurals included) until fn returns nonzero; that value, or 0. */
+static int each_mention(const sf_class_t *c, const char *text, int (*fn)(void *, size_t, size_t), void *arg) {
+    for (int i = -1; i < c->n_lemmas; i++) {
+        const char *phrase = i < 0 ? c->name : c->lemmas[i];
+        if (!phrase) continue;
+        char buf[256];
+        for (int v = 0; v < 2; v++) {
+            const char *needle = v == 0 ? phrase : ies_plural(phrase, buf, sizeof buf) ? buf : NULL;
+            size_t l;
+            for (const char *p = needle ? find_phrase(text, text, needle, &l) : NULL; p;
+                 p = find_phrase(text, p + 1, needle, &l)) {
+                int r = fn(arg, (size_t)(p - text), (size_t)(p - text) + l);
+                if (r) return r;
+            }
+        }
     }
     return 0;
 }
 
-/* The phrase, or its plural in "-ies" when it ends in a consonant and "y"
- * ("dragonfly" -> "dragonflies"); "-s"/"-es" are handled by has_phrase. */
-static int has_phrase_or_plural(const char *text, const char *needle) {
-    if (has_phrase(text, needle)) return 1;
-    size_t n = strlen(needle);
-    if (n < 2 || (needle[n - 1] != 'y' && needle[n - 1] != 'Y') || strchr("aeiouAEIOU", needle[n - 2])) return 0;
-    char buf[256];
-    if (n + 2 >= sizeof buf) return 0;
-    memcpy(buf, needle, n - 1);
-    memcpy(buf + n - 1, "ies", 4);
-    return has_phrase(text, buf);
+typedef struct {
+    size_t span[64][2];
+    int n;
+} spans_t;
+
+static int add_span(void *arg, size_t a, size_t b) {
+    spans_t *s = arg;
+    if (s->n < 64) s->span[s->n][0] = a, s->span[s->n][1] = b, s->n++;
+    return 0;
+}
+
+/* 1 (stop) when [a, b) lies inside none of the target's mentions. */
+static int outside_spans(void *arg, size_t a, size_t b) {
+    const spans_t *s = arg;
+    for (int i = 0; i < s->n; i++)
+        if (s->span[i][0] <= a && b <= s->span[i][1]) return 0;
+    return 1;
+}
+
+int sf_classes_mentioned_apart(const sf_class_t *other, const sf_class_t *target, const char *text) {
+    if (!other || !target || !text) return 0;
+    spans_t t = {.n = 0};
+    each_mention(target, text, add_span, &t);
+    return each_mention(other, text, outside_spans, &t);
 }
 
 int sf_classes_mentioned(const sf_class_t *c, const char *text) {

@@ -59,4 +59,10 @@ void sf_classes_free(sf_classlist_t **cl);
  * words, case-insensitively ("a Great White Shark swims" mentions it). */
 int sf_classes_mentioned(const sf_class_t *c, const char *text);
 
+/* 1 if `text` mentions class `other` (as sf_classes_mentioned) somewhere that
+ * is not part of a mention of `target`: "a great white shark" mentions only
+ * its own class even where another class is called "white shark", but "a
+ * bald eagle" does mention "bald eagle" when the target is "eagle". */
+int sf_classes_mentioned_apart(const sf_class_t *other, const sf_class_t *target, const char *text);
+
 #endif

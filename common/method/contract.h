@@ -65,6 +65,9 @@ enum {
     X(world, STR, "builtin:imagenet-a-r-86", 0, 0,                                                                     \
       SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER | SF_K_FINETUNE, NULL,                     \
       "the class list whose world workers render (planner: the 86 when every class is one of them, else all 1000)")   \
+    X(run_classes, STR, "none", 0, 0, SF_K_ROLLOUT | SF_K_CAPTIONS, NULL,                                              \
+      "the run's classes as a hex mask over the world's list, for the reward's other-class check; none: no check "     \
+      "(planner: from the run's classes)")                                                                             \
     X(reference_source, STR, "world", 0, 0, SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER, "--reference",      \
       "reference images: world, or a folder name under each worker's reference_root")                                  \
     X(generator, STR, "world", 0, 0, SF_K_GENERATE | SF_K_FILTER, "--generator",                                       \

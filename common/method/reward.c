@@ -107,10 +107,20 @@ int sf_reward_is_sentence(const char *caption) {
     return 1;
 }
 
-int sf_reward_check(const sf_class_t *c, const char *caption) {
+int sf_reward_check(const sf_class_t *c, const sf_classlist_t *among, const char *caption) {
     if (!sf_reward_is_sentence(caption)) return SF_REWARD_NOT_SENTENCE;
     if (!sf_classes_mentioned(c, caption)) return SF_REWARD_NO_CLASS;
+    for (int i = 0; among && i < among->n; i++)
+        if (strcmp(among->v[i].wnid, c->wnid) != 0 && sf_classes_mentioned_apart(&among->v[i], c, caption))
+            return SF_REWARD_OTHER_CLASS;
     return SF_REWARD_OK;
+}
+
+const char *sf_reward_why(int why) {
+    return why == SF_REWARD_NOT_SENTENCE ? "not a sentence"
+         : why == SF_REWARD_NO_CLASS     ? "no class"
+         : why == SF_REWARD_OTHER_CLASS  ? "another class"
+                                         : "";
 }
 
 float sf_dot_f32(const float *a, const float *b, size_t n) {
@@ -137,10 +147,10 @@ int sf_reward_cosine(const float *a, const float *b, size_t dim, float *out) {
     return 0;
 }
 
-int sf_reward_score(const sf_class_t *c, const char *caption, const float *text_emb,
+int sf_reward_score(const sf_class_t *c, const sf_classlist_t *among, const char *caption, const float *text_emb,
                     const float *class_mean, size_t dim, float *out, int *why) {
     if (!c || !caption || !out) return SF_EINVAL;
-    int w = sf_reward_check(c, caption);
+    int w = sf_reward_check(c, among, caption);
     if (why) *why = w;
     if (w != SF_REWARD_OK) {
         *out = SF_REWARD_WORST;

@@ -28,6 +28,7 @@ enum {
     SF_REWARD_OK = 0,
     SF_REWARD_NOT_SENTENCE = 1,
     SF_REWARD_NO_CLASS = 2,
+    SF_REWARD_OTHER_CLASS = 3,
 };
 
 /* 1 if caption is a complete sentence by this heuristic, else 0:
@@ -43,9 +44,14 @@ enum {
  *  - at most 3 sentences, so a run-on of fragments does not pass. */
 int sf_reward_is_sentence(const char *caption);
 
-/* SF_REWARD_OK, SF_REWARD_NOT_SENTENCE or SF_REWARD_NO_CLASS for caption on
- * class c (borrowed). */
-int sf_reward_check(const sf_class_t *c, const char *caption);
+/* SF_REWARD_OK, SF_REWARD_NOT_SENTENCE, SF_REWARD_NO_CLASS or
+ * SF_REWARD_OTHER_CLASS for caption on class c (borrowed): the last when it
+ * also mentions a class of `among` other than c (sf_classes_mentioned_apart;
+ * among may be NULL: no such check). */
+int sf_reward_check(const sf_class_t *c, const sf_classlist_t *among, const char *caption);
+
+/* "not a sentence", "no class", "another class" or "" for a check's value. */
+const char *sf_reward_why(int why);
 
 /* The dot product of two float vectors, accumulated in float from the
  * first element on (the filter's similarity to the class text and the
@@ -56,10 +62,10 @@ float sf_dot_f32(const float *a, const float *b, size_t n);
  * zero norm or a non-finite entry. */
 int sf_reward_cosine(const float *a, const float *b, size_t dim, float *out);
 
-/* The reward of caption on class c: -cos(text_emb, class_mean), or
+/* The reward of caption on class c (among: as sf_reward_check): -cos(text_emb, class_mean), or
  * SF_REWARD_WORST when sf_reward_check fails (then *why says why; why may be
  * NULL).  Embeddings need not be normalised. */
-int sf_reward_score(const sf_class_t *c, const char *caption, const float *text_emb,
+int sf_reward_score(const sf_class_t *c, const sf_classlist_t *among, const char *caption, const float *text_emb,
                     const float *class_mean, size_t dim, float *out, int *why);
 
 #endif

@@ -48,6 +48,10 @@ grep -q "resumed from checkpoint" "$T/learner.log" || fail "the learner did not 
 [ "$(R hget sf:run:$run:learner sft_step)" = 6 ] || fail "the learner's SFT: $(R hgetall sf:run:$run:learner)"
 grep -q "run $run: SFT was done before" "$T/learner.log" || fail "the restarted learner did not reuse its SFT"
 [ "$(R hget sf:run:$run:learner updates)" = 8 ] || fail "learner updates: $(R hget sf:run:$run:learner updates)"
+# The run's classes as the reward's mask over the 86-class world (its list's
+# order, data/imagenet_a_r_86.tsv: stingray 0, junco 2, scorpion 7).
+R hget sf:run:$run spec | grep -q '"run_classes":"5800000000000000000000"' ||
+    fail "run_classes in the spec: $(R hget sf:run:$run spec)"
 st=$("$BIN/sfctl" status "$run" --json)
 for ph in embed rollout captions generate filter finetune; do
     echo "$st" | grep -q "\"name\":\"$ph\"" || fail "phase $ph missing: $st"

@@ -415,9 +415,9 @@ static void keys_of(const cJSON *o, char *out, size_t n) {
 /* What each kind reads, sorted: the workers' handlers depend on it. */
 static const struct { const char *kind, *keys; } kind_keys[] = {
     {"embed", "reference_source,world"},
-    {"rollout", "max_new_tokens,reference_images,reference_source,seed,temperature,world"},
-    {"captions", "images_per_caption,max_new_tokens,policy,reference_images,reference_source,seed,strategy,"
-                 "temperature,world"},
+    {"rollout", "max_new_tokens,reference_images,reference_source,run_classes,seed,temperature,world"},
+    {"captions", "images_per_caption,max_new_tokens,policy,reference_images,reference_source,run_classes,seed,"
+                 "strategy,temperature,world"},
     {"generate", "diffusion_steps,eta,generator,guidance_scale,hook_scale,images_per_caption,seed,strategy,world"},
     {"filter", "filter_threshold,generator,images_per_caption,reference_images,reference_source,strategy,world"},
     {"manifest", ""},
@@ -512,7 +512,7 @@ TEST(test_parse_errors_name_the_key) {
 
 /* A spec with every setting away from its default. */
 static const char every_setting[] =
-    "{\"strategy\":\"low-density\",\"policy\":\"sub/p.safetensors\",\"world\":\"builtin:imagenet-1k\","
+    "{\"strategy\":\"low-density\",\"policy\":\"sub/p.safetensors\",\"world\":\"builtin:imagenet-1k\",\"run_classes\":\"0f\","
     "\"reference_source\":\"imagenet-r\",\"generator\":\"diffusion\",\"seed\":77,\"reference_images\":33,"
     "\"rollouts_per_job\":5,\"captions_per_class\":7,\"images_per_caption\":3,\"max_new_tokens\":40,"
     "\"temperature\":0.7,\"shard_size\":9,\"filter_threshold\":0.31,\"diffusion_steps\":25,"

@@ -81,29 +81,70 @@ TEST(test_score) {
     float r;
     int why = -1;
     const char *good = "A great white shark swims through a snowy forest at night.";
-    CHECK_EQ_INT(sf_reward_score(shark, good, away, mean, 4, &r, &why), 0);
+    CHECK_EQ_INT(sf_reward_score(shark, NULL, good, away, mean, 4, &r, &why), 0);
     CHECK_EQ_INT(why, SF_REWARD_OK);
     CHECK_NEAR(r, 1 / sqrt(2), 1e-6);   /* -cos(135 degrees) */
     float r_near;
-    CHECK_EQ_INT(sf_reward_score(shark, good, near, mean, 4, &r_near, &why), 0);
+    CHECK_EQ_INT(sf_reward_score(shark, NULL, good, near, mean, 4, &r_near, &why), 0);
     CHECK(r_near < r);                  /* closer to the class mean, lower reward */
     /* The class not mentioned: worst value however far the embedding is. */
-    CHECK_EQ_INT(sf_reward_score(shark, "A goldfish swims through a snowy forest.", away, mean, 4,
+    CHECK_EQ_INT(sf_reward_score(shark, NULL, "A goldfish swims through a snowy forest.", away, mean, 4,
                                  &r, &why), 0);
     CHECK_EQ_INT(why, SF_REWARD_NO_CLASS);
     CHECK(r == SF_REWARD_WORST);
     /* Not a sentence: worst value too. */
-    CHECK_EQ_INT(sf_reward_score(shark, "great white shark snowy forest", away, mean, 4, &r, &why), 0);
+    CHECK_EQ_INT(sf_reward_score(shark, NULL, "great white shark snowy forest", away, mean, 4, &r, &why), 0);
     CHECK_EQ_INT(why, SF_REWARD_NOT_SENTENCE);
     CHECK(r == -1.0f);
     /* A lemma counts as a mention. */
     CHECK(shark->n_lemmas > 0);
     char buf[256];
     snprintf(buf, sizeof buf, "A %s swims in a dark cave.", shark->lemmas[shark->n_lemmas - 1]);
-    CHECK_EQ_INT(sf_reward_check(shark, buf), SF_REWARD_OK);
+    CHECK_EQ_INT(sf_reward_check(shark, NULL, buf), SF_REWARD_OK);
     /* A zero embedding from a broken model is an error, not a reward. */
     float z[4] = {0};
-    CHECK_EQ_INT(sf_reward_score(shark, good, z, mean, 4, &r, &why), SF_EINVAL);
+    CHECK_EQ_INT(sf_reward_score(shark, NULL, good, z, mean, 4, &r, &why), SF_EINVAL);
+}
+
+TEST(test_other_class_is_nonsense) {
+    /* A caption that names another of the run's classes, beside the target,
+     * is nonsense (the world draws the first class it reads); one that names
+     * only the other class has no class. */
+    sf_classlist_t *w86 = NULL;
+    char err[256];
+    CHECK_EQ_INT(sf_classes_load("builtin:imagenet-a-r-86", &w86, err, sizeof err), 0);
+    const sf_class_t *junco = sf_classes_lookup("junco"), *tiger = sf_classes_lookup("tiger"),
+                     *tshark = sf_classes_lookup("tiger shark"), *scorpion = sf_classes_lookup("scorpion");
+    CHECK(junco && tiger && tshark && scorpion);
+    sf_class_t two[2] = {*junco, *scorpion}, tt[2] = {*tiger, *tshark};
+    const sf_classlist_t run = {two, 2}, run_t = {tt, 2};
+    CHECK_EQ_INT(sf_reward_check(junco, &run, "A junco perched beside a scorpion in the snow."), SF_REWARD_OTHER_CLASS);
+    CHECK_EQ_INT(sf_reward_check(junco, &run, "Two scorpions crawl past a junco at night."), SF_REWARD_OTHER_CLASS);
+    CHECK_EQ_INT(sf_reward_check(junco, &run, "A scorpion in the snow at night."), SF_REWARD_NO_CLASS);
+    CHECK_EQ_INT(sf_reward_check(junco, &run, "A junco perched on a mossy log in the snow."), SF_REWARD_OK);
+    CHECK_EQ_INT(sf_reward_check(junco, NULL, "A junco perched beside a scorpion in the snow."), SF_REWARD_OK);
+    /* The score of such a caption is the worst, however far its embedding. */
+    float mean[2] = {1, 0}, away[2] = {-1, 0}, r = 0;
+    int why = -1;
+    CHECK_EQ_INT(sf_reward_score(junco, &run, "A junco perched beside a scorpion in the snow.", away, mean, 2, &r, &why), 0);
+    CHECK_EQ_INT(why, SF_REWARD_OTHER_CLASS);
+    CHECK(r == SF_REWARD_WORST);
+    CHECK(strcmp(sf_reward_why(why), "another class") == 0);
+    /* A class whose name is part of the target's is not another mention
+     * ("tiger" inside "tiger shark"); the reverse is ("tiger shark" is more
+     * than the target "tiger"). */
+    CHECK_EQ_INT(sf_reward_check(tshark, &run_t, "A tiger shark swims through a dark forest."), SF_REWARD_OK);
+    CHECK_EQ_INT(sf_reward_check(tiger, &run_t, "A tiger shark swims through a dark forest."), SF_REWARD_OTHER_CLASS);
+    CHECK_EQ_INT(sf_reward_check(tiger, &run_t, "A tiger and a tiger shark meet on a beach."), SF_REWARD_OTHER_CLASS);
+    CHECK_EQ_INT(sf_reward_check(tiger, &run_t, "A tiger rests on a beach at dawn."), SF_REWARD_OK);
+    /* Why the run's classes and not the generator's whole list: ImageNet-1k
+     * and the 86-class world name scenes ("beach", "volcano") that an unusual
+     * context of another class mentions. */
+    CHECK_EQ_INT(sf_reward_check(tiger, sf_classes_imagenet1k(), "A tiger rests on a beach at dawn."),
+                 SF_REWARD_OTHER_CLASS);
+    CHECK_EQ_INT(sf_reward_check(junco, w86, "A junco flies over a volcano at night."), SF_REWARD_OTHER_CLASS);
+    CHECK_EQ_INT(sf_reward_check(junco, &run, "A junco flies over a volcano at night."), SF_REWARD_OK);
+    sf_classes_free(&w86);
 }
 
 int main(void) {
@@ -112,5 +153,6 @@ int main(void) {
     SF_RUN(test_cosine);
     SF_RUN(test_dot);
     SF_RUN(test_score);
+    SF_RUN(test_other_class_is_nonsense);
     SF_DONE();
 }
