@@ -149,8 +149,6 @@ int sf_world_size(const sf_world_t *w) { return w ? w->size : 0; }
 int sf_world_n_classes(const sf_world_t *w) { return w ? w->classes->n : 0; }
 size_t sf_world_image_bytes(const sf_world_t *w) { return w ? (size_t)w->size * (size_t)w->size * 3 : 0; }
 
-const sf_classlist_t *sf_world_classes(const sf_world_t *w) { return w ? w->classes : NULL; }
-
 const sf_class_t *sf_world_class(const sf_world_t *w, int cls) {
     if (!w || cls < 0 || cls >= w->classes->n) return NULL;
     return &w->classes->v[cls];

@@ -95,7 +95,6 @@ int sf_world_size(const sf_world_t *w);
 int sf_world_n_classes(const sf_world_t *w);
 size_t sf_world_image_bytes(const sf_world_t *w);   /* size * size * 3 */
 const sf_class_t *sf_world_class(const sf_world_t *w, int cls); /* borrowed */
-const sf_classlist_t *sf_world_classes(const sf_world_t *w);    /* borrowed: every class it draws */
 /* Index of the class with this wnid or display name (case-insensitive), -1. */
 int sf_world_class_find(const sf_world_t *w, const char *wnid_or_name);
 
