@@ -35,13 +35,15 @@ run=$("$BIN/sfctl" submit "${COMMON[@]}" --ppo-updates "$UPDATES" --ppo batch_si
       --name "demo: the method (PPO)")
 echo "submitted $run: the method on 10 classes, $UPDATES PPO updates of 32 rollouts, 16 captions per class"
 "$BIN/sfctl" watch "$run" --interval 500
+# The baselines run side by side (the workers share them; their fine-tuning
+# reuses the controls the method's run trained), watched one after another.
 runs=("$run")
 for s in sft d3s low-density base; do
     r=$("$BIN/sfctl" submit "${COMMON[@]}" --strategy "$s" --name "demo: baseline $s")
     echo "submitted $r: the baseline '$s' on the same classes, seeds and image count"
-    "$BIN/sfctl" watch "$r" --interval 500
     runs+=("$r")
 done
+for r in "${runs[@]:1}"; do "$BIN/sfctl" watch "$r" --interval 500; done
 echo
 python3 tools/method_summary.py --redis "$DIR/redis.sock" --data "$DIR/data" --run "$run" --baseline "${runs[1]}" \
     --svg "$DIR/ppo-curve.svg"
