@@ -15,7 +15,10 @@ d1=$(metric $CP sf_coordinator_jobs_dispatched_total)
 [ "$(metric $CP 'sf_coordinator_results_total{outcome="ok"}')" -ge 100 ] || fail "results counter"
 [ "$(metric $CP 'sf_coordinator_runs{state="done"}')" = 1 ] || fail "runs gauge"
 [ "$(metric $WP 'sf_worker_jobs_total{outcome="ok"}')" = 100 ] || fail "worker counter: $(curl -s http://127.0.0.1:$WP/metrics)"
-curl -s "http://127.0.0.1:$CP/metrics" | grep -q '^# TYPE sf_coordinator_job_latency_seconds summary' || fail "latency summary"
+# The page is read whole first: with pipefail, grep -q leaving at its first
+# match can fail the pipeline (curl then dies of SIGPIPE on a long page).
+page=$(curl -s "http://127.0.0.1:$CP/metrics")
+grep -q '^# TYPE sf_coordinator_job_latency_seconds summary' <<<"$page" || fail "latency summary: $page"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CP/nope")" = 404 ] || fail "404"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$CP/metrics")" = 405 ] || fail "405"
 # Busy time by kind: 10 sleep jobs of 20 ms are about 0.2 s of "sleep" (libuv's

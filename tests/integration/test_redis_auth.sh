@@ -112,5 +112,7 @@ for p in $COORD_PID "${PIDS[@]}"; do
     ps -o args= -p "$p" 2>/dev/null | grep -qF -e "$PW" -e "$BAD" && fail "a password is in ps: $(ps -o args= -p "$p")"
 done
 for f in "$T"/*.log; do grep -qF -e "$PW" -e "$BAD" -e "$OLDPW" "$f" && fail "a password is in $(basename "$f")"; done
-curl -s "http://127.0.0.1:$MP/metrics" | grep -qF "$PW" && fail "the password is in /metrics"
+page=$(curl -s "http://127.0.0.1:$MP/metrics")   # whole: with pipefail a SIGPIPE would hide a match
+[ -n "$page" ] || fail "no /metrics page"
+grep -qF "$PW" <<<"$page" && fail "the password is in /metrics"
 ok "the password is in no log, no ps line and no metric"
