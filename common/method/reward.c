@@ -116,13 +116,6 @@ int sf_reward_check(const sf_class_t *c, const sf_classlist_t *among, const char
     return SF_REWARD_OK;
 }
 
-const char *sf_reward_why(int why) {
-    return why == SF_REWARD_NOT_SENTENCE ? "not a sentence"
-         : why == SF_REWARD_NO_CLASS     ? "no class"
-         : why == SF_REWARD_OTHER_CLASS  ? "another class"
-                                         : "";
-}
-
 float sf_dot_f32(const float *a, const float *b, size_t n) {
     float s = 0;
     for (size_t i = 0; i < n; i++) s += a[i] * b[i];

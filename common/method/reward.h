@@ -50,9 +50,6 @@ int sf_reward_is_sentence(const char *caption);
  * among may be NULL: no such check). */
 int sf_reward_check(const sf_class_t *c, const sf_classlist_t *among, const char *caption);
 
-/* "not a sentence", "no class", "another class" or "" for a check's value. */
-const char *sf_reward_why(int why);
-
 /* The dot product of two float vectors, accumulated in float from the
  * first element on (the filter's similarity to the class text and the
  * trainer's CLIP checks; both compare unit vectors). */

@@ -129,7 +129,6 @@ TEST(test_other_class_is_nonsense) {
     CHECK_EQ_INT(sf_reward_score(junco, &run, "A junco perched beside a scorpion in the snow.", away, mean, 2, &r, &why), 0);
     CHECK_EQ_INT(why, SF_REWARD_OTHER_CLASS);
     CHECK(r == SF_REWARD_WORST);
-    CHECK(strcmp(sf_reward_why(why), "another class") == 0);
     /* A class whose name is part of the target's is not another mention
      * ("tiger" inside "tiger shark"); the reverse is ("tiger shark" is more
      * than the target "tiger"). */
