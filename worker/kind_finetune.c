@@ -194,8 +194,19 @@ static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, c
  * <data>/controls/<arch>-<key>.bin, and the others read them.  A file of the
  * wrong size or magic is ignored (and rewritten). */
 #define CTL_MAGIC "SFCTL1\n"
-static int control_path(const sf_wk_env_t *env, int a, const sf_world_t *w, const char *mask, const char *world,
-                        uint64_t sd, int steps, float lr, char *out, size_t n) {
+
+/* The bytes of a stored control of ns test images: magic, ns (int32), the
+ * six accuracies (double), then the hits of each test set (ns bytes each). */
+static size_t control_bytes(int ns) {
+    return sizeof CTL_MAGIC + sizeof(int32_t) + 6 * sizeof(double) + 3 * (size_t)ns;
+}
+
+/* The part of a control's key that every seed of architecture a shares: the
+ * classifier's weights (read once per finetune job and architecture), the
+ * world, the device, the steps, the test sizes and the run's classes.  0, or
+ * -1 when the weights cannot be read (then nothing is stored or reused). */
+static int control_key(const sf_wk_env_t *env, int a, const sf_world_t *w, const char *mask, const char *world,
+                       int steps, float lr, uint64_t *key) {
     char mp[1200];
     snprintf(mp, sizeof mp, "%s/%s-world.safetensors", env->models_dir, arch_names[a]);
     char *buf = NULL;
@@ -208,11 +219,9 @@ static int control_path(const sf_wk_env_t *env, int a, const sf_world_t *w, cons
     const int32_t v[4] = {steps, FT_BATCH, FT_TEST_PER_RUN_CLASS, K};
     h = sf_fnv1a(h, world, strlen(world) + 1);
     h = sf_fnv1a(h, env->device, strlen(env->device) + 1);
-    h = sf_fnv1a(h, &sd, sizeof sd);
     h = sf_fnv1a(h, &lr, sizeof lr);
     h = sf_fnv1a(h, v, sizeof v);
-    h = sf_fnv1a(h, mask, (size_t)K);
-    snprintf(out, n, "%s/controls/%s-%016llx.bin", env->data_dir, arch_names[a], (unsigned long long)h);
+    *key = sf_fnv1a(h, mask, (size_t)K);
     return 0;
 }
 
@@ -220,7 +229,7 @@ static int control_path(const sf_wk_env_t *env, int a, const sf_world_t *w, cons
 static int control_read(const char *path, int ns, double acc[6], uint8_t *hits[3]) {
     char *buf = NULL;
     size_t len = 0;
-    const size_t want = sizeof CTL_MAGIC + sizeof(int32_t) + 6 * sizeof(double) + 3 * (size_t)ns;
+    const size_t want = control_bytes(ns);
     if (sf_read_file(path, want, &buf, &len, NULL, 0) != 0) return -1;
     int32_t n32;
     int ok = len == want && memcmp(buf, CTL_MAGIC, sizeof CTL_MAGIC) == 0;
@@ -236,7 +245,7 @@ static int control_read(const char *path, int ns, double acc[6], uint8_t *hits[3
 
 /* Stores a control (best effort: a failure costs the next run a retraining). */
 static void control_write(const char *path, int ns, const double acc[6], uint8_t *const hits[3]) {
-    const size_t len = sizeof CTL_MAGIC + sizeof(int32_t) + 6 * sizeof(double) + 3 * (size_t)ns;
+    const size_t len = control_bytes(ns);
     char *buf = malloc(len), dir[1500];
     if (!buf) return;
     const int32_t n32 = ns;
@@ -253,13 +262,14 @@ static void control_write(const char *path, int ns, const double acc[6], uint8_t
     free(buf);
 }
 
-/* The control of one seed: 1 when it was stored, 0 when trained (and
- * stored), -1 with the job failed. */
+/* The control of seed sd (key: control_key's, have: it could be made): 1
+ * when it was stored, 0 when trained (and stored), -1 with the job failed.
+ * Stored in <data>/controls/<arch>-<key and seed>.bin. */
 static int control_one(const sf_wk_env_t *env, int a, const sf_world_t *w, const kept_t *g, int ns, int steps,
-                       float lr, uint64_t sd, double acc[6], uint8_t *hits[3], sf_job_t *job) {
-    const sf_shift_params_t *p = job->params;
+                       float lr, int have, uint64_t key, uint64_t sd, double acc[6], uint8_t *hits[3], sf_job_t *job) {
     char path[1500];
-    int have = control_path(env, a, w, g->mask, p->world, sd, steps, lr, path, sizeof path) == 0;
+    snprintf(path, sizeof path, "%s/controls/%s-%016llx.bin", env->data_dir, arch_names[a],
+             (unsigned long long)sf_fnv1a(key, &sd, sizeof sd));
     if (have && control_read(path, ns, acc, hits) == 0) return 1;
     if (finetune_one(env, a, w, g, 0, steps, lr, sd, acc, hits, job)) return -1;
     if (have) control_write(path, ns, acc, hits);
@@ -280,11 +290,13 @@ static int finetune_arch(const sf_wk_env_t *env, sf_job_t *job, const sf_world_t
      * generated data's and not the extra training's. */
     double ctl[6] = {0}, ft[6] = {0};
     int reused = 0;
+    uint64_t key = 0;
+    const int have = control_key(env, a, w, g->mask, p->world, steps, lr, &key) == 0;
     for (int t = 0; t < 3; t++) memset(d[t], 0, sizeof(int) * ((size_t)ns + 1));
     for (int sd_i = 0; sd_i < seeds; sd_i++) {
         double c1[6], f1[6];
         uint64_t sd = ((uint64_t)p->seed * 1000 + (uint64_t)a) * 131 + (uint64_t)sd_i;
-        int c = control_one(env, a, w, g, ns, steps, lr, sd, c1, hc, job);
+        int c = control_one(env, a, w, g, ns, steps, lr, have, key, sd, c1, hc, job);
         if (c < 0 || finetune_one(env, a, w, g, g->n, steps, lr, sd, f1, hf, job)) return -1;
         reused += c;
         for (int i = 0; i < 6; i++) ctl[i] += c1[i] / seeds, ft[i] += f1[i] / seeds;
