@@ -34,8 +34,9 @@ SHIPPED = [
     "convnext-world.safetensors",
     "vit-world.safetensors",
     "policy-sft.safetensors",
+    "clip-world/filter.json",
 ]
-MODELS = ["clip", "convnext", "vit", "sft"]
+MODELS = ["clip", "convnext", "vit", "sft", "filter"]
 RESTORE = ("restore the shipped files with `git checkout -- models/` (a clone with git-lfs or a partial "
            "checkout may lack them), or retrain them with `make models-train` (see docs/models.md)")
 

@@ -77,5 +77,8 @@ int sf_train_caption_variant(const sf_world_t *w, const char *caption, uint64_t 
 int sf_train_clip(sf_train_ctx_t *c);
 int sf_train_classifier(sf_train_ctx_t *c, int arch);
 int sf_train_sft(sf_train_ctx_t *c, int from_scratch);
+/* The world CLIP's filter threshold (filter.c), from c->out/clip-world into
+ * c->out/clip-world/filter.json. */
+int sf_train_filter(sf_train_ctx_t *c);
 
 #endif

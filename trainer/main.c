@@ -1,6 +1,6 @@
 /* sf-train: trains the embedded world's models into a models folder.
  *
- *   sf-train all|clip|convnext|vit|sft|sft-scratch --out DIR [--threads N] [--force] [--scale X]
+ *   sf-train all|clip|convnext|vit|sft|sft-scratch|filter --out DIR [--threads N] [--force] [--scale X]
  *   sf-train toy-diffusion --out DIR --vocab V --merges M [--latent] [--hook]
  *
  * Every model is trained deterministically (fixed seeds, fixed step counts,
@@ -25,7 +25,7 @@
 #include "trainer/data.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: sf-train all|clip|convnext|vit|sft|sft-scratch --out DIR [--threads N] [--force] [--scale X]\n"
+    fprintf(stderr, "usage: sf-train all|clip|convnext|vit|sft|sft-scratch|filter --out DIR [--threads N] [--force] [--scale X]\n"
                     "       sf-train toy-diffusion --out DIR --vocab V --merges M [--latent] [--hook]\n");
     return 2;
 }
@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     sf_classes_free(&cl);
-    static const char *const names[] = {"clip", "convnext", "vit", "sft"};
+    static const char *const names[] = {"clip", "convnext", "vit", "sft", "filter"};
     int all = !strcmp(what, "all"), rc = 0, any = 0;
     double t0 = sf_clock_mono_s();
     /* With `all`, CLIP trains in a child process while this one trains the
@@ -110,11 +110,13 @@ int main(int argc, char **argv) {
         int st = 0;
         if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0) rc = rc ? rc : SF_EIO;
     }
+    /* The filter's threshold needs the trained CLIP. */
+    if (all || !strcmp(what, "filter")) any = 1, rc = rc ? rc : sf_train_filter(&c);
     if (!any) {
         sf_world_destroy(&c.world);
         return usage();
     }
-    if (rc == 0 && all) rc = sf_train_quality_join(&c, names, 4);
+    if (rc == 0 && all) rc = sf_train_quality_join(&c, names, 5);
     sf_world_destroy(&c.world);
     if (rc) {
         fprintf(stderr, "sf-train: failed (%s)\n", sf_strerror(rc));

@@ -17,4 +17,6 @@ clip=$!
     "$BIN/sf-train" vit --out "$OUT" --threads 1 --scale 0.02 >>"$OUT/train.log" 2>&1
 rc=$?
 wait "$clip" || rc=1
+# The filter's threshold for that CLIP, as sf-train all calibrates it.
+[ $rc = 0 ] && { "$BIN/sf-train" filter --out "$OUT" --threads 1 >>"$OUT/train.log" 2>&1 || rc=1; }
 exit $rc
