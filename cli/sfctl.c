@@ -68,7 +68,8 @@ static void usage_method_flags(FILE *f) {
         if (!t[i].flag) continue;
         char doc[600];
         const char *arg = t[i].type == SF_SET_STR ? "S" : t[i].type == SF_SET_UINT ? "N" : "X";
-        if (sf_setting_planner_set(&t[i])) snprintf(doc, sizeof doc, "%s", t[i].doc);
+        if (sf_setting_planner_set(&t[i]) || (t[i].type == SF_SET_NUM && isnan(t[i].def)))
+            snprintf(doc, sizeof doc, "%s", t[i].doc);
         else if (t[i].type == SF_SET_STR) snprintf(doc, sizeof doc, "%s [%s]", t[i].doc, t[i].sdef);
         else snprintf(doc, sizeof doc, "%s [%g]", t[i].doc, t[i].def);
         int at = fprintf(f, "             %s %s", t[i].flag, arg);

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -110,7 +111,7 @@ static int write_embeddings(const sf_wk_env_t *env, sf_job_t *job, const shard_t
 
 /* The manifest line of image i: its metadata and the verdict. */
 static cJSON *verdict(const sf_job_t *job, const sf_world_t *w, int k, const shard_t *s, int i, const char *id,
-                      float st, float sm, int keep, float thr) {
+                      float st, float sm, int keep, double thr) {
     cJSON *o = cJSON_Duplicate(s->meta[i], 1);
     cJSON_AddStringToObject(o, "name", sf_world_class(w, k)->name);
     cJSON_AddStringToObject(o, "embedder", sf_mc.clip_tag);
@@ -121,6 +122,7 @@ static cJSON *verdict(const sf_job_t *job, const sf_world_t *w, int k, const sha
         cJSON_AddBoolToObject(o, "vit_correct", s->pred[1][i] == k);
     }
     cJSON_AddBoolToObject(o, "kept", keep);
+    cJSON_AddNumberToObject(o, "filter_threshold", thr);
     if (keep) {
         char file[200];
         snprintf(file, sizeof file, "%s/%s.png", job->wnid, id);
@@ -140,7 +142,9 @@ static int filter_locked(const sf_wk_env_t *env, sf_job_t *job, shard_t *s) {
     if (sf_mc_ensure_clip(env, job) || !(w = sf_mc_world(p->world, job)) || (k = sf_kind_class(w, job)) < 0)
         return -1;
     const int n = s->n, E = s->E = sf_clip_config(sf_mc.clip)->embed_dim;
-    const float thr = (float)p->filter_threshold;
+    /* Unset: the embedder's own threshold (model_cache.c). */
+    const double thr_d = isnan(p->filter_threshold) ? sf_mc.clip_threshold : p->filter_threshold;
+    const float thr = (float)thr_d;
     int rc = -1, kept = 0, dropped = 0;
     float *mean = malloc(sizeof(float) * E), *ctext = malloc(sizeof(float) * E);
     char *manifest = NULL;
@@ -189,7 +193,7 @@ static int filter_locked(const sf_wk_env_t *env, sf_job_t *job, shard_t *s) {
         } else {
             dropped++;
         }
-        cJSON *o = verdict(job, w, k, s, i, id, st, sm, keep, thr);
+        cJSON *o = verdict(job, w, k, s, i, id, st, sm, keep, thr_d);
         int arc = sf_kind_jsonl_add(&manifest, &mlen, &mcap, o);
         cJSON_Delete(o);
         if (arc) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
@@ -203,7 +207,7 @@ static int filter_locked(const sf_wk_env_t *env, sf_job_t *job, shard_t *s) {
     cJSON *res = cJSON_CreateObject();
     cJSON_AddNumberToObject(res, "kept", kept);
     cJSON_AddNumberToObject(res, "dropped", dropped);
-    cJSON_AddNumberToObject(res, "filter_threshold", p->filter_threshold);
+    cJSON_AddNumberToObject(res, "filter_threshold", thr_d);
     rc = sf_kind_result(job, res);
 out:
     free(mean);

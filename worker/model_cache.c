@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,8 @@
 #include "common/method/classes.h"
 #include "common/net/blob.h"
 #include "common/runtime/error.h"
+#include "common/runtime/fileio.h"
+#include "common/runtime/json_strict.h"
 #include "common/runtime/log.h"
 #include "worker/kind_util.h"
 
@@ -53,6 +56,35 @@ static int weights_crc(const char *path, uint32_t *crc, char *err, size_t errlen
     return rc ? -1 : 0;
 }
 
+/* The filter's threshold for the CLIP in dir: "threshold" of dir/filter.json
+ * (sf-train filter calibrates the world CLIP's, docs/models.md), else 0.2,
+ * the paper's for CLIP ViT-B/32.  A filter.json that is there but unreadable
+ * is an error: a silent 0.2 would keep what the calibration drops. */
+static int clip_threshold(const char *dir, char *err, size_t en) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/filter.json", dir);
+    size_t len;
+    char *text = sf_file_text(path, &len);
+    if (!text) {
+        if (errno != ENOENT) return sf_errf(SF_EIO, err, en, "cannot read %s: %s", path, strerror(errno));
+        sf_mc.clip_threshold = 0.2;
+        snprintf(sf_mc.clip_threshold_from, sizeof sf_mc.clip_threshold_from, "paper default");
+        return 0;
+    }
+    cJSON *o = NULL;
+    int rc = sf_json_parse_strict(text, len, path, &o, err, en);
+    free(text);
+    const cJSON *t = rc == 0 ? cJSON_GetObjectItemCaseSensitive(o, "threshold") : NULL;
+    if (rc == 0 && !(cJSON_IsNumber(t) && t->valuedouble >= -1 && t->valuedouble <= 1))
+        rc = sf_errf(SF_EINVAL, err, en, "%s: \"threshold\" must be a number in [-1, 1]", path);
+    if (rc == 0) {
+        sf_mc.clip_threshold = t->valuedouble;
+        snprintf(sf_mc.clip_threshold_from, sizeof sf_mc.clip_threshold_from, "filter.json");
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
 int sf_mc_ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
     swap_to(env, KEEP_CLIP);
     if (sf_mc.clip) return 0;
@@ -76,6 +108,7 @@ int sf_mc_ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
         safe[k++] = (isalnum((unsigned char)*c) || *c == '-' || *c == '_') ? *c : '_';
     safe[k] = 0;
     snprintf(sf_mc.clip_tag, sizeof sf_mc.clip_tag, "%s-%08x", k ? safe : "clip", crc);
+    if (clip_threshold(dir, err, sizeof err) != 0) return sf_kind_fail(job, SF_JOB_FATAL, "CLIP: %s", err);
     if (sf_clip_load_dir(dir, env->device, &sf_mc.clip, err, sizeof err) != 0)
         return sf_kind_fail(job, SF_JOB_FATAL, "CLIP: %s", err);
     if (strcmp(env->dtype, "fp32") && sf_clip_set_dtype(sf_mc.clip, env->dtype) != 0) {
@@ -87,7 +120,8 @@ int sf_mc_ensure_clip(const sf_wk_env_t *env, sf_job_t *job) {
         sf_clip_free(&sf_mc.clip);
         return sf_kind_fail(job, SF_JOB_FATAL, "CLIP tokenizer: %s", err);
     }
-    sf_info("loaded CLIP %s (%s, %s)", dir, sf_mc.clip_tag, env->dtype);
+    sf_info("loaded CLIP %s (%s, %s; filter threshold %.4f, %s)", dir, sf_mc.clip_tag, env->dtype,
+            sf_mc.clip_threshold, sf_mc.clip_threshold_from);
     return 0;
 }
 

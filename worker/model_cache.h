@@ -36,6 +36,8 @@ typedef struct {
     sf_clip_t *clip;
     sf_clip_bpe_t *ctok;
     char clip_tag[64];      /* names the reference statistics of this CLIP */
+    double clip_threshold;  /* the filter's threshold for this CLIP (filter.json, else 0.2) */
+    char clip_threshold_from[64]; /* "filter.json" or "paper default" */
     sf_bpe_t *bpe;
     sf_gpt2_t *policy;
     char policy_key[1200];  /* "run@version" or the file it came from */

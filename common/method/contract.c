@@ -122,7 +122,10 @@ cJSON *sf_job_payload(const char *kind, const sf_shift_params_t *p) {
         if (!(t[i].kinds & bit)) continue;
         const char *f = (const char *)p + t[i].off;
         if (t[i].type == SF_SET_UINT) cJSON_AddNumberToObject(o, t[i].key, (double)*(const long *)f);
-        else if (t[i].type == SF_SET_NUM) cJSON_AddNumberToObject(o, t[i].key, *(const double *)f);
+        else if (t[i].type == SF_SET_NUM) {
+            /* Unset (NAN): the worker's default applies. */
+            if (!isnan(*(const double *)f)) cJSON_AddNumberToObject(o, t[i].key, *(const double *)f);
+        }
         else cJSON_AddStringToObject(o, t[i].key, f);
     }
     return o;

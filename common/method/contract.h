@@ -21,6 +21,7 @@
 #ifndef SF_CONTRACT_H
 #define SF_CONTRACT_H
 
+#include <math.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -54,6 +55,8 @@ enum {
  *   kinds    the job kinds whose payload carries it (SF_K_… bits, 0: none,
  *            the planner alone reads it)
  *   flag     the sfctl submit flag, or NULL
+ * A NUM default of NAN is "unset": the setting is left out of payloads and
+ * the worker chooses (filter_threshold: the embedder's own threshold).
  * Defaults marked "(planner: …)" in the doc are placeholders the planner
  * replaces (hook_scale depends on the strategy; world on the class list);
  * docs/configuration.md says "set by the coordinator" for them. */
@@ -84,8 +87,9 @@ enum {
       "longest caption, in GPT-2 tokens")                                                                              \
     X(temperature, NUM, 1.0, 0.05, 10, SF_K_ROLLOUT | SF_K_CAPTIONS, "--temperature", "caption sampling temperature")  \
     X(shard_size, UINT, 64, 1, 1000000, 0, "--shard-size", "images per generate and filter job")                       \
-    X(filter_threshold, NUM, 0.2, -1, 1, SF_K_FILTER, "--filter-threshold",                                            \
-      "keep an image when its CLIP cosine similarity to the class text is at least this")                              \
+    X(filter_threshold, NUM, NAN, -1, 1, SF_K_FILTER, "--filter-threshold",                                            \
+      "keep an image when its CLIP cosine similarity to the class text is at least this (unset: the embedder's "      \
+      "threshold, the world CLIP's calibrated one or 0.2 for any other CLIP)")                                         \
     X(diffusion_steps, UINT, 0, 0, 1000, SF_K_GENERATE, "--diffusion-steps",                                          \
       "DDIM steps of the diffusion generator (0: the pipeline's default)")                                             \
     X(guidance_scale, NUM, 0, 0, 100, SF_K_GENERATE, "--guidance-scale",                                              \

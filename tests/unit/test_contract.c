@@ -121,6 +121,8 @@ static int default_matches(const sf_setting_t *s, const char *cell) {
     static const char planner[] = "set by the coordinator";
     char quoted[SF_SET_STR_MAX + 2];
     if (s->type == SF_SET_STR) snprintf(quoted, sizeof quoted, "`%s`", s->sdef);
+    /* Unset (NAN) defaults: the worker chooses; the cell says "unset". */
+    if (s->type == SF_SET_NUM && isnan(s->def)) return !strncmp(cell, "unset", 5);
     if (!sf_setting_planner_set(s)) {
         if (s->type == SF_SET_STR) return !strcmp(cell, quoted);
         return cell_is_number(cell, s->def, s->type == SF_SET_UINT);
@@ -313,7 +315,7 @@ TEST(test_spec_defaults_and_values) {
     CHECK_EQ_INT(p.finetune_images_per_class, 8);
     CHECK_EQ_INT(p.finetune_steps, 60);
     CHECK_EQ_INT(p.finetune_seeds, 3);
-    CHECK(p.filter_threshold == 0.2);
+    CHECK(isnan(p.filter_threshold)); /* unset: the embedder's threshold */
     CHECK(p.temperature == 1.0);
     CHECK(p.finetune_learning_rate == 2e-4);
     CHECK(p.hook_scale == 0);
@@ -428,6 +430,7 @@ static const struct { const char *kind, *keys; } kind_keys[] = {
 TEST(test_payload_keys_per_kind) {
     sf_shift_params_t p;
     sf_shift_params_init(&p);
+    p.filter_threshold = 0.3; /* set: an unset one is left out (test_payload_values) */
     for (size_t i = 0; i < sizeof kind_keys / sizeof kind_keys[0]; i++) {
         cJSON *o = sf_job_payload(kind_keys[i].kind, &p);
         CHECK(cJSON_IsObject(o));
@@ -455,6 +458,12 @@ TEST(test_payload_values) {
     o = sf_job_payload("generate", &p);
     CHECK(cJSON_GetObjectItemCaseSensitive(o, "diffusion_steps")->valuedouble == 20);
     cJSON_Delete(o);
+    /* An unset threshold is left out, so the worker uses its embedder's
+     * (a NAN would print as null, which no worker accepts). */
+    sf_shift_params_init(&p);
+    o = sf_job_payload("filter", &p);
+    CHECK(o && !cJSON_GetObjectItemCaseSensitive(o, "filter_threshold"));
+    cJSON_Delete(o);
 }
 
 /* ---- parsing a payload -------------------------------------------------- */
@@ -467,10 +476,10 @@ TEST(test_parse_defaults) {
     sf_shift_params_t p;
     char err[256];
     CHECK_EQ_INT(parse("filter", NULL, &p, err, sizeof err), 0);
-    CHECK(p.filter_threshold == 0.2);
+    CHECK(isnan(p.filter_threshold));
     CHECK_EQ_INT(parse("filter", "", &p, err, sizeof err), 0);
     CHECK_EQ_INT(parse("filter", "{}", &p, err, sizeof err), 0);
-    CHECK(p.filter_threshold == 0.2);
+    CHECK(isnan(p.filter_threshold));
     CHECK_EQ_STR(p.reference_source, "world");
     CHECK_EQ_INT(parse("finetune", "{\"finetune_steps\":2}", &p, err, sizeof err), 0);
     CHECK_EQ_INT(p.finetune_steps, 2);
@@ -558,7 +567,9 @@ TEST(test_round_trip_spec_payload_params) {
             int same = t[i].type == SF_SET_STR ? !strcmp((const char *)&q + off, (const char *)src + off)
                        : t[i].type == SF_SET_UINT
                            ? *(const long *)((const char *)&q + off) == *(const long *)((const char *)src + off)
-                           : *(const double *)((const char *)&q + off) == *(const double *)((const char *)src + off);
+                           : *(const double *)((const char *)&q + off) == *(const double *)((const char *)src + off) ||
+                                 (isnan(*(const double *)((const char *)&q + off)) &&
+                                  isnan(*(const double *)((const char *)src + off)));
             if (!same) fprintf(stderr, "%s: '%s' did not come back (%s)\n", kind, t[i].key, carried ? "sent" : "default");
             CHECK(same);
         }
