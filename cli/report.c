@@ -49,7 +49,23 @@ typedef struct {
     double *cls_sim, *cls_red; /* per class */
     int *cls_n;
     double cls_acc[2];  /* classifier accuracy on kept images, -1 if none */
+    /* The same over kept images the generator drew the target class in
+     * (world generator only: NaN / -1 without ground truth). */
+    double f_sim100, f_maha, f_acc[2];
+    /* The filter against the generator's ground truth (docs/evaluation.md):
+     * failures are wrong-object and no-object generations. */
+    int kept, known, failures, failures_rejected, rejected, faithful, faithful_kept;
+    double threshold;   /* the filter's threshold (the manifest's), NaN if absent */
 } rrun_t;
+
+/* Whether the generator drew the target class in a manifest entry: 1, 0
+ * (another class or none), or -1 when the manifest has no ground truth (a
+ * generator other than the world's). */
+static int drew_target(const cJSON *e) {
+    const cJSON *o = cJSON_GetObjectItem(e, "generator_outcome");
+    if (!cJSON_IsString(o)) return -1;
+    return strcmp(o->valuestring, "wrong-object") != 0 && strcmp(o->valuestring, "no-object") != 0;
+}
 
 static int E = 0;
 
@@ -164,6 +180,35 @@ static void html_text(FILE *f, const char *s) {
         else if (*s == '"') fputs("&quot;", f);
         else fputc(*s, f);
     }
+}
+
+/* A strategy as the report names it: the oracle is a ceiling, never a
+ * baseline (docs/evaluation.md). */
+static const char *label(const char *strategy) {
+    return !strcmp(strategy, "low-density-oracle") ? "low-density-oracle (ceiling)" : strategy;
+}
+
+/* One row of a table written to both the Markdown and the HTML page
+ * (header: th cells and, in Markdown, the rule under them). */
+static void table_row(FILE *md, FILE *html, int header, int n, char cells[][64]) {
+    fputs("<tr>", html);
+    for (int i = 0; i < n; i++) {
+        fprintf(md, "| %s ", cells[i]);
+        fputs(header ? "<th>" : "<td>", html);
+        html_text(html, cells[i]);
+        fputs(header ? "</th>" : "</td>", html);
+    }
+    fputs("|\n", md);
+    fputs("</tr>\n", html);
+    if (header) {
+        for (int i = 0; i < n; i++) fputs("|---", md);
+        fputs("|\n", md);
+    }
+}
+
+static void pct_or_dash(char *out, size_t n, int num, int den) {
+    if (den > 0) snprintf(out, n, "%.1f%% (%d/%d)", 100.0 * num / den, num, den);
+    else snprintf(out, n, "—");
 }
 
 static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
@@ -285,22 +330,44 @@ int sfctl_report(int argc, char **argv) {
      * classifier accuracy (when the filter recorded predictions). */
     for (int r = 0; r < nr; r++) {
         rrun_t *R = &runs[r];
-        R->cls_sim = calloc((size_t)nc, sizeof(double));
-        R->cls_red = calloc((size_t)nc, sizeof(double));
-        R->cls_n = calloc((size_t)nc, sizeof(int));
+        R->threshold = NAN;
+        for (int j = 0; j < R->n; j++) {
+            const cJSON *e = R->entries[j], *th = cJSON_GetObjectItem(e, "filter_threshold");
+            int kept = cJSON_IsTrue(cJSON_GetObjectItem(e, "kept")), d = drew_target(e);
+            if (cJSON_IsNumber(th) && isnan(R->threshold)) R->threshold = th->valuedouble;
+            R->kept += kept;
+            R->rejected += !kept;
+            if (d < 0) continue;
+            R->known++;
+            R->faithful += d, R->faithful_kept += d && kept;
+            R->failures += !d, R->failures_rejected += !d && !kept;
+        }
+    }
+    /* Pass 0 over every kept image, pass 1 over the kept images the
+     * generator drew the target class in. */
+    for (int pass = 0; pass < 2; pass++)
+    for (int r = 0; r < nr; r++) {
+        rrun_t *R = &runs[r];
+        if (pass == 1 && !R->known) {
+            R->f_sim100 = R->f_maha = NAN, R->f_acc[0] = R->f_acc[1] = -1;
+            continue;
+        }
+        double *cls_sim = calloc((size_t)nc, sizeof(double));
+        int *cls_n = calloc((size_t)nc, sizeof(int));
         double *cls_maha = calloc((size_t)nc, sizeof(double));
-        int kept = 0, acc_n[2] = {0, 0}, acc_ok[2] = {0, 0};
+        double sim100 = 0, maha = 0;
+        int acc_n[2] = {0, 0}, acc_ok[2] = {0, 0};
         for (int j = 0; j < R->n; j++) {
             const cJSON *e = R->entries[j];
             if (!cJSON_IsTrue(cJSON_GetObjectItem(e, "kept"))) continue;
-            kept++;
+            if (pass == 1 && drew_target(e) != 1) continue;
             int c = class_index(cls, nc, cJSON_GetObjectItem(e, "class")->valuestring);
             const float *x = R->emb + (size_t)j * E;
             if (c < 0 || isnan(x[0])) continue;
-            R->cls_sim[c] += cosine(x, cls[c].mean, E);
+            cls_sim[c] += cosine(x, cls[c].mean, E);
             sf_pca_project(pmean, comps, E, K, x, z);
             cls_maha[c] += sf_mahalanobis(W, K, z, cmu + (size_t)c * K);
-            R->cls_n[c]++;
+            cls_n[c]++;
             const char *keys[2] = {"convnext_correct", "vit_correct"};
             for (int m = 0; m < 2; m++) {
                 const cJSON *ok = cJSON_GetObjectItem(e, keys[m]);
@@ -308,18 +375,26 @@ int sfctl_report(int argc, char **argv) {
             }
         }
         int used = 0;
+        double *cls_red = calloc((size_t)nc, sizeof(double));
         for (int c = 0; c < nc; c++) {
-            if (!R->cls_n[c]) continue;
-            R->cls_sim[c] /= R->cls_n[c];
-            R->cls_red[c] = 100 * (base_sim[c] - R->cls_sim[c]) / base_sim[c];
-            R->sim100 += 100 * R->cls_sim[c];
-            R->maha += cls_maha[c] / R->cls_n[c];
+            if (!cls_n[c]) continue;
+            cls_sim[c] /= cls_n[c];
+            cls_red[c] = 100 * (base_sim[c] - cls_sim[c]) / base_sim[c];
+            sim100 += 100 * cls_sim[c];
+            maha += cls_maha[c] / cls_n[c];
             used++;
         }
-        R->sim100 /= used ? used : 1;
-        R->maha /= used ? used : 1;
-        R->keep_rate = (double)kept / R->n;
-        for (int m = 0; m < 2; m++) R->cls_acc[m] = acc_n[m] ? 100.0 * acc_ok[m] / acc_n[m] : -1;
+        sim100 /= used ? used : 1;
+        maha /= used ? used : 1;
+        double *acc = pass ? R->f_acc : R->cls_acc;
+        for (int m = 0; m < 2; m++) acc[m] = acc_n[m] ? 100.0 * acc_ok[m] / acc_n[m] : -1;
+        if (pass == 0) {
+            R->sim100 = sim100, R->maha = maha, R->keep_rate = (double)R->kept / R->n;
+            R->cls_sim = cls_sim, R->cls_red = cls_red, R->cls_n = cls_n;
+        } else {
+            R->f_sim100 = used ? sim100 : NAN, R->f_maha = used ? maha : NAN;
+            free(cls_sim), free(cls_red), free(cls_n);
+        }
         free(cls_maha);
     }
     /* Mahalanobis of the reference images themselves (the base row). */
@@ -347,16 +422,12 @@ int sfctl_report(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/report.html", out);
     FILE *f = fopen(path, "w");
     if (!md || !f) { sfctl_term_printf(stderr, "sfctl report: cannot write to %s: %s\n", out, strerror(errno)); return SFCTL_EXIT_FAIL; }
-    fprintf(md, "| strategy | run | CLIP similarity ×100 to class mean ↓ | reduction vs reference | Mahalanobis (%d-d PCA) ↑ | kept by the filter | ConvNeXt acc. | ViT acc. |\n"
-                "|---|---|---|---|---|---|---|---|\n", K);
-    fprintf(md, "| reference images | — | %.2f | — | %.2f | — | — | — |\n", 100 * base_all, base_maha);
+    /* The base run's accuracies, for Table 2's drops. */
+    double base_acc[2] = {-1, -1};
+    for (int r = 0; r < nr; r++)
+        if (!strcmp(runs[r].strategy, "base")) base_acc[0] = runs[r].cls_acc[0], base_acc[1] = runs[r].cls_acc[1];
     for (int r = 0; r < nr; r++) {
         rrun_t *R = &runs[r];
-        char a0[16] = "—", a1[16] = "—";
-        if (R->cls_acc[0] >= 0) snprintf(a0, sizeof a0, "%.1f%%", R->cls_acc[0]);
-        if (R->cls_acc[1] >= 0) snprintf(a1, sizeof a1, "%.1f%%", R->cls_acc[1]);
-        fprintf(md, "| %s | %s | %.2f | %.1f%% | %.2f | %.0f%% | %s | %s |\n", R->strategy, R->id, R->sim100,
-                100 * (100 * base_all - R->sim100) / (100 * base_all), R->maha, 100 * R->keep_rate, a0, a1);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "strategy", R->strategy);
         cJSON_AddStringToObject(o, "run", R->id);
@@ -367,47 +438,147 @@ int sfctl_report(int argc, char **argv) {
         if (R->cls_acc[1] >= 0) cJSON_AddNumberToObject(o, "vit_accuracy", R->cls_acc[1]);
         cJSON *pc = cJSON_AddArrayToObject(o, "per_class_reduction_pct");
         for (int c = 0; c < nc; c++) cJSON_AddItemToArray(pc, cJSON_CreateNumber(R->cls_red[c]));
+        if (!isnan(R->f_sim100)) {
+            cJSON_AddNumberToObject(o, "target_class_kept_similarity_x100", R->f_sim100);
+            cJSON_AddNumberToObject(o, "target_class_kept_mahalanobis", R->f_maha);
+        }
         cJSON_AddItemToArray(t1, o);
     }
-    fprintf(md, "\nPaper, for orientation (ImageNet, DeepFloyd IF, CLIP ViT-B/32): similarity ×100 83.50 for ImageNet "
-                "images, 73.93 for the method's images.\n");
-    fclose(md);
-
     fprintf(f, "<!doctype html><html><head><meta charset=\"utf-8\"><title>shiftforge report: %s</title><style>"
                "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
                "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}"
                ".plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #ddd}"
-               ".grid img{width:96px;height:96px;image-rendering:pixelated;margin:2px}.grid td{text-align:left;vertical-align:top}"
-               "</style></head><body>\n<h1>shiftforge report</h1>\n<p>Runs:", runs[0].id);
-    for (int r = 0; r < nr; r++) fprintf(f, " %s (%s)", runs[r].id, runs[r].strategy);
-    fprintf(f, "; %d classes; embedder %s.</p>\n<h2>Table 1: distance from the base distribution</h2>\n"
-               "<table id=\"table1\"><tr><th>strategy</th><th>run</th><th>CLIP similarity ×100 to class mean ↓</th>"
-               "<th>reduction</th><th>Mahalanobis (%d-d PCA) ↑</th><th>kept by filter</th></tr>\n"
-               "<tr><td>reference images</td><td>—</td><td>%.2f</td><td>—</td><td>%.2f</td><td>—</td></tr>\n",
-            nc, tag->valuestring, K, 100 * base_all, base_maha);
-    for (int r = 0; r < nr; r++)
-        fprintf(f, "<tr><td>%s</td><td>%s</td><td>%.2f</td><td>%.1f%%</td><td>%.2f</td><td>%.0f%%</td></tr>\n",
-                runs[r].strategy, runs[r].id, runs[r].sim100, 100 * (100 * base_all - runs[r].sim100) / (100 * base_all),
-                runs[r].maha, 100 * runs[r].keep_rate);
-    fprintf(f, "</table><p>Paper (ImageNet, DeepFloyd IF): similarity ×100 83.50 → 73.93 with the method.</p>\n"
-               "<h2>Table 2: classifiers on the generated data</h2>\n<table id=\"table2\"><tr><th>strategy</th>"
-               "<th>ConvNeXt accuracy</th><th>ViT accuracy</th></tr>\n");
+               ".grid figure{display:inline-block;width:120px;margin:2px;vertical-align:top;font-size:10px}"
+               ".grid img{width:96px;height:96px;image-rendering:pixelated}.grid td{text-align:left;vertical-align:top}"
+               ".bad{color:#b00}</style></head><body>\n<h1>shiftforge report</h1>\n<p>Runs:", runs[0].id);
+    for (int r = 0; r < nr; r++) fprintf(f, " %s (%s)", runs[r].id, label(runs[r].strategy));
+    fprintf(f, "; %d classes; embedder ", nc);
+    html_text(f, tag->valuestring);
+    fputs(".</p>\n<h2>Table 1: distance from the base distribution</h2>\n<table id=\"table1\">", f);
+    fputs("### Table 1: distance from the base distribution\n\n", md);
+    char cell[8][64];
+    const char *h1[8] = {"strategy", "run", "CLIP similarity ×100 to class mean ↓", "reduction vs reference",
+                         "Mahalanobis (PCA) ↑", "kept by the filter", "similarity ×100, target class only",
+                         "Mahalanobis, target class only"};
+    for (int i = 0; i < 8; i++) snprintf(cell[i], 64, "%s", h1[i]);
+    table_row(md, f, 1, 8, cell);
+    snprintf(cell[0], 64, "reference images"), snprintf(cell[1], 64, "—"), snprintf(cell[2], 64, "%.2f", 100 * base_all);
+    snprintf(cell[3], 64, "—"), snprintf(cell[4], 64, "%.2f", base_maha);
+    for (int i = 5; i < 8; i++) snprintf(cell[i], 64, "—");
+    table_row(md, f, 0, 8, cell);
     for (int r = 0; r < nr; r++) {
-        fprintf(f, "<tr><td>%s</td>", runs[r].strategy);
-        for (int m = 0; m < 2; m++)
-            if (runs[r].cls_acc[m] >= 0) fprintf(f, "<td>%.1f%%</td>", runs[r].cls_acc[m]);
-            else fputs("<td>—</td>", f);
-        fputs("</tr>\n", f);
+        const rrun_t *R = &runs[r];
+        snprintf(cell[0], 64, "%s", label(R->strategy)), snprintf(cell[1], 64, "%s", R->id);
+        snprintf(cell[2], 64, "%.2f", R->sim100);
+        snprintf(cell[3], 64, "%.1f%%", 100 * (100 * base_all - R->sim100) / (100 * base_all));
+        snprintf(cell[4], 64, "%.2f", R->maha), snprintf(cell[5], 64, "%.0f%%", 100 * R->keep_rate);
+        if (isnan(R->f_sim100)) snprintf(cell[6], 64, "—"), snprintf(cell[7], 64, "—");
+        else snprintf(cell[6], 64, "%.2f", R->f_sim100), snprintf(cell[7], 64, "%.2f", R->f_maha);
+        table_row(md, f, 0, 8, cell);
     }
-    fputs("</table>\n", f);
+    char t1note[600];
+    snprintf(t1note, sizeof t1note,
+             "Mahalanobis distance in CLIP space reduced to %d dimensions by PCA. \"Target class only\": kept images "
+             "in which the world's generator drew the class the caption was written for. Paper, for orientation "
+             "(ImageNet, DeepFloyd IF, CLIP ViT-B/32): similarity ×100 83.50 for ImageNet images, 73.93 for the "
+             "method's images.", K);
+    fprintf(md, "\n%s\n", t1note);
+    fprintf(f, "</table><p>%s</p>\n", t1note);
+
+    /* Table 2 with each classifier's drop from the base run's accuracy. */
+    fputs("<h2>Table 2: classifiers on the kept images</h2>\n<table id=\"table2\">", f);
+    fputs("\n### Table 2: classifiers on the kept images\n\n", md);
+    const char *h2[7] = {"strategy", "ConvNeXt accuracy", "ConvNeXt drop from base (points)", "ViT accuracy",
+                         "ViT drop from base (points)", "ConvNeXt, target class only", "ViT, target class only"};
+    for (int i = 0; i < 7; i++) snprintf(cell[i], 64, "%s", h2[i]);
+    table_row(md, f, 1, 7, cell);
+    cJSON *t2 = cJSON_AddArrayToObject(js, "table2");
+    for (int r = 0; r < nr; r++) {
+        const rrun_t *R = &runs[r];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "strategy", R->strategy);
+        snprintf(cell[0], 64, "%s", label(R->strategy));
+        for (int m = 0; m < 2; m++) {
+            static const char *const key[2][3] = {{"convnext_accuracy", "convnext_drop", "convnext_target_class_accuracy"},
+                                                  {"vit_accuracy", "vit_drop", "vit_target_class_accuracy"}};
+            if (R->cls_acc[m] >= 0) snprintf(cell[1 + 2 * m], 64, "%.1f%%", R->cls_acc[m]);
+            else snprintf(cell[1 + 2 * m], 64, "—");
+            if (R->cls_acc[m] >= 0 && base_acc[m] >= 0) {
+                snprintf(cell[2 + 2 * m], 64, "%+.1f", base_acc[m] - R->cls_acc[m]);
+                cJSON_AddNumberToObject(o, key[m][1], base_acc[m] - R->cls_acc[m]);
+            } else snprintf(cell[2 + 2 * m], 64, "—");
+            if (R->f_acc[m] >= 0) snprintf(cell[5 + m], 64, "%.1f%%", R->f_acc[m]);
+            else snprintf(cell[5 + m], 64, "—");
+            if (R->cls_acc[m] >= 0) cJSON_AddNumberToObject(o, key[m][0], R->cls_acc[m]);
+            if (R->f_acc[m] >= 0) cJSON_AddNumberToObject(o, key[m][2], R->f_acc[m]);
+        }
+        table_row(md, f, 0, 7, cell);
+        cJSON_AddItemToArray(t2, o);
+    }
+    static const char t2note[] =
+        "Accuracy of the world's classifiers (trained on base images only) on each strategy's kept images; the drop is "
+        "the base run's accuracy minus this one (positive: the strategy's images are harder), — without a base run. "
+        "The paper's Table 2 (ConvNeXt-Atto and ViT-Tiny on ImageNet-trained weights, DeepFloyd IF images) is not "
+        "quoted here: its figures are not part of this repository, and a world's drops are not comparable with "
+        "ImageNet's in size.";
+    fprintf(md, "\n%s\n", t2note);
+    fprintf(f, "</table><p>%s</p>\n", t2note);
+
+    /* The filter against the generator's ground truth, and class fidelity. */
+    fputs("<h2>The filter and class fidelity</h2>\n<table id=\"filter\">", f);
+    fputs("\n### The filter and class fidelity\n\n", md);
+    const char *h3[8] = {"strategy", "threshold", "generated", "kept",
+                         "failures (wrong or no object)", "failures rejected (recall)",
+                         "rejections that were failures (precision)", "class fidelity of the kept images"};
+    for (int i = 0; i < 8; i++) snprintf(cell[i], 64, "%s", h3[i]);
+    table_row(md, f, 1, 8, cell);
+    cJSON *ft = cJSON_AddArrayToObject(js, "filter");
+    for (int r = 0; r < nr; r++) {
+        const rrun_t *R = &runs[r];
+        snprintf(cell[0], 64, "%s", label(R->strategy));
+        if (isnan(R->threshold)) snprintf(cell[1], 64, "—");
+        else snprintf(cell[1], 64, "%.4f", R->threshold);
+        snprintf(cell[2], 64, "%d", R->n), snprintf(cell[3], 64, "%d", R->kept);
+        if (R->known) {
+            snprintf(cell[4], 64, "%d", R->failures);
+            pct_or_dash(cell[5], 64, R->failures_rejected, R->failures);
+            pct_or_dash(cell[6], 64, R->failures_rejected, R->rejected);
+            /* Kept images the generator drew the target class in, over kept. */
+            pct_or_dash(cell[7], 64, R->faithful_kept, R->kept);
+        } else {
+            for (int i = 4; i < 8; i++) snprintf(cell[i], 64, "— (no ground truth)");
+        }
+        table_row(md, f, 0, 8, cell);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "strategy", R->strategy);
+        cJSON_AddStringToObject(o, "run", R->id);
+        if (!isnan(R->threshold)) cJSON_AddNumberToObject(o, "threshold", R->threshold);
+        cJSON_AddNumberToObject(o, "generated", R->n);
+        cJSON_AddNumberToObject(o, "kept", R->kept);
+        if (R->known) {
+            cJSON_AddNumberToObject(o, "failures", R->failures);
+            cJSON_AddNumberToObject(o, "failures_rejected", R->failures_rejected);
+            cJSON_AddNumberToObject(o, "rejected", R->rejected);
+            cJSON_AddNumberToObject(o, "target_class_generated", R->faithful);
+            cJSON_AddNumberToObject(o, "target_class_kept", R->faithful_kept);
+            if (R->kept) cJSON_AddNumberToObject(o, "class_fidelity", (double)R->faithful_kept / R->kept);
+        }
+        cJSON_AddItemToArray(ft, o);
+    }
+    static const char t3note[] =
+        "Ground truth from the world's generator (each image's generator_outcome): a failure is an image of another "
+        "class or of no object. Recall: the share of failures the filter dropped; precision: the share of dropped "
+        "images that were failures; class fidelity: the share of kept images that show the target class. The "
+        "threshold is the embedder's (docs/models.md, \"The filter's threshold\") unless the run set one.";
+    fprintf(md, "\n%s\n", t3note);
+    fprintf(f, "</table><p>%s</p>\n", t3note);
     /* Fig. 6: fine-tuning gains (finetune.json of each run, when it has one). */
     fputs("<h2>Fine-tuning on base + generated images (Fig. 6)</h2>\n<table id=\"fig6\"><tr><th>strategy</th>"
           "<th>classifier</th><th>test set</th><th>original</th><th>base only</th><th>base + generated</th>"
           "<th>gain</th><th>run's classes: base only</th><th>base + generated</th><th>gain ± s.e.</th></tr>\n", f);
     cJSON *ftj = cJSON_AddArrayToObject(js, "finetune");
-    snprintf(path, sizeof path, "%s/report.md", out);
-    FILE *md2 = fopen(path, "a");
-    if (md2) fputs("\n| strategy | classifier | test set | original | base only | base + generated | gain "
+    FILE *md2 = md;
+    if (md2) fputs("\n### Fig. 6: fine-tuning on base + generated images\n\n| strategy | classifier | test set | original | base only | base + generated | gain "
                    "| run's classes: base only | base + generated | gain ± s.e. |\n"
                    "|---|---|---|---|---|---|---|---|---|---|\n", md2);
     for (int r = 0; r < nr; r++) {
@@ -460,8 +631,10 @@ int sfctl_report(int argc, char **argv) {
           "images alone, averaged over the fine-tuning seeds. Whole sets: 10 test images per class; the run's "
           "classes: 100 each, ± the standard error of the paired per-image gain.</p>\n", f);
     /* Fig. 4: per-class reduction bars. */
-    fprintf(f, "<h2>Per-class reduction of similarity (Fig. 4)</h2>\n<svg class=\"plot\" id=\"fig4\" width=\"%d\" height=\"260\">",
-            60 + nc * (12 * nr + 8));
+    fprintf(f, "<h2>Per-class reduction of similarity (Fig. 4)</h2>\n<svg class=\"plot\" id=\"fig4\" width=\"%d\" height=\"330\">"
+               "<text x=\"60\" y=\"12\" font-size=\"12\">%% reduction of CLIP similarity to the class mean "
+               "(up: farther from the base images)</text>",
+            60 + nc * (12 * nr + 8) > 700 ? 60 + nc * (12 * nr + 8) : 700);
     double mx = 1;
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++) mx = fmax(mx, fabs(runs[r].cls_red[c]));
@@ -473,8 +646,15 @@ int sfctl_report(int argc, char **argv) {
             fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"10\" height=\"%.1f\" fill=\"%s\"><title>%s %s: %.1f%%</title></rect>",
                     60 + c * (12 * nr + 8) + r * 12, v >= 0 ? 130 - h : 130, h, colors[r % 8], cls[c].name, runs[r].strategy, v);
         }
+    /* Each group of bars under its class name. */
+    for (int c = 0; c < nc; c++) {
+        int x = 60 + c * (12 * nr + 8) + 2;
+        fprintf(f, "<text x=\"%d\" y=\"262\" font-size=\"10\" transform=\"rotate(35 %d 262)\">", x, x);
+        html_text(f, cls[c].name);
+        fputs("</text>", f);
+    }
     fputs("</svg><p>", f);
-    for (int r = 0; r < nr; r++) fprintf(f, "<span style=\"color:%s\">■ %s</span> ", colors[r % 8], runs[r].strategy);
+    for (int r = 0; r < nr; r++) fprintf(f, "<span style=\"color:%s\">■ %s</span> ", colors[r % 8], label(runs[r].strategy));
     fputs("</p>\n", f);
     /* Fig. 3: PCA scatter (the first two axes), reference vs each run, for up to four classes. */
     fputs("<h2>PCA of CLIP embeddings: reference (grey) vs generated (Fig. 3)</h2>\n<div class=\"plots\">", f);
@@ -493,7 +673,8 @@ int sfctl_report(int argc, char **argv) {
         double s0 = 260 / (hi0 - lo0 > 1e-9 ? hi0 - lo0 : 1), s1 = 260 / (hi1 - lo1 > 1e-9 ? hi1 - lo1 : 1);
         fprintf(f, "<svg class=\"plot\" width=\"300\" height=\"300\"><text x=\"10\" y=\"15\">");
         html_text(f, cls[c].name);
-        fputs("</text>", f);
+        fputs("</text><text x=\"200\" y=\"296\" font-size=\"10\">PC 1 →</text>"
+              "<text x=\"4\" y=\"60\" font-size=\"10\" transform=\"rotate(-90 4 60)\">← PC 2</text>", f);
         for (int i = 0; i < cls[c].nb; i++) {
             sf_pca_project(pmean, comps, E, 2, cls[c].base + (size_t)i * E, zz);
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"#aaa\"/>", 20 + (zz[0] - lo0) * s0, 280 - (zz[1] - lo1) * s1);
@@ -527,7 +708,9 @@ int sfctl_report(int argc, char **argv) {
     fputs("<h2>Images (kept by the filter), with their captions</h2>\n<table class=\"grid\" id=\"grid\">", f);
     for (int c = 0; c < nc && c < 4; c++)
         for (int r = 0; r < nr; r++) {
-            fprintf(f, "<tr><td>%s<br>%s</td><td>", cls[c].name, runs[r].strategy);
+            fputs("<tr><td>", f);
+            html_text(f, cls[c].name);
+            fprintf(f, "<br>%s</td><td>", label(runs[r].strategy));
             int shown = 0;
             for (int j = 0; j < runs[r].n && shown < 6; j++) {
                 const cJSON *e = runs[r].entries[j], *file = cJSON_GetObjectItem(e, "file");
@@ -537,17 +720,27 @@ int sfctl_report(int argc, char **argv) {
                 size_t len;
                 char *png = sf_file_text(ip, &len);
                 if (!png) continue;
-                fputs("<img title=\"", f);
-                html_text(f, cJSON_GetObjectItem(e, "caption")->valuestring);
+                const cJSON *cap = cJSON_GetObjectItem(e, "caption"), *oc = cJSON_GetObjectItem(e, "generator_outcome");
+                const char *ctext = cJSON_IsString(cap) ? cap->valuestring : "";
+                fputs("<figure><img title=\"", f);
+                html_text(f, ctext);
                 fputs("\" alt=\"generated image\" src=\"data:image/png;base64,", f);
                 b64(f, (const unsigned char *)png, len);
-                fputs("\">", f);
+                fputs("\"><figcaption>", f);
+                html_text(f, ctext);
+                /* What the world's generator drew, where it is known. */
+                int d = drew_target(e);
+                if (d == 1) fputs("<br><b>drew the class</b>", f);
+                else if (d == 0) fprintf(f, "<br><b class=\"bad\">drew %s</b>",
+                                         !strcmp(oc->valuestring, "no-object") ? "no object" : "another class");
+                fputs("</figcaption></figure>", f);
                 free(png);
                 shown++;
             }
             fputs("</td></tr>\n", f);
         }
-    fputs("</table>\n<p>Hover over an image for its caption. docs/evaluation.md defines each figure.</p></body></html>\n", f);
+    fputs("</table>\n<p>Under each image: its caption and, with the world's generator, whether it drew the target "
+          "class. docs/evaluation.md defines each figure.</p></body></html>\n", f);
     fclose(f);
     snprintf(path, sizeof path, "%s/report.json", out);
     char *txt = cJSON_Print(js);

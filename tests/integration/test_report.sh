@@ -39,6 +39,36 @@ assert len(r["ppo_curve"]["mean_score"]) == 3, r["ppo_curve"]
 PY
 ok "report.md and report.json hold Table 1 for every strategy and the PPO curve"
 
+# The filter table and class fidelity, counted again here from the manifests.
+python3 - "$T/rep/report.json" "$D" "${runs[@]}" <<'PY' || fail "the filter table does not match the manifests"
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+rows = {x["run"]: x for x in r["filter"]}
+t2 = {x["strategy"]: x for x in r["table2"]}
+for run in sys.argv[3:]:
+    es = [json.loads(l) for l in open(os.path.join(sys.argv[2], "datasets", run, "manifest.jsonl"))]
+    fail = [e for e in es if e["generator_outcome"] in ("wrong-object", "no-object")]
+    kept = [e for e in es if e["kept"]]
+    x = rows[run]
+    assert x["generated"] == len(es) and x["kept"] == len(kept), (x, len(es), len(kept))
+    assert x["failures"] == len(fail), (x, len(fail))
+    assert x["failures_rejected"] == sum(not e["kept"] for e in fail), x
+    good_kept = sum(e["generator_outcome"] not in ("wrong-object", "no-object") for e in kept)
+    assert x["target_class_kept"] == good_kept, (x, good_kept)
+    if kept:
+        assert abs(x["class_fidelity"] - good_kept / len(kept)) < 1e-9, x
+    assert abs(x["threshold"] - es[0]["filter_threshold"]) < 1e-9, x
+    s = x["strategy"]
+    ok = [e for e in kept if e["generator_outcome"] not in ("wrong-object", "no-object")]
+    if ok and "convnext_target_class_accuracy" in t2[s]:
+        want = 100 * sum(e["convnext_correct"] for e in ok) / len(ok)
+        assert abs(t2[s]["convnext_target_class_accuracy"] - want) < 1e-9, (t2[s], want)
+    if "convnext_accuracy" in t2[s] and "convnext_accuracy" in t2["base"]:
+        assert abs(t2[s]["convnext_drop"] - (t2["base"]["convnext_accuracy"] - t2[s]["convnext_accuracy"])) < 1e-9
+PY
+grep -q "^### The filter and class fidelity" "$T/rep/report.md" || fail "report.md has no filter table"
+ok "the filter table (generated, kept, failures, recall, class fidelity) and Table 2's drops match the manifests"
+
 CHROME=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$CHROME" ] || fail "chromium is not installed (make deps installs it)"
 HOME="$T" timeout 120 "$CHROME" --headless=new --no-sandbox --disable-gpu --enable-logging=stderr --v=0 \
@@ -47,7 +77,8 @@ HOME="$T" timeout 120 "$CHROME" --headless=new --no-sandbox --disable-gpu --enab
 ! grep -E "CONSOLE|Uncaught|Failed to load" "$T/chrome.log" || fail "the page logged errors"
 HOME="$T" timeout 120 "$CHROME" --headless=new --no-sandbox --disable-gpu --dump-dom "file://$T/rep/report.html" \
     >"$T/dom.html" 2>/dev/null
-for id in table1 table2 fig4 fig6 grid; do grep -q "id=\"$id\"" "$T/dom.html" || fail "rendered page lacks #$id"; done
+for id in table1 table2 filter fig4 fig6 grid; do grep -q "id=\"$id\"" "$T/dom.html" || fail "rendered page lacks #$id"; done
 grep -q "<polyline" "$T/dom.html" || fail "no plot in the page"
 grep -q "<img[^>]*src=\"data:image/png;base64," "$T/dom.html" || fail "no image in the grid"
+grep -q "<figcaption>[^<]*<br><b[^>]*>drew " "$T/dom.html" || fail "the grid's images carry no caption and drawn class"
 ok "the page renders in headless Chromium with tables, plots and image grids ($(stat -c %s "$T/shot.png") byte screenshot)"
