@@ -135,7 +135,7 @@ static int add_phase(sf_run_t *r, const char *kind, uint32_t items, uint32_t sha
 }
 
 int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
-    static const char *const strategies[] = {"ppo", "sft", "d3s", "low-density", "base", NULL};
+    static const char *const strategies[] = {"ppo", "sft", "best-of-n", "d3s", "low-density", "base", NULL};
     static const char *const generators[] = {"world", "diffusion", NULL};
     int rc = sf_spec_keys(spec, sf_shift_spec_keys(), err, n);
     if (rc) return rc;

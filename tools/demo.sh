@@ -38,7 +38,8 @@ echo "submitted $run: the method on 10 classes, $UPDATES PPO updates of 32 rollo
 # The baselines run side by side (the workers share them; their fine-tuning
 # reuses the controls the method's run trained), watched one after another.
 runs=("$run")
-for s in sft d3s low-density base; do
+# make results adds best-of-n (tools/results.sh); the demo keeps to four.
+for s in ${SF_DEMO_BASELINES:-sft d3s low-density base}; do
     r=$("$BIN/sfctl" submit "${COMMON[@]}" --strategy "$s" --name "demo: baseline $s")
     echo "submitted $r: the baseline '$s' on the same classes, seeds and image count"
     runs+=("$r")

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)
-tools/demo.sh | tee "$log"
+SF_DEMO_BASELINES="sft best-of-n d3s low-density base" tools/demo.sh | tee "$log"
 secs=$(( $(date +%s) - start ))
 {
     echo "# Results"

@@ -2,6 +2,8 @@
  * each in runs/<run>/captions/<wnid>.jsonl.  Strategies:
  *   ppo          the run's final policy, from the learner;
  *   sft          the SFT policy file (the payload's policy), no learner;
+ *   best-of-n    best_of_n samples of the SFT policy per caption, the ones
+ *                with the highest reward kept (search without PPO);
  *   d3s, base,   baselines, no policy: D3S's template with its ten
  *   low-density  backgrounds, "a photo of a <class>", or attributes the
  *                class rarely shows (kind_policy.h for the learned ones).
@@ -104,6 +106,53 @@ out:
     return rc;
 }
 
+/* best-of-n: n * best_of_n captions of the SFT policy (nonsense drawn
+ * again, as for sft), scored by the rollouts' reward (sf_reward_score: -cos
+ * to the class mean, nonsense worst); the n best are kept, in the order
+ * they were sampled, so that PPO is compared with search on the same
+ * policy and the same objective.  0, or -1 with the job failed. */
+static int best_of_n(sf_pjob_t *pj, const sf_world_t *w, int k, const sf_classlist_t *among, int n, uint64_t seed,
+                     char ***texts, int *resampled) {
+    sf_job_t *job = pj->job;
+    const int m = n * (int)pj->p->best_of_n;
+    if (m > 4096) return sf_kind_fail(job, SF_JOB_FATAL, "best-of-n: %d samples in one job (at most 4096: fewer "
+                                                         "captions per job or a smaller best_of_n)", m);
+    char **all = NULL;
+    if (learned_captions(pj, w, k, among, m, seed, pj->p->policy, &all, resampled)) return -1;
+    int rc = -1;
+    float *mean = NULL, *temb = NULL, *score = malloc(sizeof(float) * (size_t)m);
+    int *order = malloc(sizeof(int) * (size_t)m);
+    if (sf_mc_ensure_clip(pj->env, job)) goto out;
+    const int E = sf_clip_config(sf_mc.clip)->embed_dim;
+    mean = malloc(sizeof(float) * E), temb = malloc(sizeof(float) * (size_t)m * E);
+    *texts = calloc((size_t)n, sizeof **texts);
+    if (!score || !order || !mean || !temb || !*texts) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    if (sf_kind_load_mean(pj->env, job, mean, E) || sf_kind_embed_texts(all, m, temb, job)) goto out;
+    for (int i = 0; i < m; i++) {
+        sf_reward_score(sf_world_class(w, k), among, all[i], temb + (size_t)i * E, mean, (size_t)E, &score[i], NULL);
+        order[i] = i;
+    }
+    /* The n best (highest reward; the earlier sample on a tie)... */
+    for (int i = 1; i < m; i++)
+        for (int j = i; j > 0 && (score[order[j]] > score[order[j - 1]] ||
+                                  (score[order[j]] == score[order[j - 1]] && order[j] < order[j - 1])); j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    /* ...in sample order. */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && order[j] < order[j - 1]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++) (*texts)[i] = all[order[i]], all[order[i]] = NULL;
+    rc = 0;
+out:
+    sf_kind_free_texts(all, m);
+    free(mean), free(temb), free(score), free(order);
+    return rc;
+}
+
 static int captions_locked(sf_pjob_t *pj) {
     sf_job_t *job = pj->job;
     const sf_shift_params_t *p = pj->p;
@@ -112,7 +161,7 @@ static int captions_locked(sf_pjob_t *pj) {
     sf_world_t *w;
     int k;
     char **texts = NULL;
-    const int learned = !strcmp(strategy, "ppo") || !strcmp(strategy, "sft");
+    const int learned = !strcmp(strategy, "ppo") || !strcmp(strategy, "sft") || !strcmp(strategy, "best-of-n");
     const char *policy_file = strcmp(strategy, "ppo") ? p->policy : NULL;
     uint64_t seed = sf_mix2(sf_mix2((uint64_t)p->seed, sf_fnv1a_str(job->wnid)), 0xca971075ull + job->item_start);
     sf_classlist_t among = {0};
@@ -120,7 +169,9 @@ static int captions_locked(sf_pjob_t *pj) {
         sf_kind_run_classes(w, job, p->run_classes, &among))
         return -1;
     int resampled = 0, rc = -1;
-    if (learned) {
+    if (!strcmp(strategy, "best-of-n")) {
+        if (best_of_n(pj, w, k, &among, n, seed, &texts, &resampled)) goto out;
+    } else if (learned) {
         if (learned_captions(pj, w, k, &among, n, seed, policy_file, &texts, &resampled)) goto out;
     } else {
         texts = calloc((size_t)n, sizeof *texts);

@@ -62,7 +62,7 @@ enum {
  * docs/configuration.md says "set by the coordinator" for them. */
 #define SF_SHIFT_SETTINGS(X)                                                                                         \
     X(strategy, STR, "ppo", 0, 0, SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER, "--strategy",                           \
-      "ppo (the method), sft (the SFT policy alone), or a baseline: d3s, low-density, base")                            \
+      "ppo (the method), sft (the SFT policy alone), or a baseline: best-of-n, d3s, low-density, base")                 \
     X(policy, STR, SF_POLICY_SFT_FILE, 0, 0, SF_K_CAPTIONS, "--policy",                                          \
       "the SFT policy, a path inside the learner's and workers' models_dir")                                           \
     X(world, STR, "builtin:imagenet-a-r-86", 0, 0,                                                                     \
@@ -81,6 +81,8 @@ enum {
       "base images per class behind the class mean")                                                                   \
     X(rollouts_per_job, UINT, 8, 1, 4096, 0, "--rollouts-per-job", "captions sampled and scored per rollout job")      \
     X(captions_per_class, UINT, 16, 1, 1000000, 0, "--captions-per-class", "captions written per class")               \
+    X(best_of_n, UINT, 8, 1, 64, SF_K_CAPTIONS, "--best-of-n",                                                         \
+      "strategy best-of-n: SFT samples per caption written; the best by the reward are kept")                          \
     X(images_per_caption, UINT, 1, 1, 1000, SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER, "--images-per-caption",      \
       "images generated from each caption")                                                                            \
     X(max_new_tokens, UINT, 32, 4, 256, SF_K_ROLLOUT | SF_K_CAPTIONS, "--max-new-tokens",                             \

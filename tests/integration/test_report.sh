@@ -17,21 +17,40 @@ COMMON=(--method shift --classes "$C" --captions-per-class 4 --reference-images 
 runs=()
 runs+=("$(submit "${COMMON[@]}" --ppo-updates 3 --ppo batch_size=8 --ppo mini_batch_size=4 --rollouts-per-job 4)")
 for s in sft d3s low-density base; do runs+=("$(submit "${COMMON[@]}" --strategy "$s")"); done
-for r in "${runs[@]}"; do wait_state "$r" done 300; done
-ok "five strategies ran on the same classes: ${runs[*]}"
+runs+=("$(submit "${COMMON[@]}" --strategy best-of-n --best-of-n 4)")
+b1=$(submit "${COMMON[@]}" --strategy best-of-n --best-of-n 1)
+for r in "${runs[@]}" "$b1"; do wait_state "$r" done 300; done
+ok "six strategies ran on the same classes: ${runs[*]}"
+
+# best-of-n keeps the best of the SFT policy's samples: with one sample per
+# caption it is the sft strategy itself, caption for caption; with four it
+# writes as many captions, not all the same as sft's.
+python3 - "$D/runs" "${runs[1]}" "$b1" "${runs[5]}" <<'PY' || fail "best-of-n captions"
+import json, os, sys
+root, sft, b1, b4 = sys.argv[1:]
+def caps(run):
+    d = os.path.join(root, run, "captions")
+    return {f: [json.loads(l)["caption"] for l in open(os.path.join(d, f))] for f in sorted(os.listdir(d))}
+s, one, four = caps(sft), caps(b1), caps(b4)
+assert s == one, (s, one)
+assert set(four) == set(s) and all(len(four[f]) == len(s[f]) for f in s), (four, s)
+assert four != s, "best of four samples is sft's first sample for every caption"
+PY
+ok "best-of-n with one sample is sft caption for caption; with four it picks other captions"
 
 expect 2 "usage" "$BIN/sfctl" report
 expect 1 "no manifest for run r99" "$BIN/sfctl" report r99 --out "$T/bad" --data "$D"
 "$BIN/sfctl" report "${runs[0]}" --compare "${runs[@]:1}" --out "$T/rep" --data "$D" --redis "unix:$T/redis.sock" \
     >"$T/report.out" || fail "report: $(cat "$T/report.out")"
-for s in ppo sft d3s low-density base; do
-    grep -q "^| $s |" "$T/rep/report.md" || fail "report.md has no row for $s: $(cat "$T/rep/report.md")"
+for s in ppo sft d3s low-density base best-of-n; do
+    grep -q "^| $s [|(]" "$T/rep/report.md" || fail "report.md has no row for $s: $(cat "$T/rep/report.md")"
 done
 python3 - "$T/rep/report.json" <<'PY' || fail "report.json"
 import json, sys
 r = json.load(open(sys.argv[1]))
 rows = r["table1"]
-assert [x["strategy"] for x in rows] == ["reference images", "ppo", "sft", "d3s", "low-density", "base"], rows
+assert [x["strategy"] for x in rows] == ["reference images", "ppo", "sft", "d3s", "low-density", "base",
+                                         "best-of-n"], rows
 for x in rows:
     assert 0 < x["similarity_x100"] <= 100 and x["mahalanobis"] > 0, x
 assert "convnext_accuracy" not in rows[1] or 0 <= rows[1]["convnext_accuracy"] <= 100

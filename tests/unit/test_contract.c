@@ -418,8 +418,8 @@ static void keys_of(const cJSON *o, char *out, size_t n) {
 static const struct { const char *kind, *keys; } kind_keys[] = {
     {"embed", "reference_source,world"},
     {"rollout", "max_new_tokens,reference_images,reference_source,run_classes,seed,temperature,world"},
-    {"captions", "images_per_caption,max_new_tokens,policy,reference_images,reference_source,run_classes,seed,"
-                 "strategy,temperature,world"},
+    {"captions", "best_of_n,images_per_caption,max_new_tokens,policy,reference_images,reference_source,run_classes,"
+                 "seed,strategy,temperature,world"},
     {"generate", "diffusion_steps,eta,generator,guidance_scale,hook_scale,images_per_caption,seed,strategy,world"},
     {"filter", "filter_threshold,generator,images_per_caption,reference_images,reference_source,strategy,world"},
     {"manifest", ""},
@@ -523,7 +523,7 @@ TEST(test_parse_errors_name_the_key) {
 static const char every_setting[] =
     "{\"strategy\":\"low-density\",\"policy\":\"sub/p.safetensors\",\"world\":\"builtin:imagenet-1k\",\"run_classes\":\"0f\","
     "\"reference_source\":\"imagenet-r\",\"generator\":\"diffusion\",\"seed\":77,\"reference_images\":33,"
-    "\"rollouts_per_job\":5,\"captions_per_class\":7,\"images_per_caption\":3,\"max_new_tokens\":40,"
+    "\"rollouts_per_job\":5,\"captions_per_class\":7,\"best_of_n\":5,\"images_per_caption\":3,\"max_new_tokens\":40,"
     "\"temperature\":0.7,\"shard_size\":9,\"filter_threshold\":0.31,\"diffusion_steps\":25,"
     "\"guidance_scale\":7.5,\"eta\":0.3,\"hook_scale\":-2.5,\"finetune_images_per_class\":4,"
     "\"finetune_steps\":11,\"finetune_seeds\":2,\"finetune_learning_rate\":3e-5}";
