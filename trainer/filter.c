@@ -46,19 +46,22 @@ typedef struct {
     int named;   /* attributes the caption names */
 } gen_t;
 
-/* The share of faithful kept and of failures rejected at threshold t, over
- * the generations of parity `odd`. */
-static void rates(const gen_t *g, int n, int odd, float t, double *keep_ok, double *reject_bad, int *n_ok,
-                  int *n_bad) {
-    int ok = 0, bad = 0, kept = 0, rej = 0;
-    for (int i = odd; i < n; i += 2) {
-        if (g[i].faithful) ok++, kept += g[i].cos >= t;
+/* Over the measuring half (odd-numbered generations) at threshold t: the
+ * share of faithful ones kept, of failures rejected, and of rejections that
+ * were failures (1 when nothing is rejected). */
+typedef struct {
+    double keep_ok, reject_bad, precision;
+    int n_ok, n_bad;
+} rates_t;
+
+static rates_t rates(const gen_t *g, int n, float t) {
+    int ok = 0, bad = 0, kept = 0, rej = 0, rej_ok = 0;
+    for (int i = 1; i < n; i += 2) {
+        if (g[i].faithful) ok++, kept += g[i].cos >= t, rej_ok += g[i].cos < t;
         else bad++, rej += g[i].cos < t;
     }
-    *keep_ok = ok ? (double)kept / ok : 0;
-    *reject_bad = bad ? (double)rej / bad : 0;
-    if (n_ok) *n_ok = ok;
-    if (n_bad) *n_bad = bad;
+    return (rates_t){.keep_ok = ok ? (double)kept / ok : 0, .reject_bad = bad ? (double)rej / bad : 0,
+                     .precision = rej + rej_ok ? (double)rej / (rej + rej_ok) : 1.0, .n_ok = ok, .n_bad = bad};
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -152,9 +155,8 @@ int sf_train_filter(sf_train_ctx_t *c) {
     float tt = 0.2f;
     double tk = 0, tr = 0;
     for (int i = 1; rc == 0 && i < n; i += 2) {
-        double ko, rb;
-        rates(g, n, 1, g[i].cos, &ko, &rb, NULL, NULL);
-        if (ko + rb > tk + tr) tk = ko, tr = rb, tt = g[i].cos;
+        rates_t q = rates(g, n, g[i].cos);
+        if (q.keep_ok + q.reject_bad > tk + tr) tk = q.keep_ok, tr = q.reject_bad, tt = g[i].cos;
     }
     double med[2] = {0, 0};
     for (int f = 0; rc == 0 && f < 2; f++) {
@@ -176,13 +178,7 @@ int sf_train_filter(sf_train_ctx_t *c) {
     }
     char json[2000] = "";
     if (rc == 0) {
-        double ko, rb, ko_paper, rb_paper;
-        int n_ok, n_bad;
-        rates(g, n, 1, best_t, &ko, &rb, &n_ok, &n_bad);
-        rates(g, n, 1, 0.2f, &ko_paper, &rb_paper, NULL, NULL);
-        /* Precision of a rejection: rejected failures over all rejected. */
-        int rej = 0, rej_bad = 0;
-        for (int i = 1; i < n; i += 2) rej += g[i].cos < best_t, rej_bad += g[i].cos < best_t && !g[i].faithful;
+        const rates_t at = rates(g, n, best_t), paper = rates(g, n, 0.2f);
         snprintf(json, sizeof json,
                  "{\"threshold\": %.4f, \"embedder\": \"world CLIP (clip-world)\", \"prompt\": \"a photo of a {class}\", "
                  "\"chosen_on\": %d, \"measured_on\": %d, \"measured_faithful\": %d, \"measured_failures\": %d, "
@@ -193,7 +189,8 @@ int sf_train_filter(sf_train_ctx_t *c) {
                  "\"median_cos_faithful\": %.4f, \"median_cos_failures\": %.4f, "
                  "\"faithful_target_prompt_first_by_attributes_named\": [%s], "
                  "\"command\": \"sf-train filter --out DIR\", \"settings\": \"%s\"}",
-                 best_t, (n + 1) / 2, n / 2, n_ok, n_bad, ko, rb, rej ? (double)rej_bad / rej : 1.0, ko_paper, rb_paper,
+                 best_t, (n + 1) / 2, n / 2, at.n_ok, at.n_bad, at.keep_ok, at.reject_bad, at.precision,
+                 paper.keep_ok, paper.reject_bad,
                  outcomes[0], outcomes[1], outcomes[2], outcomes[3], outcomes[4], tt, tk, tr, med[1], med[0], firsts,
                  settings);
         fprintf(stderr, "filter: %s\n", json);

@@ -122,11 +122,12 @@ static int best_of_n(sf_pjob_t *pj, const sf_world_t *w, int k, const sf_classli
     int rc = -1;
     float *mean = NULL, *temb = NULL, *score = malloc(sizeof(float) * (size_t)m);
     int *order = malloc(sizeof(int) * (size_t)m);
+    char *chosen = calloc((size_t)m, 1);
     if (sf_mc_ensure_clip(pj->env, job)) goto out;
     const int E = sf_clip_config(sf_mc.clip)->embed_dim;
     mean = malloc(sizeof(float) * E), temb = malloc(sizeof(float) * (size_t)m * E);
     *texts = calloc((size_t)n, sizeof **texts);
-    if (!score || !order || !mean || !temb || !*texts) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    if (!score || !order || !chosen || !mean || !temb || !*texts) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
     if (sf_kind_load_mean(pj->env, job, mean, E) || sf_kind_embed_texts(all, m, temb, job)) goto out;
     for (int i = 0; i < m; i++) {
         sf_reward_score(sf_world_class(w, k), among, all[i], temb + (size_t)i * E, mean, (size_t)E, &score[i], NULL);
@@ -140,16 +141,13 @@ static int best_of_n(sf_pjob_t *pj, const sf_world_t *w, int k, const sf_classli
             order[j] = order[j - 1], order[j - 1] = t;
         }
     /* ...in sample order. */
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && order[j] < order[j - 1]; j--) {
-            int t = order[j];
-            order[j] = order[j - 1], order[j - 1] = t;
-        }
-    for (int i = 0; i < n; i++) (*texts)[i] = all[order[i]], all[order[i]] = NULL;
+    for (int i = 0; i < n; i++) chosen[order[i]] = 1;
+    for (int i = 0, at = 0; i < m; i++)
+        if (chosen[i]) (*texts)[at++] = all[i], all[i] = NULL;
     rc = 0;
 out:
     sf_kind_free_texts(all, m);
-    free(mean), free(temb), free(score), free(order);
+    free(mean), free(temb), free(score), free(order), free(chosen);
     return rc;
 }
 
