@@ -24,7 +24,20 @@ zc = np.cov(z, rowvar=False)
 zinv = np.linalg.inv(zc)
 zm = z.mean(0)
 maha = [float(np.sqrt((r - zm) @ zinv @ (r - zm))) for r in z[:5]]
-json.dump({"m": m, "d": d, "k": k, "x": x.ravel().tolist(), "mean": mean.tolist(), "eigvals": vals.tolist(),
+# A Gaussian with its covariance shrunk towards a scaled identity,
+# a = d / (d + m), on all rows and on the first four (fewer rows than
+# dimensions): Mahalanobis of the first five rows to each.
+def shrunk(rows):
+    c = np.cov(rows, rowvar=False)
+    a = rows.shape[1] / (rows.shape[1] + rows.shape[0])
+    return rows.mean(0), (1 - a) * c + a * np.trace(c) / rows.shape[1] * np.eye(rows.shape[1])
+shrunk_maha = {}
+for name, rows in (("all", x), ("first4", x[:4])):
+    mu, s = shrunk(rows)
+    sinv = np.linalg.inv(s)
+    shrunk_maha[name] = [float(np.sqrt((r - mu) @ sinv @ (r - mu))) for r in x[:5]]
+json.dump({"shrunk_mahalanobis_all": shrunk_maha["all"], "shrunk_mahalanobis_first4": shrunk_maha["first4"],
+           "m": m, "d": d, "k": k, "x": x.ravel().tolist(), "mean": mean.tolist(), "eigvals": vals.tolist(),
            "components": vecs[:k].ravel().tolist(), "projection0": proj[0].tolist(), "mahalanobis": maha},
           open("tests/fixtures/stats.json", "w"), indent=0)
 print("tests/fixtures/stats.json written")

@@ -87,6 +87,18 @@ void sf_covariance(const double *x, int m, int n, double *mean, double *cov) {
         }
 }
 
+int sf_gauss_fit_shrunk(const double *x, int m, int n, double *mean, double *L) {
+    if (m < 2 || n < 1) return SF_EINVAL;
+    sf_covariance(x, m, n, mean, L);
+    double tr = 0;
+    for (int i = 0; i < n; i++) tr += L[(size_t)i * n + i];
+    if (!(tr > 0)) return SF_ERANGE;
+    const double a = (double)n / (n + m);
+    for (size_t i = 0; i < (size_t)n * n; i++) L[i] *= 1 - a;
+    for (int i = 0; i < n; i++) L[(size_t)i * n + i] += a * tr / n;
+    return sf_cholesky(L, n);
+}
+
 int sf_pca_fit(const float *x, int m, int d, int k, double *mean, double *comps, double *var) {
     if (m < 2 || d < 1 || k < 1 || k > d) return SF_EINVAL;
     double *xd = malloc(sizeof *xd * (size_t)m * d), *cov = malloc(sizeof *cov * (size_t)d * d);

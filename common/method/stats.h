@@ -22,6 +22,15 @@ void sf_pca_project(const double *mean, const double *comps, int d, int k, const
 /* Covariance (divisor m - 1) of m rows of n doubles around their mean. */
 void sf_covariance(const double *x, int m, int n, double *mean, double *cov);
 
+/* A Gaussian fitted to m rows of n doubles for a density in a space where m
+ * may be smaller than n (a class's reference embeddings): its mean (n) and
+ * the Cholesky factor L (n x n, lower triangle) of the covariance shrunk
+ * towards a scaled identity, S = (1 - a) C + a (tr C / n) I with
+ * a = n / (n + m) (the fewer rows per dimension, the more shrinkage), so
+ * that S is positive definite whenever C is not zero.  SF_EINVAL for
+ * m < 2, SF_ERANGE when every row is the same, SF_ENOMEM. */
+int sf_gauss_fit_shrunk(const double *x, int m, int n, double *mean, double *L);
+
 /* Cholesky factor of the symmetric positive definite n x n matrix a, in
  * place: its lower triangle becomes L with a = L L^T.  SF_ERANGE when a is
  * not positive definite. */

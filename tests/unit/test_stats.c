@@ -94,6 +94,15 @@ TEST(matches_numpy) {
     sf_covariance(z, m, k, zm, zc);
     CHECK_EQ_INT(sf_cholesky(zc, k), 0);
     for (int r = 0; r < 5; r++) CHECK_NEAR(sf_mahalanobis(zc, k, z + (size_t)r * k, zm), emaha[r], 1e-8);
+    /* The shrunk Gaussian, on all rows and on four (fewer than d). */
+    double *esa = jarr(o, "shrunk_mahalanobis_all", &n), *es4 = jarr(o, "shrunk_mahalanobis_first4", &n);
+    double gm[16], gl[16 * 16];
+    CHECK_EQ_INT(sf_gauss_fit_shrunk(xd, m, d, gm, gl), 0);
+    for (int r = 0; r < 5; r++) CHECK_NEAR(sf_mahalanobis(gl, d, xd + (size_t)r * d, gm), esa[r], 1e-8);
+    CHECK_EQ_INT(sf_gauss_fit_shrunk(xd, 4, d, gm, gl), 0);
+    for (int r = 0; r < 5; r++) CHECK_NEAR(sf_mahalanobis(gl, d, xd + (size_t)r * d, gm), es4[r], 1e-8);
+    CHECK_EQ_INT(sf_gauss_fit_shrunk(xd, 1, d, gm, gl), SF_EINVAL);
+    free(esa), free(es4);
     free(z);
     free(x);
     free(xd), free(emean), free(evals), free(ecomp), free(eproj), free(emaha);
