@@ -1,4 +1,5 @@
 /* batch.c: the learner's rules for rollouts and PPO batches (batch.h). */
+#include <math.h>
 #include <string.h>
 
 #include "learner/batch.h"
@@ -24,6 +25,20 @@ double learner_batch_nonsense(const roll_t *batch, int n) {
     int bad = 0;
     for (int i = 0; i < n; i++) bad += batch[i].score <= -1.0f + 1e-6f;
     return n ? (double)bad / n : 0.0;
+}
+
+learner_image_check_t learner_batch_image_check(const roll_t *batch, int n) {
+    learner_image_check_t c = {0, NAN, NAN};
+    double score = 0;
+    int faithful = 0;
+    for (int i = 0; i < n; i++) {
+        if (!batch[i].image_checked) continue;
+        c.checked++;
+        score += batch[i].image_score;
+        faithful += batch[i].faithful != 0;
+    }
+    if (c.checked) c.image_score = score / c.checked, c.faithful = (double)faithful / c.checked;
+    return c;
 }
 
 int learner_batch_drop_without_behaviour(roll_t *buf, int *n_buf) {

@@ -1,7 +1,8 @@
 /* batch.h: the learner's rules for the rollouts workers send — which are
  * too old to keep, when the rollouts held make a PPO batch, which of them it
- * takes, and the batch's nonsense share — apart from sockets, Redis and the
- * models, so that tests/unit/test_learner_batch.c can check them.
+ * takes, the batch's nonsense share and its image-side check — apart from
+ * sockets, Redis and the models, so that tests/unit/test_learner_batch.c can
+ * check them.
  */
 #ifndef SF_LEARNER_BATCH_H
 #define SF_LEARNER_BATCH_H
@@ -16,6 +17,10 @@ typedef struct {
     int qn, rn;
     float score;
     uint32_t version;
+    /* The worker's image-side check (docs/method.md): image_score and
+     * faithful mean something only when image_checked. */
+    int image_checked, faithful;
+    float image_score;
 } roll_t;
 
 static inline void roll_free(roll_t *x) {
@@ -56,5 +61,15 @@ int learner_batch_drop_without_behaviour(roll_t *buf, int *n_buf);
 
 /* The share of the n rollouts scored as nonsense (the reward's -1). */
 double learner_batch_nonsense(const roll_t *batch, int n);
+
+/* The image-side check of a batch, over its checked rollouts alone. */
+typedef struct {
+    int checked;        /* rollouts checked */
+    double image_score; /* their mean image score; NAN when none */
+    double faithful;    /* the share of them whose image shows the class; NAN when none */
+} learner_image_check_t;
+
+/* The image-side check of the n rollouts of batch. */
+learner_image_check_t learner_batch_image_check(const roll_t *batch, int n);
 
 #endif

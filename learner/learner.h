@@ -109,6 +109,7 @@ typedef struct lrun_s {
     int n_batch;
     sf_ppo_stats_t last;
     double nonsense, w_nonsense; /* share of the batch scored as nonsense (reward -1) */
+    learner_image_check_t image, w_image; /* the batch's image-side check (checked 0: none) */
     uint64_t received, dropped_stale;
     waiter_t *waiters;
     uv_work_t work;

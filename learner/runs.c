@@ -283,7 +283,7 @@ static void on_rollouts(const void *rid, size_t rid_len, const Sf__RolloutBatch 
         /* A run that uses the rollouts' own log-probs needs them with every
          * rollout (a third-party worker may leave them out): the batch is
          * refused whole, saying so, rather than trained on with a ratio of 1. */
-        int refused = 0;
+        int refused = 0, bad_checks = 0;
         for (size_t i = 0; r->ppo.use_rollout_logprobs && i < b->n_rollouts && !refused; i++) {
             const Sf__Rollout *ro = b->rollouts[i];
             if (ro->n_logprobs != ro->n_response || ro->n_values != ro->n_response) {
@@ -323,9 +323,18 @@ static void on_rollouts(const void *rid, size_t rid_len, const Sf__RolloutBatch 
             }
             x->score = ro->score;
             x->version = b->policy_version;
+            /* A check whose score is no cosine is dropped; the rollout is kept. */
+            const int check_ok = isfinite(ro->image_score) && fabsf(ro->image_score) <= 1.0f + 1e-4f;
+            bad_checks += ro->image_checked && !check_ok;
+            x->image_checked = ro->image_checked && check_ok;
+            x->image_score = x->image_checked ? ro->image_score : 0;
+            x->faithful = x->image_checked && ro->faithful;
             r->n_buf++;
             ack.accepted++;
         }
+        if (bad_checks)
+            sf_warn("run %s: %d rollout(s) of policy version %u came with an image score outside [-1, 1]; their "
+                    "image checks were dropped", r->id, bad_checks, b->policy_version);
         r->received += ack.accepted;
     }
     ack.version = r->version;

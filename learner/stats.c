@@ -40,6 +40,16 @@ static void put_update(cmd_t *c, const lrun_t *r, double kl_coef) {
     put(c, "vf_loss", "%.6f", r->last.vf_loss);
     put(c, "clipfrac", "%.6f", r->last.clipfrac);
     put(c, "approxkl", "%.6f", r->last.approxkl);
+    /* The image-side check: with none checked, empty values rather than a
+     * 0 that would read as a score (and overwrite the hash's last ones). */
+    put(c, "image_checked", "%d", r->image.checked);
+    if (r->image.checked) {
+        put(c, "image_score", "%.6f", r->image.image_score);
+        put(c, "faithful", "%.4f", r->image.faithful);
+    } else {
+        put(c, "image_score", "%s", "");
+        put(c, "faithful", "%s", "");
+    }
 }
 
 /* The command c, applied only while this learner holds the run's lease
@@ -98,7 +108,9 @@ void learner_stats_write(lrun_t *r, int with_curve) {
 
 void learner_metrics(void *arg, sf_mbuf_t *m) {
     (void)arg;
-    static const struct { const char *name, *type, *help; } defs[] = {
+    /* checked: only for a run whose last batch had rollouts checked on the
+     * image side (no sample, no value). */
+    static const struct { const char *name, *type, *help; int checked; } defs[] = {
         {"sf_learner_policy_version", "gauge", "published policy version"},
         {"sf_learner_updates_total", "counter", "PPO updates made"},
         {"sf_learner_rollouts_total", "counter", "rollouts accepted"},
@@ -107,6 +119,9 @@ void learner_metrics(void *arg, sf_mbuf_t *m) {
         {"sf_learner_mean_score", "gauge", "mean reward of the last update's batch"},
         {"sf_learner_kl", "gauge", "KL to the reference of the last update"},
         {"sf_learner_kl_coef", "gauge", "the KL controller's beta"},
+        {"sf_learner_image_checked", "gauge", "rollouts of the last update's batch checked on the image side"},
+        {"sf_learner_image_score", "gauge", "mean image score (-cos image to class mean) of the checked rollouts", 1},
+        {"sf_learner_faithful", "gauge", "share of the checked rollouts whose image shows the target class", 1},
     };
     for (size_t d = 0; d < sizeof defs / sizeof defs[0]; d++) {
         sf_metric_head(m, defs[d].name, defs[d].type, defs[d].help);
@@ -114,7 +129,9 @@ void learner_metrics(void *arg, sf_mbuf_t *m) {
             char l[48];
             snprintf(l, sizeof l, "run=\"%s\"", r->id);
             double v[] = {r->version, (double)r->updates, (double)r->received, (double)r->dropped_stale, r->n_buf,
-                          r->last.mean_score, r->last.kl, r->updates ? r->last.next_kl_coef : r->ppo.init_kl_coef};
+                          r->last.mean_score, r->last.kl, r->updates ? r->last.next_kl_coef : r->ppo.init_kl_coef,
+                          r->image.checked, r->image.image_score, r->image.faithful};
+            if (defs[d].checked && !r->image.checked) continue;
             sf_metric_value(m, defs[d].name, l, v[d]);
         }
     }

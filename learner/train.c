@@ -336,6 +336,7 @@ static void after_work(uv_work_t *w, int status) {
             adopt(r);
             r->last = r->w_stats;
             r->nonsense = r->w_nonsense;
+            r->image = r->w_image;
             r->error[0] = 0;
             sf_info("run %s: update %llu -> version %u: score %.4f kl %.4f beta %.4f entropy %.3f", r->id,
                     (unsigned long long)r->updates, r->version, r->last.mean_score, r->last.kl, r->last.kl_coef,
@@ -360,6 +361,7 @@ void learner_maybe_update(lrun_t *r) {
     learner_batch_take(r->buf, &r->n_buf, r->batch, r->batch_size);
     r->n_batch = r->batch_size;
     r->w_nonsense = learner_batch_nonsense(r->batch, r->n_batch);
+    r->w_image = learner_batch_image_check(r->batch, r->n_batch);
     r->state = L_UPDATING;
     r->work.data = r;
     uv_queue_work(L.loop, &r->work, update_work, after_work);

@@ -2,7 +2,8 @@
  * policy, scored with the paper's reward, sent to sf-learner; the result is
  * the learner's acknowledgement.  The policy arrives and the batch goes out
  * on the loop thread; sampling and scoring run on the thread pool, under
- * the model cache's lock (kind_policy.h). */
+ * the model cache's lock (kind_policy.h).  The first image_check rollouts
+ * of a job are also checked on the image side (image_check below). */
 #if SF_HAVE_TORCH
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,58 @@ static int fill_rollout(Sf__Rollout *r, int k, const int32_t *prompt, int plen, 
     return 0;
 }
 
+/* The image-side check: the reward reads the caption's text alone, so a
+ * policy can raise it by moving the text embedding while the generator
+ * ignores the words that moved it.  The first image_check rollouts' captions
+ * (nonsense ones too) are drawn by the world's generator, each with its own
+ * seed from the job's and the rollout's index, embedded by the worker's CLIP
+ * and scored as the text is, -cos to the class mean; faithful when the
+ * generator drew the target class (the outcome alone would not say it: a
+ * caption naming another class or none is drawn "ok").  The learner reports
+ * both per update beside the text reward (docs/method.md).  With the
+ * diffusion generator nothing is checked: it would run the pipeline once per
+ * checked rollout, in the middle of PPO.  0, or -1 with the job failed. */
+static int image_check(rollout_t *ro, const sf_world_t *w, int k, char **texts, uint64_t seed, const float *mean,
+                       int E) {
+    sf_job_t *job = ro->pj.job;
+    const int m = ro->pj.p->image_check < ro->n_rolls ? (int)ro->pj.p->image_check : ro->n_rolls;
+    if (m <= 0 || strcmp(ro->pj.p->generator, "world")) return 0;
+    const int S = sf_world_size(w);
+    uint8_t *rgb = malloc((size_t)m * S * S * 3);
+    const uint8_t **rows = malloc(sizeof *rows * m);
+    float *iemb = malloc(sizeof(float) * (size_t)m * E);
+    int rc = -1;
+    if (!rgb || !rows || !iemb) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    for (int i = 0; i < m; i++) {
+        sf_world_gen_t info;
+        uint8_t *px = rgb + (size_t)i * S * S * 3;
+        rows[i] = px;
+        uint64_t iseed = sf_mix2(seed ^ 0x696d616765ull /* "image" */, (uint64_t)i);
+        if (sf_world_generate(w, texts[i], iseed, px, &info) != 0) {
+            sf_kind_fail(job, SF_JOB_FAILED, "world generator failed on the image check");
+            goto out;
+        }
+        ro->rolls[i].faithful = info.attrs.cls == k;
+    }
+    if (sf_kind_embed_images(rows, S, NULL, NULL, m, iemb, job)) goto out;
+    for (int i = 0; i < m; i++) {
+        float c;
+        /* An embedding of zero norm has no cosine: the rollout stays unchecked. */
+        if (sf_reward_cosine(iemb + (size_t)i * E, mean, (size_t)E, &c) != 0) {
+            ro->rolls[i].faithful = 0;
+            continue;
+        }
+        ro->rolls[i].image_checked = 1;
+        ro->rolls[i].image_score = -c;
+    }
+    rc = 0;
+out:
+    free(rgb);
+    free(rows);
+    free(iemb);
+    return rc;
+}
+
 static int rollout_locked(sf_pjob_t *pj) {
     rollout_t *ro = (rollout_t *)pj;
     sf_job_t *job = pj->job;
@@ -96,6 +149,7 @@ static int rollout_locked(sf_pjob_t *pj) {
         ro->nonsense += why != 0;
         if (i == 0) snprintf(ro->example, sizeof ro->example, "%s", texts[i]);
     }
+    if (image_check(ro, w, k, texts, seed, mean, E)) goto out;
     rc = 0;
 out:
     free(among.v);

@@ -73,13 +73,15 @@ enum {
       "(planner: from the run's classes)")                                                                             \
     X(reference_source, STR, "world", 0, 0, SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER, "--reference",      \
       "reference images: world, or a folder name under each worker's reference_root")                                  \
-    X(generator, STR, "world", 0, 0, SF_K_GENERATE | SF_K_FILTER, "--generator",                                       \
+    X(generator, STR, "world", 0, 0, SF_K_ROLLOUT | SF_K_GENERATE | SF_K_FILTER, "--generator",                        \
       "the text-to-image generator: world or diffusion")                                                               \
     X(seed, UINT, 1, 0, 0x7fffffff, SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FINETUNE, "--seed",            \
       "seeds caption sampling, generation and fine-tuning")                                                            \
     X(reference_images, UINT, 128, 1, 100000, SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER, "--reference-images",       \
       "base images per class behind the class mean")                                                                   \
     X(rollouts_per_job, UINT, 8, 1, 4096, 0, "--rollouts-per-job", "captions sampled and scored per rollout job")      \
+    X(image_check, UINT, 2, 0, 64, SF_K_ROLLOUT, "--image-check",                                                      \
+      "rollouts per rollout job whose image is also generated and scored (world generator only; 0: none)")            \
     X(captions_per_class, UINT, 16, 1, 1000000, 0, "--captions-per-class", "captions written per class")               \
     X(best_of_n, UINT, 8, 1, 64, SF_K_CAPTIONS, "--best-of-n",                                                         \
       "strategy best-of-n: SFT samples per caption written; the best by the reward are kept")                          \

@@ -24,6 +24,11 @@ out=$("$FW" "$LEP" r1 send 1 8 9 64); echo "$out" | grep -q "^accepted 0 stale 8
 [ "$(R hget sf:run:r1:learner done)" = 1 ] || fail "learner done flag"
 [ "$(R xlen sf:run:r1:ppo)" = 3 ] || fail "ppo curve has $(R xlen sf:run:r1:ppo) points"
 R xrange sf:run:r1:ppo - + | grep -q kl_coef || fail "ppo curve fields"
+# This worker checks no rollout on the image side: a count of 0 and empty
+# values, never a score of 0.
+[ "$(R hget sf:run:r1:learner image_checked)" = 0 ] && [ "$(R hexists sf:run:r1:learner image_score)" = 1 ] &&
+    [ -z "$(R hget sf:run:r1:learner image_score)" ] && [ -z "$(R hget sf:run:r1:learner faithful)" ] ||
+    fail "image check without checked rollouts: $(R hgetall sf:run:r1:learner)"
 [ -s "$T/ckpt/r1/policy.safetensors" ] || fail "no checkpoint"
 ok "three PPO updates from rollouts, versions published, stale rollouts dropped"
 

@@ -48,6 +48,27 @@ grep -q "resumed from checkpoint" "$T/learner.log" || fail "the learner did not 
 [ "$(R hget sf:run:$run:learner sft_step)" = 6 ] || fail "the learner's SFT: $(R hgetall sf:run:$run:learner)"
 grep -q "run $run: SFT was done before" "$T/learner.log" || fail "the restarted learner did not reuse its SFT"
 [ "$(R hget sf:run:$run:learner updates)" = 8 ] || fail "learner updates: $(R hget sf:run:$run:learner updates)"
+# The image-side check (image_check 2 of each job's 4 rollouts, the world
+# generator): every update's stream entry has checked rollouts, a cosine and
+# a share of them.
+R xrange sf:run:$run:ppo - + >"$T/ppo.txt"
+python3 - "$T/ppo.txt" <<'PY' || fail "image check in the PPO stream: $(cat "$T/ppo.txt")"
+import re, sys
+lines = open(sys.argv[1]).read().split("\n")
+entries, i = [], 0
+while i < len(lines):
+    if re.fullmatch(r"\d+-\d+", lines[i]):
+        entries.append({}); i += 1
+    elif entries and i + 1 < len(lines):
+        entries[-1][lines[i]] = lines[i + 1]; i += 2
+    else:
+        i += 1
+assert 1 <= len(entries) <= 8, len(entries)  # a kill may lose one after its checkpoint
+for e in entries:
+    n, s, f = int(e["image_checked"]), float(e["image_score"]), float(e["faithful"])
+    assert n > 0 and -1 <= s <= 1 and 0 <= f <= 1, e
+    assert abs(f * n - round(f * n)) < 1e-3 * n, e  # a share of the n checked
+PY
 # The run's classes as the reward's mask over the 86-class world (its list's
 # order, data/imagenet_a_r_86.tsv: stingray 0, junco 2, scorpion 7).
 R hget sf:run:$run spec | grep -q '"run_classes":"5800000000000000000000"' ||

@@ -345,6 +345,7 @@ TEST(test_spec_bounds_errors_name_the_key) {
         {"{\"shard_size\":0}", "'shard_size' must be a whole number in [1, 1000000]"},
         {"{\"finetune_seeds\":17}", "'finetune_seeds' must be a whole number in [1, 16]"},
         {"{\"rollouts_per_job\":1e300}", "'rollouts_per_job' must be a whole number"},
+        {"{\"image_check\":65}", "'image_check' must be a whole number in [0, 64]"},
         {"{\"filter_threshold\":1.01}", "run spec: 'filter_threshold' must be a number in [-1, 1]"},
         {"{\"temperature\":0.01}", "'temperature' must be a number in [0.05, 10]"},
         {"{\"temperature\":\"hot\"}", "'temperature' must be a number"},
@@ -417,7 +418,8 @@ static void keys_of(const cJSON *o, char *out, size_t n) {
 /* What each kind reads, sorted: the workers' handlers depend on it. */
 static const struct { const char *kind, *keys; } kind_keys[] = {
     {"embed", "reference_source,world"},
-    {"rollout", "max_new_tokens,reference_images,reference_source,run_classes,seed,temperature,world"},
+    {"rollout", "generator,image_check,max_new_tokens,reference_images,reference_source,run_classes,seed,temperature,"
+                "world"},
     {"captions", "best_of_n,images_per_caption,max_new_tokens,policy,reference_images,reference_source,run_classes,"
                  "seed,strategy,temperature,world"},
     {"generate", "diffusion_steps,eta,generator,guidance_scale,hook_scale,images_per_caption,seed,strategy,world"},
@@ -523,7 +525,8 @@ TEST(test_parse_errors_name_the_key) {
 static const char every_setting[] =
     "{\"strategy\":\"low-density\",\"policy\":\"sub/p.safetensors\",\"world\":\"builtin:imagenet-1k\",\"run_classes\":\"0f\","
     "\"reference_source\":\"imagenet-r\",\"generator\":\"diffusion\",\"seed\":77,\"reference_images\":33,"
-    "\"rollouts_per_job\":5,\"captions_per_class\":7,\"best_of_n\":5,\"images_per_caption\":3,\"max_new_tokens\":40,"
+    "\"rollouts_per_job\":5,\"image_check\":3,\"captions_per_class\":7,\"best_of_n\":5,\"images_per_caption\":3,"
+    "\"max_new_tokens\":40,"
     "\"temperature\":0.7,\"shard_size\":9,\"filter_threshold\":0.31,\"diffusion_steps\":25,"
     "\"guidance_scale\":7.5,\"eta\":0.3,\"hook_scale\":-2.5,\"finetune_images_per_class\":4,"
     "\"finetune_steps\":11,\"finetune_seeds\":2,\"finetune_learning_rate\":3e-5}";

@@ -7,7 +7,10 @@
  * (docs/configuration.md, docs/method.md); an update takes ppo.batch_size
  * rollouts (docs/configuration.md) and a run makes ppo.updates of them
  * (`done` once it has, docs/redis-keys.md); the nonsense share is the share
- * of the batch scored -1 (docs/method.md, docs/redis-keys.md). */
+ * of the batch scored -1 (docs/method.md, docs/redis-keys.md); the
+ * image-side check is the mean image score and the faithful share over the
+ * batch's checked rollouts alone, and says "none" rather than 0 when none
+ * were checked (docs/method.md, "The image-side check"). */
 #include <stdint.h>
 
 #include "learner/batch.h"
@@ -118,6 +121,39 @@ TEST(nonsense_share_counts_rollouts_scored_minus_one) {
     CHECK(fabs(learner_batch_nonsense(b + 1, 1)) < 1e-12);
 }
 
+TEST(image_check_averages_the_checked_rollouts_alone) {
+    roll_t b[6];
+    memset(b, 0, sizeof b);
+    /* Checked: 0, 2, 3, 5 with image scores -0.5, -0.25, 0.125, 0.375 and
+     * faithful 1, 0, 1, 1.  Rollouts 1 and 4 are not checked: their score
+     * and faithful flag (left as a careless sender might) do not count. */
+    const int checked[6] = {1, 0, 1, 1, 0, 1}, faithful[6] = {1, 1, 0, 1, 1, 1};
+    const float image[6] = {-0.5f, 0.9f, -0.25f, 0.125f, -0.9f, 0.375f};
+    for (int i = 0; i < 6; i++) {
+        b[i].score = -1.0f; /* the text reward plays no part */
+        b[i].image_checked = checked[i];
+        b[i].faithful = faithful[i];
+        b[i].image_score = image[i];
+    }
+    learner_image_check_t c = learner_batch_image_check(b, 6);
+    CHECK_EQ_INT(c.checked, 4);
+    /* (-0.5 - 0.25 + 0.125 + 0.375) / 4 = -0.0625; 3 of 4 faithful. */
+    CHECK(fabs(c.image_score - -0.0625) < 1e-12);
+    CHECK(fabs(c.faithful - 0.75) < 1e-12);
+    /* One checked rollout: its own values. */
+    c = learner_batch_image_check(b + 2, 1);
+    CHECK_EQ_INT(c.checked, 1);
+    CHECK(fabs(c.image_score - -0.25) < 1e-12);
+    CHECK(fabs(c.faithful) < 1e-12);
+    /* None checked: a count of 0 and no values, not a score of 0. */
+    c = learner_batch_image_check(b + 4, 1);
+    CHECK_EQ_INT(c.checked, 0);
+    CHECK(isnan(c.image_score) && isnan(c.faithful));
+    c = learner_batch_image_check(b, 0);
+    CHECK_EQ_INT(c.checked, 0);
+    CHECK(isnan(c.image_score) && isnan(c.faithful));
+}
+
 int main(void) {
     SF_RUN(rollouts_more_than_max_staleness_versions_old_are_dropped);
     SF_RUN(rollouts_are_kept_before_the_spec_is_known_and_refused_after_failure);
@@ -125,5 +161,6 @@ int main(void) {
     SF_RUN(a_batch_takes_the_oldest_rollouts_and_keeps_the_rest_in_order);
     SF_RUN(rollouts_without_log_probs_are_dropped_in_order);
     SF_RUN(nonsense_share_counts_rollouts_scored_minus_one);
+    SF_RUN(image_check_averages_the_checked_rollouts_alone);
     SF_DONE();
 }
