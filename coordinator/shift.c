@@ -9,9 +9,13 @@
  *   captions  K captions per class: from the final policy (strategy "ppo"),
  *             the SFT policy ("sft"), or the baselines — "d3s" (a photo of a
  *             {class}, {WordNet gloss}, {one of D3S's ten backgrounds}),
- *             "low-density" (attribute combinations the class rarely shows,
- *             rejecting ones the generator cannot render), "base" (the
- *             class's base images themselves, rendered by generate);
+ *             "best-of-n" (the best of best_of_n SFT samples by the
+ *             reward), "low-density" (a photo of a {class}; generate keeps
+ *             the least likely of best_of_n generations under the reference
+ *             embeddings), "low-density-oracle" (attribute combinations the
+ *             class rarely shows, read from the world's ground truth,
+ *             rejecting ones the generator cannot render: a ceiling), "base"
+ *             (the class's base images themselves, rendered by generate);
  *   generate  captions -> images with the configured generator: "world"
  *             (the embedded world's renderer) or "diffusion" (the worker's
  *             TorchScript pipeline, ml/sf_diffusion.h; DDIM steps, guidance,
@@ -135,7 +139,8 @@ static int add_phase(sf_run_t *r, const char *kind, uint32_t items, uint32_t sha
 }
 
 int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) {
-    static const char *const strategies[] = {"ppo", "sft", "best-of-n", "d3s", "low-density", "base", NULL};
+    static const char *const strategies[] = {"ppo",  "sft",  "best-of-n", "d3s", "low-density", "low-density-oracle",
+                                             "base", NULL};
     static const char *const generators[] = {"world", "diffusion", NULL};
     int rc = sf_spec_keys(spec, sf_shift_spec_keys(), err, n);
     if (rc) return rc;
@@ -160,6 +165,12 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
                        "run spec: 'policy' = \"%.100s\" must be a path inside the models_dir of the learner and "
                        "workers (letters, digits, '.', '_', '-', '/'; not absolute, no '..' or empty parts)",
                        p.policy);
+    /* The oracle reads the world's ground truth: it has nothing to say
+     * about another generator. */
+    if (!strcmp(p.strategy, "low-density-oracle") && strcmp(p.generator, "world"))
+        return sf_errf(SF_EINVAL, err, n,
+                       "run spec: strategy 'low-density-oracle' reads the embedded world's ground truth and runs only "
+                       "with generator 'world' (for '%s' use 'low-density')", p.generator);
     const int ppo = strcmp(p.strategy, "ppo") == 0;
     long updates = 0, batch = 0;
     if ((rc = check_learner_keys(spec, ppo, &updates, &batch, err, n))) return rc;

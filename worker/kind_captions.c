@@ -4,9 +4,13 @@
  *   sft          the SFT policy file (the payload's policy), no learner;
  *   best-of-n    best_of_n samples of the SFT policy per caption, the ones
  *                with the highest reward kept (search without PPO);
- *   d3s, base,   baselines, no policy: D3S's template with its ten
- *   low-density  backgrounds, "a photo of a <class>", or attributes the
- *                class rarely shows (kind_policy.h for the learned ones).
+ *   d3s          D3S's template with its ten backgrounds (no policy);
+ *   base,        "a photo of a <class>" (no policy; low-density's choice
+ *   low-density  among generations is the generate phase's);
+ *   low-density-oracle  attributes the class rarely shows, read from the
+ *                world's ground truth (a ceiling, not a baseline a real
+ *                system could run).
+ * kind_policy.h has the learned ones.
  */
 #if SF_HAVE_TORCH
 #include <errno.h>
@@ -36,11 +40,11 @@ static int baseline_caption(const sf_shift_params_t *p, const sf_world_t *w, int
         snprintf(buf, n, "a photo of a %s, %s, %s", name, gloss, d3s_backgrounds[i % 10]);
         return 0;
     }
-    if (!strcmp(p->strategy, "base")) {
+    if (!strcmp(p->strategy, "base") || !strcmp(p->strategy, "low-density")) {
         snprintf(buf, n, "a photo of a %s", name);
         return 0;
     }
-    /* low-density: attributes from the class prior raised to -1 (what the
+    /* low-density-oracle: attributes from the class prior raised to -1 (what the
      * class rarely shows), all named; a draw the generator would fail on is
      * rejected and drawn again (up to 32 times).  The check generates the
      * caption's first image with the generate phase's seed, so it needs the

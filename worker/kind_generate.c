@@ -8,13 +8,22 @@
  *              used);
  *   diffusion  the worker's TorchScript pipeline (diffusion_dir), the
  *              job's images in one batch.
+ * Strategy low-density (Sehwag et al.'s idea with only what a deployment
+ * has: the generator, CLIP and the reference statistics): every image is
+ * the one of best_of_n candidates (the same plain caption, other seeds) that
+ * the filter would keep and that is least likely under the class's
+ * reference embeddings (lowdens_t).
  */
 #if SF_HAVE_TORCH
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/image/png.h"
+#include "common/method/reward.h"
+#include "common/method/stats.h"
+#include "common/runtime/hash.h"
 #include "common/runtime/fileio.h"
 #include "common/runtime/log.h"
 #include "worker/kind_util.h"
@@ -126,6 +135,94 @@ static int gen_result(sf_job_t *job, int made, int failures) {
     return sf_kind_result(job, o);
 }
 
+/* low-density's choice among an image's candidates: the class's reference
+ * embeddings as a Gaussian with shrunk covariance (sf_gauss_fit_shrunk),
+ * the filter's class text and threshold. */
+typedef struct {
+    int M, E;          /* candidates per image; CLIP's width */
+    double *mu, *L, *x; /* the Gaussian; one embedding in doubles */
+    float *ctext, thr;
+} lowdens_t;
+
+static void lowdens_free(lowdens_t *ld) {
+    free(ld->mu), free(ld->L), free(ld->x), free(ld->ctext);
+    memset(ld, 0, sizeof *ld);
+}
+
+/* Candidate c of an image whose own seed is `seed` (candidate 0 is the
+ * image any other strategy would draw). */
+static uint64_t candidate_seed(uint64_t seed, int c) {
+    return c ? sf_mix2(seed, (uint64_t)c) & 0xffffffffffffull : seed;
+}
+
+/* Under the model cache's lock: CLIP, the Gaussian of class k's reference
+ * embeddings and the filter's class text.  ld->M = 1 (no choice) for every
+ * other strategy.  0, or -1 with the job failed. */
+static int lowdens_init(gen_t *g, const sf_world_t *w, int k, lowdens_t *ld) {
+    sf_job_t *job = g->job;
+    memset(ld, 0, sizeof *ld);
+    ld->M = 1;
+    if (strcmp(g->p->strategy, "low-density")) return 0;
+    if (sf_mc_ensure_clip(g->env, job)) return -1;
+    const int E = ld->E = sf_clip_config(sf_mc.clip)->embed_dim;
+    ld->M = (int)g->p->best_of_n;
+    if ((long)ld->M * job->item_count > 4096)
+        return sf_kind_fail(job, SF_JOB_FATAL, "low-density: %d candidates x %u images in one job (at most 4096: a "
+                            "smaller shard_size or best_of_n)", ld->M, job->item_count);
+    float *mean = malloc(sizeof(float) * E), *ref = NULL;
+    int m = 0, rc = -1;
+    ld->mu = malloc(sizeof(double) * E), ld->L = malloc(sizeof(double) * (size_t)E * E);
+    ld->x = malloc(sizeof(double) * E), ld->ctext = malloc(sizeof(float) * E);
+    double *refd = NULL;
+    if (!mean || !ld->mu || !ld->L || !ld->x || !ld->ctext) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    if (sf_kind_load_stats(g->env, job, mean, E, &ref, &m)) goto out;
+    if (!(refd = malloc(sizeof(double) * (size_t)m * E))) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
+    for (size_t i = 0; i < (size_t)m * E; i++) refd[i] = ref[i];
+    if (sf_gauss_fit_shrunk(refd, m, E, ld->mu, ld->L) != 0) {
+        sf_kind_fail(job, SF_JOB_FAILED, "low-density: the %d reference embeddings of %s give no density (fewer than 2, "
+                     "or all the same)", m, job->wnid);
+        goto out;
+    }
+    char text[300], *tp = text;
+    snprintf(text, sizeof text, "a photo of a %s", sf_world_class(w, k)->name);
+    if (sf_kind_embed_texts(&tp, 1, ld->ctext, job)) goto out;
+    ld->thr = (float)(isnan(g->p->filter_threshold) ? sf_mc.clip_threshold : g->p->filter_threshold);
+    rc = 0;
+out:
+    free(mean), free(ref), free(refd);
+    return rc;
+}
+
+/* The candidate to keep among M whose CLIP embeddings are emb (M x E): the
+ * least likely under the reference Gaussian among those the filter keeps,
+ * else the one the filter scores highest.  *dist: its Mahalanobis distance. */
+static int lowdens_choose(lowdens_t *ld, const float *emb, double *dist) {
+    int best = -1, best_any = 0;
+    double bd = -1, bs = -2;
+    for (int c = 0; c < ld->M; c++) {
+        const float *e = emb + (size_t)c * ld->E;
+        float st = sf_dot_f32(e, ld->ctext, ld->E);
+        for (int j = 0; j < ld->E; j++) ld->x[j] = e[j];
+        double d = sf_mahalanobis(ld->L, ld->E, ld->x, ld->mu);
+        if (st >= ld->thr && d > bd) best = c, bd = d;
+        if (st > bs) bs = st, best_any = c;
+    }
+    if (best < 0) {
+        for (int j = 0; j < ld->E; j++) ld->x[j] = emb[(size_t)best_any * ld->E + j];
+        best = best_any, bd = sf_mahalanobis(ld->L, ld->E, ld->x, ld->mu);
+    }
+    *dist = bd;
+    return best;
+}
+
+/* What the metadata of a chosen candidate adds. */
+static void lowdens_meta(const lowdens_t *ld, cJSON *m, int c, double dist) {
+    if (!ld->E) return; /* not low-density */
+    cJSON_AddNumberToObject(m, "candidates", ld->M);
+    cJSON_AddNumberToObject(m, "candidate", c);
+    cJSON_AddNumberToObject(m, "reference_mahalanobis", dist);
+}
+
 static void diffusion_progress(int step, int steps, void *user) {
     sf_job_t *job = user;
     sf_debug("generate %s: DDIM step %d/%d", job->wnid, step, steps);
@@ -148,33 +245,53 @@ static int generate_diffusion(gen_t *g) {
     if (o.hook_scale != 0 && !sf_diffusion_has_hook(sf_mc.diff))
         return sf_kind_fail(job, SF_JOB_FATAL, "generate: hook_scale %.3g needs a guidance module in %s", o.hook_scale,
                             g->env->diffusion_dir);
+    lowdens_t ld = {0};
+    sf_world_t *w = NULL;
+    int k = -1;
+    if (!strcmp(p->strategy, "low-density") &&
+        (!(w = sf_mc_world(p->world, job)) || (k = sf_kind_class(w, job)) < 0 || lowdens_init(g, w, k, &ld)))
+        return lowdens_free(&ld), -1;
+    /* Every image's candidates side by side: image j's candidate c is
+     * generation j * M + c. */
+    const int M = ld.M > 0 ? ld.M : 1, nn = n * M;
     int rc = -1, made = 0;
-    uint8_t *rgb = malloc((size_t)(n ? n : 1) * S * S * 3);
-    const char **prompts = calloc((size_t)(n ? n : 1), sizeof *prompts);
-    uint64_t *seeds = calloc((size_t)(n ? n : 1), sizeof *seeds);
+    uint8_t *rgb = malloc((size_t)(nn ? nn : 1) * S * S * 3);
+    const char **prompts = calloc((size_t)(nn ? nn : 1), sizeof *prompts);
+    uint64_t *seeds = calloc((size_t)(nn ? nn : 1), sizeof *seeds);
     int *cis = calloc((size_t)(n ? n : 1), sizeof *cis);
-    if (!rgb || !prompts || !seeds || !cis || sf_mkdir_p(g->dir, 0775) != 0) {
+    const uint8_t **imgs = ld.E ? calloc((size_t)nn, sizeof *imgs) : NULL;
+    float *emb = ld.E ? malloc(sizeof(float) * (size_t)nn * ld.E) : NULL;
+    if (!rgb || !prompts || !seeds || !cis || (ld.E && (!imgs || !emb)) || sf_mkdir_p(g->dir, 0775) != 0) {
         sf_kind_fail(job, SF_JOB_FAILED, "cannot create %s: %s", g->dir, strerror(errno));
         goto out;
     }
     for (int j = 0; j < n; j++) {
         uint32_t i = job->item_start + (uint32_t)j;
         if ((cis[j] = caption_of(g, i)) < 0) goto out;
-        prompts[j] = caption_text(g->caps[cis[j]]);
-        seeds[j] = sf_kind_gen_seed(p, job->wnid, i);
+        for (int c = 0; c < M; c++) {
+            prompts[j * M + c] = caption_text(g->caps[cis[j]]);
+            seeds[j * M + c] = candidate_seed(sf_kind_gen_seed(p, job->wnid, i), c);
+        }
     }
-    if (n && sf_diffusion_generate(sf_mc.diff, prompts, n, seeds, &o, rgb, diffusion_progress, job) != 0) {
+    if (nn && sf_diffusion_generate(sf_mc.diff, prompts, nn, seeds, &o, rgb, diffusion_progress, job) != 0) {
         sf_kind_fail(job, SF_JOB_FAILED, "diffusion: %s", sf_diffusion_errstr(sf_mc.diff));
         goto out;
     }
+    if (ld.E) {
+        for (int t = 0; t < nn; t++) imgs[t] = rgb + (size_t)t * S * S * 3;
+        if (sf_kind_embed_images(imgs, S, NULL, NULL, nn, emb, job)) goto out;
+    }
     for (int j = 0; j < n; j++) {
         uint32_t i = job->item_start + (uint32_t)j;
-        cJSON *m = gen_meta(job, i, prompts[j], cis[j], g->caps[cis[j]], seeds[j], "diffusion");
+        double dist = 0;
+        int c = ld.E ? lowdens_choose(&ld, emb + (size_t)j * M * ld.E, &dist) : 0;
+        cJSON *m = gen_meta(job, i, prompts[j * M], cis[j], g->caps[cis[j]], seeds[j * M + c], "diffusion");
         cJSON_AddNumberToObject(m, "steps", o.steps);
         cJSON_AddNumberToObject(m, "guidance_scale", o.guidance_scale);
         cJSON_AddNumberToObject(m, "eta", o.eta);
         if (o.hook_scale != 0) cJSON_AddNumberToObject(m, "hook_scale", o.hook_scale);
-        if (write_generated(g, i, rgb + (size_t)j * S * S * 3, S, m)) goto out;
+        lowdens_meta(&ld, m, c, dist);
+        if (write_generated(g, i, rgb + (size_t)(j * M + c) * S * S * 3, S, m)) goto out;
         made++;
     }
     rc = gen_result(job, made, 0);
@@ -183,6 +300,9 @@ out:
     free(prompts);
     free(seeds);
     free(cis);
+    free(imgs);
+    free(emb);
+    lowdens_free(&ld);
     return rc;
 }
 
@@ -191,18 +311,32 @@ static int generate_world(gen_t *g, const sf_world_t *w, int k) {
     sf_job_t *job = g->job;
     const int S = sf_world_size(w);
     int made = 0, failed_gen = 0, rc = -1;
-    uint8_t *rgb = malloc((size_t)S * S * 3);
-    if (!rgb || sf_mkdir_p(g->dir, 0775) != 0) {
+    lowdens_t ld;
+    sf_mc_lock();
+    int lrc = lowdens_init(g, w, k, &ld);
+    sf_mc_unlock();
+    if (lrc) return lowdens_free(&ld), -1;
+    const int M = ld.M;
+    /* The candidates of one image side by side (one for every strategy but
+     * low-density). */
+    uint8_t *rgb = malloc((size_t)M * S * S * 3);
+    const uint8_t **imgs = calloc((size_t)M, sizeof *imgs);
+    sf_world_gen_t *infos = calloc((size_t)M, sizeof *infos);
+    float *emb = ld.E ? malloc(sizeof(float) * (size_t)M * ld.E) : NULL;
+    if (!rgb || !imgs || !infos || (ld.E && !emb) || sf_mkdir_p(g->dir, 0775) != 0) {
         sf_kind_fail(job, SF_JOB_FAILED, "cannot create %s: %s", g->dir, strerror(errno));
         goto out;
     }
+    for (int c = 0; c < M; c++) imgs[c] = rgb + (size_t)c * S * S * 3;
     for (uint32_t i = job->item_start; i < job->item_start + job->item_count; i++) {
         int ci = caption_of(g, i);
         if (ci < 0) goto out;
         const char *cap = caption_text(g->caps[ci]);
         uint64_t gseed = sf_kind_gen_seed(g->p, job->wnid, i);
-        sf_world_gen_t info = {.outcome = SF_GEN_OK};
         char basecap[400];
+        int c = 0;
+        double dist = 0;
+        infos[0] = (sf_world_gen_t){.outcome = SF_GEN_OK};
         if (!strcmp(g->p->strategy, "base")) {
             /* Base images the reference statistics never used. */
             sf_world_attrs_t a;
@@ -212,19 +346,35 @@ static int generate_world(gen_t *g, const sf_world_t *w, int k) {
             }
             sf_world_caption(w, &a, (1u << SF_ATTR_SCENE) | (1u << SF_ATTR_COLOR), 0, basecap, sizeof basecap);
             cap = basecap;
-        } else if (sf_world_generate(w, cap, gseed, rgb, &info) != 0) {
-            sf_kind_fail(job, SF_JOB_FAILED, "world generator failed");
-            goto out;
+        } else {
+            for (int t = 0; t < M; t++)
+                if (sf_world_generate(w, cap, candidate_seed(gseed, t), (uint8_t *)imgs[t], &infos[t]) != 0) {
+                    sf_kind_fail(job, SF_JOB_FAILED, "world generator failed");
+                    goto out;
+                }
+            if (ld.E) {
+                sf_mc_lock();
+                int erc = sf_kind_embed_images(imgs, S, NULL, NULL, M, emb, job);
+                sf_mc_unlock();
+                if (erc) goto out;
+                c = lowdens_choose(&ld, emb, &dist);
+                gseed = candidate_seed(gseed, c);
+            }
         }
-        failed_gen += info.outcome != SF_GEN_OK;
+        failed_gen += infos[c].outcome != SF_GEN_OK;
         cJSON *m = gen_meta(job, i, cap, ci, g->caps[ci], gseed, "world");
-        cJSON_AddStringToObject(m, "generator_outcome", sf_world_outcome_name(info.outcome));
-        if (write_generated(g, i, rgb, S, m)) goto out;
+        cJSON_AddStringToObject(m, "generator_outcome", sf_world_outcome_name(infos[c].outcome));
+        lowdens_meta(&ld, m, c, dist);
+        if (write_generated(g, i, imgs[c], S, m)) goto out;
         made++;
     }
     rc = gen_result(job, made, failed_gen);
 out:
     free(rgb);
+    free(imgs);
+    free(infos);
+    free(emb);
+    lowdens_free(&ld);
     return rc;
 }
 

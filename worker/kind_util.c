@@ -100,17 +100,29 @@ void sf_kind_stats_path(const sf_wk_env_t *env, const char *source, const char *
     snprintf(out, n, "%s/stats/%s/%s/%s.safetensors", env->data_dir, sf_mc.clip_tag, source, wnid);
 }
 
-int sf_kind_load_mean(const sf_wk_env_t *env, sf_job_t *job, float *mean, int E) {
+int sf_kind_load_stats(const sf_wk_env_t *env, sf_job_t *job, float *mean, int E, float **emb, int *m) {
     char path[1400], err[256];
+    if (emb) *emb = NULL;
     sf_kind_stats_path(env, job->params->reference_source, job->wnid, path, sizeof path);
     sf_st_t *st;
     if (sf_st_load(path, &st, err, sizeof err) != 0)
         return sf_kind_fail(job, SF_JOB_FAILED, "no reference statistics for %s (the embed phase writes %s): %s",
                             job->wnid, path, err);
-    const sf_st_tensor_t *t = sf_st_find(st, "mean");
+    const sf_st_tensor_t *t = sf_st_find(st, "mean"), *x = emb ? sf_st_find(st, "embeddings") : NULL;
     int rc = t && t->numel == E ? sf_st_to_f32(t, mean, (size_t)E) : SF_EFORMAT;
+    if (rc == 0 && emb) {
+        rc = x && x->ndim == 2 && x->shape[1] == E && x->shape[0] >= 1 ? 0 : SF_EFORMAT;
+        if (rc == 0 && !(*emb = malloc(sizeof(float) * (size_t)x->numel))) rc = SF_ENOMEM;
+        if (rc == 0) *m = (int)x->shape[0], rc = sf_st_to_f32(x, *emb, (size_t)x->numel);
+    }
     sf_st_free(&st);
-    return rc ? sf_kind_fail(job, SF_JOB_FAILED, "%s: no 'mean' of %d floats", path, E) : 0;
+    return rc ? sf_kind_fail(job, SF_JOB_FAILED, "%s: no 'mean' of %d floats%s", path, E,
+                             emb ? " or no 'embeddings' of that width" : "")
+              : 0;
+}
+
+int sf_kind_load_mean(const sf_wk_env_t *env, sf_job_t *job, float *mean, int E) {
+    return sf_kind_load_stats(env, job, mean, E, NULL, NULL);
 }
 
 int sf_kind_embed_texts(char **texts, int n, float *out, sf_job_t *job) {

@@ -61,6 +61,9 @@ void sf_kind_stats_path(const sf_wk_env_t *env, const char *source, const char *
 /* The class mean (E floats) from the statistics of the job's
  * reference_source. */
 int sf_kind_load_mean(const sf_wk_env_t *env, sf_job_t *job, float *mean, int E);
+/* The same, and the reference embeddings themselves (emb: *m x E floats,
+ * malloc'd; on failure *emb is NULL or to be freed all the same). */
+int sf_kind_load_stats(const sf_wk_env_t *env, sf_job_t *job, float *mean, int E, float **emb, int *m);
 /* CLIP text embeddings of n texts into out (n × E). */
 int sf_kind_embed_texts(char **texts, int n, float *out, sf_job_t *job);
 /* CLIP image embeddings of n RGB images into out (n × E): all size x size,

@@ -62,7 +62,8 @@ enum {
  * docs/configuration.md says "set by the coordinator" for them. */
 #define SF_SHIFT_SETTINGS(X)                                                                                         \
     X(strategy, STR, "ppo", 0, 0, SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER, "--strategy",                           \
-      "ppo (the method), sft (the SFT policy alone), or a baseline: best-of-n, d3s, low-density, base")                 \
+      "ppo (the method), sft (the SFT policy alone), or a baseline: best-of-n, d3s, low-density, base, or the ceiling " \
+      "low-density-oracle")                                                                                            \
     X(policy, STR, SF_POLICY_SFT_FILE, 0, 0, SF_K_CAPTIONS, "--policy",                                          \
       "the SFT policy, a path inside the learner's and workers' models_dir")                                           \
     X(world, STR, "builtin:imagenet-a-r-86", 0, 0,                                                                     \
@@ -83,15 +84,16 @@ enum {
     X(image_check, UINT, 2, 0, 64, SF_K_ROLLOUT, "--image-check",                                                      \
       "rollouts per rollout job whose image is also generated and scored (world generator only; 0: none)")            \
     X(captions_per_class, UINT, 16, 1, 1000000, 0, "--captions-per-class", "captions written per class")               \
-    X(best_of_n, UINT, 8, 1, 64, SF_K_CAPTIONS, "--best-of-n",                                                         \
-      "strategy best-of-n: SFT samples per caption written; the best by the reward are kept")                          \
+    X(best_of_n, UINT, 8, 1, 64, SF_K_CAPTIONS | SF_K_GENERATE, "--best-of-n",                                         \
+      "candidates per one kept: SFT samples per caption for best-of-n (the best by the reward kept), generations per " \
+      "image for low-density (the least likely under the reference embeddings among those the filter keeps)")          \
     X(images_per_caption, UINT, 1, 1, 1000, SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER, "--images-per-caption",      \
       "images generated from each caption")                                                                            \
     X(max_new_tokens, UINT, 32, 4, 256, SF_K_ROLLOUT | SF_K_CAPTIONS, "--max-new-tokens",                             \
       "longest caption, in GPT-2 tokens")                                                                              \
     X(temperature, NUM, 1.0, 0.05, 10, SF_K_ROLLOUT | SF_K_CAPTIONS, "--temperature", "caption sampling temperature")  \
     X(shard_size, UINT, 64, 1, 1000000, 0, "--shard-size", "images per generate and filter job")                       \
-    X(filter_threshold, NUM, NAN, -1, 1, SF_K_FILTER, "--filter-threshold",                                            \
+    X(filter_threshold, NUM, NAN, -1, 1, SF_K_GENERATE | SF_K_FILTER, "--filter-threshold",                            \
       "keep an image when its CLIP cosine similarity to the class text is at least this (unset: the embedder's "      \
       "threshold, the world CLIP's calibrated one or 0.2 for any other CLIP)")                                         \
     X(diffusion_steps, UINT, 0, 0, 1000, SF_K_GENERATE, "--diffusion-steps",                                          \

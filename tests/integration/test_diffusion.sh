@@ -97,6 +97,22 @@ run3=$(submit --method shift --strategy low-density --generator diffusion --clas
 wait_dead "$run3" "needs a guidance module"
 ok "low-density on a pipeline without a guidance hook fails, saying why"
 
+# Without the hook, low-density is its choice among generations alone: three
+# candidates of each image through the pipeline, one kept, its distance noted.
+run5=$(submit --method shift --strategy low-density --generator diffusion --classes stingray --hook-scale 0 \
+       --best-of-n 3 --captions-per-class 2 --reference-images 3 --diffusion-steps 2 --finetune-images-per-class 0) ||
+    fail submit5
+wait_state "$run5" done 300
+python3 - "$D/datasets/$run5/manifest.jsonl" <<'PY' || fail "low-density on the pipeline"
+import json, sys
+entries = [json.loads(l) for l in open(sys.argv[1])]
+assert len(entries) == 2, entries
+for e in entries:
+    assert e["generator"] == "diffusion" and e["caption"] == "a photo of a stingray", e
+    assert e["candidates"] == 3 and 0 <= e["candidate"] < 3 and e["reference_mahalanobis"] > 0, e
+PY
+ok "low-density without the hook chooses among three pipeline generations per image"
+
 "$BIN/sfctl" cancel "$run3" >/dev/null 2>&1
 kill "${PIDS[@]}" 2>/dev/null
 PIDS=()

@@ -422,7 +422,8 @@ static const struct { const char *kind, *keys; } kind_keys[] = {
                 "world"},
     {"captions", "best_of_n,images_per_caption,max_new_tokens,policy,reference_images,reference_source,run_classes,"
                  "seed,strategy,temperature,world"},
-    {"generate", "diffusion_steps,eta,generator,guidance_scale,hook_scale,images_per_caption,seed,strategy,world"},
+    {"generate", "best_of_n,diffusion_steps,eta,filter_threshold,generator,guidance_scale,hook_scale,images_per_caption,"
+                 "seed,strategy,world"},
     {"filter", "filter_threshold,generator,images_per_caption,reference_images,reference_source,strategy,world"},
     {"manifest", ""},
     {"finetune", "finetune_images_per_class,finetune_learning_rate,finetune_seeds,finetune_steps,seed,world"},
