@@ -1,25 +1,33 @@
 /* report.c: `sfctl report RUN [RUN…] --out DIR [--data DIR] [--redis ADDR]`
- * — the paper's tables and figures for runs of method "shift", one column
- * per run (each run is one strategy: ppo, sft, d3s, low-density, base), as a
- * self-contained HTML page (inline SVG plots, PNG images as data URIs) and
- * the same tables as Markdown and JSON.  docs/evaluation.md defines every
- * figure.
+ * — the paper's tables and figures for runs of method "shift", one row
+ * per run (each run is one strategy: ppo, sft, d3s, low-density, base, …;
+ * a strategy may have several runs, which one table puts together as mean
+ * and spread), as a self-contained HTML page (inline SVG plots, PNG images
+ * as data URIs) and the same tables as Markdown and JSON.
+ * docs/evaluation.md defines every figure.
  *
  * Inputs are the files the workers wrote under the data folder (manifests,
- * the filter's CLIP embeddings, the reference statistics) and, for the PPO
- * curve, the learner's stream in Redis.  Everything is computed here, in C.
+ * the filter's CLIP embeddings, the reference statistics, finetune.json)
+ * and, for the PPO curve, the learner's stream in Redis.  Everything is
+ * computed here, in C, except what the captions name: the world's parser
+ * reads that, through sf-world (sfctl links no world).
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "cli/client.h"
 #include "cli/sfctl.h"
 #include "cli/term.h"
 #include "common/runtime/fileio.h"
@@ -39,6 +47,13 @@ typedef struct {
     float mean[1024];   /* the class mean from the statistics file */
 } rclass_t;
 
+/* An attribute value captions name, in the world parser's words
+ * ("scene: sand"), and how many captions name it. */
+typedef struct {
+    char value[64];
+    int n;
+} named_t;
+
 typedef struct {
     char id[16], strategy[32];
     cJSON **entries;    /* manifest lines */
@@ -56,6 +71,13 @@ typedef struct {
      * failures are wrong-object and no-object generations. */
     int kept, known, failures, failures_rejected, rejected, faithful, faithful_kept;
     double threshold;   /* the filter's threshold (the manifest's), NaN if absent */
+    cJSON *ft;          /* the run's finetune.json, NULL without one */
+    /* Caption diversity: the run's captions (one per class and caption
+     * index), their distinct texts, and how often each attribute value is
+     * named in them (NULL when the world's parser could not be run). */
+    int ncap, ndistinct;
+    named_t *named;
+    int nnamed;
 } rrun_t;
 
 /* Whether the generator drew the target class in a manifest entry: 1, 0
@@ -182,12 +204,12 @@ static void html_text(FILE *f, const char *s) {
     }
 }
 
-/* A strategy as the report names it.  low-density reads the world's ground
- * truth (the inverse of the class's prior, and a rejection of captions the
- * generator would fail on): an oracle, so a ceiling, never a baseline
- * (docs/evaluation.md). */
+/* A strategy as the report names it.  low-density-oracle reads the world's
+ * ground truth (the inverse of the class's prior, and a rejection of
+ * captions the generator would fail on): an oracle, so a ceiling, never a
+ * baseline (docs/evaluation.md). */
 static const char *label(const char *strategy) {
-    return !strcmp(strategy, "low-density") ? "low-density (oracle: a ceiling)" : strategy;
+    return !strcmp(strategy, "low-density-oracle") ? "low-density-oracle (a ceiling)" : strategy;
 }
 
 /* One row of a table written to both the Markdown and the HTML page
@@ -215,23 +237,32 @@ static void pct_or_dash(char *out, size_t n, int num, int den) {
 
 static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
-/* The PPO curve of a run from Redis, as an SVG (nothing when absent). */
+/* The PPO curve of a run from Redis, as an SVG (nothing when absent).  The
+ * mean score's plot also draws the image score of the rollouts checked on
+ * the image side, on the same axis: reward gaming shows as the two lines
+ * parting (docs/method.md, "The image-side check").  An update none of
+ * whose rollouts were checked has no image score (empty in the stream): no
+ * point, null in the JSON. */
 static void ppo_svg(FILE *f, redisContext *rc, const char *run, cJSON *js) {
     if (!rc) return;
     redisReply *rep = redisCommand(rc, "XRANGE " SF_KEY_RUN_PPO " - +", SF_KEY_PREFIX, run);
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) { freeReplyObject(rep); return; }
     int n = (int)rep->elements;
     double *score = calloc((size_t)n, sizeof *score), *kl = calloc((size_t)n, sizeof *kl),
-           *beta = calloc((size_t)n, sizeof *beta), *bad = calloc((size_t)n, sizeof *bad);
+           *beta = calloc((size_t)n, sizeof *beta), *bad = calloc((size_t)n, sizeof *bad),
+           *img = calloc((size_t)n, sizeof *img), *faith = calloc((size_t)n, sizeof *faith);
     for (int i = 0; i < n; i++) {
         redisReply *fv = rep->element[i]->element[1];
+        img[i] = faith[i] = NAN;
         for (size_t j = 0; j + 1 < fv->elements; j += 2) {
-            double v = atof(fv->element[j + 1]->str);
-            const char *k = fv->element[j]->str;
+            const char *k = fv->element[j]->str, *sv = fv->element[j + 1]->str;
+            double v = atof(sv);
             if (!strcmp(k, "mean_score")) score[i] = v;
             else if (!strcmp(k, "kl")) kl[i] = v;
             else if (!strcmp(k, "kl_coef")) beta[i] = v;
             else if (!strcmp(k, "nonsense")) bad[i] = v;
+            else if (!strcmp(k, "image_score") && *sv) img[i] = v;
+            else if (!strcmp(k, "faithful") && *sv) faith[i] = v;
         }
     }
     cJSON *c = cJSON_AddObjectToObject(js, "ppo_curve");
@@ -239,22 +270,572 @@ static void ppo_svg(FILE *f, redisContext *rc, const char *run, cJSON *js) {
     cJSON_AddItemToObject(c, "kl", cJSON_CreateDoubleArray(kl, n));
     cJSON_AddItemToObject(c, "kl_coef", cJSON_CreateDoubleArray(beta, n));
     cJSON_AddItemToObject(c, "nonsense", cJSON_CreateDoubleArray(bad, n));
+    cJSON_AddItemToObject(c, "image_score", cJSON_CreateDoubleArray(img, n)); /* NaN prints as null */
+    cJSON_AddItemToObject(c, "faithful", cJSON_CreateDoubleArray(faith, n));
     const double *series[4] = {score, bad, kl, beta};
     const char *names[4] = {"mean score", "nonsense share", "KL", "β (KL coefficient)"};
     fprintf(f, "<h2>PPO curve of %s</h2>\n<div class=\"plots\">", run);
     for (int s = 0; s < 4; s++) {
         double lo = series[s][0], hi = series[s][0];
         for (int i = 0; i < n; i++) lo = fmin(lo, series[s][i]), hi = fmax(hi, series[s][i]);
+        int with_img = 0; /* the mean score's plot, with image scores: both lines and a legend */
+        for (int i = 0; s == 0 && i < n; i++)
+            if (!isnan(img[i])) lo = fmin(lo, img[i]), hi = fmax(hi, img[i]), with_img = 1;
         if (hi - lo < 1e-9) hi = lo + 1;
-        fprintf(f, "<svg class=\"plot\" width=\"300\" height=\"200\"><text x=\"10\" y=\"15\">%s (%.3g … %.3g)</text>"
-                   "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", names[s], lo, hi, colors[s]);
-        for (int i = 0; i < n; i++)
-            fprintf(f, "%.1f,%.1f ", 20 + 270.0 * i / (n > 1 ? n - 1 : 1), 185 - 160 * (series[s][i] - lo) / (hi - lo));
-        fprintf(f, "\"/><text x=\"20\" y=\"198\">update 1</text><text x=\"230\" y=\"198\">%d</text></svg>", n);
+        const double top = with_img ? 135 : 160;
+        fprintf(f, "<svg class=\"plot\" width=\"300\" height=\"200\"><text x=\"10\" y=\"15\">%s (%.3g … %.3g)</text>",
+                names[s], lo, hi);
+        for (int pass = 0; pass < 1 + with_img; pass++) {
+            const double *v = pass ? img : series[s];
+            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                    pass ? colors[4] : colors[s], pass ? " stroke-dasharray=\"5,3\"" : "");
+            for (int i = 0; i < n; i++)
+                if (!isnan(v[i]))
+                    fprintf(f, "%.1f,%.1f ", 20 + 270.0 * i / (n > 1 ? n - 1 : 1), 185 - top * (v[i] - lo) / (hi - lo));
+            fputs("\"/>", f);
+        }
+        if (with_img)
+            fprintf(f, "<text x=\"10\" y=\"29\" font-size=\"10\" fill=\"%s\">— mean score (−cos caption text to "
+                       "class mean)</text><text x=\"10\" y=\"41\" font-size=\"10\" fill=\"%s\">- - image score "
+                       "(−cos image to class mean)</text>", colors[0], colors[4]);
+        fprintf(f, "<text x=\"20\" y=\"198\">update 1</text><text x=\"230\" y=\"198\">%d</text></svg>", n);
     }
     fputs("</div>\n", f);
-    free(score), free(kl), free(beta), free(bad);
+    free(score), free(kl), free(beta), free(bad), free(img), free(faith);
     freeReplyObject(rep);
+}
+
+/* The reference row of Table 1, held out: each reference image's cosine
+ * similarity to the mean of the other reference images of its class
+ * (leave-one-out), and its Mahalanobis distance to the mean of their
+ * projections under the pooled covariance fitted without it, so that
+ * reference images are measured as generated ones are, against statistics
+ * they are no part of; in sample they would look closer than they are (in
+ * 64 dimensions with a few hundred images, much closer for Mahalanobis).
+ * Per class (the mean over its images) into sim[c] and maha[c], NaN for a
+ * class with one reference image; the in-sample figures into in_sim[c] and
+ * in_maha[c].  Only the PCA axes stay fitted on every reference image.
+ *
+ * Without image z of a class of n, its class's scatter loses k u uᵀ (u =
+ * z − μ̂_C, k = n / (n − 1)), the divisor N − C loses one, and z lies k u
+ * from the others' mean; by Sherman–Morrison its distance is k √(q / (1 − c q))
+ * with q = uᵀ A⁻¹ u, A = S / (N − C − 1) + ridge I and c = k / (N − C − 1):
+ * one more Cholesky factor, not one per image.  zall: the projections
+ * (total x K) in class order; cmu: the classes' projected means (nc x K);
+ * L: the Cholesky factor of the covariance of Table 1; S: the pooled
+ * within-class scatter (K x K) it was made from; ridge: what its diagonal
+ * got on top. */
+static void reference_row(const rclass_t *cls, int nc, int total, const double *zall, const double *cmu,
+                          const double *L, const double *S, double ridge, int K, double *sim, double *maha,
+                          double *in_sim, double *in_maha) {
+    const int dof = total - nc - 1;
+    double *sum = malloc(sizeof(double) * E), *A = malloc(sizeof(double) * K * K);
+    float *loo = malloc(sizeof(float) * E);
+    for (int a = 0; a < K * K; a++) A[a] = S[a] / (dof > 0 ? dof : 1);
+    for (int a = 0; a < K; a++) A[(size_t)a * K + a] += ridge;
+    const int held = dof > 0 && sf_cholesky(A, K) == 0;
+    for (int c = 0, o = 0; c < nc; o += cls[c].nb, c++) {
+        const int nb = cls[c].nb;
+        const double *m = cmu + (size_t)c * K, k = nb > 1 ? (double)nb / (nb - 1) : NAN;
+        sim[c] = nb > 1 ? 0 : NAN, maha[c] = nb > 1 && held ? 0 : NAN, in_sim[c] = in_maha[c] = 0;
+        memset(sum, 0, sizeof(double) * E);
+        for (int i = 0; i < nb; i++)
+            for (int a = 0; a < E; a++) sum[a] += cls[c].base[(size_t)i * E + a];
+        for (int i = 0; i < nb; i++) {
+            const float *x = cls[c].base + (size_t)i * E;
+            const double *z = zall + (size_t)(o + i) * K;
+            in_sim[c] += cosine(x, cls[c].mean, E) / nb;
+            in_maha[c] += sf_mahalanobis(L, K, z, m) / nb;
+            if (nb < 2) continue;
+            /* The others' mean, up to a factor the cosine ignores. */
+            for (int a = 0; a < E; a++) loo[a] = (float)(sum[a] - x[a]);
+            sim[c] += cosine(x, loo, E) / nb;
+            if (!held) continue;
+            double q = pow(sf_mahalanobis(A, K, z, m), 2), cq = k / dof * q;
+            maha[c] += (cq < 1 ? k * sqrt(q / (1 - cq)) : NAN) / nb;
+        }
+    }
+    free(sum);
+    free(A);
+    free(loo);
+}
+
+/* The mean of the finite x[0..n-1], NaN without one. */
+static double finite_mean(const double *x, int n) {
+    double s = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) s += x[i], k++;
+    return k ? s / k : NAN;
+}
+
+/* ---- figures over the runs of a strategy ---- */
+
+/* The runs' strategies in order of first appearance: of[r] is run r's
+ * strategy, first[s] the first run of strategy s.  Returns how many. */
+static int group_strategies(const rrun_t *runs, int nr, int *of, int *first) {
+    int ns = 0;
+    for (int r = 0; r < nr; r++) {
+        of[r] = -1;
+        for (int s = 0; s < ns && of[r] < 0; s++)
+            if (!strcmp(runs[first[s]].strategy, runs[r].strategy)) of[r] = s;
+        if (of[r] < 0) first[ns] = r, of[r] = ns++;
+    }
+    return ns;
+}
+
+/* One figure over the runs of a strategy: how many runs have it (a finite
+ * value), its mean and sample standard deviation (divisor n − 1, NaN for
+ * fewer than two runs). */
+typedef struct {
+    int n;
+    double mean, sd;
+} spread_t;
+
+/* The spread of x[r] over the runs r of strategy s (of[r] == s). */
+static spread_t spread_of(const double *x, const int *of, int nr, int s) {
+    double v[MAX_RUNS], var = NAN;
+    spread_t o = {0, NAN, NAN};
+    for (int r = 0; r < nr; r++)
+        if (of[r] == s && isfinite(x[r])) v[o.n++] = x[r];
+    if (o.n == 1) o.mean = v[0];
+    if (o.n >= 2) sf_covariance(v, o.n, 1, &o.mean, &var), o.sd = sqrt(var);
+    return o;
+}
+
+/* "mean ± s.d." (or ± the standard error s.d./√n when se) with prec
+ * decimals, the mean signed when sign; "—" without a value, "± —" without a
+ * spread. */
+static void fmt_spread(char *out, size_t n, spread_t s, int se, int prec, int sign) {
+    if (!s.n) { snprintf(out, n, "—"); return; }
+    double d = se ? s.sd / sqrt(s.n) : s.sd;
+    int k = snprintf(out, n, sign ? "%+.*f ± " : "%.*f ± ", prec, s.mean);
+    if (k < 0 || (size_t)k >= n) return;
+    if (isnan(d)) snprintf(out + k, n - (size_t)k, "—");
+    else snprintf(out + k, n - (size_t)k, "%.*f", prec, d);
+}
+
+/* {"n", "mean", "sd"} (null where there is none), and "se" when se. */
+static void json_spread(cJSON *o, const char *key, spread_t s, int se) {
+    cJSON *x = cJSON_AddObjectToObject(o, key);
+    cJSON_AddNumberToObject(x, "n", s.n);
+    if (s.n) cJSON_AddNumberToObject(x, "mean", s.mean);
+    else cJSON_AddNullToObject(x, "mean");
+    if (isnan(s.sd)) cJSON_AddNullToObject(x, "sd");
+    else cJSON_AddNumberToObject(x, "sd", s.sd);
+    if (!se) return;
+    if (isnan(s.sd)) cJSON_AddNullToObject(x, "se");
+    else cJSON_AddNumberToObject(x, "se", s.sd / sqrt(s.n));
+}
+
+/* A run's fine-tuning gain on its own classes (finetune.json: with
+ * generated images minus the control, averaged over the fine-tuning seeds),
+ * in points; NaN without one. */
+static double run_gain(const rrun_t *R, const char *arch, const char *set) {
+    const cJSON *so = cJSON_GetObjectItem(cJSON_GetObjectItem(R->ft, arch), set);
+    const cJSON *wg = cJSON_GetObjectItem(so, "with_generated_run_classes"),
+                *bo = cJSON_GetObjectItem(so, "base_only_run_classes");
+    return cJSON_IsNumber(wg) && cJSON_IsNumber(bo) ? wg->valuedouble - bo->valuedouble : NAN;
+}
+
+/* The table "Strategies over runs": every figure of Tables 1 and 2, the
+ * filter's class fidelity and the Fig. 6 gains on the run's classes, as the
+ * mean over each strategy's runs ± the sample s.d. (the gains ± the
+ * standard error).  base_acc: the base runs' mean accuracies (-1: none). */
+static void write_strategies(FILE *md, FILE *f, cJSON *js, const rrun_t *runs, int nr, const double base_acc[2]) {
+    enum { F_SIM, F_MAHA, F_KEPT, F_FID, F_ACC_C, F_DROP_C, F_ACC_V, F_DROP_V, F_GAIN, NF = F_GAIN + 4 };
+    static const char *const gain_arch[4] = {"convnext", "convnext", "vit", "vit"},
+                             *gain_set[4] = {"world_R", "world_A", "world_R", "world_A"};
+    static const char *const head[2 + NF] = {
+        "strategy", "runs", "CLIP similarity ×100", "Mahalanobis", "kept by the filter (%)",
+        "class fidelity of the kept (%)", "ConvNeXt accuracy (%)", "ConvNeXt drop (points)", "ViT accuracy (%)",
+        "ViT drop (points)", "gain ConvNeXt world-R (points)", "gain ConvNeXt world-A (points)",
+        "gain ViT world-R (points)", "gain ViT world-A (points)"};
+    static const char *const key[NF] = {
+        "similarity_x100", "mahalanobis", "kept_share", "class_fidelity", "convnext_accuracy", "convnext_drop",
+        "vit_accuracy", "vit_drop", "convnext_world_R_gain_run_classes", "convnext_world_A_gain_run_classes",
+        "vit_world_R_gain_run_classes", "vit_world_A_gain_run_classes"};
+    /* Decimals, and whether the mean is signed, per figure. */
+    static const int prec[NF] = {2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, sign[NF] = {0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1};
+    double x[NF][MAX_RUNS];
+    for (int r = 0; r < nr; r++) {
+        const rrun_t *R = &runs[r];
+        x[F_SIM][r] = R->sim100, x[F_MAHA][r] = R->maha, x[F_KEPT][r] = 100 * R->keep_rate;
+        x[F_FID][r] = R->known && R->kept ? 100.0 * R->faithful_kept / R->kept : NAN;
+        for (int m = 0; m < 2; m++) {
+            x[F_ACC_C + 2 * m][r] = R->cls_acc[m] >= 0 ? R->cls_acc[m] : NAN;
+            x[F_DROP_C + 2 * m][r] = R->cls_acc[m] >= 0 && base_acc[m] >= 0 ? base_acc[m] - R->cls_acc[m] : NAN;
+        }
+        for (int g = 0; g < 4; g++) x[F_GAIN + g][r] = run_gain(R, gain_arch[g], gain_set[g]);
+    }
+    int of[MAX_RUNS], first[MAX_RUNS], ns = group_strategies(runs, nr, of, first);
+    fputs("<h2>Strategies over runs</h2>\n<div class=\"wide\"><table id=\"strategies\">", f);
+    fputs("\n### Strategies over runs\n\n", md);
+    char cell[2 + NF][64];
+    for (int i = 0; i < 2 + NF; i++) snprintf(cell[i], 64, "%s", head[i]);
+    table_row(md, f, 1, 2 + NF, cell);
+    cJSON *st = cJSON_AddArrayToObject(js, "strategies");
+    for (int s = 0; s < ns; s++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "strategy", runs[first[s]].strategy);
+        cJSON *ids = cJSON_AddArrayToObject(o, "runs");
+        int n = 0;
+        for (int r = 0; r < nr; r++)
+            if (of[r] == s) cJSON_AddItemToArray(ids, cJSON_CreateString(runs[r].id)), n++;
+        cJSON_AddNumberToObject(o, "n_runs", n);
+        snprintf(cell[0], 64, "%s", label(runs[first[s]].strategy));
+        snprintf(cell[1], 64, "%d", n);
+        for (int k = 0; k < NF; k++) {
+            spread_t sp = spread_of(x[k], of, nr, s);
+            fmt_spread(cell[2 + k], 64, sp, k >= F_GAIN, prec[k], sign[k]);
+            /* The JSON keeps shares as fractions, as Table 1 and the filter's table do. */
+            if (k == F_KEPT || k == F_FID) sp.mean /= 100, sp.sd /= 100;
+            json_spread(o, key[k], sp, k >= F_GAIN);
+        }
+        table_row(md, f, 0, 2 + NF, cell);
+        cJSON_AddItemToArray(st, o);
+    }
+    static const char note[] =
+        "Each strategy's runs together (Tables 1 and 2, the filter's table and Fig. 6 give each run). ± is the "
+        "sample standard deviation over the strategy's runs (divisor n − 1; — with one run), except for the gains, "
+        "where it is the standard error of the mean over runs (s.d. / √n). A gain is the Fig. 6 gain on the run's "
+        "classes; each run's is already the mean over its fine-tuning seeds (finetune.json keeps only that mean), "
+        "so the spread between seeds is inside each run's figure and not separated here. Drops are from the mean "
+        "accuracy of the base runs.";
+    fprintf(md, "\n%s\n", note);
+    fprintf(f, "</table></div><p>%s</p>\n", note);
+}
+
+/* ---- caption diversity ---- */
+
+#define MAX_NAMED 256
+
+/* A caption of a run: one per class and caption index (an image made from
+ * a caption already counted adds nothing), and what the world's parser read
+ * in it. */
+typedef struct {
+    const char *wnid, *caption;   /* borrowed from the manifest */
+    int index;
+    const char *named;            /* "attribute: value" lines; NULL: unread */
+} capref_t;
+
+static int cap_by_slot(const void *a, const void *b) {
+    const capref_t *x = a, *y = b;
+    int c = strcmp(x->wnid, y->wnid);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+static int cap_by_text(const void *a, const void *b) {
+    const capref_t *x = a, *y = b;
+    int c = strcmp(x->caption, y->caption);
+    return c ? c : strcmp(x->wnid, y->wnid);
+}
+
+/* The attribute values `caption` names as the world's parser reads it, one
+ * "attribute: value" line each (sf-world parse's output without its class
+ * and word counts), malloc'ed; NULL when sf-world cannot be run or fails.
+ * sfctl links no world (docs/architecture.md), so, like `sfctl world`, this
+ * runs sf-world from sfctl's own folder, with a world of the caption's class
+ * alone: the class's name is found and blanked out, not read as attributes
+ * ("snow leopard"). */
+static char *world_parse(const char *exe, const char *wnid, const char *caption) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0) return NULL;
+    if (pipe2(out, O_CLOEXEC) != 0) {
+        close(in[0]), close(in[1]);
+        return NULL;
+    }
+    /* The class list goes into the pipe before the child starts, so that a
+     * child that fails at once cannot make this write raise SIGPIPE. */
+    char cls[32], buf[4096], sink[512];
+    int len = snprintf(cls, sizeof cls, "%s\n", wnid), ok = write(in[1], cls, (size_t)len) == len;
+    close(in[1]);
+    /* A caption starting with '-' would read as an option; the parser
+     * ignores the space put before it. */
+    char *arg = malloc(strlen(caption) + 2);
+    sprintf(arg, "%s%s", caption[0] == '-' ? " " : "", caption);
+    char *argv[] = {"sf-world", "parse", "--classes", "-", arg, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    ok = ok && posix_spawn(&pid, exe, &fa, NULL, argv, environ) == 0;
+    posix_spawn_file_actions_destroy(&fa);
+    free(arg);
+    close(in[0]), close(out[1]);
+    /* Read to the end (past what fits, so the child never blocks). */
+    size_t n = 0;
+    for (ssize_t k = 1; ok && k != 0;) {
+        k = n + 1 < sizeof buf ? read(out[0], buf + n, sizeof buf - 1 - n) : read(out[0], sink, sizeof sink);
+        if (k < 0 && errno != EINTR) break;
+        if (k > 0 && n + 1 < sizeof buf) n += (size_t)k;
+    }
+    buf[n] = 0;
+    close(out[0]);
+    int st = 0;
+    while (ok && waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (!ok || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || strncmp(buf, "class: ", 7)) return NULL;
+    /* The attribute lines: after "class: …", before "words: …". */
+    char *first = strchr(buf, '\n'), *end = first ? strstr(first, "\nwords: ") : NULL;
+    if (!end) return NULL;
+    end[1] = 0;
+    return strdup(first + 1);
+}
+
+/* Adds n to the count of `value` in v[0..*k-1] (appended if new). */
+static void named_add(named_t *v, int *k, const char *value, int n) {
+    for (int i = 0; i < *k; i++)
+        if (!strcmp(v[i].value, value)) { v[i].n += n; return; }
+    if (*k == MAX_NAMED) return;
+    snprintf(v[*k].value, sizeof v[*k].value, "%s", value);
+    v[(*k)++].n = n;
+}
+
+/* Shannon entropy, in bits, of the distribution the counts v[0..k-1] make:
+ * H = −Σ p log2 p with p = n / Σ n; 0 without counts. */
+static double entropy_bits(const named_t *v, int k) {
+    double total = 0, h = 0;
+    for (int i = 0; i < k; i++) total += v[i].n;
+    for (int i = 0; i < k; i++)
+        if (v[i].n > 0) h -= v[i].n / total * log2(v[i].n / total);
+    return h;
+}
+
+/* Caption diversity of every run: its captions, their distinct texts, and
+ * how many of them name each attribute value, by the world's parser, run
+ * once for each distinct caption of a class.  0, or -1 with `why` when the
+ * parser could not be run at all (each run's named is then NULL). */
+static int caption_diversity(rrun_t *runs, int nr, char *why, size_t wn) {
+    capref_t *unit[MAX_RUNS] = {NULL};
+    int total = 0;
+    for (int r = 0; r < nr; r++) {
+        rrun_t *R = &runs[r];
+        capref_t *u = unit[r] = malloc(sizeof *u * (size_t)R->n);
+        int m = 0;
+        for (int j = 0; j < R->n; j++) {
+            const cJSON *w = cJSON_GetObjectItem(R->entries[j], "class"),
+                        *c = cJSON_GetObjectItem(R->entries[j], "caption"),
+                        *ci = cJSON_GetObjectItem(R->entries[j], "caption_index");
+            if (!cJSON_IsString(w) || !cJSON_IsString(c)) continue;
+            u[m++] = (capref_t){w->valuestring, c->valuestring, cJSON_IsNumber(ci) ? ci->valueint : -1 - j, NULL};
+        }
+        qsort(u, (size_t)m, sizeof *u, cap_by_slot);
+        R->ncap = 0;
+        for (int i = 0; i < m; i++)
+            if (!R->ncap || cap_by_slot(&u[i], &u[R->ncap - 1])) u[R->ncap++] = u[i];
+        /* Distinct texts (a text is its class's: it names the class). */
+        qsort(u, (size_t)R->ncap, sizeof *u, cap_by_text);
+        R->ndistinct = 0;
+        for (int i = 0; i < R->ncap; i++) R->ndistinct += !i || strcmp(u[i].caption, u[i - 1].caption);
+        total += R->ncap;
+    }
+    /* Each distinct caption of a class, once, through the parser. */
+    capref_t *all = malloc(sizeof *all * (size_t)(total ? total : 1));
+    int na = 0, unread = 0;
+    for (int r = 0; r < nr; r++)
+        for (int i = 0; i < runs[r].ncap; i++) all[na++] = unit[r][i];
+    qsort(all, (size_t)na, sizeof *all, cap_by_text);
+    int nd = 0;
+    for (int i = 0; i < na; i++)
+        if (!nd || cap_by_text(&all[i], &all[nd - 1])) all[nd++] = all[i];
+    char dir[PATH_MAX], exe[PATH_MAX + 16];
+    sfctl_bin_dir(dir, sizeof dir);
+    snprintf(exe, sizeof exe, "%s/sf-world", dir);
+    for (int i = 0; i < nd; i++) unread += !(all[i].named = world_parse(exe, all[i].wnid, all[i].caption));
+    int rc = 0;
+    if (nd && unread == nd) {
+        snprintf(why, wn, "%s could not read the captions (it is built beside sfctl by make)", exe);
+        rc = -1;
+    } else if (unread) {
+        sfctl_term_printf(stderr, "sfctl report: %s could not read %d of %d captions; they count as naming nothing\n",
+                          exe, unread, nd);
+    }
+    for (int r = 0; rc == 0 && r < nr; r++) {
+        rrun_t *R = &runs[r];
+        R->named = calloc(MAX_NAMED, sizeof *R->named);
+        for (int i = 0; i < R->ncap; i++) {
+            const capref_t *p = bsearch(&unit[r][i], all, (size_t)nd, sizeof *all, cap_by_text);
+            for (const char *l = p && p->named ? p->named : ""; *l;) {
+                size_t len = strcspn(l, "\n");
+                char v[64];
+                snprintf(v, sizeof v, "%.*s", (int)len, l);
+                named_add(R->named, &R->nnamed, v, 1);
+                l += len + (l[len] == '\n');
+            }
+        }
+    }
+    for (int i = 0; i < nd; i++) free((char *)all[i].named);
+    free(all);
+    for (int r = 0; r < nr; r++) free(unit[r]);
+    return rc;
+}
+
+/* The smallest of 1, 2, 2.5 and 5 times a power of ten that is at least
+ * v (> 0): the top of a chart's axis, so that its ticks read as round numbers. */
+static double nice_ceiling(double v) {
+    double p = pow(10, floor(log10(v))), m[4] = {1, 2, 2.5, 5};
+    for (int i = 0; i < 4; i++)
+        if (m[i] * p >= v) return m[i] * p;
+    return 10 * p;
+}
+
+/* A bar chart of one figure per strategy (x[r] for run r, NaN: none): a bar
+ * for the mean over the strategy's runs, a whisker ± one sample s.d. where
+ * it has two or more, and a dot for each run. */
+static void bars_svg(FILE *f, const char *id, const char *title, const char *unit, const rrun_t *runs, int nr,
+                     const double *x) {
+    int of[MAX_RUNS], first[MAX_RUNS], ns = group_strategies(runs, nr, of, first);
+    double top = 0;
+    for (int s = 0; s < ns; s++) {
+        spread_t sp = spread_of(x, of, nr, s);
+        if (sp.n) top = fmax(top, sp.mean + (isnan(sp.sd) ? 0 : sp.sd));
+    }
+    for (int r = 0; r < nr; r++)
+        if (isfinite(x[r])) top = fmax(top, x[r]);
+    top = top > 0 ? nice_ceiling(top) : 1;
+    const int W = 90 + 70 * ns, y0 = 40, y1 = 200; /* plot from y0 (top) to y1 (zero) */
+    fprintf(f, "<svg class=\"plot\" id=\"%s\" width=\"%d\" height=\"290\"><text x=\"10\" y=\"16\" font-size=\"12\">",
+            id, W);
+    html_text(f, title);
+    fprintf(f, "</text><line x1=\"60\" y1=\"%d\" x2=\"60\" y2=\"%d\" stroke=\"black\"/>"
+               "<line x1=\"60\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>", y0, y1, y1, W - 10, y1);
+    for (int t = 0; t <= 2; t++) {
+        double v = top * t / 2, y = y1 - (y1 - y0) * t / 2.0;
+        fprintf(f, "<line x1=\"56\" y1=\"%.1f\" x2=\"60\" y2=\"%.1f\" stroke=\"black\"/>"
+                   "<text x=\"52\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.3g</text>", y, y, y + 3, v);
+    }
+    fprintf(f, "<text x=\"14\" y=\"%d\" font-size=\"10\" transform=\"rotate(-90 14 %d)\" text-anchor=\"middle\">",
+            (y0 + y1) / 2, (y0 + y1) / 2);
+    html_text(f, unit);
+    fputs("</text>", f);
+    for (int s = 0; s < ns; s++) {
+        spread_t sp = spread_of(x, of, nr, s);
+        const int bx = 75 + 70 * s;
+        const char *col = colors[first[s] % 8];
+        if (sp.n) {
+            double h = (y1 - y0) * sp.mean / top;
+            fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"40\" height=\"%.1f\" fill=\"%s\" fill-opacity=\"0.6\">"
+                       "<title>%s: %.3g (%d runs)</title></rect>", bx, y1 - h, h, col, runs[first[s]].strategy,
+                    sp.mean, sp.n);
+            if (!isnan(sp.sd)) {
+                double ya = y1 - (y1 - y0) * (sp.mean + sp.sd) / top, yb = y1 - (y1 - y0) * fmax(0, sp.mean - sp.sd) / top;
+                fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"black\"/>", bx + 20, ya, bx + 20, yb);
+            }
+        }
+        for (int r = 0, k = 0; r < nr; r++)
+            if (of[r] == s && isfinite(x[r]))
+                fprintf(f, "<circle cx=\"%d\" cy=\"%.1f\" r=\"3\" fill=\"black\"><title>%s: %.3g</title></circle>",
+                        bx + 8 + 8 * (k++ % 4), y1 - (y1 - y0) * x[r] / top, runs[r].id, x[r]);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" transform=\"rotate(30 %d %d)\">", bx, y1 + 14, bx, y1 + 14);
+        html_text(f, label(runs[first[s]].strategy));
+        fputs("</text>", f);
+    }
+    fputs("</svg>", f);
+}
+
+/* The table and figure "Caption diversity": each run's captions, the share
+ * of distinct ones, the attribute values they name and the entropy of those
+ * values; per strategy with several runs, the mean ± s.d. and the entropy
+ * of all its runs' captions pooled.  parsed: whether the world's parser
+ * read the captions (without it, no attribute figures). */
+static void write_diversity(FILE *md, FILE *f, cJSON *js, const rrun_t *runs, int nr, int parsed, const char *why) {
+    double share[MAX_RUNS], per_cap[MAX_RUNS], h[MAX_RUNS];
+    for (int r = 0; r < nr; r++) {
+        const rrun_t *R = &runs[r];
+        int named = 0;
+        for (int i = 0; i < R->nnamed; i++) named += R->named[i].n;
+        share[r] = R->ncap ? 100.0 * R->ndistinct / R->ncap : NAN;
+        per_cap[r] = parsed && R->ncap ? (double)named / R->ncap : NAN;
+        h[r] = parsed && R->ncap ? entropy_bits(R->named, R->nnamed) : NAN;
+    }
+    fputs("<h2>Caption diversity</h2>\n<table id=\"diversity\">", f);
+    fputs("\n### Caption diversity\n\n", md);
+    char cell[6][64];
+    static const char *const head[6] = {"strategy", "run", "captions", "distinct captions (%)",
+                                        "attribute values named per caption", "entropy of the named values (bits)"};
+    for (int i = 0; i < 6; i++) snprintf(cell[i], 64, "%s", head[i]);
+    table_row(md, f, 1, 6, cell);
+    cJSON *dj = cJSON_AddObjectToObject(js, "diversity"), *jr = cJSON_AddArrayToObject(dj, "runs"),
+          *sj = cJSON_AddArrayToObject(dj, "strategies");
+    int of[MAX_RUNS], first[MAX_RUNS], ns = group_strategies(runs, nr, of, first);
+    for (int s = 0; s < ns; s++) {
+        int n = 0, caps = 0, nv = 0;
+        named_t *pool = calloc(MAX_NAMED, sizeof *pool);
+        for (int r = 0; r < nr; r++) {
+            if (of[r] != s) continue;
+            const rrun_t *R = &runs[r];
+            n++, caps += R->ncap;
+            for (int i = 0; parsed && i < R->nnamed; i++) named_add(pool, &nv, R->named[i].value, R->named[i].n);
+            snprintf(cell[0], 64, "%s", label(R->strategy)), snprintf(cell[1], 64, "%.*s", (int)sizeof R->id, R->id);
+            snprintf(cell[2], 64, "%d", R->ncap);
+            pct_or_dash(cell[3], 64, R->ndistinct, R->ncap);
+            if (isnan(h[r])) snprintf(cell[4], 64, "—"), snprintf(cell[5], 64, "—");
+            else snprintf(cell[4], 64, "%.2f", per_cap[r]), snprintf(cell[5], 64, "%.2f", h[r]);
+            table_row(md, f, 0, 6, cell);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "strategy", R->strategy);
+            cJSON_AddStringToObject(o, "run", R->id);
+            cJSON_AddNumberToObject(o, "captions", R->ncap);
+            cJSON_AddNumberToObject(o, "distinct_captions", R->ndistinct);
+            if (R->ncap) cJSON_AddNumberToObject(o, "distinct_share", (double)R->ndistinct / R->ncap);
+            if (!isnan(h[r])) {
+                cJSON_AddNumberToObject(o, "named_per_caption", per_cap[r]);
+                cJSON_AddNumberToObject(o, "entropy_bits", h[r]);
+                cJSON *nj = cJSON_AddObjectToObject(o, "named");
+                for (int i = 0; i < R->nnamed; i++) cJSON_AddNumberToObject(nj, R->named[i].value, R->named[i].n);
+            }
+            cJSON_AddItemToArray(jr, o);
+        }
+        spread_t sh = spread_of(share, of, nr, s), pc = spread_of(per_cap, of, nr, s), en = spread_of(h, of, nr, s);
+        double pooled = parsed ? entropy_bits(pool, nv) : NAN;
+        free(pool);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "strategy", runs[first[s]].strategy);
+        cJSON_AddNumberToObject(o, "n_runs", n);
+        cJSON_AddNumberToObject(o, "captions", caps);
+        sh.mean /= 100, sh.sd /= 100;
+        json_spread(o, "distinct_share", sh, 0);
+        sh.mean *= 100, sh.sd *= 100;
+        json_spread(o, "named_per_caption", pc, 0);
+        json_spread(o, "entropy_bits", en, 0);
+        if (!isnan(pooled)) cJSON_AddNumberToObject(o, "entropy_bits_pooled", pooled);
+        cJSON_AddItemToArray(sj, o);
+        if (n < 2) continue;
+        snprintf(cell[0], 64, "%s", label(runs[first[s]].strategy));
+        snprintf(cell[1], 64, "%d runs: mean ± s.d.", n);
+        snprintf(cell[2], 64, "%d", caps);
+        fmt_spread(cell[3], 64, sh, 0, 1, 0);
+        fmt_spread(cell[4], 64, pc, 0, 2, 0);
+        fmt_spread(cell[5], 64, en, 0, 2, 0);
+        if (!isnan(pooled)) {
+            size_t l = strlen(cell[5]);
+            snprintf(cell[5] + l, 64 - l, " (pooled %.2f)", pooled);
+        }
+        table_row(md, f, 0, 6, cell);
+    }
+    static const char note[] =
+        "A run's captions: one per class and caption index (an image made from a caption already counted adds "
+        "none). Distinct: how many different texts they have, over their number. Named values: the attribute "
+        "values (style, scene, light, colour, size, position, rotation, count, occlusion, clutter) the world's "
+        "caption parser reads in each caption (sfctl world parse); the entropy is that of their distribution, each "
+        "value counted once per caption naming it, H = −Σ p log2 p: low when captions keep to a few values (mode "
+        "collapse). With several runs: the mean ± sample s.d. over the runs, and the entropy of all their captions "
+        "pooled.";
+    const char *unread = parsed ? "" : " Not read here: ";
+    fprintf(md, "\n%s%s%s\n", note, unread, parsed ? "" : why);
+    fputs("</table><p>", f);
+    html_text(f, note);
+    html_text(f, unread);
+    html_text(f, parsed ? "" : why);
+    fputs("</p>\n", f);
+    if (!parsed) return;
+    fputs("<div class=\"plots\">", f);
+    bars_svg(f, "fig-entropy", "Entropy of the attribute values captions name", "bits", runs, nr, h);
+    bars_svg(f, "fig-distinct", "Distinct captions", "% of the run's captions", runs, nr, share);
+    fputs("</div><p>Bars: the mean over each strategy's runs; whiskers: ± one sample s.d. (two or more runs); "
+          "dots: each run.</p>\n", f);
 }
 
 int sfctl_report(int argc, char **argv) {
@@ -279,8 +860,15 @@ int sfctl_report(int argc, char **argv) {
     }
     if (!data || !*data) data = "sf-data";
     static char err[PATH_MAX * 4];
-    for (int i = 0; i < nr; i++)
+    for (int i = 0; i < nr; i++) {
         if (load_run(data, &runs[i], err, sizeof err) != 0) { sfctl_term_printf(stderr, "sfctl report: %s\n", err); return SFCTL_EXIT_FAIL; }
+        /* Fig. 6's figures, when the run fine-tuned. */
+        char fp[PATH_MAX * 2];
+        snprintf(fp, sizeof fp, "%s/datasets/%s/finetune.json", data, runs[i].id);
+        char *ft = sf_file_text(fp, NULL);
+        runs[i].ft = ft ? cJSON_Parse(ft) : NULL;
+        free(ft);
+    }
     /* Classes: those of the runs, with their reference statistics. */
     static rclass_t cls[MAX_CLASSES];
     int nc = 0;
@@ -319,15 +907,18 @@ int sfctl_report(int argc, char **argv) {
                     W[(size_t)a * K + b] += (zall[(size_t)(o + i) * K + a] - cmu[(size_t)c * K + a]) *
                                             (zall[(size_t)(o + i) * K + b] - cmu[(size_t)c * K + b]);
     }
+    /* The scatter itself, for the held-out reference row. */
+    double *scatter = malloc(sizeof(double) * K * K), ridge = 1e-6 * (pvar[0] > 0 ? pvar[0] : 1);
+    memcpy(scatter, W, sizeof(double) * K * K);
     for (int a = 0; a < K * K; a++) W[a] /= (total - nc > 0 ? total - nc : 1);
-    for (int a = 0; a < K; a++) W[(size_t)a * K + a] += 1e-6 * (pvar[0] > 0 ? pvar[0] : 1); /* keeps it invertible */
+    for (int a = 0; a < K; a++) W[(size_t)a * K + a] += ridge; /* keeps it invertible */
     if (sf_cholesky(W, K) != 0) { fprintf(stderr, "sfctl report: the base covariance is singular\n"); return SFCTL_EXIT_FAIL; }
-    /* Base similarity per class: reference images to their own mean. */
-    double *base_sim = calloc((size_t)nc, sizeof(double)), base_all = 0;
-    for (int c = 0; c < nc; c++) {
-        for (int i = 0; i < cls[c].nb; i++) base_sim[c] += cosine(cls[c].base + (size_t)i * E, cls[c].mean, E) / cls[c].nb;
-        base_all += base_sim[c] / nc;
-    }
+    /* The reference row, held out, per class: base_sim[c] is s_ref of the
+     * reductions. */
+    double *base_sim = malloc(sizeof(double) * nc), *base_mahas = malloc(sizeof(double) * nc),
+           *in_sim = malloc(sizeof(double) * nc), *in_maha = malloc(sizeof(double) * nc);
+    reference_row(cls, nc, total, zall, cmu, W, scatter, ridge, K, base_sim, base_mahas, in_sim, in_maha);
+    const double base_all = finite_mean(base_sim, nc), base_maha = finite_mean(base_mahas, nc);
     /* Per run: similarity, Mahalanobis, keep rate, per-class reductions,
      * classifier accuracy (when the filter recorded predictions). */
     for (int r = 0; r < nr; r++) {
@@ -399,13 +990,12 @@ int sfctl_report(int argc, char **argv) {
         }
         free(cls_maha);
     }
-    /* Mahalanobis of the reference images themselves (the base row). */
-    double base_maha = 0;
-    for (int c = 0, o = 0; c < nc; o += cls[c].nb, c++) {
-        double s = 0;
-        for (int i = 0; i < cls[c].nb; i++) s += sf_mahalanobis(W, K, zall + (size_t)(o + i) * K, cmu + (size_t)c * K);
-        base_maha += s / cls[c].nb / nc;
-    }
+
+    /* Caption diversity, before any output file is open: it runs the
+     * world's parser as child processes. */
+    char why[PATH_MAX + 100] = "";
+    const int parsed = caption_diversity(runs, nr, why, sizeof why) == 0;
+    if (!parsed) sfctl_term_printf(stderr, "sfctl report: %s; the attribute entropy is left out\n", why);
 
     /* ---- write ---- */
     mkdir(out, 0755);
@@ -415,19 +1005,30 @@ int sfctl_report(int argc, char **argv) {
     cJSON_AddNumberToObject(js, "classes", nc);
     cJSON *t1 = cJSON_AddArrayToObject(js, "table1");
     cJSON *b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "strategy", "reference images");
+    /* Held out (reference_row); NaN, with one reference image a class, prints as null. */
+    cJSON_AddStringToObject(b, "strategy", "reference images (held out)");
     cJSON_AddNumberToObject(b, "similarity_x100", 100 * base_all);
     cJSON_AddNumberToObject(b, "mahalanobis", base_maha);
+    cJSON_AddNumberToObject(b, "in_sample_similarity_x100", 100 * finite_mean(in_sim, nc));
+    cJSON_AddNumberToObject(b, "in_sample_mahalanobis", finite_mean(in_maha, nc));
+    cJSON *bc = cJSON_AddArrayToObject(b, "per_class_similarity_x100");
+    for (int c = 0; c < nc; c++) cJSON_AddItemToArray(bc, cJSON_CreateNumber(100 * base_sim[c]));
     cJSON_AddItemToArray(t1, b);
     snprintf(path, sizeof path, "%s/report.md", out);
     FILE *md = fopen(path, "w");
     snprintf(path, sizeof path, "%s/report.html", out);
     FILE *f = fopen(path, "w");
     if (!md || !f) { sfctl_term_printf(stderr, "sfctl report: cannot write to %s: %s\n", out, strerror(errno)); return SFCTL_EXIT_FAIL; }
-    /* The base run's accuracies, for Table 2's drops. */
+    /* The base runs' mean accuracies, for the drops of Table 2 and of the
+     * strategies over runs. */
     double base_acc[2] = {-1, -1};
-    for (int r = 0; r < nr; r++)
-        if (!strcmp(runs[r].strategy, "base")) base_acc[0] = runs[r].cls_acc[0], base_acc[1] = runs[r].cls_acc[1];
+    for (int m = 0; m < 2; m++) {
+        double acc[MAX_RUNS];
+        for (int r = 0; r < nr; r++)
+            acc[r] = !strcmp(runs[r].strategy, "base") && runs[r].cls_acc[m] >= 0 ? runs[r].cls_acc[m] : NAN;
+        double a = finite_mean(acc, nr);
+        if (!isnan(a)) base_acc[m] = a;
+    }
     for (int r = 0; r < nr; r++) {
         rrun_t *R = &runs[r];
         cJSON *o = cJSON_CreateObject();
@@ -452,7 +1053,7 @@ int sfctl_report(int argc, char **argv) {
                ".plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #ddd}"
                ".grid figure{display:inline-block;width:120px;margin:2px;vertical-align:top;font-size:10px}"
                ".grid img{width:96px;height:96px;image-rendering:pixelated}.grid td{text-align:left;vertical-align:top}"
-               ".bad{color:#b00}</style></head><body>\n<h1>shiftforge report</h1>\n<p>Runs:", runs[0].id);
+               ".bad{color:#b00}.wide{overflow-x:auto}#strategies td{white-space:nowrap}</style></head><body>\n<h1>shiftforge report</h1>\n<p>Runs:", runs[0].id);
     for (int r = 0; r < nr; r++) fprintf(f, " %s (%s)", runs[r].id, label(runs[r].strategy));
     fprintf(f, "; %d classes; embedder ", nc);
     html_text(f, tag->valuestring);
@@ -464,62 +1065,71 @@ int sfctl_report(int argc, char **argv) {
                          "Mahalanobis, target class only"};
     for (int i = 0; i < 8; i++) snprintf(cell[i], 64, "%s", h1[i]);
     table_row(md, f, 1, 8, cell);
-    snprintf(cell[0], 64, "reference images"), snprintf(cell[1], 64, "—"), snprintf(cell[2], 64, "%.2f", 100 * base_all);
-    snprintf(cell[3], 64, "—"), snprintf(cell[4], 64, "%.2f", base_maha);
+    snprintf(cell[0], 64, "reference images (held out)"), snprintf(cell[1], 64, "—");
+    if (isnan(base_all)) snprintf(cell[2], 64, "—"), snprintf(cell[4], 64, "—");
+    else snprintf(cell[2], 64, "%.2f", 100 * base_all), snprintf(cell[4], 64, "%.2f", base_maha);
+    snprintf(cell[3], 64, "—");
     for (int i = 5; i < 8; i++) snprintf(cell[i], 64, "—");
     table_row(md, f, 0, 8, cell);
     for (int r = 0; r < nr; r++) {
         const rrun_t *R = &runs[r];
         snprintf(cell[0], 64, "%s", label(R->strategy)), snprintf(cell[1], 64, "%s", R->id);
         snprintf(cell[2], 64, "%.2f", R->sim100);
-        snprintf(cell[3], 64, "%.1f%%", 100 * (100 * base_all - R->sim100) / (100 * base_all));
+        if (isnan(base_all)) snprintf(cell[3], 64, "—");
+        else snprintf(cell[3], 64, "%.1f%%", 100 * (100 * base_all - R->sim100) / (100 * base_all));
         snprintf(cell[4], 64, "%.2f", R->maha), snprintf(cell[5], 64, "%.0f%%", 100 * R->keep_rate);
         if (isnan(R->f_sim100)) snprintf(cell[6], 64, "—"), snprintf(cell[7], 64, "—");
         else snprintf(cell[6], 64, "%.2f", R->f_sim100), snprintf(cell[7], 64, "%.2f", R->f_maha);
         table_row(md, f, 0, 8, cell);
     }
-    char t1note[600];
+    char t1note[1200];
     snprintf(t1note, sizeof t1note,
-             "Mahalanobis distance in CLIP space reduced to %d dimensions by PCA. \"Target class only\": kept images "
-             "in which the world's generator drew the class the caption was written for. Paper, for orientation "
-             "(ImageNet, DeepFloyd IF, CLIP ViT-B/32): similarity ×100 83.50 for ImageNet images, 73.93 for the "
-             "method's images.", K);
+             "Mahalanobis distance in CLIP space reduced to %d dimensions by PCA. Reference images (held out): each "
+             "reference image against the mean of the other reference images of its class (and, for Mahalanobis, "
+             "the covariance fitted without it; the PCA axes are fitted on all), as generated images are measured "
+             "against statistics they are no part of; in sample they would read %.2f and %.2f. The reduction is "
+             "relative to the held-out row. \"Target class only\": kept images in which the world's "
+             "generator drew the class the caption was written for. Paper, for orientation (ImageNet, DeepFloyd "
+             "IF, CLIP ViT-B/32): similarity ×100 83.50 for ImageNet images, 73.93 for the method's images.",
+             K, 100 * finite_mean(in_sim, nc), finite_mean(in_maha, nc));
     fprintf(md, "\n%s\n", t1note);
     fprintf(f, "</table><p>%s</p>\n", t1note);
 
-    /* Table 2 with each classifier's drop from the base run's accuracy. */
+    /* Table 2 with each classifier's drop from the base runs' accuracy. */
     fputs("<h2>Table 2: classifiers on the kept images</h2>\n<table id=\"table2\">", f);
     fputs("\n### Table 2: classifiers on the kept images\n\n", md);
-    const char *h2[7] = {"strategy", "ConvNeXt accuracy", "ConvNeXt drop from base (points)", "ViT accuracy",
+    const char *h2[8] = {"strategy", "run", "ConvNeXt accuracy", "ConvNeXt drop from base (points)", "ViT accuracy",
                          "ViT drop from base (points)", "ConvNeXt, target class only", "ViT, target class only"};
-    for (int i = 0; i < 7; i++) snprintf(cell[i], 64, "%s", h2[i]);
-    table_row(md, f, 1, 7, cell);
+    for (int i = 0; i < 8; i++) snprintf(cell[i], 64, "%s", h2[i]);
+    table_row(md, f, 1, 8, cell);
     cJSON *t2 = cJSON_AddArrayToObject(js, "table2");
     for (int r = 0; r < nr; r++) {
         const rrun_t *R = &runs[r];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "strategy", R->strategy);
-        snprintf(cell[0], 64, "%s", label(R->strategy));
+        cJSON_AddStringToObject(o, "run", R->id);
+        snprintf(cell[0], 64, "%s", label(R->strategy)), snprintf(cell[1], 64, "%.*s", (int)sizeof R->id, R->id);
         for (int m = 0; m < 2; m++) {
             static const char *const key[2][3] = {{"convnext_accuracy", "convnext_drop", "convnext_target_class_accuracy"},
                                                   {"vit_accuracy", "vit_drop", "vit_target_class_accuracy"}};
-            if (R->cls_acc[m] >= 0) snprintf(cell[1 + 2 * m], 64, "%.1f%%", R->cls_acc[m]);
-            else snprintf(cell[1 + 2 * m], 64, "—");
+            if (R->cls_acc[m] >= 0) snprintf(cell[2 + 2 * m], 64, "%.1f%%", R->cls_acc[m]);
+            else snprintf(cell[2 + 2 * m], 64, "—");
             if (R->cls_acc[m] >= 0 && base_acc[m] >= 0) {
-                snprintf(cell[2 + 2 * m], 64, "%+.1f", base_acc[m] - R->cls_acc[m]);
+                snprintf(cell[3 + 2 * m], 64, "%+.1f", base_acc[m] - R->cls_acc[m]);
                 cJSON_AddNumberToObject(o, key[m][1], base_acc[m] - R->cls_acc[m]);
-            } else snprintf(cell[2 + 2 * m], 64, "—");
-            if (R->f_acc[m] >= 0) snprintf(cell[5 + m], 64, "%.1f%%", R->f_acc[m]);
-            else snprintf(cell[5 + m], 64, "—");
+            } else snprintf(cell[3 + 2 * m], 64, "—");
+            if (R->f_acc[m] >= 0) snprintf(cell[6 + m], 64, "%.1f%%", R->f_acc[m]);
+            else snprintf(cell[6 + m], 64, "—");
             if (R->cls_acc[m] >= 0) cJSON_AddNumberToObject(o, key[m][0], R->cls_acc[m]);
             if (R->f_acc[m] >= 0) cJSON_AddNumberToObject(o, key[m][2], R->f_acc[m]);
         }
-        table_row(md, f, 0, 7, cell);
+        table_row(md, f, 0, 8, cell);
         cJSON_AddItemToArray(t2, o);
     }
     static const char t2note[] =
         "Accuracy of the world's classifiers (trained on base images only) on each strategy's kept images; the drop is "
-        "the base run's accuracy minus this one (positive: the strategy's images are harder), — without a base run. "
+        "the base run's accuracy (the mean of the base runs') minus this one (positive: the strategy's images are "
+        "harder), — without a base run. "
         "The paper's Table 2 (ConvNeXt-Atto and ViT-Tiny on ImageNet-trained weights, DeepFloyd IF images) is not "
         "quoted here: its figures are not part of this repository, and a world's drops are not comparable with "
         "ImageNet's in size.";
@@ -576,19 +1186,15 @@ int sfctl_report(int argc, char **argv) {
     fprintf(f, "</table><p>%s</p>\n", t3note);
     /* Fig. 6: fine-tuning gains (finetune.json of each run, when it has one). */
     fputs("<h2>Fine-tuning on base + generated images (Fig. 6)</h2>\n<table id=\"fig6\"><tr><th>strategy</th>"
-          "<th>classifier</th><th>test set</th><th>original</th><th>base only</th><th>base + generated</th>"
+          "<th>run</th><th>classifier</th><th>test set</th><th>original</th><th>base only</th><th>base + generated</th>"
           "<th>gain</th><th>run's classes: base only</th><th>base + generated</th><th>gain ± s.e.</th></tr>\n", f);
     cJSON *ftj = cJSON_AddArrayToObject(js, "finetune");
     FILE *md2 = md;
-    if (md2) fputs("\n### Fig. 6: fine-tuning on base + generated images\n\n| strategy | classifier | test set | original | base only | base + generated | gain "
+    if (md2) fputs("\n### Fig. 6: fine-tuning on base + generated images\n\n| strategy | run | classifier | test set | original | base only | base + generated | gain "
                    "| run's classes: base only | base + generated | gain ± s.e. |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|\n", md2);
+                   "|---|---|---|---|---|---|---|---|---|---|---|\n", md2);
     for (int r = 0; r < nr; r++) {
-        char fp[PATH_MAX * 2];
-        snprintf(fp, sizeof fp, "%s/datasets/%s/finetune.json", data, runs[r].id);
-        char *ft = sf_file_text(fp, NULL);
-        cJSON *o = ft ? cJSON_Parse(ft) : NULL;
-        free(ft);
+        const cJSON *o = runs[r].ft;
         if (!o) continue;
         const char *archs[2] = {"convnext", "vit"}, *sets[2] = {"world_R", "world_A"};
         for (int a = 0; a < 2; a++)
@@ -604,13 +1210,15 @@ int sfctl_report(int argc, char **argv) {
                 const cJSON *sej = cJSON_GetObjectItem(so, "gain_run_classes_se");
                 char se[32] = "";
                 if (cJSON_IsNumber(sej)) snprintf(se, sizeof se, " ± %.1f", sej->valuedouble);
-                fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td>"
+                fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td>"
                            "<td>%+.1f</td><td>%.1f%%</td><td>%.1f%%</td><td>%+.1f%s</td></tr>\n", runs[r].strategy,
-                        archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs, wgs - bos, se);
-                if (md2) fprintf(md2, "| %s | %s | %s | %.1f%% | %.1f%% | %.1f%% | %+.1f | %.1f%% | %.1f%% | %+.1f%s |\n",
-                                 runs[r].strategy, archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs, wgs - bos, se);
+                        runs[r].id, archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs, wgs - bos, se);
+                if (md2) fprintf(md2, "| %s | %s | %s | %s | %.1f%% | %.1f%% | %.1f%% | %+.1f | %.1f%% | %.1f%% | %+.1f%s |\n",
+                                 runs[r].strategy, runs[r].id, archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs,
+                                 wgs - bos, se);
                 cJSON *row = cJSON_CreateObject();
                 cJSON_AddStringToObject(row, "strategy", runs[r].strategy);
+                cJSON_AddStringToObject(row, "run", runs[r].id);
                 cJSON_AddStringToObject(row, "classifier", archs[a]);
                 cJSON_AddStringToObject(row, "test_set", sets[t]);
                 cJSON_AddNumberToObject(row, "original", orig);
@@ -621,17 +1229,18 @@ int sfctl_report(int argc, char **argv) {
                 if (cJSON_IsNumber(sej)) cJSON_AddNumberToObject(row, "gain_run_classes_se", sej->valuedouble);
                 cJSON_AddItemToArray(ftj, row);
             }
-        cJSON_Delete(o);
     }
-    if (md2) {
+    if (md2)
         fputs("\nGain = accuracy after fine-tuning on base + generated images minus after as many steps on base "
               "images alone, averaged over the fine-tuning seeds; the whole-set columns use 10 test images per "
               "class, the run's classes 100 each, with the standard error of the paired per-image gain.\n", md2);
-        fclose(md2);
-    }
     fputs("</table><p>Gain: fine-tuned on base + generated images, minus the control fine-tuned as long on base "
           "images alone, averaged over the fine-tuning seeds. Whole sets: 10 test images per class; the run's "
           "classes: 100 each, ± the standard error of the paired per-image gain.</p>\n", f);
+    /* The strategies over their runs, and their captions' diversity. */
+    write_strategies(md, f, js, runs, nr, base_acc);
+    write_diversity(md, f, js, runs, nr, parsed, why);
+    fclose(md);
     /* Fig. 4: per-class reduction bars. */
     fprintf(f, "<h2>Per-class reduction of similarity (Fig. 4)</h2>\n<svg class=\"plot\" id=\"fig4\" width=\"%d\" height=\"330\">"
                "<text x=\"60\" y=\"12\" font-size=\"12\">%% reduction of CLIP similarity to the class mean "
@@ -758,6 +1367,8 @@ int sfctl_report(int argc, char **argv) {
         free(runs[r].cls_sim);
         free(runs[r].cls_red);
         free(runs[r].cls_n);
+        cJSON_Delete(runs[r].ft);
+        free(runs[r].named);
     }
     for (int c = 0; c < nc; c++) free(cls[c].base);
     free(pool);
@@ -768,5 +1379,9 @@ int sfctl_report(int argc, char **argv) {
     free(W);
     free(zall);
     free(base_sim);
+    free(base_mahas);
+    free(scatter);
+    free(in_sim);
+    free(in_maha);
     return SFCTL_EXIT_OK;
 }
