@@ -82,8 +82,13 @@ typedef struct {
 
 /* Whether the generator drew the target class in a manifest entry: 1, 0
  * (another class or none), or -1 when the manifest has no ground truth (a
- * generator other than the world's). */
+ * generator other than the world's).  The drawn class where the manifest
+ * records it (an "ok" outcome alone is no proof: a caption naming another
+ * class is drawn "ok"), else the outcome, as manifests before it say. */
 static int drew_target(const cJSON *e) {
+    const cJSON *d = cJSON_GetObjectItem(e, "drawn_class"), *c = cJSON_GetObjectItem(e, "class");
+    if (cJSON_IsNull(d)) return 0;
+    if (cJSON_IsString(d) && cJSON_IsString(c)) return strcmp(d->valuestring, c->valuestring) == 0;
     const cJSON *o = cJSON_GetObjectItem(e, "generator_outcome");
     if (!cJSON_IsString(o)) return -1;
     return strcmp(o->valuestring, "wrong-object") != 0 && strcmp(o->valuestring, "no-object") != 0;
@@ -1178,8 +1183,8 @@ int sfctl_report(int argc, char **argv) {
         cJSON_AddItemToArray(ft, o);
     }
     static const char t3note[] =
-        "Ground truth from the world's generator (each image's generator_outcome): a failure is an image of another "
-        "class or of no object. Recall: the share of failures the filter dropped; precision: the share of dropped "
+        "Ground truth from the world's generator (each image's drawn_class, the class it drew): a failure is an "
+        "image of another class or of no object. Recall: the share of failures the filter dropped; precision: the share of dropped "
         "images that were failures; class fidelity: the share of kept images that show the target class. The "
         "threshold is the embedder's (docs/models.md, \"The filter's threshold\") unless the run set one.";
     fprintf(md, "\n%s\n", t3note);
@@ -1331,7 +1336,8 @@ int sfctl_report(int argc, char **argv) {
                 size_t len;
                 char *png = sf_file_text(ip, &len);
                 if (!png) continue;
-                const cJSON *cap = cJSON_GetObjectItem(e, "caption"), *oc = cJSON_GetObjectItem(e, "generator_outcome");
+                const cJSON *cap = cJSON_GetObjectItem(e, "caption"), *oc = cJSON_GetObjectItem(e, "generator_outcome"),
+                            *dc = cJSON_GetObjectItem(e, "drawn_class");
                 const char *ctext = cJSON_IsString(cap) ? cap->valuestring : "";
                 fputs("<figure><img title=\"", f);
                 html_text(f, ctext);
@@ -1342,8 +1348,14 @@ int sfctl_report(int argc, char **argv) {
                 /* What the world's generator drew, where it is known. */
                 int d = drew_target(e);
                 if (d == 1) fputs("<br><b>drew the class</b>", f);
-                else if (d == 0) fprintf(f, "<br><b class=\"bad\">drew %s</b>",
-                                         !strcmp(oc->valuestring, "no-object") ? "no object" : "another class");
+                else if (d == 0) {
+                    const int none = cJSON_IsNull(dc) || (!dc && cJSON_IsString(oc) && !strcmp(oc->valuestring, "no-object"));
+                    fputs("<br><b class=\"bad\">drew ", f);
+                    if (none) fputs("no object", f);
+                    else if (cJSON_IsString(dc)) fputs("another class, ", f), html_text(f, dc->valuestring);
+                    else fputs("another class", f);
+                    fputs("</b>", f);
+                }
                 fputs("</figcaption></figure>", f);
                 free(png);
                 shown++;

@@ -364,6 +364,11 @@ static int generate_world(gen_t *g, const sf_world_t *w, int k) {
         failed_gen += infos[c].outcome != SF_GEN_OK;
         cJSON *m = gen_meta(job, i, cap, ci, g->caps[ci], gseed, "world");
         cJSON_AddStringToObject(m, "generator_outcome", sf_world_outcome_name(infos[c].outcome));
+        /* The class drawn (null: no object): "ok" alone does not say it is
+         * the target, a caption naming another class is drawn "ok" too. */
+        const int drawn = strcmp(g->p->strategy, "base") ? infos[c].attrs.cls : k;
+        if (drawn >= 0) cJSON_AddStringToObject(m, "drawn_class", sf_world_class(w, drawn)->wnid);
+        else cJSON_AddNullToObject(m, "drawn_class");
         lowdens_meta(&ld, m, c, dist);
         if (write_generated(g, i, imgs[c], S, m)) goto out;
         made++;

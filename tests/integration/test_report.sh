@@ -72,18 +72,20 @@ t2 = {x["run"]: x for x in r["table2"]}
 base = [x for x in r["table2"] if x["strategy"] == "base"]
 for run in sys.argv[3:]:
     es = [json.loads(l) for l in open(os.path.join(sys.argv[2], "datasets", run, "manifest.jsonl"))]
-    fail = [e for e in es if e["generator_outcome"] in ("wrong-object", "no-object")]
+    # The class the generator drew (null: none), not its outcome: a caption
+    # naming another class is drawn "ok".
+    fail = [e for e in es if e["drawn_class"] != e["class"]]
     kept = [e for e in es if e["kept"]]
     x = rows[run]
     assert x["generated"] == len(es) and x["kept"] == len(kept), (x, len(es), len(kept))
     assert x["failures"] == len(fail), (x, len(fail))
     assert x["failures_rejected"] == sum(not e["kept"] for e in fail), x
-    good_kept = sum(e["generator_outcome"] not in ("wrong-object", "no-object") for e in kept)
+    good_kept = sum(e["drawn_class"] == e["class"] for e in kept)
     assert x["target_class_kept"] == good_kept, (x, good_kept)
     if kept:
         assert abs(x["class_fidelity"] - good_kept / len(kept)) < 1e-9, x
     assert abs(x["threshold"] - es[0]["filter_threshold"]) < 1e-9, x
-    ok = [e for e in kept if e["generator_outcome"] not in ("wrong-object", "no-object")]
+    ok = [e for e in kept if e["drawn_class"] == e["class"]]
     if ok and "convnext_target_class_accuracy" in t2[run]:
         want = 100 * sum(e["convnext_correct"] for e in ok) / len(ok)
         assert abs(t2[run]["convnext_target_class_accuracy"] - want) < 1e-9, (t2[run], want)
@@ -106,7 +108,6 @@ assert [x["strategy"] for x in r["strategies"]] == ["ppo", "sft", "d3s", "low-de
     r["strategies"]
 sft = st["sft"]
 assert sft["runs"] == runs and sft["n_runs"] == 2, sft
-FAIL = ("wrong-object", "no-object")
 def manifest(run):
     return [json.loads(l) for l in open(os.path.join(data, "datasets", run, "manifest.jsonl"))]
 def accuracy(run, key):
@@ -122,7 +123,7 @@ for run in runs:
     es = manifest(run)
     kept = [e for e in es if e["kept"]]
     per_run["kept_share"].append(len(kept) / len(es))
-    per_run["class_fidelity"].append(sum(e["generator_outcome"] not in FAIL for e in kept) / len(kept))
+    per_run["class_fidelity"].append(sum(e["drawn_class"] == e["class"] for e in kept) / len(kept))
     for m in ("convnext", "vit"):
         acc = accuracy(run, m + "_correct")
         per_run[m + "_accuracy"].append(acc)
