@@ -3,7 +3,9 @@
 # coordinator, PPO learner, two workers) over 10 of the 86 ImageNet-A/R
 # classes in the embedded world, with live progress bars.  It runs the method
 # (strategy ppo) and the baselines (sft, d3s, low-density, base) on the same
-# classes, seeds and image count; prints the PPO curve and the shift; writes
+# classes, seeds and image count (make results widens it: SF_DEMO_CLASSES, a
+# class SPEC; SF_DEMO_PPO_SEEDS, one PPO run per seed, the baselines on the
+# first; SF_DEMO_BASELINES); prints the PPO curve and the shift; writes
 # the report (HTML, Markdown, JSON); and stops everything.  `make models` has
 # checked the shipped world models first.
 set -euo pipefail
@@ -22,34 +24,44 @@ trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null' EXIT
 export SF_COORDINATOR="ipc://$DIR/clients.ipc"
 # Ten of the 86 classes (the world models know those): fish, birds, reptiles,
 # arthropods, objects, food.
-CLASSES="stingray,junco,bald eagle,chameleon,scorpion,jellyfish,ladybug,accordion,lighthouse,pretzel"
-COMMON=(--method shift --classes "$CLASSES" --captions-per-class 16 --images-per-caption 1 --reference-images 128
-        --seed 1)
+CLASSES=${SF_DEMO_CLASSES:-"stingray,junco,bald eagle,chameleon,scorpion,jellyfish,ladybug,accordion,lighthouse,pretzel"}
+read -r -a SEEDS <<<"${SF_DEMO_PPO_SEEDS:-1}"
+COMMON=(--method shift --classes "$CLASSES" --captions-per-class 16 --images-per-caption 1 --reference-images 128)
 # PPO for the small world policy: TRL's defaults are tuned for GPT-2 124M;
 # this 3-layer policy needs a larger step (2e-4) and a lighter KL penalty
 # (0.03) to move its images within a couple of hundred updates; the prompt
 # baseline (the default, named here) keeps the nonsense share low meanwhile
 # (docs/method.md, "The prompt baseline").
-run=$("$BIN/sfctl" submit "${COMMON[@]}" --ppo-updates "$UPDATES" --ppo batch_size=32 --ppo mini_batch_size=8 \
-      --ppo learning_rate=0.0002 --ppo init_kl_coef=0.03 --ppo prompt_baseline=1 --rollouts-per-job 8 \
-      --name "demo: the method (PPO)")
-echo "submitted $run: the method on 10 classes, $UPDATES PPO updates of 32 rollouts, 16 captions per class"
-"$BIN/sfctl" watch "$run" --interval 500
+ppo=()
+for seed in "${SEEDS[@]}"; do
+    r=$("$BIN/sfctl" submit "${COMMON[@]}" --seed "$seed" --ppo-updates "$UPDATES" --ppo batch_size=32 \
+        --ppo mini_batch_size=8 --ppo learning_rate=0.0002 --ppo init_kl_coef=0.03 --ppo prompt_baseline=1 \
+        --rollouts-per-job 8 --name "demo: the method (PPO, seed $seed)")
+    echo "submitted $r: the method (seed $seed) on $CLASSES, $UPDATES PPO updates of 32 rollouts, 16 captions per class"
+    ppo+=("$r")
+done
+for r in "${ppo[@]}"; do "$BIN/sfctl" watch "$r" --interval 500; done
 # The baselines run side by side (the workers share them; their fine-tuning
 # reuses the controls the method's run trained), watched one after another.
-runs=("$run")
-# make results adds best-of-n (tools/results.sh); the demo keeps to four.
+base=()
+# make results adds best-of-n and low-density-oracle (tools/results.sh); the
+# demo keeps to four.
 for s in ${SF_DEMO_BASELINES:-sft d3s low-density base}; do
-    r=$("$BIN/sfctl" submit "${COMMON[@]}" --strategy "$s" --name "demo: baseline $s")
+    r=$("$BIN/sfctl" submit "${COMMON[@]}" --seed "${SEEDS[0]}" --strategy "$s" --name "demo: baseline $s")
     echo "submitted $r: the baseline '$s' on the same classes, seeds and image count"
-    runs+=("$r")
+    base+=("$r")
 done
-for r in "${runs[@]:1}"; do "$BIN/sfctl" watch "$r" --interval 500; done
+for r in "${base[@]}"; do "$BIN/sfctl" watch "$r" --interval 500; done
+run=${ppo[0]}
 echo
-python3 tools/method_summary.py --redis "$DIR/redis.sock" --data "$DIR/data" --run "$run" --baseline "${runs[1]}" \
-    --svg "$DIR/ppo-curve.svg"
-echo
-"$BIN/sfctl" report "$run" --compare "${runs[@]:1}" --out "$DIR/report" --data "$DIR/data" \
+for r in "${ppo[@]}"; do
+    svg=()
+    [ "$r" = "$run" ] && svg=(--svg "$DIR/ppo-curve.svg")
+    python3 tools/method_summary.py --redis "$DIR/redis.sock" --data "$DIR/data" --run "$r" --baseline "${base[0]}" \
+        "${svg[@]}"
+    echo
+done
+"$BIN/sfctl" report "$run" --compare "${ppo[@]:1}" "${base[@]}" --out "$DIR/report" --data "$DIR/data" \
     --redis "unix:$DIR/redis.sock"
 echo
 cat "$DIR/report/report.md"
