@@ -138,6 +138,9 @@ typedef struct {
     uint64_t redis_auth_failures;
     struct sf_zap_s *zap;    /* CURVE client authentication; NULL when off */
     lrun_t *runs;
+    /* PPO updates running: one at a time (learner_maybe_update), since each
+     * already uses cfg.threads threads and more would only share the cores. */
+    int updating;
     char holder[160];        /* this learner's name in the runs' leases: host:pid:started_ms */
     uint8_t *sbuf;
     size_t sbuf_cap;

@@ -322,6 +322,7 @@ static void after_work(uv_work_t *w, int status) {
         }
         learner_stats_write(r, 0);
     } else if (r->state == L_UPDATING) {
+        L.updating--;
         for (int i = 0; i < r->n_batch; i++) roll_free(&r->batch[i]);
         free(r->batch);
         r->batch = NULL;
@@ -345,7 +346,10 @@ static void after_work(uv_work_t *w, int status) {
         }
     }
     learner_answer_waiters(r);
-    learner_maybe_update(r);
+    /* The cores go to the next run with a batch waiting: the runs after this
+     * one first, so that no run waits behind another's whole training. */
+    for (lrun_t *o = r->next; o; o = o->next) learner_maybe_update(o);
+    for (lrun_t *o = L.runs; o && o != r->next; o = o->next) learner_maybe_update(o);
 }
 
 void learner_maybe_update(lrun_t *r) {
@@ -356,6 +360,8 @@ void learner_maybe_update(lrun_t *r) {
                     "(the run uses the rollouts' log-probs: ppo.use_rollout_logprobs)", r->id, d);
     }
     if (!learner_batch_ready(r->state, r->n_buf, r->batch_size, r->updates, r->target_updates)) return;
+    /* One update at a time: after_work hands the cores on. */
+    if (L.updating) return;
     r->batch = malloc((size_t)r->batch_size * sizeof *r->batch);
     if (!r->batch) return;
     learner_batch_take(r->buf, &r->n_buf, r->batch, r->batch_size);
@@ -364,7 +370,7 @@ void learner_maybe_update(lrun_t *r) {
     r->w_image = learner_batch_image_check(r->batch, r->n_batch);
     r->state = L_UPDATING;
     r->work.data = r;
-    uv_queue_work(L.loop, &r->work, update_work, after_work);
+    if (uv_queue_work(L.loop, &r->work, update_work, after_work) == 0) L.updating++;
 }
 
 void learner_load(lrun_t *r) {
