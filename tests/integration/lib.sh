@@ -9,6 +9,8 @@ set -uo pipefail
 BIN=${SF_BIN:?SF_BIN must point at the built binaries (make test sets it)}
 ITEST=${SF_ITEST:-$(dirname "$BIN")/itest}
 T=$(mktemp -d /tmp/sf-it.XXXXXX)
+# The tests' Python helpers (safetensors_read.py) import from here.
+export PYTHONPATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 PIDS=()
 COORD_PID=
 REDIS_PID=

@@ -24,22 +24,10 @@ for r in "$r4" "$r1" "$ro"; do wait_state "$r" done 300; done
 ok "low-density with 4 and 1 candidates and low-density-oracle ran"
 
 python3 - "$D" "$r4" "$r1" <<'PY' || fail "low-density's choice"
-import json, math, os, struct, sys
+import json, math, os, sys
 data, r4, r1 = sys.argv[1:]
 
-def tensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    head = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__": continue
-        assert v["dtype"] == "F32", v
-        s, e = v["data_offsets"]
-        flat = struct.unpack("<%df" % ((e - s) // 4), b[8 + n + s:8 + n + e])
-        w = v["shape"][-1]
-        out[k] = [list(flat[i:i + w]) for i in range(0, len(flat), w)]
-    return out
+from safetensors_read import tensors
 
 def gaussian(x):
     """Mean and Cholesky factor of the covariance (divisor m - 1) shrunk

@@ -192,22 +192,10 @@ ok "caption diversity: captions, distinct share and the entropy of the named att
 # of the other reference images of its class (the reference embeddings from
 # the statistics files, read here with struct).
 held=$(python3 - "$T/rep/report.json" "$D" "${runs[0]}" 2>&1 <<'PY'
-import json, math, os, struct, sys
+import json, math, os, sys
 r = json.load(open(sys.argv[1]))
 data, run = sys.argv[2], sys.argv[3]
-def tensors(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    head = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__": continue
-        assert v["dtype"] == "F32", v
-        s, e = v["data_offsets"]
-        flat = struct.unpack("<%df" % ((e - s) // 4), b[8 + n + s:8 + n + e])
-        w = v["shape"][-1]
-        out[k] = [list(flat[i:i + w]) for i in range(0, len(flat), w)]
-    return out
+from safetensors_read import tensors
 def cos(a, b):
     return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 es = [json.loads(l) for l in open(os.path.join(data, "datasets", run, "manifest.jsonl"))]
