@@ -59,3 +59,23 @@ R hset sf:run:r4 spec '{"policy_config":{"n_layer":1},"ppo":{"learnig_rate":0.1}
 out=$("$FW" "$LEP" r4 get 0); echo "$out" | grep -q "in 'ppo', unknown key 'learnig_rate'" ||
     fail "unknown ppo key: $out"
 ok "bad runs get a clear error"
+
+# Two runs with a batch waiting at the same moment: their updates take turns
+# (one at a time, each with the learner's threads) and both reach their
+# targets; neither waits for the other's whole training.
+for r in r5 r6; do
+    R hset sf:run:$r spec '{"policy_config":{"n_layer":1,"n_head":2,"n_embd":16,"n_ctx":32,"vocab_size":64},"seed":2,"ppo":{"updates":2,"batch_size":8,"mini_batch_size":4,"max_staleness":1}}' >/dev/null
+    out=$("$FW" "$LEP" $r get 0) || fail "$r: policy fetch: $out"
+done
+for v in 0 1; do
+    for r in r5 r6; do
+        out=$("$FW" "$LEP" $r send $v 8 $v 64) || fail "$r send: $out"
+        echo "$out" | grep -q "^accepted 8 stale 0" || fail "$r batch $v: $out"
+    done
+    for r in r5 r6; do
+        out=$("$FW" "$LEP" $r get $((v + 1))) || fail "$r waiting for version $((v + 1)): $out"
+        echo "$out" | grep -q "^version $((v + 1)) " || fail "$r version after batch $v: $out"
+    done
+done
+for r in r5 r6; do [ "$(R hget sf:run:$r:learner done)" = 1 ] || fail "$r did not reach its target"; done
+ok "two runs' updates take turns and both reach their targets"
