@@ -36,7 +36,7 @@
 #include "common/formats/safetensors.h"
 #include "common/method/stats.h"
 
-#define MAX_RUNS 8
+#define MAX_RUNS 32
 #define MAX_CLASSES 1000
 #define PCA_DIMS 64
 
@@ -856,7 +856,10 @@ int sfctl_report(int argc, char **argv) {
         else if (!strcmp(argv[i], "--redis-user") && i + 1 < argc) redis_user = argv[++i];
         else if (!strcmp(argv[i], "--redis-password-file") && i + 1 < argc) redis_password_file = argv[++i];
         else if (!strcmp(argv[i], "--compare")) continue;
-        else if (argv[i][0] != '-' && nr < MAX_RUNS && strlen(argv[i]) < 16) snprintf(runs[nr++].id, 16, "%s", argv[i]);
+        else if (argv[i][0] != '-' && nr == MAX_RUNS) {
+            fprintf(stderr, "sfctl report: at most %d runs in one report ('%s' is one more)\n", MAX_RUNS, argv[i]);
+            return SFCTL_EXIT_USAGE;
+        } else if (argv[i][0] != '-' && strlen(argv[i]) < 16) snprintf(runs[nr++].id, 16, "%s", argv[i]);
         else { sfctl_term_printf(stderr, "sfctl report: unknown argument '%s'\n", argv[i]); return SFCTL_EXIT_USAGE; }
     }
     if (!nr || !out) {
