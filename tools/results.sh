@@ -7,16 +7,28 @@
 # seed 1 (docs/method.md); no reported run uses seed 1.
 #   SF_RESULTS_CLASSES (a class SPEC) and SF_RESULTS_SEEDS narrow it for a
 #   quick look; docs/results.md then says what ran.
+#   tools/results.sh --docs-only rewrites docs/results.md from the last run
+#   (run/results.log and run/demo), running nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-start=$(date +%s)
+log=run/results.log
 classes=${SF_RESULTS_CLASSES:-builtin:imagenet-a-r-86}
 seeds=${SF_RESULTS_SEEDS:-2 3 4}
-SF_DEMO_CLASSES="$classes" SF_DEMO_PPO_SEEDS="$seeds" \
-    SF_DEMO_BASELINES="sft best-of-n d3s low-density low-density-oracle base" tools/demo.sh | tee "$log"
-secs=$(( $(date +%s) - start ))
+if [ "${1:-}" = --docs-only ]; then
+    [ -s "$log" ] && [ -s run/demo/report/report.json ] || { echo "results: no earlier run ($log, run/demo)" >&2; exit 1; }
+    line=$(grep '^results: seeds=' "$log" | tail -1)
+    [ -n "$line" ] || { echo "results: $log has no closing 'results:' line (the run did not finish)" >&2; exit 1; }
+    seeds=$(sed 's/^results: seeds=\([^ ]*\) .*/\1/' <<<"$line" | tr , ' ')
+    secs=$(sed 's/.* secs=\([0-9]*\) .*/\1/' <<<"$line")
+    classes=${line#* classes=}
+else
+    mkdir -p run
+    start=$(date +%s)
+    SF_DEMO_CLASSES="$classes" SF_DEMO_PPO_SEEDS="$seeds" \
+        SF_DEMO_BASELINES="sft best-of-n d3s low-density low-density-oracle base" tools/demo.sh | tee "$log"
+    secs=$(( $(date +%s) - start ))
+    echo "results: seeds=${seeds// /,} secs=$secs classes=$classes" >>"$log"
+fi
 {
     echo "# Results"
     echo
@@ -34,10 +46,18 @@ secs=$(( $(date +%s) - start ))
     echo "## PPO (one summary per run)"
     echo
     echo '```'
-    sed -n '/^PPO (/,/^  kl_coef/p' "$log"
+    awk '/^PPO \(/ {on = 1} /^kept images per class/ {on = 0} on' "$log"
     echo '```'
     echo
     echo '![PPO curve of the first PPO run: mean score, image score, nonsense share and KL per update](ppo-curve.svg)'
+    echo
+    echo "## Where the method wins and loses"
+    echo
+    echo "Generated from the report's \"Strategies over runs\" by tools/results_verdict.py: \"wins\" when the"
+    echo "method's mean is better than the other's by more than their spreads (the s.d. over runs, combined),"
+    echo "\"loses\" when worse by as much, else \"within noise\"."
+    echo
+    python3 tools/results_verdict.py run/demo/report/report.json
     echo
     echo "## Tables"
     echo
