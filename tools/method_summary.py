@@ -144,6 +144,7 @@ def svg(curve, path):
     parts += [f'<line x1="{P}" y1="{H-P}" x2="{W-P}" y2="{H-P}" stroke="black"/>',
               f'<line x1="{P}" y1="{TOP}" x2="{P}" y2="{H-P}" stroke="black"/>',
               f'<text x="{P}" y="{H-P+16}">{x0:.0f}</text><text x="{W-P-20}" y="{H-P+16}">{x1:.0f}</text>',
+              f'<text x="{W // 2 - 40}" y="{H-P+16}">PPO update</text>',
               line("mean_score", lo, hi if hi > lo else lo + 1, "#1f77b4"),
               line("image_score", lo, hi if hi > lo else lo + 1, "#2ca02c", "6,3"),
               line("nonsense", 0.0, 1.0, "#d62728"),
