@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -142,8 +141,7 @@ static int filter_locked(const sf_wk_env_t *env, sf_job_t *job, shard_t *s) {
     if (sf_mc_ensure_clip(env, job) || !(w = sf_mc_world(p->world, job)) || (k = sf_kind_class(w, job)) < 0)
         return -1;
     const int n = s->n, E = s->E = sf_clip_config(sf_mc.clip)->embed_dim;
-    /* Unset: the embedder's own threshold (model_cache.c). */
-    const double thr_d = isnan(p->filter_threshold) ? sf_mc.clip_threshold : p->filter_threshold;
+    const double thr_d = sf_kind_filter_threshold(p);
     const float thr = (float)thr_d;
     int rc = -1, kept = 0, dropped = 0;
     float *mean = malloc(sizeof(float) * E), *ctext = malloc(sizeof(float) * E);
@@ -152,9 +150,7 @@ static int filter_locked(const sf_wk_env_t *env, sf_job_t *job, shard_t *s) {
     s->emb = malloc(sizeof(float) * (size_t)(n ? n : 1) * E);
     if (!s->emb || !mean || !ctext) { sf_kind_fail(job, SF_JOB_FAILED, "out of memory"); goto out; }
     if (sf_kind_load_mean(env, job, mean, E)) goto out;
-    char text[300], *tp = text;
-    snprintf(text, sizeof text, "a photo of a %s", sf_world_class(w, k)->name);
-    if (sf_kind_embed_texts(&tp, 1, ctext, job)) goto out;
+    if (sf_kind_filter_text(w, k, ctext, job)) goto out;
     char idir[1400], path[1600], odir[1400], mdir[1400];
     sf_kind_images_dir(env, job, idir, sizeof idir);
     if (read_shard(job, idir, s)) goto out;

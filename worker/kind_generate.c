@@ -16,7 +16,6 @@
  */
 #if SF_HAVE_TORCH
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,10 +182,8 @@ static int lowdens_init(gen_t *g, const sf_world_t *w, int k, lowdens_t *ld) {
                      "or all the same)", m, job->wnid);
         goto out;
     }
-    char text[300], *tp = text;
-    snprintf(text, sizeof text, "a photo of a %s", sf_world_class(w, k)->name);
-    if (sf_kind_embed_texts(&tp, 1, ld->ctext, job)) goto out;
-    ld->thr = (float)(isnan(g->p->filter_threshold) ? sf_mc.clip_threshold : g->p->filter_threshold);
+    if (sf_kind_filter_text(w, k, ld->ctext, job)) goto out;
+    ld->thr = (float)sf_kind_filter_threshold(g->p);
     rc = 0;
 out:
     free(mean), free(ref), free(refd);
@@ -198,19 +195,16 @@ out:
  * else the one the filter scores highest.  *dist: its Mahalanobis distance. */
 static int lowdens_choose(lowdens_t *ld, const float *emb, double *dist) {
     int best = -1, best_any = 0;
-    double bd = -1, bs = -2;
+    double bd = -1, bs = -2, bd_any = 0;
     for (int c = 0; c < ld->M; c++) {
         const float *e = emb + (size_t)c * ld->E;
         float st = sf_dot_f32(e, ld->ctext, ld->E);
         for (int j = 0; j < ld->E; j++) ld->x[j] = e[j];
         double d = sf_mahalanobis(ld->L, ld->E, ld->x, ld->mu);
         if (st >= ld->thr && d > bd) best = c, bd = d;
-        if (st > bs) bs = st, best_any = c;
+        if (st > bs) bs = st, best_any = c, bd_any = d;
     }
-    if (best < 0) {
-        for (int j = 0; j < ld->E; j++) ld->x[j] = emb[(size_t)best_any * ld->E + j];
-        best = best_any, bd = sf_mahalanobis(ld->L, ld->E, ld->x, ld->mu);
-    }
+    if (best < 0) best = best_any, bd = bd_any;
     *dist = bd;
     return best;
 }
@@ -245,7 +239,7 @@ static int generate_diffusion(gen_t *g) {
     if (o.hook_scale != 0 && !sf_diffusion_has_hook(sf_mc.diff))
         return sf_kind_fail(job, SF_JOB_FATAL, "generate: hook_scale %.3g needs a guidance module in %s", o.hook_scale,
                             g->env->diffusion_dir);
-    lowdens_t ld = {0};
+    lowdens_t ld = {.M = 1};
     sf_world_t *w = NULL;
     int k = -1;
     if (!strcmp(p->strategy, "low-density") &&
@@ -253,7 +247,7 @@ static int generate_diffusion(gen_t *g) {
         return lowdens_free(&ld), -1;
     /* Every image's candidates side by side: image j's candidate c is
      * generation j * M + c. */
-    const int M = ld.M > 0 ? ld.M : 1, nn = n * M;
+    const int M = ld.M, nn = n * M;
     int rc = -1, made = 0;
     uint8_t *rgb = malloc((size_t)(nn ? nn : 1) * S * S * 3);
     const char **prompts = calloc((size_t)(nn ? nn : 1), sizeof *prompts);

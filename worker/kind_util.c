@@ -2,6 +2,7 @@
 #if SF_HAVE_TORCH
 #include "worker/kind_util.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,16 @@ int sf_kind_embed_texts(char **texts, int n, float *out, sf_job_t *job) {
     int rc = sf_clip_encode_text(sf_mc.clip, ids, n, L, out);
     free(ids);
     return rc ? sf_kind_fail(job, SF_JOB_FAILED, "CLIP text: %s", sf_clip_errstr(sf_mc.clip)) : 0;
+}
+
+int sf_kind_filter_text(const sf_world_t *w, int k, float *out, sf_job_t *job) {
+    char text[300], *tp = text;
+    snprintf(text, sizeof text, "a photo of a %s", sf_world_class(w, k)->name);
+    return sf_kind_embed_texts(&tp, 1, out, job);
+}
+
+double sf_kind_filter_threshold(const sf_shift_params_t *p) {
+    return isnan(p->filter_threshold) ? sf_mc.clip_threshold : p->filter_threshold;
 }
 
 int sf_kind_embed_images(const uint8_t *const *rgb, int size, const int *ws, const int *hs, int n, float *out,

@@ -71,6 +71,13 @@ int sf_kind_embed_texts(char **texts, int n, float *out, sf_job_t *job);
 int sf_kind_embed_images(const uint8_t *const *rgb, int size, const int *ws, const int *hs, int n, float *out,
                          sf_job_t *job);
 
+/* The filter's rule (kind_filter.c; low-density's choice in kind_generate.c
+ * heeds it too): the CLIP embedding of its class text, "a photo of a
+ * <class>", into out (E floats), and the threshold the job's settings give
+ * (unset: the loaded CLIP's own, model_cache.c). */
+int sf_kind_filter_text(const sf_world_t *w, int k, float *out, sf_job_t *job);
+double sf_kind_filter_threshold(const sf_shift_params_t *p);
+
 /* A caption as valid UTF-8 (a copy, malloc'd; NULL when out of memory). */
 char *sf_kind_utf8_clean(const char *s, size_t n);
 /* Frees n texts and their array. */
