@@ -22,12 +22,20 @@ sf_mc_t sf_mc = {.mu = PTHREAD_MUTEX_INITIALIZER};
 void sf_mc_lock(void) { pthread_mutex_lock(&sf_mc.mu); }
 void sf_mc_unlock(void) { pthread_mutex_unlock(&sf_mc.mu); }
 
+/* libtorch's intra-op thread count is OpenMP's, which is a setting of each
+ * thread: a job on another thread of the pool than the one that first set
+ * it would run on every core, and its reductions would then depend on the
+ * scheduling (a fine-tune resumed on another thread came out different).
+ * So each thread sets it once. */
+static __thread int thread_ml_ready;
+
 int sf_mc_ensure_ml(const sf_wk_env_t *env, sf_job_t *job) {
-    if (sf_mc.ml_ready) return 0;
+    if (sf_mc.ml_ready && thread_ml_ready) return 0;
     sf_ml_opts_t o = {0};
     o.threads = env->threads;
     if (sf_ml_init(&o) != 0) return sf_kind_fail(job, SF_JOB_FATAL, "libtorch: %s", sf_ml_errstr());
     sf_mc.ml_ready = 1;
+    thread_ml_ready = 1;
     return 0;
 }
 
