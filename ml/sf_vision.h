@@ -167,7 +167,14 @@ typedef struct {
     int mlp_ratio;        /* 4 */
     float ln_eps;         /* 1e-6 for both */
     float mean[3], std[3];/* ImageNet normalisation */
+    /* timm's evaluation transform (pretrained_cfg): the shorter side resized
+     * to floor(image_size / crop_pct) with `interpolation` as PIL resizes,
+     * then a centre crop of image_size (sf_classifier_preprocess). */
+    float crop_pct;       /* atto 0.95, tiny 0.9 */
+    int interpolation;    /* SF_INTERP_BICUBIC for both */
 } sf_classifier_config_t;
+
+enum { SF_INTERP_BILINEAR = 0, SF_INTERP_BICUBIC = 1 };
 
 void sf_classifier_config_convnext_atto(sf_classifier_config_t *c, int n_classes);
 void sf_classifier_config_vit_tiny(sf_classifier_config_t *c, int n_classes);
@@ -183,6 +190,30 @@ int sf_classifier_load(const char *path, const sf_classifier_config_t *c, const 
                        sf_classifier_t **out, char *err, size_t errlen);
 int sf_classifier_save(sf_classifier_t *m, const char *path);
 void sf_classifier_free(sf_classifier_t **m);
+
+/* Loads a timm folder as timm publishes models on the HF hub: config.json
+ * ({"architecture": "convnext_atto" | "vit_tiny_patch16_224" | ...,
+ * "num_classes", "pretrained_cfg": {"input_size", "crop_pct",
+ * "interpolation", "mean", "std", ...}}) with model.safetensors (or its
+ * sharded index) in timm's parameter names.  An architecture this build does
+ * not know is SF_EUNSUPPORTED naming it; a missing or misshapen tensor
+ * SF_ENOTFOUND / SF_EFORMAT naming it; a head whose class count disagrees
+ * with num_classes SF_EFORMAT naming both.  Errors name the folder. */
+int sf_classifier_load_dir(const char *dir, const char *device, sf_classifier_t **out, char *err,
+                           size_t errlen);
+
+/* timm's evaluation transform of one 8-bit RGB HWC image of w x h, exactly
+ * as torchvision does it on a PIL image (PIL's resampling, rounded to 8
+ * bits): the shorter side resized to floor(image_size / crop_pct) with the
+ * config's interpolation, a centre crop of image_size, /255, (x - mean) / std.
+ * out: (3, image_size, image_size). */
+int sf_classifier_preprocess(const sf_classifier_config_t *c, const uint8_t *rgb, int w, int h, float *out);
+
+/* The training state — weights and the AdamW moments and step — for a
+ * fine-tuning job that must resume where a killed worker stopped.  load_state
+ * refuses a file of another configuration (SF_EFORMAT naming it). */
+int sf_classifier_save_state(sf_classifier_t *m, const char *path);
+int sf_classifier_load_state(sf_classifier_t *m, const char *path);
 
 const sf_classifier_config_t *sf_classifier_config(const sf_classifier_t *m);
 const char *sf_classifier_errstr(const sf_classifier_t *m);

@@ -457,7 +457,9 @@ int sf_train_classifier(sf_train_ctx_t *c, int arch) {
     char settings[512];
     snprintf(settings, sizeof settings, "%s v%d steps %d batch %d lr %g warmup %d threads %d", name,
              TRAINER_VERSION, steps, B, CLS_LR, CLS_WARMUP, c->threads);
-    const uint64_t key = sf_train_key(w, settings, &cfg, sizeof cfg);
+    /* The key covers the fields training reads: the world's images go through
+     * sf_world_to_input, never timm's evaluation transform (crop_pct on). */
+    const uint64_t key = sf_train_key(w, settings, &cfg, offsetof(sf_classifier_config_t, crop_pct));
     if (sf_train_up_to_date(c, name, key)) return 0;
     sf_classifier_t *m;
     char err[256];
