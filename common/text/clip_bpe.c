@@ -315,12 +315,16 @@ void sf_clip_bpe_words(const char *text, void (*cb)(const char *word, size_t len
             else if (is_digit(*s)) n = 1;
             else while (s[n] && !isspace(s[n]) && !is_letter(s[n]) && !is_digit(s[n])) n++;
         }
-        /* Words longer than the buffer are cut into pieces, as no real
-         * vocabulary holds them whole anyway. */
-        size_t take = n < sizeof buf - 1 ? n : sizeof buf - 1;
-        for (size_t i = 0; i < take; i++) buf[i] = (char)tolower(s[i]);
-        buf[take] = 0;
-        cb(buf, take, arg);
+        /* A word longer than the buffer gets its own: cutting it would end
+         * its first piece with "</w>", which CLIP's tokenizer does not do.
+         * Only when that allocation fails is it cut. */
+        char *w = n < sizeof buf ? buf : malloc(n + 1);
+        size_t take = w ? n : sizeof buf - 1;
+        if (!w) w = buf;
+        for (size_t i = 0; i < take; i++) w[i] = (char)tolower(s[i]);
+        w[take] = 0;
+        cb(w, take, arg);
+        if (w != buf) free(w);
         s += take;
     }
 }
@@ -391,7 +395,8 @@ typedef struct {
 
 static void enc_word(const char *w, size_t len, void *arg) {
     enc_t *e = arg;
-    char *syms[256];
+    char *stack[256], **syms = len <= 256 ? stack : malloc(len * sizeof *syms);
+    if (!syms) return;
     int n = word_symbols(e->b, w, len, syms);
     n = bpe_merge(e->b, syms, n);
     for (int i = 0; i < n; i++) {
@@ -401,6 +406,7 @@ static void enc_word(const char *w, size_t len, void *arg) {
         if (id >= 0 && e->n < e->ctx - 1) e->ids[e->n++] = id;
         free(syms[i]);
     }
+    if (syms != stack) free(syms);
 }
 
 int sf_clip_bpe_encode(const sf_clip_bpe_t *b, const char *text, int32_t *ids, int ctx) {
