@@ -2,17 +2,29 @@
 # shellcheck disable=SC2054  # linker flags hold commas inside one array element
 # tools/gpu_check.sh: the real models' GPU check (issue #8) in one command.
 #
-# Builds the model shim (ml/runtime, gpt2, sample, clip; common/error,
-# safetensors) and tests/bench/bench_ml_real.c straight with g++ against the
-# machine's libtorch, then runs GPT-2 124M and CLIP ViT-B/32 shapes with
-# random weights in fp32 and bf16: sampling tokens/s (64 prompts x 32 new
-# tokens, KV cache), image embeddings/s (256 of 224x224), text embeddings/s,
-# and how far bf16 is from fp32.  Nothing else of the project is built, so the
-# GPU machine needs only g++, python3 with torch (or a libtorch tree) and
-# cJSON, which --prepare brings along.  Measured on the 2-core Debian
-# machine (CPU libtorch 1.13, DEVICE=cpu SMALL=1): 75 s to build, 2 s to run,
-# 1 s to rebuild when nothing changed; the GPU run's own time is not measured
-# yet (the bench stops after 480 s in any case).
+# Builds the model shim (ml/runtime, gpt2, sample, clip, classifier;
+# common/runtime/error, fileio, common/formats/safetensors,
+# common/image/resample) and two benchmarks straight with g++ against the
+# machine's libtorch, then runs them with random weights:
+#   - tests/bench/bench_ml_classifier.c: ConvNeXt-Atto and ViT-Tiny shapes
+#     (1000 classes, 224x224): classification images/s (batch 32),
+#     fine-tuning steps/s and images/s (AdamW, batch 16), and timm's
+#     evaluation transform per image (sf_classifier_preprocess, on the host);
+#     fp32 only (the classifier API has no other dtype: a bf16 row says so);
+#   - tests/bench/bench_ml_real.c: GPT-2 124M and CLIP ViT-B/32 shapes in
+#     fp32 and bf16: sampling tokens/s (64 prompts x 32 new tokens, KV
+#     cache), image embeddings/s (256 of 224x224), text embeddings/s, and how
+#     far bf16 is from fp32.
+# Each binary links only what it uses (bench_ml_real: runtime gpt2 sample
+# clip; bench_ml_classifier: runtime clip classifier and the resampler).
+# Nothing else of the project is built, so the GPU machine needs only g++,
+# python3 with torch (or a libtorch tree) and cJSON, which --prepare brings
+# along.  Measured on the 2-core Debian machine (CPU libtorch 1.13,
+# DEVICE=cpu SMALL=1): 75 s to build bench_ml_real alone (JOBS=2), 226 s to
+# build both with JOBS=1 while other builds ran, 2 s to run each, 1 s to
+# rebuild when nothing changed; the GPU run's own time is not measured yet.
+# The classifier bench stops after 120 s, and both together after 480 s in
+# any case.
 #
 #   tools/gpu_check.sh --prepare   here (Debian, with its package archive):
 #                                  libcjson's .debs into .gpu/ (git ignores
@@ -29,7 +41,10 @@
 #   DTYPE       fp32 | bf16 | fp16 | all (default all: fp32 and bf16)
 #   THREADS     CPU threads for torch (default: all cores on a GPU, 1 on cpu)
 #   JOBS        parallel compiles (default: the number of cores)
+#   ONLY        real | classifier: build and run that benchmark alone
+#               (default: both, the classifier's first)
 #   BENCH_ARGS  more arguments for bench_ml_real (e.g. "--reps 5")
+#   CLS_ARGS    more arguments for bench_ml_classifier (e.g. "--batch 64")
 #   CXXSTD      the C++ standard (default: gnu++20 when the torch headers
 #               demand C++20, else gnu++17)
 #   CJSON=deb   use the .debs of --prepare even where the system has cJSON
@@ -60,6 +75,8 @@ if [ "${1:-}" = "--prepare" ]; then
     exit 0
 fi
 [ $# -eq 0 ] || die "usage: tools/gpu_check.sh [--prepare]"
+ONLY=${ONLY:-all}
+case "$ONLY" in all | real | classifier) ;; *) die "ONLY=$ONLY: real or classifier (or unset: both)" ;; esac
 
 start=$SECONDS
 CC=${CC:-gcc}
@@ -164,14 +181,33 @@ fi
 B=$OUT/build
 mkdir -p "$B"
 ensure_ignored
+# What each benchmark links: its modules of the shim and its C files.
+# bench_ml_classifier needs clip.cpp for the vision models' shared AdamW and
+# config helpers, and the resampler for sf_classifier_preprocess.
+REAL_ML=(runtime gpt2 sample clip)
+REAL_C=(common/runtime/error.c common/runtime/fileio.c common/formats/safetensors.c tests/bench/bench_ml_real.c)
+CLS_ML=(runtime clip classifier)
+CLS_C=(common/runtime/error.c common/runtime/fileio.c common/formats/safetensors.c common/image/resample.c
+       tests/bench/bench_ml_classifier.c)
+BENCHES=()
+[ "$ONLY" != real ] && BENCHES+=(classifier)
+[ "$ONLY" != classifier ] && BENCHES+=(real)
+ML=()
+CSRC=()
+for b in "${BENCHES[@]}"; do
+    if [ "$b" = real ]; then ML+=("${REAL_ML[@]}"); CSRC+=("${REAL_C[@]}")
+    else ML+=("${CLS_ML[@]}"); CSRC+=("${CLS_C[@]}"); fi
+done
+mapfile -t ML < <(printf '%s\n' "${ML[@]}" | awk '!seen[$0]++')
+mapfile -t CSRC < <(printf '%s\n' "${CSRC[@]}" | awk '!seen[$0]++')
 CPP=(-I. -D_GNU_SOURCE -DSF_HAVE_TORCH=1)
 CXXFLAGS=(-std="$CXXSTD" -O2 -fPIC -Wall -Wextra -Wno-unused-parameter "${ABI[@]}")
 CFLAGS=(-std=gnu11 -O2 -fPIC -Wall -Wextra -Wno-missing-field-initializers)
-ML=(runtime gpt2 sample clip)
 # An object is rebuilt when its source, a header or a flag changed (by
 # content: the working tree may arrive with new times), or with FORCE=1.
 flags="$CXX $CC ${CPP[*]} ${TORCH_INC[*]} ${CJSON_INC[*]} ${CUDA_INC[*]} ${CXXFLAGS[*]} ${CFLAGS[*]}"
-headers=$( (echo "$flags"; cat ml/*.h ml/*.hpp common/runtime/error.h common/formats/safetensors.h) | md5sum | cut -c1-32)
+headers=$( (echo "$flags"; cat ml/*.h ml/*.hpp common/runtime/error.h common/runtime/fileio.h common/runtime/hash.h \
+            common/formats/safetensors.h common/image/resample.h) | md5sum | cut -c1-32)
 [ "${FORCE:-0}" = 1 ] && rm -f "$B"/*.o "$B"/*.sum
 fresh() {  # object source
     local sum; sum=$( (echo "$headers"; cat "$2") | md5sum | cut -c1-32)
@@ -204,7 +240,7 @@ for m in "${ML[@]}"; do
     # At most JOBS at once.
     while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
 done
-for c in common/runtime/error.c common/runtime/fileio.c common/formats/safetensors.c tests/bench/bench_ml_real.c; do
+for c in "${CSRC[@]}"; do
     o=$B/$(basename "$c" .c).o
     if fresh "$o" "$c"; then reused=$((reused + 1)); continue; fi
     "$CC" "${CPP[@]}" "${CJSON_INC[@]}" "${CFLAGS[@]}" -c "$c" -o "$o" 2>"$o.log" || { cat "$o.log" >&2; die "cannot compile $c"; }
@@ -217,19 +253,43 @@ done
 [ $fail = 0 ] || die "compiling the shim failed (logs above)"
 grep -qs 'retried without' "$B/runtime.log" && say "runtime.cpp is built without the CUDA headers: see $B/runtime.log"
 warnings=$(cat "$B"/*.log 2>/dev/null | grep -c 'warning:' || true)
-objs=("$B/bench_ml_real.o" "$B/error.o" "$B/fileio.o" "$B/safetensors.o")
-for m in "${ML[@]}"; do objs+=("$B/$m.o"); done
-"$CXX" -o "$B/bench_ml_real" "${objs[@]}" "${TORCH_LIBS[@]}" "${CJSON_LIB[@]}" -lm -lpthread -ldl ||
-    die "link failed"
-say "built $B/bench_ml_real in $((SECONDS - start)) s ($reused of 7 objects reused, $warnings compiler warnings; logs in $B/*.log)"
+link() {  # NAME ML-MODULES… -- C-SOURCES…
+    local name=$1 objs=() x; shift
+    while [ "$1" != -- ]; do objs+=("$B/$1.o"); shift; done
+    shift
+    for x in "$@"; do objs+=("$B/$(basename "$x" .c).o"); done
+    "$CXX" -o "$B/$name" "${objs[@]}" "${TORCH_LIBS[@]}" "${CJSON_LIB[@]}" -lm -lpthread -ldl ||
+        die "linking $name failed"
+}
+built=()
+for b in "${BENCHES[@]}"; do
+    if [ "$b" = real ]; then link bench_ml_real "${REAL_ML[@]}" -- "${REAL_C[@]}"; built+=("$B/bench_ml_real")
+    else link bench_ml_classifier "${CLS_ML[@]}" -- "${CLS_C[@]}"; built+=("$B/bench_ml_classifier"); fi
+done
+say "built ${built[*]} in $((SECONDS - start)) s ($reused of $((${#ML[@]} + ${#CSRC[@]})) objects reused, $warnings compiler warnings; logs in $B/*.log)"
 
 # ---- run ----
+# The classifier's bench first (seconds on a GPU, at most 120 s), then
+# bench_ml_real with what is left of 480 s.
 args=(--device "$DEVICE" --dtype "${DTYPE:-all}" --threads "$THREADS")
 [ "${SMALL:-0}" = 1 ] && args+=(--small)
-# shellcheck disable=SC2206
-[ -n "${BENCH_ARGS:-}" ] && args+=($BENCH_ARGS)
-say "running: $B/bench_ml_real ${args[*]}"
 rc=0
-timeout 480 "$B/bench_ml_real" "${args[@]}" || rc=$?
+run_start=$SECONDS
+for b in "${BENCHES[@]}"; do
+    if [ "$b" = real ]; then
+        exe=$B/bench_ml_real limit=$((480 - (SECONDS - run_start))) more=${BENCH_ARGS:-}
+        [ $limit -ge 60 ] || limit=60
+    else
+        exe=$B/bench_ml_classifier limit=120 more=${CLS_ARGS:-}
+    fi
+    bargs=("${args[@]}")
+    # shellcheck disable=SC2206
+    [ -n "$more" ] && bargs+=($more)
+    say "running: $exe ${bargs[*]}"
+    r=0
+    timeout "$limit" "$exe" "${bargs[@]}" || r=$?
+    [ $r = 124 ] && say "$(basename "$exe") stopped after $limit s"
+    [ $rc = 0 ] && rc=$r
+done
 say "done in $((SECONDS - start)) s (exit $rc)"
 exit $rc
