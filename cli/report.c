@@ -36,6 +36,14 @@
 #include "common/formats/safetensors.h"
 #include "common/method/stats.h"
 
+/* Classifiers and test sets of one finetune.json the report shows. */
+#define SF_REPORT_FT_MAX 8
+/* What Fig. 6's note says of real classifiers. */
+#define SF_REPORT_FT_REAL                                                                                            \
+    "With real classifiers (timm folders) the base images are the run's reference photos, the test sets folders "    \
+    "such as ImageNet-R and -A, read for the run's classes only (every image up to eval_images_per_class) with the " \
+    "logits restricted to each set's classes, as Hendrycks et al. evaluate them; their whole-set columns are —."
+
 #define MAX_RUNS 32
 #define MAX_CLASSES 1000
 #define PCA_DIMS 64
@@ -167,10 +175,11 @@ static int load_run(const char *data, rrun_t *r, char *err, size_t en) {
     return 0;
 }
 
-/* Reference statistics of a class for embedder `emb_tag`. */
-static int load_class(const char *data, const char *emb_tag, rclass_t *c, char *err, size_t en) {
+/* Reference statistics of a class for embedder `emb_tag` and reference set
+ * `source` (the manifest's reference_source; "world" before it said). */
+static int load_class(const char *data, const char *emb_tag, const char *source, rclass_t *c, char *err, size_t en) {
     char path[PATH_MAX * 2], er[200];
-    snprintf(path, sizeof path, "%s/stats/%s/world/%s.safetensors", data, emb_tag, c->wnid);
+    snprintf(path, sizeof path, "%s/stats/%s/%s/%s.safetensors", data, emb_tag, source, c->wnid);
     sf_st_t *st;
     if (sf_st_load(path, &st, er, sizeof er) != 0) return snprintf(err, en, "%s: %s", path, er), -1;
     const sf_st_tensor_t *t = sf_st_find(st, "embeddings"), *m = sf_st_find(st, "mean");
@@ -843,6 +852,118 @@ static void write_diversity(FILE *md, FILE *f, cJSON *js, const rrun_t *runs, in
           "dots: each run.</p>\n", f);
 }
 
+/* Table 2 with real classifiers (timm folders): the classify jobs' counts,
+ * datasets/<run>/classify/<wnid>.json, summed over the run's classes into
+ * {classifier: {reference_images, reference_correct, …}}; NULL for a run
+ * without them (the world's classifiers, or no classify phase). */
+static cJSON *real_counts(const char *data, const char *run) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/datasets/%s/classify", data, run);
+    struct dirent **names = NULL;
+    int nn = scandir(dir, &names, NULL, alphasort);
+    cJSON *sum = NULL;
+    static const char *const keys[4] = {"generated_correct", "generated_correct_run_classes", "reference_correct",
+                                        "reference_correct_run_classes"};
+    for (int i = 0; i < nn; i++) {
+        const char *nm = names[i]->d_name;
+        size_t l = strlen(nm);
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        char *t = l > 5 && !strcmp(nm + l - 5, ".json") ? sf_file_text(path, NULL) : NULL;
+        cJSON *o = t ? cJSON_Parse(t) : NULL;
+        free(t);
+        const double ng = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "generated_images")),
+                     nref = cJSON_GetNumberValue(cJSON_GetObjectItem(o, "reference_images"));
+        for (const cJSON *c = cJSON_GetObjectItem(o, "classifiers") ? cJSON_GetObjectItem(o, "classifiers")->child : NULL;
+             c; c = c->next) {
+            if (!sum) sum = cJSON_CreateObject();
+            cJSON *a = cJSON_GetObjectItem(sum, c->string);
+            if (!a) {
+                a = cJSON_AddObjectToObject(sum, c->string);
+                cJSON_AddNumberToObject(a, "generated_images", 0), cJSON_AddNumberToObject(a, "reference_images", 0);
+                for (int k = 0; k < 4; k++) cJSON_AddNumberToObject(a, keys[k], 0);
+            }
+            cJSON_SetNumberValue(cJSON_GetObjectItem(a, "generated_images"),
+                                 cJSON_GetNumberValue(cJSON_GetObjectItem(a, "generated_images")) + ng);
+            cJSON_SetNumberValue(cJSON_GetObjectItem(a, "reference_images"),
+                                 cJSON_GetNumberValue(cJSON_GetObjectItem(a, "reference_images")) + nref);
+            for (int k = 0; k < 4; k++)
+                cJSON_SetNumberValue(cJSON_GetObjectItem(a, keys[k]), cJSON_GetNumberValue(cJSON_GetObjectItem(a, keys[k])) +
+                                                                          cJSON_GetNumberValue(cJSON_GetObjectItem(c, keys[k])));
+        }
+        cJSON_Delete(o);
+        free(names[i]);
+    }
+    free(names);
+    return sum;
+}
+
+/* Table 2 with real classifiers: accuracy on the reference images of the
+ * run's classes and on its kept images, 1000-way (the headline) and
+ * restricted to the run's classes, and the drop between them. */
+static void write_real_table2(FILE *md, FILE *f, cJSON *js, rrun_t *runs, int nr, const char *data) {
+    cJSON *counts[MAX_RUNS] = {0};
+    int any = 0;
+    for (int r = 0; r < nr; r++) any |= (counts[r] = real_counts(data, runs[r].id)) != NULL;
+    if (!any) return;
+    fputs("<h2>Table 2: real classifiers on the kept images</h2>\n<table id=\"table2real\">", f);
+    fputs("\n### Table 2: real classifiers on the kept images\n\n", md);
+    char cell[9][64];
+    const char *h[9] = {"strategy", "run", "classifier", "reference images", "kept images", "drop (points)",
+                        "reference, run's classes only", "kept, run's classes only", "drop (points)"};
+    for (int i = 0; i < 9; i++) snprintf(cell[i], 64, "%s", h[i]);
+    table_row(md, f, 1, 9, cell);
+    cJSON *t = cJSON_AddArrayToObject(js, "table2_real");
+    for (int r = 0; r < nr; r++) {
+        for (const cJSON *c = counts[r] ? counts[r]->child : NULL; c; c = c->next) {
+            const double ng = cJSON_GetNumberValue(cJSON_GetObjectItem(c, "generated_images")),
+                         nref = cJSON_GetNumberValue(cJSON_GetObjectItem(c, "reference_images"));
+            double a[4];
+            static const char *const k[4] = {"reference_correct", "generated_correct", "reference_correct_run_classes",
+                                              "generated_correct_run_classes"};
+            for (int i = 0; i < 4; i++) {
+                const double den = i % 2 ? ng : nref;
+                a[i] = den > 0 ? 100 * cJSON_GetNumberValue(cJSON_GetObjectItem(c, k[i])) / den : NAN;
+            }
+            snprintf(cell[0], 64, "%s", label(runs[r].strategy));
+            snprintf(cell[1], 64, "%.*s", (int)sizeof runs[r].id, runs[r].id);
+            snprintf(cell[2], 64, "%.63s", c->string);
+            for (int i = 0; i < 2; i++) {
+                const double x = a[2 * i], y = a[2 * i + 1];
+                if (isnan(x)) snprintf(cell[3 + 3 * i], 64, "—");
+                else snprintf(cell[3 + 3 * i], 64, "%.1f%% (%.0f)", x, nref);
+                if (isnan(y)) snprintf(cell[4 + 3 * i], 64, "—");
+                else snprintf(cell[4 + 3 * i], 64, "%.1f%% (%.0f)", y, ng);
+                if (isnan(x) || isnan(y)) snprintf(cell[5 + 3 * i], 64, "—");
+                else snprintf(cell[5 + 3 * i], 64, "%+.1f", x - y);
+            }
+            table_row(md, f, 0, 9, cell);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "strategy", runs[r].strategy);
+            cJSON_AddStringToObject(o, "run", runs[r].id);
+            cJSON_AddStringToObject(o, "classifier", c->string);
+            cJSON_AddNumberToObject(o, "reference_images", nref);
+            cJSON_AddNumberToObject(o, "kept_images", ng);
+            static const char *const out[4] = {"reference_accuracy", "kept_accuracy", "reference_accuracy_run_classes",
+                                                "kept_accuracy_run_classes"};
+            for (int i = 0; i < 4; i++)
+                if (!isnan(a[i])) cJSON_AddNumberToObject(o, out[i], a[i]);
+            if (!isnan(a[0]) && !isnan(a[1])) cJSON_AddNumberToObject(o, "drop", a[0] - a[1]);
+            if (!isnan(a[2]) && !isnan(a[3])) cJSON_AddNumberToObject(o, "drop_run_classes", a[2] - a[3]);
+            cJSON_AddItemToArray(t, o);
+        }
+        cJSON_Delete(counts[r]);
+    }
+    static const char note[] =
+        "ImageNet-trained classifiers (timm folders, their 1000 outputs in sorted-wnid order) on the reference images "
+        "of the run's classes and on the kept images; the drop is reference minus kept accuracy (positive: the kept "
+        "images are harder). The headline is 1000-way top-1, the classifiers' own task, which is how we read the "
+        "paper's Table 2 (it restricts logits only for ImageNet-R and -A, after Hendrycks et al.); restricted to the "
+        "run's classes is shown beside it. Image counts in brackets.";
+    fprintf(md, "\n%s\n", note);
+    fprintf(f, "</table><p>%s</p>\n", note);
+}
+
 int sfctl_report(int argc, char **argv) {
     const char *out = NULL, *data = getenv("SF_DATA"), *redis = getenv("SF_REDIS");
     const char *redis_user = NULL, *redis_password_file = NULL;
@@ -882,13 +1003,29 @@ int sfctl_report(int argc, char **argv) {
     int nc = 0;
     const cJSON *tag = cJSON_GetObjectItem(runs[0].entries[0], "embedder");
     if (!cJSON_IsString(tag)) { fprintf(stderr, "sfctl report: the manifest does not name its embedder\n"); return SFCTL_EXIT_FAIL; }
+    /* One reference set for every run: Table 1 measures against its means. */
+    const cJSON *srcj = cJSON_GetObjectItem(runs[0].entries[0], "reference_source");
+    const char *source = cJSON_IsString(srcj) ? srcj->valuestring : "world";
+    if (!*source || strchr(source, '/') || source[0] == '.') {
+        sfctl_term_printf(stderr, "sfctl report: the manifest's reference_source '%s' is not a folder name\n", source);
+        return SFCTL_EXIT_FAIL;
+    }
+    for (int r = 1; r < nr; r++) {
+        const cJSON *o = cJSON_GetObjectItem(runs[r].entries[0], "reference_source");
+        if (strcmp(cJSON_IsString(o) ? o->valuestring : "world", source)) {
+            sfctl_term_printf(stderr, "sfctl report: runs %s and %s compare with different reference sets (%s, %s); "
+                              "report them apart\n", runs[0].id, runs[r].id, source,
+                              cJSON_IsString(o) ? o->valuestring : "world");
+            return SFCTL_EXIT_FAIL;
+        }
+    }
     for (int r = 0; r < nr; r++)
         for (int j = 0; j < runs[r].n; j++) {
             const cJSON *w = cJSON_GetObjectItem(runs[r].entries[j], "class"), *nm = cJSON_GetObjectItem(runs[r].entries[j], "name");
             if (!cJSON_IsString(w) || class_index(cls, nc, w->valuestring) >= 0 || nc == MAX_CLASSES) continue;
             snprintf(cls[nc].wnid, sizeof cls[nc].wnid, "%s", w->valuestring);
             snprintf(cls[nc].name, sizeof cls[nc].name, "%s", cJSON_IsString(nm) ? nm->valuestring : w->valuestring);
-            if (load_class(data, tag->valuestring, &cls[nc], err, sizeof err) != 0) {
+            if (load_class(data, tag->valuestring, source, &cls[nc], err, sizeof err) != 0) {
                 sfctl_term_printf(stderr, "sfctl report: reference statistics: %s\n", err);
                 return SFCTL_EXIT_FAIL;
             }
@@ -1143,6 +1280,7 @@ int sfctl_report(int argc, char **argv) {
         "ImageNet's in size.";
     fprintf(md, "\n%s\n", t2note);
     fprintf(f, "</table><p>%s</p>\n", t2note);
+    write_real_table2(md, f, js, runs, nr, data);
 
     /* The filter against the generator's ground truth, and class fidelity. */
     fputs("<h2>The filter and class fidelity</h2>\n<table id=\"filter\">", f);
@@ -1204,25 +1342,47 @@ int sfctl_report(int argc, char **argv) {
     for (int r = 0; r < nr; r++) {
         const cJSON *o = runs[r].ft;
         if (!o) continue;
-        const char *archs[2] = {"convnext", "vit"}, *sets[2] = {"world_R", "world_A"};
-        for (int a = 0; a < 2; a++)
-            for (int t = 0; t < 2; t++) {
+        /* The world's finetune.json has convnext and vit on world_R and
+         * world_A; a real one lists its classifiers and test sets, and
+         * measures the run's classes only (its whole-set columns are —). */
+        const char *archs[SF_REPORT_FT_MAX] = {"convnext", "vit"}, *sets[SF_REPORT_FT_MAX] = {"world_R", "world_A"};
+        int na = 2, nt = 2;
+        const cJSON *ca = cJSON_GetObjectItem(o, "classifiers"), *ta = cJSON_GetObjectItem(o, "test_sets");
+        if (cJSON_IsArray(ca) && cJSON_IsArray(ta)) {
+            na = nt = 0;
+            for (const cJSON *x = ca->child; x && na < SF_REPORT_FT_MAX; x = x->next)
+                if (cJSON_IsString(x)) archs[na++] = x->valuestring;
+            for (const cJSON *x = ta->child; x && nt < SF_REPORT_FT_MAX; x = x->next)
+                if (cJSON_IsString(x)) sets[nt++] = x->valuestring;
+        }
+        for (const cJSON *sk = cJSON_GetObjectItem(o, "skipped_test_sets") ? cJSON_GetObjectItem(o, "skipped_test_sets")->child : NULL;
+             sk; sk = sk->next) {
+            fprintf(f, "<tr><td>%s</td><td>%s</td><td colspan=\"9\">test set %s left out: %s</td></tr>\n",
+                    runs[r].strategy, runs[r].id, sk->string, cJSON_GetStringValue(sk));
+            if (md2) fprintf(md2, "| %s | %s | test set %s left out: %s | | | | | | | | |\n", runs[r].strategy, runs[r].id,
+                             sk->string, cJSON_GetStringValue(sk));
+        }
+        for (int a = 0; a < na; a++)
+            for (int t = 0; t < nt; t++) {
                 const cJSON *so = cJSON_GetObjectItem(cJSON_GetObjectItem(o, archs[a]), sets[t]);
                 if (!so) continue;
-                double orig = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "original"));
+                const cJSON *oj = cJSON_GetObjectItem(so, "original");
+                double orig = cJSON_IsNumber(oj) ? oj->valuedouble : cJSON_GetNumberValue(cJSON_GetObjectItem(so, "original_run_classes"));
                 double bo = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "base_only"));
                 double wg = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "with_generated"));
                 double bos = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "base_only_run_classes"));
                 double wgs = cJSON_GetNumberValue(cJSON_GetObjectItem(so, "with_generated_run_classes"));
                 /* Older finetune.json files have no standard error. */
                 const cJSON *sej = cJSON_GetObjectItem(so, "gain_run_classes_se");
-                char se[32] = "";
+                char se[32] = "", c_bo[32], c_wg[32], c_g[32];
                 if (cJSON_IsNumber(sej)) snprintf(se, sizeof se, " ± %.1f", sej->valuedouble);
-                fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td>"
-                           "<td>%+.1f</td><td>%.1f%%</td><td>%.1f%%</td><td>%+.1f%s</td></tr>\n", runs[r].strategy,
-                        runs[r].id, archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs, wgs - bos, se);
-                if (md2) fprintf(md2, "| %s | %s | %s | %s | %.1f%% | %.1f%% | %.1f%% | %+.1f | %.1f%% | %.1f%% | %+.1f%s |\n",
-                                 runs[r].strategy, runs[r].id, archs[a], sets[t], orig, bo, wg, wg - bo, bos, wgs,
+                if (isnan(bo) || isnan(wg)) snprintf(c_bo, 32, "—"), snprintf(c_wg, 32, "—"), snprintf(c_g, 32, "—");
+                else snprintf(c_bo, 32, "%.1f%%", bo), snprintf(c_wg, 32, "%.1f%%", wg), snprintf(c_g, 32, "%+.1f", wg - bo);
+                fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f%%</td><td>%s</td><td>%s</td>"
+                           "<td>%s</td><td>%.1f%%</td><td>%.1f%%</td><td>%+.1f%s</td></tr>\n", runs[r].strategy,
+                        runs[r].id, archs[a], sets[t], orig, c_bo, c_wg, c_g, bos, wgs, wgs - bos, se);
+                if (md2) fprintf(md2, "| %s | %s | %s | %s | %.1f%% | %s | %s | %s | %.1f%% | %.1f%% | %+.1f%s |\n",
+                                 runs[r].strategy, runs[r].id, archs[a], sets[t], orig, c_bo, c_wg, c_g, bos, wgs,
                                  wgs - bos, se);
                 cJSON *row = cJSON_CreateObject();
                 cJSON_AddStringToObject(row, "strategy", runs[r].strategy);
@@ -1230,8 +1390,8 @@ int sfctl_report(int argc, char **argv) {
                 cJSON_AddStringToObject(row, "classifier", archs[a]);
                 cJSON_AddStringToObject(row, "test_set", sets[t]);
                 cJSON_AddNumberToObject(row, "original", orig);
-                cJSON_AddNumberToObject(row, "base_only", bo);
-                cJSON_AddNumberToObject(row, "with_generated", wg);
+                if (!isnan(bo)) cJSON_AddNumberToObject(row, "base_only", bo);
+                if (!isnan(wg)) cJSON_AddNumberToObject(row, "with_generated", wg);
                 cJSON_AddNumberToObject(row, "base_only_run_classes", bos);
                 cJSON_AddNumberToObject(row, "with_generated_run_classes", wgs);
                 if (cJSON_IsNumber(sej)) cJSON_AddNumberToObject(row, "gain_run_classes_se", sej->valuedouble);
@@ -1241,10 +1401,11 @@ int sfctl_report(int argc, char **argv) {
     if (md2)
         fputs("\nGain = accuracy after fine-tuning on base + generated images minus after as many steps on base "
               "images alone, averaged over the fine-tuning seeds; the whole-set columns use 10 test images per "
-              "class, the run's classes 100 each, with the standard error of the paired per-image gain.\n", md2);
+              "class, the run's classes 100 each, with the standard error of the paired per-image gain. "
+              SF_REPORT_FT_REAL "\n", md2);
     fputs("</table><p>Gain: fine-tuned on base + generated images, minus the control fine-tuned as long on base "
           "images alone, averaged over the fine-tuning seeds. Whole sets: 10 test images per class; the run's "
-          "classes: 100 each, ± the standard error of the paired per-image gain.</p>\n", f);
+          "classes: 100 each, ± the standard error of the paired per-image gain. " SF_REPORT_FT_REAL "</p>\n", f);
     /* The strategies over their runs, and their captions' diversity. */
     write_strategies(md, f, js, runs, nr, base_acc);
     write_diversity(md, f, js, runs, nr, parsed, why);

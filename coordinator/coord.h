@@ -268,8 +268,14 @@ int sf_coord_kind_id(sf_coord_t *c, const char *kind); /* interns; -1 if full */
 /* Planner helpers (runs.c) for the planners in other files (shift.c). */
 int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
                       const cJSON *payload, char *err, size_t n);
-/* A phase of one job for the whole run (job class 0, all items), e.g. an
- * evaluation over every class; appended last. */
+/* A run-wide phase: its items in shards of `shard`, one job each, not tied
+ * to a class (job class 0, counted in no class's progress): independent
+ * pieces of one computation over every class, such as the fine-tuning runs
+ * of Fig. 6. */
+int sf_plan_add_runwide(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
+                        const cJSON *payload, char *err, size_t n);
+/* A run-wide phase of one job (all items), e.g. an evaluation over every
+ * class. */
 int sf_plan_add_single(sf_run_t *r, const char *name, const char *kind, uint32_t items, const cJSON *payload,
                        char *err, size_t n);
 /* method "shift": the paper's method (shift.c). */

@@ -173,15 +173,20 @@ int sf_plan_add_phase(sf_run_t *r, const char *name, const char *kind, uint32_t 
     return 0;
 }
 
-int sf_plan_add_single(sf_run_t *r, const char *name, const char *kind, uint32_t items, const cJSON *payload,
-                       char *err, size_t n) {
-    int rc = sf_plan_add_phase(r, name, kind, items, items, payload, err, n);
+int sf_plan_add_runwide(sf_run_t *r, const char *name, const char *kind, uint32_t items, uint32_t shard,
+                        const cJSON *payload, char *err, size_t n) {
+    int rc = sf_plan_add_phase(r, name, kind, items, shard, payload, err, n);
     if (rc) return rc;
     sf_phase_t *p = &r->phases[r->n_phases - 1];
-    r->n_jobs -= p->n - 1;
-    p->n = 1;
+    r->n_jobs -= p->n - p->shards_per_class;
+    p->n = p->shards_per_class;
     p->single = 1;
     return 0;
+}
+
+int sf_plan_add_single(sf_run_t *r, const char *name, const char *kind, uint32_t items, const cJSON *payload,
+                       char *err, size_t n) {
+    return sf_plan_add_runwide(r, name, kind, items, items, payload, err, n);
 }
 
 /* method "jobs": one phase of a given kind.  Used by the built-in kinds
@@ -489,12 +494,13 @@ int sf_run_job_shard(const sf_run_t *r, uint32_t idx, const char **wnid, uint32_
     uint32_t local = idx - p->first, nc = (uint32_t)r->classes->n;
     uint32_t ci = local / p->shards_per_class, si = local % p->shards_per_class;
     if (p->interleave) ci = local % nc, si = local / nc;
+    /* A run-wide phase's jobs are shards of its items, all on class 0. */
+    if (p->single) ci = 0, si = local;
     *cls = (int)ci;
     *wnid = r->classes->v[ci].wnid;
     *start = si * p->shard_size;
     uint32_t left = p->items_per_class - *start;
     *count = left < p->shard_size ? left : p->shard_size;
-    if (p->single) *cls = 0, *wnid = r->classes->v[0].wnid, *start = 0, *count = p->items_per_class;
     return !p->single;
 }
 

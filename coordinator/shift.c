@@ -27,6 +27,17 @@
  *   finetune  one job: the world classifiers fine-tuned on base + kept
  *             images, measured on world-R/A against a base-only control.
  *
+ * With real classifiers ("classifiers": timm folders), Table 2 and Fig. 6
+ * are phases of their own (worker/kind_real_eval.c):
+ *   classify  (before manifest) each class's kept and reference images
+ *             labelled by every classifier;
+ *   finetune  one job per fine-tuning run: classifier x seed x {control,
+ *             with generated images}, checkpointed so a killed worker's
+ *             successor resumes it;
+ *   evaluate  each class's images of the test sets (ImageNet-R, -A)
+ *             through every fine-tuned model and the original;
+ *   summarize one job: finetune.json from the evaluations.
+ *
  * The settings, their types, defaults and bounds, and which of them each
  * kind's payload carries are the job contract (common/method/contract.h);
  * what the planner checks beyond it is here: the strategies and generators
@@ -108,6 +119,39 @@ static int run_classes_mask(const char *world, const sf_classlist_t *cl, char *o
     return rc;
 }
 
+/* The real classifiers' settings: timm folders inside models_dir, test sets
+ * by folder name, and real reference images to compare with and fine-tune
+ * on. */
+static int check_real_eval(const sf_shift_params_t *p, char *err, size_t n) {
+    char items[SF_MAX_CLASSIFIERS][SF_SET_STR_MAX];
+    if (!sf_real_classifiers(p)) return 0;
+    int k = sf_setting_list(p->classifiers, items, SF_MAX_CLASSIFIERS);
+    if (k < 0)
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'classifiers' = \"%.100s\" must be \"world\" or 1 to %d "
+                       "comma-separated folders", p->classifiers, SF_MAX_CLASSIFIERS);
+    for (int i = 0; i < k; i++) {
+        if (!sf_spec_models_path_ok(items[i]) || !strcmp(items[i], "world"))
+            return sf_errf(SF_EINVAL, err, n, "run spec: classifier \"%.100s\" must be a timm folder inside the "
+                           "workers' models_dir (letters, digits, '.', '_', '-', '/'; not absolute, no '..')", items[i]);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(items[i], items[j]))
+                return sf_errf(SF_EINVAL, err, n, "run spec: classifier \"%.100s\" is named twice", items[i]);
+    }
+    char sets[SF_MAX_EVAL_SETS][SF_SET_STR_MAX];
+    k = sf_setting_list(p->eval_sets, sets, SF_MAX_EVAL_SETS);
+    if (k < 0)
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'eval_sets' = \"%.100s\" must be 1 to %d comma-separated "
+                       "folder names", p->eval_sets, SF_MAX_EVAL_SETS);
+    for (int i = 0; i < k; i++)
+        if (!source_name_ok(sets[i]))
+            return sf_errf(SF_EINVAL, err, n, "run spec: test set \"%.100s\" must be a folder name under the "
+                           "workers' reference_root", sets[i]);
+    if (!strcmp(p->reference_source, "world"))
+        return sf_errf(SF_EINVAL, err, n, "run spec: real classifiers are compared with and fine-tuned on real "
+                       "images: set 'reference_source' to a folder under the workers' reference_root");
+    return 0;
+}
+
 /* "sft" and "ppo" are the learner's (common/method/run_spec.c reads them for both);
  * only the ppo strategy has a learner to fine-tune the policy. */
 static int check_learner_keys(const cJSON *spec, int ppo, long *updates, long *batch, char *err, size_t n) {
@@ -171,6 +215,8 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         return sf_errf(SF_EINVAL, err, n,
                        "run spec: strategy 'low-density-oracle' reads the embedded world's ground truth and runs only "
                        "with generator 'world' (for '%s' use 'low-density')", p.generator);
+    const int real = sf_real_classifiers(&p);
+    if ((rc = check_real_eval(&p, err, n))) return rc;
     const int ppo = strcmp(p.strategy, "ppo") == 0;
     long updates = 0, batch = 0;
     if ((rc = check_learner_keys(spec, ppo, &updates, &batch, err, n))) return rc;
@@ -216,6 +262,9 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         (rc = add_phase(r, "generate", (uint32_t)images, (uint32_t)shard, 0, &p, err, n)) ||
         (rc = add_phase(r, "filter", (uint32_t)images, (uint32_t)shard, 0, &p, err, n)))
         return rc;
+    /* Table 2 with real classifiers: each class's kept and reference images
+     * labelled, before the manifest that carries the labels. */
+    if (real && (rc = add_phase(r, "classify", 1, 1, 0, &p, err, n))) return rc;
     /* Each of these reads every output of the one before: a dead job there
      * would fail its successors with an error about a missing file. */
     for (int i = 0; i < r->n_phases; i++)
@@ -223,10 +272,26 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     /* The dataset's manifest.jsonl, joined once from the filter's shards. */
     if ((rc = add_phase(r, "manifest", 1, 1, 1, &p, err, n))) return rc;
 
+    if (p.finetune_images_per_class == 0 || !strcmp(p.strategy, "base")) return 0;
+    if (real) {
+        /* Fig. 6 with real classifiers: each fine-tuning run (classifier x
+         * seed x {control, with generated}) is one job, resumable from its
+         * checkpoint; the test sets' images are evaluated class by class;
+         * one job joins the figures into finetune.json. */
+        char names[SF_MAX_CLASSIFIERS][SF_SET_STR_MAX];
+        const uint32_t runs = (uint32_t)sf_setting_list(p.classifiers, names, SF_MAX_CLASSIFIERS) *
+                              (uint32_t)p.finetune_seeds * 2;
+        cJSON *o = sf_job_payload("finetune", &p);
+        rc = o ? sf_plan_add_runwide(r, "finetune", "finetune", runs, 1, o, err, n) : SF_ENOMEM;
+        cJSON_Delete(o);
+        if (rc || (rc = add_phase(r, "evaluate", 1, 1, 0, &p, err, n))) return rc;
+        r->phases[r->n_phases - 2].required = 1;
+        r->phases[r->n_phases - 1].required = 1;
+        return add_phase(r, "summarize", 1, 0, 1, &p, err, n);
+    }
     /* Fig. 6: fine-tune the world classifiers on base + kept images (they
      * know the 86-class world only). */
-    if (p.finetune_images_per_class > 0 && strcmp(p.strategy, "base") && !strcmp(p.world, WORLD_86) &&
-        !strcmp(p.generator, "world"))
+    if (!strcmp(p.world, WORLD_86) && !strcmp(p.generator, "world"))
         rc = add_phase(r, "finetune", (uint32_t)p.finetune_images_per_class, 0, 1, &p, err, n);
     return rc;
 }

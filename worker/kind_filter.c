@@ -114,6 +114,9 @@ static cJSON *verdict(const sf_job_t *job, const sf_world_t *w, int k, const sha
     cJSON *o = cJSON_Duplicate(s->meta[i], 1);
     cJSON_AddStringToObject(o, "name", sf_world_class(w, k)->name);
     cJSON_AddStringToObject(o, "embedder", sf_mc.clip_tag);
+    /* The reference set behind the class mean: the report's Table 1 reads
+     * the same statistics. */
+    cJSON_AddStringToObject(o, "reference_source", job->params->reference_source);
     cJSON_AddNumberToObject(o, "clip_class_text", st);
     cJSON_AddNumberToObject(o, "clip_class_mean", sm);
     if (s->pred[0] && s->pred[1]) {
@@ -232,6 +235,55 @@ int sf_filter_job(sf_wk_t *wk, sf_job_t *job) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* The classify job's labels of a class (runs/<run>/classify/<wnid>.jsonl,
+ * real classifiers only): an object from each kept file to its labels, or
+ * NULL when the class has none. */
+static cJSON *class_labels(const sf_wk_env_t *env, const char *run, const char *wnid) {
+    char dir[1400], path[1500];
+    sf_kind_run_dir(env, run, "classify", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/%s.jsonl", dir, wnid);
+    char *t = sf_file_text(path, NULL);
+    if (!t) return NULL;
+    cJSON *map = cJSON_CreateObject();
+    for (char *save = NULL, *l = strtok_r(t, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        cJSON *o = cJSON_Parse(l);
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "file");
+        cJSON *c = cJSON_DetachItemFromObjectCaseSensitive(o, "classifiers");
+        if (cJSON_IsString(f) && c) cJSON_AddItemToObject(map, f->valuestring, c);
+        else cJSON_Delete(c);
+        cJSON_Delete(o);
+    }
+    free(t);
+    return map;
+}
+
+/* Appends shard text t (lines) to all, each kept line with its labels from
+ * map (may be NULL: the text as it is). */
+static int append_shard(char **all, size_t *tl, size_t *tc, const char *t, size_t l, const cJSON *map) {
+    if (!map) {
+        while (*tl + l + 1 > *tc) {
+            char *a2 = realloc(*all, *tc *= 2);
+            if (!a2) return -1;
+            *all = a2;
+        }
+        memcpy(*all + *tl, t, l);
+        *tl += l;
+        return 0;
+    }
+    char *copy = strndup(t, l);
+    int rc = copy ? 0 : -1;
+    for (char *save = NULL, *ln = copy ? strtok_r(copy, "\n", &save) : NULL; rc == 0 && ln; ln = strtok_r(NULL, "\n", &save)) {
+        cJSON *o = cJSON_Parse(ln);
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "file");
+        const cJSON *lab = cJSON_IsString(f) ? cJSON_GetObjectItemCaseSensitive(map, f->valuestring) : NULL;
+        if (lab) cJSON_AddItemToObject(o, "classifiers", cJSON_Duplicate(lab, 1));
+        rc = o ? sf_kind_jsonl_add(all, tl, tc, o) : -1;
+        cJSON_Delete(o);
+    }
+    free(copy);
+    return rc;
+}
+
 /* Writes datasets/<run>/manifest.jsonl from the per-shard files (in name
  * order), under a lock so that two writers never interleave. */
 static int rebuild_manifest(const sf_wk_env_t *env, const char *run, const char *out_dir) {
@@ -252,17 +304,26 @@ static int rebuild_manifest(const sf_wk_env_t *env, const char *run, const char 
     if (d) closedir(d);
     qsort(names, (size_t)nn, sizeof *names, cmp_str);
     size_t tl = 0, tc = 65536;
-    char *all = malloc(tc);
+    char *all = malloc(tc), cur[64] = "";
+    cJSON *map = NULL; /* the current class's labels */
+    if (!all) rc = -1;
     for (int i = 0; rc == 0 && i < nn; i++) {
         snprintf(path, sizeof path, "%s/%s", mdir, names[i]);
+        /* Shards are <wnid>-<start>.jsonl: a new class, its labels. */
+        const char *dash = strrchr(names[i], '-');
+        size_t wl = dash ? (size_t)(dash - names[i]) : 0;
+        if (wl && wl < sizeof cur && (strncmp(cur, names[i], wl) || cur[wl])) {
+            memcpy(cur, names[i], wl), cur[wl] = 0;
+            cJSON_Delete(map);
+            map = class_labels(env, run, cur);
+        }
         size_t l;
         char *t = sf_file_text(path, &l);
         if (!t) continue;
-        while (tl + l + 1 > tc) all = realloc(all, tc *= 2);
-        memcpy(all + tl, t, l);
-        tl += l;
+        rc = append_shard(&all, &tl, &tc, t, l, map);
         free(t);
     }
+    cJSON_Delete(map);
     for (int i = 0; i < nn; i++) free(names[i]);
     free(names);
     snprintf(path, sizeof path, "%s/manifest.jsonl", out_dir);

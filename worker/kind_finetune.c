@@ -21,7 +21,6 @@
  * leave a 10-class gain within +-5 points of noise, so they get many more
  * than the 10 per class of the whole-set figure. */
 #define FT_TEST_PER_RUN_CLASS 100
-#define FT_BATCH 64
 
 static const char *const arch_names[2] = {"convnext", "vit"};
 
@@ -154,10 +153,10 @@ static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, c
     if (sf_classifier_load(path, NULL, env->device, &m, err, sizeof err) != 0)
         return sf_kind_fail(job, SF_JOB_FATAL, "finetune: %s", err);
     const sf_classifier_config_t *c = sf_classifier_config(m);
-    const int K = sf_world_n_classes(w), S = sf_world_size(w), I = c->image_size, B = FT_BATCH;
+    const int K = sf_world_n_classes(w), S = sf_world_size(w), I = c->image_size, B = (int)job->params->finetune_batch;
     float *px = malloc(sizeof(float) * (size_t)B * 3 * I * I);
     uint8_t *rgb = malloc((size_t)S * S * 3);
-    int labels[FT_BATCH], rc = px && rgb ? 0 : SF_ENOMEM;
+    int *labels = malloc(sizeof(int) * (size_t)B), rc = px && rgb && labels ? 0 : SF_ENOMEM;
     uint64_t r = seed;
     for (int step = 0; rc == 0 && step < steps; step++) {
         for (int j = 0; rc == 0 && j < B; j++) {
@@ -181,6 +180,7 @@ static int finetune_one(const sf_wk_env_t *env, int arch, const sf_world_t *w, c
         rc = test_acc(m, w, set, g->mask, &acc[2 * set], &acc[2 * set + 1], hits[set]);
     free(px);
     free(rgb);
+    free(labels);
     if (rc) sf_kind_fail(job, SF_JOB_FAILED, "finetune: %s", sf_classifier_errstr(m));
     sf_classifier_free(&m);
     return rc ? -1 : 0;
@@ -206,7 +206,7 @@ static size_t control_bytes(int ns) {
  * world, the device, the steps, the test sizes and the run's classes.  0, or
  * -1 when the weights cannot be read (then nothing is stored or reused). */
 static int control_key(const sf_wk_env_t *env, int a, const sf_world_t *w, const char *mask, const char *world,
-                       int steps, float lr, uint64_t *key) {
+                       int steps, int batch, float lr, uint64_t *key) {
     char mp[1200];
     snprintf(mp, sizeof mp, "%s/%s-world.safetensors", env->models_dir, arch_names[a]);
     char *buf = NULL;
@@ -216,7 +216,7 @@ static int control_key(const sf_wk_env_t *env, int a, const sf_world_t *w, const
     h = sf_fnv1a(h, buf, len);
     free(buf);
     const int K = sf_world_n_classes(w);
-    const int32_t v[4] = {steps, FT_BATCH, FT_TEST_PER_RUN_CLASS, K};
+    const int32_t v[4] = {steps, batch, FT_TEST_PER_RUN_CLASS, K};
     h = sf_fnv1a(h, world, strlen(world) + 1);
     h = sf_fnv1a(h, env->device, strlen(env->device) + 1);
     h = sf_fnv1a(h, &lr, sizeof lr);
@@ -291,7 +291,7 @@ static int finetune_arch(const sf_wk_env_t *env, sf_job_t *job, const sf_world_t
     double ctl[6] = {0}, ft[6] = {0};
     int reused = 0;
     uint64_t key = 0;
-    const int have = control_key(env, a, w, g->mask, p->world, steps, lr, &key) == 0;
+    const int have = control_key(env, a, w, g->mask, p->world, steps, (int)p->finetune_batch, lr, &key) == 0;
     for (int t = 0; t < 3; t++) memset(d[t], 0, sizeof(int) * ((size_t)ns + 1));
     for (int sd_i = 0; sd_i < seeds; sd_i++) {
         double c1[6], f1[6];
@@ -345,7 +345,7 @@ static int finetune_locked(const sf_wk_env_t *env, sf_job_t *job, kept_t *g) {
     cJSON_AddNumberToObject(res, "images_per_class", (double)p->finetune_images_per_class);
     cJSON_AddNumberToObject(res, "generated_images", g->n);
     cJSON_AddNumberToObject(res, "steps", (double)p->finetune_steps);
-    cJSON_AddNumberToObject(res, "batch", FT_BATCH);
+    cJSON_AddNumberToObject(res, "batch", (double)p->finetune_batch);
     cJSON_AddNumberToObject(res, "learning_rate", (float)p->finetune_learning_rate);
     cJSON_AddNumberToObject(res, "seeds", (double)p->finetune_seeds);
     cJSON_AddNumberToObject(res, "test_images_per_class", 10);
@@ -377,6 +377,7 @@ static int finetune_locked(const sf_wk_env_t *env, sf_job_t *job, kept_t *g) {
 }
 
 int sf_finetune_job(sf_wk_t *wk, sf_job_t *job) {
+    if (sf_real_classifiers(job->params)) return sf_finetune_real_job(wk, job);
     if (!sf_kind_safe_name(job->run)) return sf_kind_fail(job, SF_JOB_FATAL, "finetune: bad run id");
     kept_t g = {0};
     sf_mc_lock();

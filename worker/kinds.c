@@ -19,7 +19,10 @@ const sf_handler_t sf_handlers[] = {
     {"generate", SF_RUN_THREAD, sf_generate_job, "captions -> images (the world's generator)"},
     {"filter", SF_RUN_THREAD, sf_filter_job, "keeps images whose CLIP similarity to the class text is >= threshold"},
     {"manifest", SF_RUN_THREAD, sf_manifest_job, "joins the filter's manifest shards into the dataset's manifest.jsonl"},
-    {"finetune", SF_RUN_THREAD, sf_finetune_job, "fine-tunes the world classifiers on base + generated images (Fig. 6)"},
+    {"finetune", SF_RUN_THREAD, sf_finetune_job, "fine-tunes classifiers on base + generated images (Fig. 6)"},
+    {"classify", SF_RUN_THREAD, sf_classify_job, "labels a class's kept and reference images with timm classifiers (Table 2)"},
+    {"evaluate", SF_RUN_THREAD, sf_evaluate_job, "a class's test-set images through the fine-tuned classifiers (Fig. 6)"},
+    {"summarize", SF_RUN_THREAD, sf_summarize_job, "joins the test sets' evaluations into finetune.json (Fig. 6)"},
 #endif
     {NULL, 0, NULL, NULL},
 };

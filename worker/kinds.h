@@ -26,5 +26,12 @@ int sf_generate_job(sf_wk_t *wk, sf_job_t *job);
 int sf_filter_job(sf_wk_t *wk, sf_job_t *job);
 int sf_manifest_job(sf_wk_t *wk, sf_job_t *job);
 int sf_finetune_job(sf_wk_t *wk, sf_job_t *job);
+/* Real classifiers (kind_real_eval.c): Table 2's labels, Fig. 6's runs,
+ * test sets and finetune.json; sf_finetune_job hands real runs to
+ * sf_finetune_real_job. */
+int sf_classify_job(sf_wk_t *wk, sf_job_t *job);
+int sf_finetune_real_job(sf_wk_t *wk, sf_job_t *job);
+int sf_evaluate_job(sf_wk_t *wk, sf_job_t *job);
+int sf_summarize_job(sf_wk_t *wk, sf_job_t *job);
 
 #endif

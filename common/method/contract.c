@@ -42,6 +42,7 @@ const sf_setting_t *sf_setting_by_flag(const char *flag) {
 static const struct { const char *name; unsigned bit; } kinds[] = {
     {"embed", SF_K_EMBED},       {"rollout", SF_K_ROLLOUT}, {"captions", SF_K_CAPTIONS}, {"generate", SF_K_GENERATE},
     {"filter", SF_K_FILTER},     {"manifest", SF_K_MANIFEST}, {"finetune", SF_K_FINETUNE},
+    {"classify", SF_K_CLASSIFY}, {"evaluate", SF_K_EVALUATE}, {"summarize", SF_K_SUMMARIZE},
 };
 
 unsigned sf_job_kind_bit(const char *kind) {
@@ -157,6 +158,21 @@ int sf_job_params_parse(const char *kind, const char *payload, size_t len, sf_sh
     return rc;
 }
 
+int sf_setting_list(const char *s, char out[][SF_SET_STR_MAX], int max) {
+    int n = 0;
+    for (const char *a = s;; n++) {
+        const char *b = strchr(a, ',');
+        size_t l = b ? (size_t)(b - a) : strlen(a);
+        if (l == 0 || l >= SF_SET_STR_MAX || n == max) return -1;
+        memcpy(out[n], a, l);
+        out[n][l] = 0;
+        if (!b) return n + 1;
+        a = b + 1;
+    }
+}
+
+int sf_real_classifiers(const sf_shift_params_t *p) { return strcmp(p->classifiers, "world") != 0; }
+
 const char *const *sf_job_result_fields(const char *kind) {
     static const char *const embed[] = {"n", "cached", "unreadable", "embedder", NULL};
     static const char *const rollout[] = {"n", "accepted", "stale", "policy_version", "learner_version",
@@ -168,7 +184,14 @@ const char *const *sf_job_result_fields(const char *kind) {
      * the accuracies (docs/evaluation.md, Fig. 6). */
     static const char *const finetune[] = {"images_per_class", "generated_images", "steps", "batch",
                                            "learning_rate", "seeds", "test_images_per_class",
-                                           "test_images_per_run_class", "convnext", "vit", NULL};
+                                           "test_images_per_run_class", "convnext", "vit", "classifier", "seed",
+                                           "variant", "base_images", "resumed_from_step", NULL};
+    /* Real classifiers (docs/evaluation.md): Table 2's labels per class, the
+     * test sets' labels per class, and finetune.json. */
+    static const char *const classify[] = {"generated_images", "reference_images", "unreadable", "accuracy", NULL};
+    static const char *const evaluate[] = {"images", "unreadable", "absent_sets", NULL};
+    static const char *const summarize[] = {"classifiers", "test_sets", "images_per_class", "steps", "batch",
+                                            "learning_rate", "seeds", NULL};
     switch (sf_job_kind_bit(kind)) {
     case SF_K_EMBED: return embed;
     case SF_K_ROLLOUT: return rollout;
@@ -176,6 +199,9 @@ const char *const *sf_job_result_fields(const char *kind) {
     case SF_K_GENERATE: return generate;
     case SF_K_FILTER: return filter;
     case SF_K_FINETUNE: return finetune;
+    case SF_K_CLASSIFY: return classify;
+    case SF_K_EVALUATE: return evaluate;
+    case SF_K_SUMMARIZE: return summarize;
     default: return NULL;
     }
 }

@@ -45,7 +45,14 @@ enum {
     SF_K_FILTER = 1 << 4,
     SF_K_MANIFEST = 1 << 5,
     SF_K_FINETUNE = 1 << 6,
+    SF_K_CLASSIFY = 1 << 7,
+    SF_K_EVALUATE = 1 << 8,
+    SF_K_SUMMARIZE = 1 << 9,
 };
+
+/* The kinds of the real classifiers' evaluation (Table 2 and Fig. 6 with
+ * timm folders): what "classifiers" and the fine-tune settings reach. */
+#define SF_K_REAL_EVAL (SF_K_CLASSIFY | SF_K_FINETUNE | SF_K_EVALUATE | SF_K_SUMMARIZE)
 
 /* X(name, type, default, min, max, kinds, flag, doc)
  *   name     the spec key, the payload key and the field of sf_shift_params_t
@@ -67,19 +74,22 @@ enum {
     X(policy, STR, SF_POLICY_SFT_FILE, 0, 0, SF_K_CAPTIONS, "--policy",                                          \
       "the SFT policy, a path inside the learner's and workers' models_dir")                                           \
     X(world, STR, "builtin:imagenet-a-r-86", 0, 0,                                                                     \
-      SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER | SF_K_FINETUNE, NULL,                     \
+      SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER | SF_K_REAL_EVAL, NULL,                    \
       "the class list whose world workers render (planner: the 86 when every class is one of them, else all 1000)")   \
-    X(run_classes, STR, "none", 0, 0, SF_K_ROLLOUT | SF_K_CAPTIONS, NULL,                                              \
+    X(run_classes, STR, "none", 0, 0, SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_REAL_EVAL, NULL,                             \
       "the run's classes as a hex mask over the world's list, for the reward's other-class check; none: no check "     \
       "(planner: from the run's classes)")                                                                             \
-    X(reference_source, STR, "world", 0, 0, SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER, "--reference",      \
+    X(reference_source, STR, "world", 0, 0,                                                                          \
+      SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER | SF_K_CLASSIFY | SF_K_FINETUNE, "--reference",         \
       "reference images: world, or a folder name under each worker's reference_root")                                  \
     X(generator, STR, "world", 0, 0, SF_K_ROLLOUT | SF_K_GENERATE | SF_K_FILTER, "--generator",                        \
       "the text-to-image generator: world or diffusion")                                                               \
     X(seed, UINT, 1, 0, 0x7fffffff, SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FINETUNE, "--seed",            \
       "seeds caption sampling, generation and fine-tuning")                                                            \
-    X(reference_images, UINT, 128, 1, 100000, SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER, "--reference-images",       \
-      "base images per class behind the class mean")                                                                   \
+    X(reference_images, UINT, 128, 1, 100000,                                                                        \
+      SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER | SF_K_CLASSIFY | SF_K_FINETUNE, "--reference-images",                \
+      "base images per class behind the class mean (and, with real classifiers, Table 2's reference row and Fig. 6's " \
+      "base images)")                                                                                                  \
     X(rollouts_per_job, UINT, 8, 1, 4096, 0, "--rollouts-per-job", "captions sampled and scored per rollout job")      \
     X(image_check, UINT, 2, 0, 64, SF_K_ROLLOUT, "--image-check",                                                      \
       "rollouts per rollout job whose image is also generated and scored (world generator only; 0: none)")            \
@@ -103,13 +113,23 @@ enum {
     X(eta, NUM, 0, 0, 1, SF_K_GENERATE, "--eta", "DDIM eta (0: the pipeline's default)")                               \
     X(hook_scale, NUM, 0, -100, 100, SF_K_GENERATE, "--hook-scale",                                                    \
       "scale of the pipeline's guidance hook (planner: 1 for low-density, else 0)")                                    \
-    X(finetune_images_per_class, UINT, 8, 0, 10000, SF_K_FINETUNE, "--finetune-images-per-class",                      \
+    X(classifiers, STR, "world", 0, 0, SF_K_REAL_EVAL, "--classifiers",                                               \
+      "the classifiers of Table 2 and Fig. 6: world (the world's ConvNeXt and ViT), or timm folders inside the "       \
+      "workers' models_dir, comma-separated (at most 4; ImageNet-1k heads)")                                           \
+    X(eval_sets, STR, "imagenet-r,imagenet-a", 0, 0, SF_K_EVALUATE | SF_K_SUMMARIZE, "--eval-sets",                   \
+      "Fig. 6's test sets with real classifiers: folder names under each worker's reference_root, comma-separated")    \
+    X(eval_images_per_class, UINT, 1000, 1, 100000, SF_K_EVALUATE, "--eval-images-per-class",                        \
+      "most images of a class read from each test set (real classifiers)")                                             \
+    X(finetune_images_per_class, UINT, 8, 0, 10000, SF_K_FINETUNE | SF_K_SUMMARIZE, "--finetune-images-per-class",    \
       "kept images per class in the Fig. 6 fine-tune (0: no finetune phase)")                                          \
-    X(finetune_steps, UINT, 60, 1, 1000000, SF_K_FINETUNE, "--finetune-steps",                                        \
-      "optimiser steps of 64 images in each fine-tune")                                                                \
-    X(finetune_seeds, UINT, 3, 1, 16, SF_K_FINETUNE, "--finetune-seeds", "fine-tunes per classifier, each with a control") \
-    X(finetune_learning_rate, NUM, 2e-4, 1e-7, 1, SF_K_FINETUNE, "--finetune-learning-rate",                          \
-      "Adam's learning rate of the fine-tunes")
+    X(finetune_steps, UINT, 60, 1, 1000000, SF_K_FINETUNE | SF_K_SUMMARIZE, "--finetune-steps",                       \
+      "optimiser steps of finetune_batch images in each fine-tune")                                                    \
+    X(finetune_batch, UINT, 64, 1, 4096, SF_K_FINETUNE | SF_K_SUMMARIZE, "--finetune-batch",                          \
+      "images per fine-tuning step")                                                                                   \
+    X(finetune_seeds, UINT, 3, 1, 16, SF_K_FINETUNE | SF_K_EVALUATE | SF_K_SUMMARIZE, "--finetune-seeds",             \
+      "fine-tunes per classifier, each with a control")                                                                \
+    X(finetune_learning_rate, NUM, 2e-4, 1e-7, 1, SF_K_FINETUNE | SF_K_SUMMARIZE, "--finetune-learning-rate",         \
+      "AdamW's learning rate of the fine-tunes")
 
 /* The settings as a struct: numbers as double or long, strings in buffers. */
 #define SF__SET_FIELD_UINT(name) long name;
@@ -167,6 +187,15 @@ cJSON *sf_job_payload(const char *kind, const sf_shift_params_t *p);
  * 'filter_threshold' must be a number in [-1, 1]"). */
 int sf_job_params_parse(const char *kind, const char *payload, size_t len, sf_shift_params_t *p, char *err,
                         size_t n);
+
+/* A comma-separated list setting ("classifiers", "eval_sets") split into
+ * out[0..max): the number of items, or -1 for an empty item, an item of
+ * SF_SET_STR_MAX bytes or more, or more than max items. */
+#define SF_MAX_CLASSIFIERS 4
+#define SF_MAX_EVAL_SETS 4
+int sf_setting_list(const char *s, char out[][SF_SET_STR_MAX], int max);
+/* 1 when "classifiers" names timm folders rather than the world's own. */
+int sf_real_classifiers(const sf_shift_params_t *p);
 
 /* Results: the fields a kind's result object may hold, NULL-terminated (NULL
  * for a kind without a result object).  The coordinator counts "generated",

@@ -426,7 +426,12 @@ static const struct { const char *kind, *keys; } kind_keys[] = {
                  "seed,strategy,world"},
     {"filter", "filter_threshold,generator,images_per_caption,reference_images,reference_source,strategy,world"},
     {"manifest", ""},
-    {"finetune", "finetune_images_per_class,finetune_learning_rate,finetune_seeds,finetune_steps,seed,world"},
+    {"finetune", "classifiers,finetune_batch,finetune_images_per_class,finetune_learning_rate,finetune_seeds,"
+                 "finetune_steps,reference_images,reference_source,run_classes,seed,world"},
+    {"classify", "classifiers,reference_images,reference_source,run_classes,world"},
+    {"evaluate", "classifiers,eval_images_per_class,eval_sets,finetune_seeds,run_classes,world"},
+    {"summarize", "classifiers,eval_sets,finetune_batch,finetune_images_per_class,finetune_learning_rate,"
+                  "finetune_seeds,finetune_steps,run_classes,world"},
     {"noop", ""},
 };
 
@@ -530,7 +535,22 @@ static const char every_setting[] =
     "\"max_new_tokens\":40,"
     "\"temperature\":0.7,\"shard_size\":9,\"filter_threshold\":0.31,\"diffusion_steps\":25,"
     "\"guidance_scale\":7.5,\"eta\":0.3,\"hook_scale\":-2.5,\"finetune_images_per_class\":4,"
-    "\"finetune_steps\":11,\"finetune_seeds\":2,\"finetune_learning_rate\":3e-5}";
+    "\"finetune_steps\":11,\"finetune_seeds\":2,\"finetune_learning_rate\":3e-5,\"finetune_batch\":16,"
+    "\"classifiers\":\"timm/a,timm/b\",\"eval_sets\":\"imagenet-a\",\"eval_images_per_class\":50}";
+
+/* The comma-separated settings (classifiers, eval_sets). */
+TEST(test_setting_list) {
+    char out[4][SF_SET_STR_MAX];
+    CHECK_EQ_INT(sf_setting_list("timm/a,b", out, 4), 2);
+    CHECK_EQ_STR(out[0], "timm/a");
+    CHECK_EQ_STR(out[1], "b");
+    CHECK_EQ_INT(sf_setting_list("one", out, 4), 1);
+    CHECK_EQ_INT(sf_setting_list("", out, 4), -1);
+    CHECK_EQ_INT(sf_setting_list("a,,b", out, 4), -1);
+    CHECK_EQ_INT(sf_setting_list("a,", out, 4), -1);
+    CHECK_EQ_INT(sf_setting_list("a,b,c,d,e", out, 4), -1);
+    CHECK_EQ_INT(sf_setting_list("a,b,c,d", out, 4), 4);
+}
 
 TEST(test_round_trip_spec_payload_params) {
     sf_shift_params_t p, q, dflt;
@@ -592,6 +612,7 @@ int main(void) {
     SF_RUN(test_payload_values);
     SF_RUN(test_parse_defaults);
     SF_RUN(test_parse_errors_name_the_key);
+    SF_RUN(test_setting_list);
     SF_RUN(test_round_trip_spec_payload_params);
     SF_DONE();
 }
