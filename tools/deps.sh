@@ -12,7 +12,9 @@ PKGS=(build-essential pkg-config libzmq3-dev libuv1-dev libhiredis-dev libprotob
 # npm may come from Node's own installer rather than Debian; either will do.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 if [ -z "${NO_TORCH:-}" ]; then
-    PKGS+=(libtorch-dev libopenblas0-pthread)
+    # python3-torch and python3-torchvision: the independent references some
+    # tests load datasets and models with (Debian's, the same libtorch 1.13).
+    PKGS+=(libtorch-dev libopenblas0-pthread python3-torch python3-torchvision)
 fi
 
 missing=()
