@@ -107,11 +107,14 @@ static int argmax_in(const float *logits, const char *mask) {
     return best;
 }
 
-/* Labels n images (rgb, w, h) with m: 1000-way top-1 into top[] and the
- * top-1 among mask's classes into sub[] (either may be NULL). */
-static int label_images(sf_classifier_t *m, uint8_t *const *rgb, const int *w, const int *h, int n, const char *mask,
-                        int *top, int *sub, sf_job_t *job) {
-    const sf_classifier_config_t *c = sf_classifier_config(m);
+/* Labels n images (rgb, w, h) with each of the nm models m[] (one
+ * classifier and its fine-tuned copies: one preprocessing, that of m[0], done
+ * once per image for all of them): model r's 1000-way top-1 into top[r][] and
+ * its top-1 among mask's classes into sub[r][] (top or sub, or an entry of
+ * them, may be NULL). */
+static int label_images(sf_classifier_t *const *m, int nm, uint8_t *const *rgb, const int *w, const int *h, int n,
+                        const char *mask, int *const *top, int *const *sub, sf_job_t *job) {
+    const sf_classifier_config_t *c = sf_classifier_config(m[0]);
     const size_t per = (size_t)3 * c->image_size * c->image_size;
     float *px = malloc(sizeof(float) * per * RE_BATCH), *lg = malloc(sizeof(float) * IN1K * RE_BATCH);
     int rc = px && lg ? 0 : sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
@@ -120,11 +123,13 @@ static int label_images(sf_classifier_t *m, uint8_t *const *rgb, const int *w, c
         for (int j = 0; rc == 0 && j < b; j++)
             if (sf_classifier_preprocess(c, rgb[i0 + j], w[i0 + j], h[i0 + j], px + per * j) != 0)
                 rc = sf_kind_fail(job, SF_JOB_FAILED, "cannot preprocess a %dx%d image", w[i0 + j], h[i0 + j]);
-        if (rc == 0 && sf_classifier_forward(m, px, b, lg, NULL) != 0)
-            rc = sf_kind_fail(job, SF_JOB_FAILED, "classifier: %s", sf_classifier_errstr(m));
-        for (int j = 0; rc == 0 && j < b; j++) {
-            if (top) top[i0 + j] = argmax_in(lg + (size_t)IN1K * j, NULL);
-            if (sub) sub[i0 + j] = argmax_in(lg + (size_t)IN1K * j, mask);
+        for (int r = 0; rc == 0 && r < nm; r++) {
+            if (sf_classifier_forward(m[r], px, b, lg, NULL) != 0)
+                rc = sf_kind_fail(job, SF_JOB_FAILED, "classifier: %s", sf_classifier_errstr(m[r]));
+            for (int j = 0; rc == 0 && j < b; j++) {
+                if (top && top[r]) top[r][i0 + j] = argmax_in(lg + (size_t)IN1K * j, NULL);
+                if (sub && sub[r]) sub[r][i0 + j] = argmax_in(lg + (size_t)IN1K * j, mask);
+            }
         }
     }
     free(px);
@@ -268,10 +273,10 @@ static int classify_locked(const sf_wk_env_t *env, sf_job_t *job) {
         if ((rc = load_timm(env, names[c], &m, job))) break;
         gl[c][0] = malloc(sizeof(int) * (size_t)nmax), gl[c][1] = malloc(sizeof(int) * (size_t)nmax);
         if (!gl[c][0] || !gl[c][1]) rc = sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
-        if (rc == 0) rc = label_images(m, gen.rgb, gen.w, gen.h, ng, mask, gl[c][0], gl[c][1], job);
+        if (rc == 0) rc = label_images(&m, 1, gen.rgb, gen.w, gen.h, ng, mask, &gl[c][0], &gl[c][1], job);
         int gok = 0, gsub = 0, rok = 0, rsub = 0;
         for (int i = 0; rc == 0 && i < ng; i++) gok += gl[c][0][i] == target, gsub += gl[c][1][i] == target;
-        if (rc == 0) rc = label_images(m, ref.rgb, ref.w, ref.h, nr, mask, top, sub, job);
+        if (rc == 0) rc = label_images(&m, 1, ref.rgb, ref.w, ref.h, nr, mask, &top, &sub, job);
         for (int i = 0; rc == 0 && i < nr; i++) rok += top[i] == target, rsub += sub[i] == target;
         sf_classifier_free(&m);
         if (rc) break;
@@ -660,45 +665,51 @@ static int evaluate_locked(const sf_wk_env_t *env, sf_job_t *job) {
         if ((rc = set_mask(env, sets[t], mask[t], job)) == 0)
             rc = read_folder(env, sets[t], job->wnid, (int)p->eval_images_per_class, &img[t], &unreadable, &absent[t],
                              errf, sizeof errf, job);
-    int *lab = NULL;
     cJSON *doc = cJSON_CreateObject(), *so = cJSON_AddObjectToObject(doc, "sets");
     cJSON_AddStringToObject(doc, "class", job->wnid);
     sf_kind_run_dir(env, job->run, "finetune", dir, sizeof dir);
     for (int t = 0; rc == 0 && t < ns; t++) total += img[t].n;
-    if (rc == 0 && !(lab = malloc(sizeof(int) * (size_t)(total + 1)))) rc = sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
     for (int t = 0; rc == 0 && t < ns; t++) {
         cJSON *o = cJSON_AddObjectToObject(so, sets[t]);
         cJSON_AddBoolToObject(o, "absent", absent[t]);
         cJSON_AddNumberToObject(o, "images", img[t].n);
         cJSON_AddObjectToObject(o, "hits");
     }
-    /* Each classifier: the original, then every fine-tuned run. */
-    for (int c = 0; rc == 0 && c < nc; c++)
-        for (int r = -1; rc == 0 && r < 2 * seeds; r++) {
-            sf_classifier_t *m = NULL;
-            char key[64];
-            if (r < 0) {
-                snprintf(key, sizeof key, "original");
-                rc = load_timm(env, names[c], &m, job);
+    /* Each classifier: the original, then every fine-tuned run, loaded
+     * together so that each image is preprocessed once for all of them. */
+    const int nm = 1 + 2 * seeds;
+    sf_classifier_t **m = calloc((size_t)nm, sizeof *m);
+    int **labs = calloc((size_t)nm, sizeof *labs);
+    char (*key)[64] = calloc((size_t)nm, sizeof *key);
+    if (rc == 0 && (!m || !labs || !key)) rc = sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
+    for (int r = 0; rc == 0 && r < nm; r++)
+        if (!(labs[r] = malloc(sizeof(int) * (size_t)(total + 1)))) rc = sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
+    for (int c = 0; rc == 0 && c < nc; c++) {
+        for (int r = 0; rc == 0 && r < nm; r++) {
+            if (r == 0) {
+                snprintf(key[r], sizeof key[r], "original");
+                rc = load_timm(env, names[c], &m[r], job);
             } else {
-                char path[1600], err[400], nm[64];
+                char path[1600], err[400], nmf[64];
                 int cc, s, v;
-                ft_run_name(p, (uint32_t)(c * 2 * seeds + r), &cc, &s, &v, nm, sizeof nm);
-                snprintf(key, sizeof key, "%s", strchr(nm, '-') + 1); /* "s<seed>-<variant>" */
-                snprintf(path, sizeof path, "%s/%s.safetensors", dir, nm);
-                if (sf_classifier_load(path, NULL, env->device, &m, err, sizeof err) != 0)
+                ft_run_name(p, (uint32_t)(c * 2 * seeds + r - 1), &cc, &s, &v, nmf, sizeof nmf);
+                snprintf(key[r], sizeof key[r], "%s", strchr(nmf, '-') + 1); /* "s<seed>-<variant>" */
+                snprintf(path, sizeof path, "%s/%s.safetensors", dir, nmf);
+                if (sf_classifier_load(path, NULL, env->device, &m[r], err, sizeof err) != 0)
                     rc = sf_kind_fail(job, SF_JOB_FAILED, "evaluate: fine-tuned model: %s", err);
             }
-            for (int t = 0; rc == 0 && t < ns; t++) {
-                if (!img[t].n) continue;
-                rc = label_images(m, img[t].rgb, img[t].w, img[t].h, img[t].n, mask[t], NULL, lab, job);
-                cJSON *h = cJSON_GetObjectItem(cJSON_GetObjectItem(so, sets[t]), "hits");
-                cJSON *hc = cJSON_GetObjectItem(h, names[c]);
-                if (!hc) hc = cJSON_AddObjectToObject(h, names[c]);
-                if (rc == 0) add_hits(hc, key, lab, img[t].n, target);
-            }
-            sf_classifier_free(&m);
         }
+        for (int t = 0; rc == 0 && t < ns; t++) {
+            if (!img[t].n) continue;
+            rc = label_images(m, nm, img[t].rgb, img[t].w, img[t].h, img[t].n, mask[t], NULL, labs, job);
+            cJSON *h = cJSON_GetObjectItem(cJSON_GetObjectItem(so, sets[t]), "hits");
+            cJSON *hc = cJSON_AddObjectToObject(h, names[c]);
+            for (int r = 0; rc == 0 && r < nm; r++) add_hits(hc, key[r], labs[r], img[t].n, target);
+        }
+        for (int r = 0; m && r < nm; r++) sf_classifier_free(&m[r]);
+    }
+    for (int r = 0; labs && r < nm; r++) free(labs[r]);
+    free(m), free(labs), free(key);
     if (rc == 0) {
         char edir[1400], path[1500];
         sf_kind_run_dir(env, job->run, "eval", edir, sizeof edir);
@@ -711,7 +722,7 @@ static int evaluate_locked(const sf_wk_env_t *env, sf_job_t *job) {
     if (unreadable) sf_warn("evaluate %s: %d unreadable test image(s); first: %s", job->wnid, unreadable, errf);
     int nabsent = 0;
     for (int t = 0; t < ns; t++) nabsent += absent[t], imgs_free(&img[t]);
-    free(mask), free(lab);
+    free(mask);
     cJSON_Delete(doc);
     if (rc) return rc;
     cJSON *res = cJSON_CreateObject();
