@@ -7,6 +7,9 @@
  *    the worker was given; only a result with that (job, attempt) from that
  *    worker counts, and only once (the slot leaves LEASED on the first);
  *  - a worker's credit is what it said it can take minus what it holds;
+ *    a worker with adaptive credit (Hello.max_credit) holds at most
+ *    sf_credit_hold() jobs of the phase being dispatched, counting all it
+ *    holds;
  *  - a worker that dies gives every job it holds back to the queue, with the
  *    attempt counted, so a job that kills its workers is dead-lettered.
  */
@@ -163,6 +166,7 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
         /* The same connection says hello again (it was told to): it still
          * holds its leased jobs, and its credit already leaves them out. */
         w->credit = h->credit;
+        w->max_held = h->max_credit;
         w->last_seen_ms = sf_coord_mono_ms(c);
         c->dispatch_dirty = 1;
         return;
@@ -192,6 +196,7 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
     w->pid = h->pid;
     w->slots = h->slots ? h->slots : 1;
     w->credit = h->credit;
+    w->max_held = h->max_credit;
     size_t off = 0;
     for (size_t i = 0; i < h->n_kinds; i++) {
         int k = sf_coord_kind_id(c, h->kinds[i]);
@@ -202,8 +207,12 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
     }
     w->last_seen_ms = w->joined_ms = sf_coord_mono_ms(c);
     w->dirty = 1;
-    sf_info("worker %s joined: host %s pid %u device %s kinds %s slots %u credit %u", w->id, w->host, w->pid,
-            w->device, w->kinds_text, w->slots, w->credit);
+    if (w->max_held)
+        sf_info("worker %s joined: host %s pid %u device %s kinds %s slots %u credit adaptive, at most %u", w->id,
+                w->host, w->pid, w->device, w->kinds_text, w->slots, w->max_held);
+    else
+        sf_info("worker %s joined: host %s pid %u device %s kinds %s slots %u credit %u", w->id, w->host, w->pid,
+                w->device, w->kinds_text, w->slots, w->credit);
     Sf__Welcome wel = SF__WELCOME__INIT;
     wel.epoch = c->epoch;
     wel.heartbeat_ms = (uint32_t)c->cfg.heartbeat_ms;
@@ -214,6 +223,39 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
     send_to(c, w, &env);
     sf_store_worker(c, w, 0);
     c->dispatch_dirty = 1;
+}
+
+/* ---- adaptive credit ---------------------------------------------------------- */
+
+uint32_t sf_credit_hold(uint32_t slots, uint32_t max_held, uint32_t srtt_us, uint32_t job_us) {
+    if (slots == 0) slots = 1;
+    uint64_t backlog = 1;
+    if (job_us && job_us < SF_CREDIT_LONG_US) {
+        /* ceil(2 × slots × srtt / job_us): the jobs the slots finish in two
+         * round trips, so the next batch is there before the queue runs dry. */
+        backlog = (2ull * slots * srtt_us + job_us - 1) / job_us;
+        if (backlog < 1) backlog = 1;
+    }
+    uint64_t hold = slots + backlog;
+    if (max_held && hold > max_held) hold = max_held;
+    return (uint32_t)hold;
+}
+
+/* One result of an adaptive worker: its round trip (dispatch to result,
+ * less the time the job ran and waited in the worker) into the worker's
+ * smoothed round trip, and the time it ran into its phase's mean; both
+ * running means weigh a new sample 1/8 (as TCP's SRTT), the first sample
+ * alone. */
+static void measure(sf_worker_t *w, sf_run_t *r, uint32_t idx, int64_t lat_us, const Sf__Result *res) {
+    int64_t rtt = lat_us - (int64_t)res->elapsed_us - (int64_t)res->queued_us;
+    if (rtt < 1) rtt = 1;
+    if (rtt > 60000000) rtt = 60000000;
+    w->srtt_us = w->srtt_us ? (uint32_t)((7 * (int64_t)w->srtt_us + rtt) / 8) : (uint32_t)rtt;
+    if (r->phase >= r->n_phases) return;
+    sf_phase_t *p = &r->phases[r->phase];
+    if (idx < p->first || idx >= p->first + p->n) return; /* a job of an earlier phase */
+    uint64_t el = res->elapsed_us ? res->elapsed_us : 1;
+    p->job_us = p->job_us ? (uint32_t)((7 * (uint64_t)p->job_us + el) / 8) : (uint32_t)el;
 }
 
 static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int64_t now_us) {
@@ -232,6 +274,7 @@ static void on_result(sf_coord_t *c, sf_worker_t *w, const Sf__Result *res, int6
     j->worker = SF_NO_WORKER;
     if (!sf_run_active(r)) { j->state = JS_PENDING; return; }
     int64_t lat = now_us - j->dispatched_us;
+    if (w->max_held) measure(w, r, idx, lat, res);
     j->dispatched_us = lat > 0 ? lat : 0; /* kept until the ack for the latency histogram */
     switch (res->status) {
     case SF__RESULT__STATUS__OK:
@@ -372,10 +415,20 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
      * SF_WIRE_MAX_PAYLOAD): a frame over it could not be sent, and its jobs
      * would wait out their leases. */
     size_t bytes = 0;
+    /* Adaptive credit: a run's jobs fill the worker up to the hold of its
+     * phase, counting every job the worker holds, and never past the hold
+     * of a run before it (higher priority) that still has work for it: tiny
+     * jobs of a later run cannot keep a run of long ones waiting. */
+    uint32_t cap = UINT32_MAX;
     for (sf_run_t *r = c->runs; r && n < want; r = r->next) {
-        if (!sf_run_active(r)) continue;
-        while (n < want) {
-            if (n && r->phase < r->n_phases && bytes + r->phases[r->phase].payload_len > BATCH_PAYLOAD_BYTES) return n;
+        if (!sf_run_active(r) || r->phase >= r->n_phases) continue;
+        uint32_t hold = UINT32_MAX;
+        if (w->max_held) {
+            hold = sf_credit_hold(w->slots, w->max_held, w->srtt_us, r->phases[r->phase].job_us);
+            if (hold > cap) hold = cap;
+        }
+        while (n < want && w->leased < hold) {
+            if (n && bytes + r->phases[r->phase].payload_len > BATCH_PAYLOAD_BYTES) return n;
             int64_t t = sf_run_take(c, r, w->kinds);
             if (t < 0) break;
             uint32_t idx = (uint32_t)t;
@@ -416,6 +469,7 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
             job_ptrs[n] = m;
             n++;
         }
+        if (w->max_held && w->leased >= hold && hold < cap && sf_run_has_work(c, r, w->kinds)) cap = hold;
     }
     return n;
 }
@@ -429,11 +483,15 @@ void sf_broker_pump(sf_coord_t *c) {
     int nw = c->n_worker_slots;
     for (int k = 0; k < nw; k++) {
         sf_worker_t *w = &c->workers[(c->rr + k) % nw];
-        if (!w->used || w->draining || w->credit == 0) continue;
-        uint32_t want = w->credit < MAX_BATCH ? w->credit : MAX_BATCH;
+        if (!w->used || w->draining) continue;
+        /* A fixed credit counts down; an adaptive worker's room is its
+         * limit less what it holds (fill_batch applies each phase's hold). */
+        uint32_t room = w->max_held ? (w->leased < w->max_held ? w->max_held - w->leased : 0) : w->credit;
+        if (room == 0) continue;
+        uint32_t want = room < MAX_BATCH ? room : MAX_BATCH;
         uint32_t n = fill_batch(c, w, want, now_us);
         if (n == 0) continue;
-        w->credit -= n;
+        w->credit = w->credit > n ? w->credit - n : 0;
         Sf__JobBatch b = SF__JOB_BATCH__INIT;
         b.n_jobs = n;
         b.jobs = job_ptrs;
@@ -441,7 +499,8 @@ void sf_broker_pump(sf_coord_t *c) {
         env.body_case = SF__ENVELOPE__BODY_JOBS;
         env.jobs = &b;
         send_to(c, w, &env);
-        if (w->credit > 0) c->dispatch_dirty = 1; /* more may come from other runs/phases next turn */
+        /* More may come from other runs/phases next turn. */
+        if (w->max_held ? w->leased < w->max_held : w->credit > 0) c->dispatch_dirty = 1;
     }
     c->rr = (c->rr + 1) % (nw ? nw : 1);
 }
@@ -550,7 +609,14 @@ cJSON *sf_workers_json(const sf_coord_t *c) {
         cJSON_AddStringToObject(o, "device", w->device);
         cJSON_AddStringToObject(o, "kinds", w->kinds_text);
         cJSON_AddNumberToObject(o, "slots", w->slots);
-        cJSON_AddNumberToObject(o, "credit", w->credit);
+        /* Adaptive: the room left under its limit (each phase's hold is lower). */
+        cJSON_AddNumberToObject(o, "credit", w->max_held ? (w->leased < w->max_held ? w->max_held - w->leased : 0)
+                                                         : w->credit);
+        cJSON_AddStringToObject(o, "credit_mode", w->max_held ? "adaptive" : "fixed");
+        if (w->max_held) {
+            cJSON_AddNumberToObject(o, "max_held", w->max_held);
+            cJSON_AddNumberToObject(o, "srtt_us", w->srtt_us);
+        }
         cJSON_AddNumberToObject(o, "leased", w->leased);
         cJSON_AddNumberToObject(o, "busy", w->busy);
         cJSON_AddNumberToObject(o, "done", (double)w->done);

@@ -91,6 +91,7 @@ typedef struct sf_phase_s {
     uint32_t items_per_class, shard_size, shards_per_class;
     char *payload;          /* JSON handed to every job of the phase (owned) */
     uint32_t payload_len;
+    uint32_t job_us;        /* adaptive credit: running mean of its jobs' handler time (µs; 0: none yet) */
 } sf_phase_t;
 
 /* A ring of job indices waiting to be dispatched again. */
@@ -156,6 +157,8 @@ typedef struct sf_worker_s {
     uint64_t kinds;         /* bitmask of kind ids */
     char kinds_text[512];
     uint32_t slots, credit, leased, busy;
+    uint32_t max_held;      /* adaptive credit (Hello.max_credit): at most this many jobs held; 0: fixed credit */
+    uint32_t srtt_us;       /* adaptive credit: smoothed round trip, dispatch to result less the job's own time */
     uint64_t done, failed;
     int64_t last_seen_ms, joined_ms; /* sf_coord_mono_ms: liveness never follows the wall clock */
     int draining;
@@ -314,6 +317,9 @@ sf_run_t *sf_runs_find(sf_coord_t *c, const char *id);
 sf_run_t *sf_runs_find_num(sf_coord_t *c, uint32_t num);
 /* Takes the next job of the run for a worker with these kinds, or -1. */
 int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds);
+/* Whether sf_run_take may find a job for a worker of these kinds, without
+ * taking it (it may still find none: the ready ring keeps stale entries). */
+int sf_run_has_work(const sf_coord_t *c, sf_run_t *r, uint64_t kinds);
 void sf_run_requeue(sf_run_t *r, uint32_t idx);
 int sf_run_phase_of(const sf_run_t *r, uint32_t idx);
 /* The first leased job at index >= from, into *idx; 0 when there is none.
@@ -347,6 +353,14 @@ Sf__Envelope *sf_coord_decode(sf_coord_t *c, void *sock, const void *rid, size_t
                               const char *from);
 void sf_broker_on_frame(sf_coord_t *c, const void *rid, size_t rid_len, const void *buf, size_t len);
 void sf_broker_pump(sf_coord_t *c);
+/* Adaptive credit: how many jobs of a phase whose jobs take job_us (0: not
+ * measured yet) a worker with `slots` slots, a round trip of srtt_us and a
+ * limit of max_held may hold — its slots plus a backlog that covers twice
+ * the jobs its slots finish in one round trip, at least one; exactly one
+ * while the phase's job time is unknown or at least SF_CREDIT_LONG_US, so
+ * seconds-long work is never hoarded; never above max_held. */
+#define SF_CREDIT_LONG_US 1000000u
+uint32_t sf_credit_hold(uint32_t slots, uint32_t max_held, uint32_t srtt_us, uint32_t job_us);
 void sf_broker_cron(sf_coord_t *c);
 /* The run ends early (cancelled, or failed by its learner): jobs out on
  * workers are cancelled there and their leases released here, so results

@@ -547,6 +547,15 @@ int64_t sf_run_take(sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
     return -1;
 }
 
+int sf_run_has_work(const sf_coord_t *c, sf_run_t *r, uint64_t kinds) {
+    if (!sf_run_active(r) || r->phase >= r->n_phases) return 0;
+    sf_phase_t *p = &r->phases[r->phase];
+    if (!(kinds & (1ull << p->kind_id))) return 0;
+    if (r->ready.len) return 1;
+    if (p->until_learner && p->per_update && !learner_window(c, r, p)) return 0;
+    return p->next < p->first + p->n;
+}
+
 void sf_run_requeue(sf_run_t *r, uint32_t idx) {
     r->jobs[idx].state = JS_READY;
     r->jobs[idx].worker = SF_NO_WORKER;

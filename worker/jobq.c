@@ -37,8 +37,14 @@ int sf_jobq_cancel(sf_jobq_t *q, const uint64_t *ids, size_t n_ids) {
 }
 
 uint32_t sf_jobq_credit(const sf_jobq_t *q, long slots, long prefetch, int n_unsent, int draining) {
-    long cap = slots * prefetch - q->queued - q->running - n_unsent;
+    long cap = (prefetch > 0 ? slots * prefetch : slots + 1) - q->queued - q->running - n_unsent;
     return cap > 0 && !draining ? (uint32_t)cap : 0;
+}
+
+uint32_t sf_jobq_max_credit(long slots, long prefetch) {
+    if (prefetch > 0) return 0;
+    long m = slots * SF_JOBQ_ADAPTIVE_PER_SLOT;
+    return m > 65536 ? 65536 : (uint32_t)m;
 }
 
 uint32_t sf_jobq_account(sf_jobq_t *q, int hi, int64_t started_us, int64_t now_us) {

@@ -40,11 +40,22 @@ const char *sf_jobq_refusal(const sf_job_t *job, int draining);
  * not touched (they finish).  Returns how many were marked. */
 int sf_jobq_cancel(sf_jobq_t *q, const uint64_t *ids, size_t n_ids);
 
+/* Adaptive credit (prefetch 0): the most jobs a worker lets the
+ * coordinator send it, per slot (Hello.max_credit = slots × this, at most
+ * 65536).  The coordinator sizes the backlog within it from measured job
+ * times and round trips (coordinator/broker.c, sf_credit_hold). */
+#define SF_JOBQ_ADAPTIVE_PER_SLOT 256
+
 /* The credit to advertise: slots × prefetch less the jobs held — queued,
  * running, and finished with the result not sent yet (n_unsent), since each
  * result returns its credit only when the coordinator has it; 0 while
- * draining. */
+ * draining.  Prefetch 0 (adaptive) advertises slots + 1, what a coordinator
+ * that does not size credit itself then gives. */
 uint32_t sf_jobq_credit(const sf_jobq_t *q, long slots, long prefetch, int n_unsent, int draining);
+
+/* Hello.max_credit: slots × SF_JOBQ_ADAPTIVE_PER_SLOT (at most 65536) for
+ * prefetch 0, else 0 (a fixed credit). */
+uint32_t sf_jobq_max_credit(long slots, long prefetch);
 
 /* Accounts a finished job: the time it ran, now_us - started_us, is added
  * to kind `hi`'s busy time when it ran at all (hi >= 0: it had a handler;

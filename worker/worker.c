@@ -82,7 +82,9 @@ static const sf_cfg_field_t wk_schema[] = {
     F(swap_models, SF_CFG_BOOL, "false", 1, 0,
       "keep one large model (CLIP, policy, diffusion) in device memory at a time, freeing the others on a switch"),
     F(slots, SF_CFG_INT, "1", 1, 4096, "jobs run at once"),
-    F(prefetch, SF_CFG_INT, "2", 1, 1024, "credit per slot: jobs held ready beyond those running"),
+    F(prefetch, SF_CFG_INT, "0", 0, 1024,
+      "credit per slot: the worker holds slots x prefetch jobs; 0: adaptive (the coordinator sizes the backlog from "
+      "measured job times: tiny jobs stream, seconds-long ones keep one ready job)"),
     F(threads, SF_CFG_INT, "1", 1, 256, "intra-op threads for model work"),
     F(recycle_after, SF_CFG_INT, "0", 0, 1e12, "drain and exit after this many jobs (0: never)"),
     F(heartbeat_ms, SF_CFG_INT, "1000", 50, 60000, "heartbeat interval until the coordinator sets it"),
@@ -168,6 +170,7 @@ static void say_hello(sf_wk_t *wk) {
     h.pid = (uint32_t)getpid();
     h.host = host;
     h.credit = capacity(wk);
+    h.max_credit = sf_jobq_max_credit(wk->cfg.slots, wk->cfg.prefetch);
     Sf__Envelope env = SF__ENVELOPE__INIT;
     env.body_case = SF__ENVELOPE__BODY_HELLO;
     env.hello = &h;
@@ -217,7 +220,10 @@ static void push_result(sf_job_t *job) {
     /* A job cancelled or drained while queued never started: it ran for no
      * time (its started_us is 0, not a time, and would count the clock's
      * whole epoch as busy). */
-    r->elapsed_us = sf_jobq_account(&wk->q, job->h ? job->hi : -1, job->started_us, sf_clock_mono_us());
+    int64_t now_us = sf_clock_mono_us();
+    r->elapsed_us = sf_jobq_account(&wk->q, job->h ? job->hi : -1, job->started_us, now_us);
+    int64_t waited = (job->started_us ? job->started_us : now_us) - job->received_us;
+    r->queued_us = waited > 0 && waited < UINT32_MAX ? (uint32_t)waited : 0;
     wk->resp[wk->n_res] = r;
     wk->res_jobs[wk->n_res] = job;
     wk->n_res++;
@@ -340,11 +346,13 @@ static int handler_for(sf_wk_t *wk, const char *kind) {
 }
 
 static void on_jobs(sf_wk_t *wk, const Sf__JobBatch *b) {
+    int64_t now_us = sf_clock_mono_us();
     for (size_t i = 0; i < b->n_jobs; i++) {
         const Sf__Job *m = b->jobs[i];
         sf_job_t *j = calloc(1, sizeof *j);
         if (!j) continue; /* its lease will expire and it will be given to another */
         j->wk = wk;
+        j->received_us = now_us;
         j->id = m->id;
         j->attempt = m->attempt;
         j->lease_ms = m->lease_ms;
@@ -753,8 +761,12 @@ int main(int argc, char **argv) {
     wk->sigterm.data = wk->sigint.data = wk;
     uv_signal_start(&wk->sigterm, on_signal, SIGTERM);
     uv_signal_start(&wk->sigint, on_signal, SIGINT);
-    sf_info("connecting to %s: %d kinds, %ld slots, credit %u", wk->cfg.coordinator, wk->n_handlers, wk->cfg.slots,
-            capacity(wk));
+    if (wk->cfg.prefetch)
+        sf_info("connecting to %s: %d kinds, %ld slots, credit %u", wk->cfg.coordinator, wk->n_handlers,
+                wk->cfg.slots, capacity(wk));
+    else
+        sf_info("connecting to %s: %d kinds, %ld slots, credit adaptive (at most %u held)", wk->cfg.coordinator,
+                wk->n_handlers, wk->cfg.slots, sf_jobq_max_credit(wk->cfg.slots, wk->cfg.prefetch));
     uv_run(wk->loop, UV_RUN_DEFAULT);
     if (wk->sock) zmq_close(wk->sock);
     zmq_ctx_term(wk->zctx);

@@ -62,6 +62,7 @@ struct sf_job_s {
     uv_work_t work;
     volatile int cancelled;
     int64_t started_us;
+    int64_t received_us;    /* when its JobBatch arrived (its wait before it started goes back as queued_us) */
     struct sf_job_s *next;
 };
 

@@ -44,7 +44,8 @@ int sf_wire_decode(const void *buf, size_t len, Sf__Envelope **out, char *err, s
         for (size_t i = 0; i < h->n_kinds; i++)
             if (!h->kinds[i] || !*h->kinds[i] || !str_ok(h->kinds[i], 64)) BAD("hello with a bad kind name");
         if (!str_ok(h->device, 64) || !str_ok(h->version, 64) || !str_ok(h->host, 256)) BAD("hello with an over-long field");
-        if (h->slots > 4096 || h->credit > 65536) BAD("hello with %u slots, %u credit", h->slots, h->credit);
+        if (h->slots > 4096 || h->credit > 65536 || h->max_credit > 65536)
+            BAD("hello with %u slots, %u credit, %u max_credit", h->slots, h->credit, h->max_credit);
         break;
     }
     case SF__ENVELOPE__BODY_CREDIT:

@@ -227,6 +227,11 @@ Sf__Envelope *th_worker_recv(th_worker_t *w, Sf__Envelope__BodyCase body) {
 }
 
 int th_worker_hello(sf_coord_t *c, th_worker_t *w, const char *id, const char *kinds, uint32_t credit) {
+    return th_worker_hello_ex(c, w, id, kinds, 1, credit, 0);
+}
+
+int th_worker_hello_ex(sf_coord_t *c, th_worker_t *w, const char *id, const char *kinds, uint32_t slots,
+                       uint32_t credit, uint32_t max_credit) {
     memset(w, 0, sizeof *w);
     snprintf(w->id, sizeof w->id, "%s", id);
     w->sock = zmq_socket(c->zctx, ZMQ_DEALER);
@@ -243,8 +248,9 @@ int th_worker_hello(sf_coord_t *c, th_worker_t *w, const char *id, const char *k
     h.n_kinds = nk;
     h.device = "cpu";
     h.host = "test";
-    h.slots = 1;
+    h.slots = slots;
     h.credit = credit;
+    h.max_credit = max_credit;
     Sf__Envelope env = SF__ENVELOPE__INIT;
     env.body_case = SF__ENVELOPE__BODY_HELLO;
     env.hello = &h;
@@ -262,10 +268,17 @@ void th_worker_close(th_worker_t *w) {
 }
 
 int th_worker_result(sf_coord_t *c, th_worker_t *w, uint64_t id, uint32_t attempt, Sf__Result__Status status) {
+    return th_worker_result_ex(c, w, id, attempt, status, 0, 0);
+}
+
+int th_worker_result_ex(sf_coord_t *c, th_worker_t *w, uint64_t id, uint32_t attempt, Sf__Result__Status status,
+                        uint32_t elapsed_us, uint32_t queued_us) {
     Sf__Result res = SF__RESULT__INIT;
     res.id = id;
     res.attempt = attempt;
     res.status = status;
+    res.elapsed_us = elapsed_us;
+    res.queued_us = queued_us;
     res.error = status == SF__RESULT__STATUS__OK ? "" : "it failed on purpose";
     Sf__Result *rp = &res;
     Sf__ResultBatch b = SF__RESULT_BATCH__INIT;

@@ -63,11 +63,17 @@ typedef struct {
 /* Connects and says hello (kinds comma-separated), as sf-worker does; 0 once
  * the Welcome came back, -1 otherwise. */
 int th_worker_hello(sf_coord_t *c, th_worker_t *w, const char *id, const char *kinds, uint32_t credit);
+/* The same with its slots and Hello.max_credit (above 0: adaptive credit). */
+int th_worker_hello_ex(sf_coord_t *c, th_worker_t *w, const char *id, const char *kinds, uint32_t slots,
+                       uint32_t credit, uint32_t max_credit);
 void th_worker_close(th_worker_t *w);
 /* Sends env and has the coordinator handle it as main.c's drain does
  * (sf_broker_on_frame, then dispatch).  0 or -1. */
 int th_worker_send(sf_coord_t *c, th_worker_t *w, Sf__Envelope *env);
 int th_worker_result(sf_coord_t *c, th_worker_t *w, uint64_t id, uint32_t attempt, Sf__Result__Status status);
+/* The same with the time the job ran and waited in the worker. */
+int th_worker_result_ex(sf_coord_t *c, th_worker_t *w, uint64_t id, uint32_t attempt, Sf__Result__Status status,
+                        uint32_t elapsed_us, uint32_t queued_us);
 int th_worker_heartbeat(sf_coord_t *c, th_worker_t *w);
 /* The next message with this body, skipping the others (heartbeats),
  * waiting up to 10 s; NULL if none came.  Free it with sf_wire_free(). */

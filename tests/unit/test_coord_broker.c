@@ -13,6 +13,7 @@
 #include "tests/unit/coord_harness.h"
 #include "tests/unit/sf_test.h"
 
+#include <unistd.h>
 #include <zmq.h>
 
 #define T0 1000000 /* ms on the injected clock: 16 minutes, not 56 years */
@@ -488,8 +489,117 @@ TEST(ended_runs_leave_memory_and_the_limits_count_what_is_held) {
     done();
 }
 
+/* Adaptive credit: the hold for a phase, by hand from its documented rule
+ * (coord.h): slots + ceil(2 × slots × srtt / job time), at least slots + 1,
+ * exactly slots + 1 while the job time is unknown or a second or more, never
+ * above the worker's limit. */
+TEST(adaptive_credit_hold_follows_job_time_and_round_trip) {
+    CHECK_EQ_INT(sf_credit_hold(1, 256, 1000, 0), 2);         /* not measured yet */
+    CHECK_EQ_INT(sf_credit_hold(1, 256, 1000, 2000000), 2);   /* 2-s jobs */
+    CHECK_EQ_INT(sf_credit_hold(2, 512, 1000, 2000000), 3);
+    CHECK_EQ_INT(sf_credit_hold(2, 512, 900000, 1000000), 3); /* a slow link, 1-s jobs: still one */
+    CHECK_EQ_INT(sf_credit_hold(1, 256, 1000, 999999), 2);    /* ceil(2000 / 999999) = 1 */
+    CHECK_EQ_INT(sf_credit_hold(1, 256, 1000, 100), 21);      /* 1 + 2000 / 100 */
+    CHECK_EQ_INT(sf_credit_hold(4, 1024, 500, 3000), 6);      /* 4 + ceil(4000 / 3000) */
+    CHECK_EQ_INT(sf_credit_hold(1, 256, 1000, 1), 256);       /* 1 + 2000, over the limit */
+    CHECK_EQ_INT(sf_credit_hold(1, 0, 1000, 1), 2001);        /* no limit given */
+    CHECK_EQ_INT(sf_credit_hold(0, 256, 1000, 0), 2);         /* no slots said: one */
+}
+
+/* A worker with adaptive credit is first sent its slots plus one job; once
+ * its results say the jobs take a microsecond and come back after at least
+ * 2 ms, it holds its whole limit.  A phase of 2-s jobs never puts more than
+ * its slots plus one on a worker, however many it asks for. */
+TEST(adaptive_worker_streams_tiny_jobs_and_holds_slots_plus_one_long_job) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *tiny = th_submit(&c, "{\"kind\":\"noop\",\"classes\":[\"n01440764\"],\"items_per_class\":2000}", 1);
+    CHECK(tiny);
+    CHECK(th_worker_hello_ex(&c, &w1, "w1", "noop", 1, 2, 256) == 0);
+    uint64_t ids[1024];
+    uint32_t att[1024];
+    CHECK_EQ_INT(th_worker_jobs(&w1, ids, att, 1024), 2);
+    CHECK_EQ_INT(c.workers[0].leased, 2);
+    usleep(3000);
+    CHECK(th_worker_result_ex(&c, &w1, ids[0], att[0], SF__RESULT__STATUS__OK, 1, 0) == 0);
+    CHECK(th_worker_result_ex(&c, &w1, ids[1], att[1], SF__RESULT__STATUS__OK, 1, 0) == 0);
+    CHECK(c.workers[0].srtt_us >= 2000);
+    CHECK_EQ_INT(tiny->phases[0].job_us, 1);
+    int got = 0;
+    while (c.workers[0].leased < 256 && got < 256) {
+        int n = th_worker_jobs(&w1, ids, att, 1024);
+        CHECK(n > 0);
+        got += n;
+        th_tick(&c, th_now_ms + 100);
+    }
+    CHECK_EQ_INT(c.workers[0].leased, 256);
+
+    /* 2-s jobs for a worker of two slots that asks for up to 512. */
+    sf_run_t *slow = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":20}", 2);
+    CHECK(slow);
+    CHECK(th_worker_hello_ex(&c, &w2, "w2", "sleep", 2, 3, 512) == 0);
+    CHECK_EQ_INT(th_worker_jobs(&w2, ids, att, 1024), 3);
+    uint64_t held[8];
+    uint32_t held_att[8];
+    int nh = 3;
+    for (int i = 0; i < 3; i++) held[i] = ids[i], held_att[i] = att[i];
+    for (int round = 0; round < 6; round++) {
+        usleep(3000);
+        /* The oldest job finishes after 2 s, having waited in the worker. */
+        CHECK(th_worker_result_ex(&c, &w2, held[0], held_att[0], SF__RESULT__STATUS__OK, 2000000,
+                                  round ? 2000000 : 0) == 0);
+        for (int i = 1; i < nh; i++) held[i - 1] = held[i], held_att[i - 1] = held_att[i];
+        nh--;
+        int n = th_worker_jobs(&w2, ids, att, 1024);
+        CHECK_EQ_INT(n, 1); /* one back for the one done: slots + 1 held */
+        held[nh] = ids[0], held_att[nh] = att[0], nh++;
+        CHECK_EQ_INT(c.workers[1].leased, 3);
+    }
+    CHECK_EQ_INT(slow->phases[0].job_us, 2000000);
+    done();
+}
+
+/* A run of long jobs before a run of tiny ones (higher priority) is not
+ * kept waiting by them: a worker full of tiny jobs gets no more of them
+ * while the long run has work, and takes the long run's slots + 1 as the
+ * tiny ones drain. */
+TEST(adaptive_credit_keeps_priority_over_a_stream_of_tiny_jobs) {
+    CHECK(th_coord_init(&c, T0) == 0);
+    sf_run_t *tiny = th_submit(&c, "{\"kind\":\"noop\",\"classes\":[\"n01440764\"],\"items_per_class\":5000}", 1);
+    CHECK(tiny);
+    CHECK(th_worker_hello_ex(&c, &w1, "w1", "noop,sleep", 1, 2, 256) == 0);
+    static uint64_t ids[1024], held[1024];
+    static uint32_t att[1024], held_att[1024];
+    int nh = th_worker_jobs(&w1, held, held_att, 1024);
+    CHECK_EQ_INT(nh, 2);
+    usleep(3000);
+    for (int i = 0; i < nh; i++)
+        CHECK(th_worker_result_ex(&c, &w1, held[i], held_att[i], SF__RESULT__STATUS__OK, 1, 0) == 0);
+    nh = 0;
+    while (nh < 256) {
+        int n = th_worker_jobs(&w1, ids, att, 1024);
+        CHECK(n > 0);
+        for (int i = 0; i < n; i++) held[nh] = ids[i], held_att[nh] = att[i], nh++;
+        th_tick(&c, th_now_ms + 100);
+    }
+    CHECK_EQ_INT(nh, 256);
+    sf_run_t *slow = th_submit(&c, "{\"kind\":\"sleep\",\"classes\":[\"n01440764\"],\"items_per_class\":20,"
+                                   "\"priority\":5}", 2);
+    CHECK(slow);
+    CHECK(c.runs == slow); /* first in priority order */
+    for (int i = 0; i < nh; i++)
+        CHECK(th_worker_result_ex(&c, &w1, held[i], held_att[i], SF__RESULT__STATUS__OK, 1, 0) == 0);
+    th_tick(&c, th_now_ms + 100);
+    CHECK_EQ_INT(tiny->leased, 0);
+    CHECK_EQ_INT(slow->leased, 2);
+    CHECK_EQ_INT(c.workers[0].leased, 2);
+    done();
+}
+
 int main(void) {
     SF_RUN(worker_silent_past_liveness_is_dead_and_its_jobs_requeued);
+    SF_RUN(adaptive_credit_hold_follows_job_time_and_round_trip);
+    SF_RUN(adaptive_worker_streams_tiny_jobs_and_holds_slots_plus_one_long_job);
+    SF_RUN(adaptive_credit_keeps_priority_over_a_stream_of_tiny_jobs);
     SF_RUN(lease_expires_at_its_deadline_not_before);
     SF_RUN(retry_backoff_delays_a_failed_job_until_its_time);
     SF_RUN(fatal_result_is_dead_at_once_and_duplicates_count_once);

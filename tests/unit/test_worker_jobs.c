@@ -49,6 +49,22 @@ TEST(credit_is_slots_times_prefetch_less_jobs_held) {
     CHECK_EQ_INT(sf_jobq_credit(&q, 2, 3, 0, 1), 0);
 }
 
+/* Prefetch 0 (adaptive, docs/configuration.md): the hello's credit is slots
+ * + 1, what a coordinator that does not size credit itself gives, and the
+ * limit the coordinator may fill up to is 256 a slot, at most 65536 (the
+ * protocol's cap on credit); a fixed prefetch sends no limit. */
+TEST(adaptive_credit_advertises_slots_plus_one_and_its_limit) {
+    sf_jobq_t q = {0};
+    CHECK_EQ_INT(sf_jobq_credit(&q, 2, 0, 0, 0), 3);
+    sf_jobq_push(&q, job(0, 1));
+    CHECK_EQ_INT(sf_jobq_credit(&q, 2, 0, 0, 0), 2);
+    CHECK_EQ_INT(sf_jobq_credit(&q, 2, 0, 0, 1), 0);
+    CHECK_EQ_INT(sf_jobq_max_credit(1, 0), 256);
+    CHECK_EQ_INT(sf_jobq_max_credit(2, 0), 512);
+    CHECK_EQ_INT(sf_jobq_max_credit(300, 0), 65536);
+    CHECK_EQ_INT(sf_jobq_max_credit(2, 3), 0);
+}
+
 TEST(at_most_slots_run_and_jobs_start_in_arrival_order) {
     sf_jobq_t q = {0};
     for (int i = 0; i < 5; i++) sf_jobq_push(&q, job(i, 10 + i));
@@ -173,6 +189,7 @@ TEST(a_job_that_never_started_ran_for_no_time) {
 
 int main(void) {
     SF_RUN(credit_is_slots_times_prefetch_less_jobs_held);
+    SF_RUN(adaptive_credit_advertises_slots_plus_one_and_its_limit);
     SF_RUN(at_most_slots_run_and_jobs_start_in_arrival_order);
     SF_RUN(cancel_takes_back_queued_jobs_only);
     SF_RUN(drain_gives_queued_jobs_back_as_cancelled);
