@@ -477,6 +477,12 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
 void sf_broker_pump(sf_coord_t *c) {
     /* Fenced: the lease may be another's now; its jobs are not ours to give. */
     if (!c->dispatch_dirty || c->stopping || c->fenced) return;
+    /* Redis is behind: dispatch again once its acknowledgements (each one
+     * an event that runs this again) bring the queue of writes down. */
+    if (sf_store_pending_bytes(c) > SF_STORE_PENDING_MAX) {
+        c->st.dispatch_held++;
+        return;
+    }
     c->dispatch_dirty = 0;
     if (!c->runs || c->n_worker_slots == 0) return;
     int64_t now_us = sf_clock_mono_us();

@@ -36,7 +36,7 @@ static cJSON *stats_json(sf_coord_t *c) {
     N(frames_in); N(frames_bad); N(frames_oversize); N(frames_version); N(frames_out); N(results_ok);
     N(results_failed); N(results_dup); N(results_stale); N(results_unknown); N(dispatched); N(requeued);
     N(expired); N(dead_lettered); N(workers_died); N(workers_left); N(workers_replaced); N(redis_batches);
-    N(redis_errors); N(redis_reconnects); N(send_errors);
+    N(redis_errors); N(redis_reconnects); N(send_errors); N(dispatch_held);
 #undef N
     cJSON_AddNumberToObject(o, "epoch", (double)c->epoch);
     int held;

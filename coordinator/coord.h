@@ -211,6 +211,7 @@ typedef struct sf_stats_s {
     uint64_t workers_died, workers_left, workers_replaced;
     uint64_t redis_batches, redis_errors, redis_reconnects, redis_auth_failures;
     uint64_t send_errors;
+    uint64_t dispatch_held; /* loop turns that dispatched nothing while Redis was behind (SF_STORE_PENDING_MAX) */
 } sf_stats_t;
 
 typedef struct sf_coord_s {
@@ -384,6 +385,12 @@ void sf_store_lease_tick(sf_coord_t *c);
 void sf_store_lease_release(sf_coord_t *c);
 void sf_store_close(sf_coord_t *c);
 int sf_store_idle(const sf_coord_t *c);                  /* nothing pending or in flight */
+/* Bytes of sealed batches Redis has not acknowledged.  Above
+ * SF_STORE_PENDING_MAX the broker dispatches nothing until Redis catches
+ * up: the coordinator would otherwise run ahead of a slower Redis and hold
+ * an ever longer queue of writes (1.3 GB in a 10 M-job run). */
+#define SF_STORE_PENDING_MAX (32u << 20)
+size_t sf_store_pending_bytes(const sf_coord_t *c);
 void sf_store_flush(sf_coord_t *c);
 /* Queue writes (coalesced into the next batch). */
 void sf_store_run_saved(sf_coord_t *c, sf_run_t *r, int with_spec);

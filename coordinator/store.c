@@ -180,7 +180,17 @@ static batch_t *open_batch(sf_store_t *s) {
     return s->open;
 }
 
+/* The formatted bytes of every batch alive (sf_store_pending_bytes); the
+ * store is one per process. */
+static size_t pending_bytes;
+
+size_t sf_store_pending_bytes(const sf_coord_t *c) {
+    (void)c;
+    return pending_bytes;
+}
+
 static void batch_free(batch_t *b) {
+    for (int i = 0; i < b->n; i++) pending_bytes -= b->lens[i];
     for (int i = 0; i < b->n; i++) free(b->cmds[i]);
     free(b->cmds);
     free(b->lens);
@@ -206,6 +216,7 @@ static int batch_cmd(batch_t *b, int argc, const char **argv, const size_t *lens
     b->cmds[b->n] = cmd;
     b->lens[b->n] = (size_t)len;
     b->n++;
+    pending_bytes += (size_t)len;
     return 0;
 }
 

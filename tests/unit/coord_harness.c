@@ -70,6 +70,7 @@ void sf_store_ack_reply(sf_coord_t *c, const void *rid, size_t rid_len, uint64_t
     (void)c, (void)rid, (void)rid_len, (void)tag, (void)run;
 }
 void sf_store_info(const sf_coord_t *c, cJSON *out) { (void)c, (void)out; }
+size_t sf_store_pending_bytes(const sf_coord_t *c) { (void)c; return 0; }
 
 /* Every done and dead job recorded since the last call, handed to the runs
  * as main.c's sf_coord_on_acked() does: counted, then the run's progress. */
