@@ -175,6 +175,8 @@ static void render_metrics(void *arg, sf_mbuf_t *m) {
     counter(m, "sf_coordinator_redis_reconnects_total", "lost Redis connections", (double)s->redis_reconnects);
     counter(m, "sf_coordinator_redis_auth_failures_total", "Redis connections whose AUTH was refused",
             (double)s->redis_auth_failures);
+    counter(m, "sf_coordinator_dispatch_held_total", "loop turns that dispatched nothing while Redis was behind",
+            (double)s->dispatch_held);
     sf_zap_metrics(c->zap, m, "sf_coordinator");
     uint64_t jobs_done = 0, queued = 0, leased = 0;
     int states[RUN_CANCELLED + 1] = {0};
