@@ -73,9 +73,31 @@ static void backoff_due(sf_coord_t *c, int64_t now) {
 
 /* ---- workers ---------------------------------------------------------------- */
 
-static sf_worker_t *worker_by_rid(sf_coord_t *c, const void *rid, size_t len) {
+#define RID_MASK (2 * SF_MAX_WORKERS - 1)
+
+static uint32_t rid_hash(const void *rid, size_t len) {
+    const uint8_t *p = rid;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+/* Every frame looked its worker up by a scan of all slots: with 4,000
+ * workers that was most of the coordinator's time for their heartbeats. */
+static void rid_index_rebuild(sf_coord_t *c) {
+    memset(c->rid_index, 0, sizeof c->rid_index);
     for (int i = 0; i < c->n_worker_slots; i++) {
-        sf_worker_t *w = &c->workers[i];
+        const sf_worker_t *w = &c->workers[i];
+        if (!w->used) continue;
+        uint32_t h = rid_hash(w->rid, w->rid_len) & RID_MASK;
+        while (c->rid_index[h]) h = (h + 1) & RID_MASK;
+        c->rid_index[h] = (uint16_t)(i + 1);
+    }
+}
+
+static sf_worker_t *worker_by_rid(sf_coord_t *c, const void *rid, size_t len) {
+    for (uint32_t h = rid_hash(rid, len) & RID_MASK; c->rid_index[h]; h = (h + 1) & RID_MASK) {
+        sf_worker_t *w = &c->workers[c->rid_index[h] - 1];
         if (w->used && w->rid_len == len && memcmp(w->rid, rid, len) == 0) return w;
     }
     return NULL;
@@ -154,6 +176,7 @@ static void worker_remove(sf_coord_t *c, sf_worker_t *w, int how, const char *wh
     sf_store_worker(c, w, 1);
     w->used = 0;
     w->dead = 1;
+    rid_index_rebuild(c);
     c->dispatch_dirty = 1;
 }
 
@@ -189,6 +212,9 @@ static void on_hello(sf_coord_t *c, const void *rid, size_t rid_len, const Sf__H
     w->slot = (uint16_t)slot;
     memcpy(w->rid, rid, rid_len);
     w->rid_len = rid_len;
+    uint32_t hx = rid_hash(rid, rid_len) & RID_MASK;
+    while (c->rid_index[hx]) hx = (hx + 1) & RID_MASK;
+    c->rid_index[hx] = (uint16_t)(slot + 1);
     snprintf(w->id, sizeof w->id, "%s", h->worker_id);
     snprintf(w->host, sizeof w->host, "%s", h->host ? h->host : "");
     snprintf(w->device, sizeof w->device, "%s", h->device ? h->device : "");
@@ -421,6 +447,7 @@ static uint32_t fill_batch(sf_coord_t *c, sf_worker_t *w, uint32_t want, int64_t
      * jobs of a later run cannot keep a run of long ones waiting. */
     uint32_t cap = UINT32_MAX;
     for (sf_run_t *r = c->runs; r && n < want; r = r->next) {
+        if (w->leased >= cap) break; /* no later run may add to it */
         if (!sf_run_active(r) || r->phase >= r->n_phases) continue;
         uint32_t hold = UINT32_MAX;
         if (w->max_held) {

@@ -246,6 +246,10 @@ typedef struct sf_coord_s {
     sf_run_t *runs;         /* priority order: higher first, FIFO within */
     uint32_t next_run_num;
     sf_worker_t *workers;   /* (SF_MAX_WORKERS) by slot */
+    /* Routing id -> worker: open addressing, slot + 1 (0: empty), rebuilt
+     * when a worker joins or leaves (broker.c), so a frame finds its worker
+     * without a scan of every slot. */
+    uint16_t rid_index[2 * SF_MAX_WORKERS];
     int n_worker_slots;
     int rr;                 /* round-robin start for dispatch */
     char kinds[SF_MAX_KINDS][32];
