@@ -100,10 +100,15 @@ for W in "${counts[@]}"; do
     echo "idle with $W workers: coordinator ${hb}% of a core (heartbeats), RSS ${rss0} -> ${rss_idle} KiB"
 
     mem0=$(redis_mem)
+    cc0=$(cpu_s "$cp"); rc0=$(cpu_s "$rp")
     run=$("$BIN/sfctl" submit --classes builtin:imagenet-1k --kind noop --items-per-class $((jobs / 1000)) --name scale)
     wait_for 3600 "run $run" run_done "$run"
     created=$(R hget "sf:run:$run" created_ms); fin=$(R hget "sf:run:$run" finished_ms)
     mem1=$(redis_mem)
+    cc1=$(cpu_s "$cp"); rc1=$(cpu_s "$rp")
+    # CPU time a job costs the coordinator and Redis (the capacity model's inputs).
+    cus=$(awk -v a="$cc0" -v b="$cc1" -v n="$jobs" 'BEGIN{printf "%.2f", 1e6 * (b - a) / n}')
+    rus=$(awk -v a="$rc0" -v b="$rc1" -v n="$jobs" 'BEGIN{printf "%.2f", 1e6 * (b - a) / n}')
     secs=$(awk -v a="$created" -v b="$fin" 'BEGIN{printf "%.2f", (b - a) / 1000}')
     rate=$(awk -v n="$jobs" -v s="$secs" 'BEGIN{printf "%.0f", n / s}')
     hwm=$(hwm_kb "$cp")
@@ -116,7 +121,8 @@ for W in "${counts[@]}"; do
         [ "${dup:-0}" = 0 ] || once="NO (done $done_n, bits $bits, dead $dead, received $got, duplicates $dup)"
     redis_per_job=$(awk -v a="$mem0" -v b="$mem1" -v n="$jobs" 'BEGIN{printf "%.2f", (b - a) / n}')
     echo "one run of $jobs jobs: ${secs} s, $rate jobs/s, coordinator peak RSS $((hwm / 1024)) MiB," \
-         "Redis +$(( (mem1 - mem0) / 1024 )) KiB ($redis_per_job bytes a job), every job once: $once, stale results ${stale:-0}"
+         "Redis +$(( (mem1 - mem0) / 1024 )) KiB ($redis_per_job bytes a job), every job once: $once, stale results ${stale:-0}," \
+         "CPU a job: coordinator $cus µs, Redis $rus µs"
     echo "  $lgline"
 
     # RUNS concurrent runs, submitted while no worker is connected.
@@ -153,12 +159,12 @@ for W in "${counts[@]}"; do
     rrate=$(awk -v n="$jobs" -v s="$rsecs" 'BEGIN{printf "%.0f", n / s}')
     echo "$runs concurrent runs of $per jobs: ${rsecs} s from the first job dispatched to the last acknowledged, $rrate jobs/s," \
          "priority inversions: $sinv by start, $finv by finish; runs not complete $notdone"
-    rows+=("| $W | $procs | ${hb} % | $((rss_idle / 1024)) MiB | $jobs | $secs | **$rate** | $((hwm / 1024)) MiB | $redis_per_job | $once | $runs × $per: $rsecs s, $rrate jobs/s; inversions $sinv by start, $finv by finish |")
+    rows+=("| $W | $procs | ${hb} % | $((rss_idle / 1024)) MiB | $jobs | $secs | **$rate** | $((hwm / 1024)) MiB | $redis_per_job | $cus / $rus µs | $once | $runs × $per: $rsecs s, $rrate jobs/s; inversions $sinv by start, $finv by finish |")
     stop_all
 done
 
 {
-    echo "| workers | generator processes | coordinator CPU, idle (heartbeats) | coordinator RSS, idle | jobs in one run | seconds | jobs/s | coordinator peak RSS | Redis bytes a job | every job exactly once | concurrent runs (priorities 0–9) |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| workers | generator processes | coordinator CPU, idle (heartbeats) | coordinator RSS, idle | jobs in one run | seconds | jobs/s | coordinator peak RSS | Redis bytes a job | CPU a job, coordinator / Redis | every job exactly once | concurrent runs (priorities 0–9) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 } | tee "${SF_SCALE_OUT:-/dev/null}"
