@@ -12,8 +12,14 @@ for b in "$B"/bench/bench_*; do
     "$b"
     echo
 done
-echo "== job system (noop jobs, whole path, 8 workers; Redis appendfsync always, as shipped, against everysec)"
-SF_BIN="$PWD/$B/bin" SF_APPENDFSYNC="always everysec" tools/bench_jobs.sh 1000 2 16 128
+echo "== job system (noop jobs, whole path, 8 workers, the default credit and fixed ones; Redis appendfsync always, as shipped, against everysec)"
+SF_BIN="$PWD/$B/bin" SF_APPENDFSYNC="always everysec" tools/bench_jobs.sh 1000 default 2 16 128
+echo
+echo "== the peers in the same run: BullMQ, Celery and RQ against shiftforge at defaults (installs them when missing)"
+SF_BIN="$PWD/$B/bin" tools/bench_peers.sh
+echo
+echo "== one coordinator with 1,000 and 4,000 connected workers (tools/bench_scale.sh --full for 10 M jobs)"
+SF_BIN="$PWD/$B/bin" tools/bench_scale.sh
 echo
 echo "== coordinator memory: 100 runs of 10 M jobs submitted and cancelled"
 SF_BIN="$PWD/$B/bin" tools/bench_memory.sh 100
