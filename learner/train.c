@@ -72,11 +72,16 @@ static int write_state(FILE *f, void *arg) {
 }
 
 /* The policy and, beside it, its state (version, updates, the KL
- * controller's beta): what a restarted learner resumes from. */
+ * controller's beta): what a restarted learner resumes from.  The policy's
+ * file is the image serialise() has just made for the workers (the bytes
+ * sf_gpt2_save would write), not a second serialisation. */
 static int checkpoint(lrun_t *r, uint32_t version, uint64_t updates) {
-    char state[PATH_MAX];
-    int rc = ckpt_save(r, r->policy, POLICY_FILE);
-    if (rc || (rc = ckpt_path(r, STATE_FILE, state, sizeof state))) return rc;
+    char dir[PATH_MAX], path[PATH_MAX], state[PATH_MAX];
+    int rc;
+    if ((rc = ckpt_path(r, NULL, dir, sizeof dir)) || (rc = ckpt_path(r, POLICY_FILE, path, sizeof path)) ||
+        (rc = ckpt_path(r, STATE_FILE, state, sizeof state)) || (rc = sf_mkdir_p(dir, 0755)) ||
+        (rc = sf_write_file_atomic(path, r->w_blob, r->w_blob_len)))
+        return rc;
     ckpt_state_t st = {version, updates, r->trainer ? sf_ppo_kl_coef(r->trainer) : r->ppo.init_kl_coef};
     return sf_write_atomic(state, write_state, &st);
 }
@@ -286,8 +291,8 @@ static void update_work(uv_work_t *w) {
             r->w_stats = st;
             r->w_version = r->version + 1;
             r->w_updates = r->updates + 1;
-            if (checkpoint(r, r->w_version, r->w_updates) != 0)
-                sf_warn("run %s: checkpoint failed: %s", r->id, sf_ml_errstr());
+            int crc = checkpoint(r, r->w_version, r->w_updates);
+            if (crc != 0) sf_warn("run %s: checkpoint failed: %s", r->id, sf_strerror(crc));
         }
     }
     free(q); free(resp); free(ql); free(rl); free(sc); free(lp); free(val);
