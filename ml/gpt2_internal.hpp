@@ -33,6 +33,16 @@ struct KVLayer {
     torch::Tensor k, v;   // (B, H, Tmax, D)
 };
 
+// The real positions of a padded (B, T) batch packed into N rows, for the
+// fast training path (gpt2.cpp).
+struct Packed {
+    torch::Tensor idx;           // (N) int64: each row's place in the (B * T) layout
+    int64_t B = 0, T = 0;
+    torch::Tensor bias;          // (B, 1, T, T) the batch's attention bias, the weights' dtype
+    std::vector<int64_t> seq;    // when each batch row's real positions are one run: B + 1
+                                 // offsets, row b packed as rows [seq[b], seq[b + 1]); else empty
+};
+
 struct AttnImpl : torch::nn::Module {
     Conv1D c_attn{nullptr}, c_proj{nullptr};
     int64_t n_head, n_embd;
@@ -45,6 +55,8 @@ struct AttnImpl : torch::nn::Module {
     // [0, off+T).
     torch::Tensor forward(const torch::Tensor &x, const torch::Tensor &bias, KVLayer *kv,
                           int64_t off);
+    // The same on packed positions: a (N, C) -> (N, C).
+    torch::Tensor forward_packed(const torch::Tensor &a, const Packed &pk);
 };
 TORCH_MODULE(Attn);
 
@@ -72,6 +84,10 @@ struct BlockImpl : torch::nn::Module {
     }
     torch::Tensor forward(torch::Tensor x, const torch::Tensor &bias, KVLayer *kv, int64_t off) {
         x = x + attn->forward(ln_1->forward(x), bias, kv, off);
+        return x + mlp->forward(ln_2->forward(x));
+    }
+    torch::Tensor forward_packed(torch::Tensor x, const Packed &pk) {
+        x = x + attn->forward_packed(ln_1->forward(x), pk);
         return x + mlp->forward(ln_2->forward(x));
     }
 };
@@ -102,8 +118,16 @@ struct GPT2Impl : torch::nn::Module {
     // it).  With a cache, T new positions go at off; the cache holds the
     // weights' dtype.  Throws sf_ml_error(SF_EUNSUPPORTED) when autograd
     // records on weights that are not float32 (a training step).
+    // train_fast (without a cache; gpt2.cpp, "The fast training path"): the
+    // layers run on the real positions only, packed, and the token
+    // embedding's share of wte's gradient is a sparse tensor of the
+    // looked-up rows, which autograd adds in place to the dense gradient of
+    // the tied lm_head; only for a graph that also goes through the lm_head
+    // (else wte's gradient is sparse, which Adam refuses).  Padded positions
+    // of the result are 0.
     torch::Tensor hidden(const torch::Tensor &tokens, const torch::Tensor &pos,
-                         const torch::Tensor &bias, std::vector<KVLayer> *cache, int64_t off);
+                         const torch::Tensor &bias, std::vector<KVLayer> *cache, int64_t off,
+                         bool train_fast = false);
     // Tied lm_head: hidden (..., C) -> logits (..., V), float32.  A bf16 or
     // fp16 model computes them in float32 from its cast weights: GPT-2's
     // logits reach magnitudes near 100, where bf16 steps by 0.5, which would
@@ -113,6 +137,15 @@ struct GPT2Impl : torch::nn::Module {
         if (w.scalar_type() == torch::kFloat32) return torch::matmul(hid, w.t());
         return torch::matmul(hid.to(torch::kFloat32), w.to(torch::kFloat32).t());
     }
+    // log p(y_i) (N) of tokens y (N) int64, token i after hidden state
+    // rows[i] of hid (U, C) (rows (N) int64; undefined: token i after state
+    // i), and with entropy the entropies (N) of those distributions (not
+    // differentiable): log_softmax(logits(hid))[rows, y] in fewer passes
+    // over the (U, V) logits, without the (N, V) gradients of the
+    // log-softmax and the gather in the backward pass, and once per state
+    // when tokens share one (gpt2.cpp, "The vocabulary head").
+    torch::Tensor token_logprobs(const torch::Tensor &hid, const torch::Tensor &y, const torch::Tensor &rows,
+                                 torch::Tensor *entropy);
 };
 TORCH_MODULE(GPT2);
 

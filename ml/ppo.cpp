@@ -13,11 +13,30 @@
 //   5. the adaptive KL controller updated with the batch's mean KL.
 // The loss pieces are plain tensor functions, exposed through the C API on
 // arrays so that tests can check them against hand-computed values.
+//
+// What makes a step fast for a small policy, whose cost is its 50,257-word
+// vocabulary (tools/bench_learner.sh): log-probs only at real response
+// tokens; the reference's log-probs once per batch, without grad; the
+// rollouts' own log-probs and values, when the run uses them, with no
+// forward pass of the policy before the epochs; each minibatch without the
+// columns that are padding in all its rows, and the transformer on real
+// positions only (GPT2Impl::hidden, train_fast); log-probs, entropies and
+// their gradient through the fused vocabulary head (GPT2Impl::
+// token_logprobs), which never forms an (N, V) gradient, once per distinct
+// hidden state (distinct_states); the token embedding's gradient added
+// sparsely to the head's; gradients released rather than zeroed between
+// minibatches; and Adam in one pass over each parameter (FusedAdam).  The
+// straightforward path (log_softmax and gather on the padded batch,
+// torch::optim::Adam) stays as the reference that test_ml_ppo.c holds the
+// fast one to (sf__ppo_reference).
 #include "ml/gpt2_internal.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 // ---- the pieces, on tensors ----
 
@@ -195,6 +214,8 @@ struct QR {
     int64_t Q = 0, R = 0;
     torch::Tensor resp;    // (B, R) int64, on the device
     torch::Tensor rmask;   // (B, R) float, on the device
+    torch::Tensor tok;     // (B, Q+R) int64 the tokens, on the CPU
+    std::vector<int> qlen, rlen;   // each row's real query and response tokens
 };
 
 static QR build_qr(const int32_t *query, const int *qlen, int qstride, const int32_t *resp,
@@ -220,24 +241,94 @@ static QR build_qr(const int32_t *query, const int *qlen, int qstride, const int
         }
     }
     q.b = sf_gpt2_batch(tok, msk, dev);
+    q.tok = tok;
     q.resp = q.b.tokens.narrow(1, q.Q, q.R);
     q.rmask = q.b.mask.narrow(1, q.Q, q.R).to(torch::kFloat32);
+    q.qlen.assign(qlen, qlen + n);
+    q.rlen.assign(rlen, rlen + n);
     return q;
 }
 
-// Rows `rows` of a QR (for minibatches and forward chunks).
-static QR qr_rows(const QR &q, const torch::Tensor &rows) {
+// Rows `rows` (CPU, int64) of a QR (for minibatches and forward chunks).
+// trim: without the columns that are padding in every one of these rows
+// (the batch is padded to its longest query and response, a minibatch
+// rarely holds both), so that the rows' Q and R are their own longest; the
+// real tokens' positions, attention and outputs are the same.
+static QR qr_rows(const QR &q, const torch::Tensor &rows, bool trim = false) {
     QR s;
     s.Q = q.Q;
     s.R = q.R;
+    auto ra = rows.accessor<int64_t, 1>();
+    if (trim) {
+        s.Q = s.R = 0;
+        for (int64_t i = 0; i < rows.size(0); i++) {
+            s.Q = std::max<int64_t>(s.Q, q.qlen[ra[i]]);
+            s.R = std::max<int64_t>(s.R, q.rlen[ra[i]]);
+        }
+    }
+    for (int64_t i = 0; i < rows.size(0); i++) {
+        s.qlen.push_back(q.qlen[ra[i]]);
+        s.rlen.push_back(q.rlen[ra[i]]);
+    }
+    const int64_t c0 = q.Q - s.Q, T = s.Q + s.R;
     auto r = rows.to(q.b.tokens.device());
-    s.b.tokens = q.b.tokens.index_select(0, r);
-    s.b.mask = q.b.mask.index_select(0, r);
-    s.b.pos = q.b.pos.index_select(0, r);
-    s.b.bias = q.b.bias.index_select(0, r);
-    s.resp = q.resp.index_select(0, r);
-    s.rmask = q.rmask.index_select(0, r);
+    s.b.tokens = q.b.tokens.index_select(0, r).narrow(1, c0, T);
+    s.tok = q.tok.index_select(0, rows).narrow(1, c0, T);
+    s.b.mask = q.b.mask.index_select(0, r).narrow(1, c0, T);
+    s.b.pos = q.b.pos.index_select(0, r).narrow(1, c0, T);
+    s.b.bias = q.b.bias.index_select(0, r).narrow(2, c0, T).narrow(3, c0, T);
+    s.resp = q.resp.index_select(0, r).narrow(1, 0, s.R);
+    s.rmask = q.rmask.index_select(0, r).narrow(1, 0, s.R);
     return s;
+}
+
+// The distinct hidden states that predict a QR's real response tokens, in
+// the order qr_forward keeps those (row by row): rollouts of one prompt
+// predict their first token from one state, and their next ones too while
+// they agree, and the vocabulary head needs each state once.  *rep (U): the
+// first kept position of each state; *rows (N): each kept position's state;
+// both left undefined when all differ.
+static void distinct_states(const QR &q, torch::Tensor *rep, torch::Tensor *rows) {
+    const int64_t B = q.tok.size(0), Q = q.Q;
+    auto ta = q.tok.accessor<int64_t, 2>();
+    std::vector<int64_t> base(B + 1, 0);
+    for (int64_t r = 0; r < B; r++) base[r + 1] = base[r] + q.rlen[r];
+    std::vector<int64_t> id(base[B]), reps;
+    for (int64_t r = 0; r < B; r++) {
+        // The earlier rows of the same query, with how many leading
+        // response tokens they share with this one.
+        std::vector<std::pair<int64_t, int64_t>> same;
+        for (int64_t r2 = 0; r2 < r; r2++) {
+            bool eq = q.qlen[r2] == q.qlen[r];
+            for (int64_t c = Q - q.qlen[r]; eq && c < Q; c++) eq = ta[r][c] == ta[r2][c];
+            int64_t l = 0;
+            while (eq && l < std::min(q.rlen[r], q.rlen[r2]) && ta[r][Q + l] == ta[r2][Q + l]) l++;
+            if (eq) same.push_back({r2, l});
+        }
+        for (int64_t t = 0; t < q.rlen[r]; t++) {
+            int64_t found = -1;
+            for (const auto &sl : same)
+                if (sl.second >= t && q.rlen[sl.first] > t) {
+                    found = id[base[sl.first] + t];
+                    break;
+                }
+            if (found < 0) {
+                found = (int64_t)reps.size();
+                reps.push_back(base[r] + t);
+            }
+            id[base[r] + t] = found;
+        }
+    }
+    if ((int64_t)reps.size() == base[B]) return;
+    const auto dev = q.resp.device();
+    *rep = torch::tensor(reps, torch::kLong).to(dev);
+    *rows = torch::tensor(id, torch::kLong).to(dev);
+}
+
+// x (B, r) zero-padded on the right to (B, R).
+static torch::Tensor pad_cols(const torch::Tensor &x, int64_t R) {
+    if (x.size(1) == R) return x;
+    return torch::constant_pad_nd(x, {0, R - x.size(1)}, 0);
 }
 
 // Log-probs and values (B, R) of the response tokens, and optionally the
@@ -245,25 +336,37 @@ static QR qr_rows(const QR &q, const torch::Tensor &rows) {
 // The vocabulary projection dominates a small policy's cost (50,257 logits a
 // token), so it runs on the real response tokens only, not on the padding
 // up to the batch's longest response; padded positions get 0 (every use
-// masks them).
+// masks them).  fused: through GPT2Impl::token_logprobs (PPO); else
+// log_softmax and gather on the logits (SFT, and PPO's reference path).
 static void qr_forward(GPT2Impl &g, const QR &q, torch::Tensor *lp, torch::Tensor *values,
-                       torch::Tensor *entropy) {
-    auto hid = g.hidden(q.b.tokens, q.b.pos, q.b.bias, nullptr, 0)  // (B, Q+R, C)
+                       torch::Tensor *entropy, bool fused = false) {
+    auto hid = g.hidden(q.b.tokens, q.b.pos, q.b.bias, nullptr, 0, fused)  // (B, Q+R, C)
                    .narrow(1, q.Q - 1, q.R);                         // (B, R, C)
     const int64_t B = hid.size(0), R = hid.size(1);
     auto keep = q.rmask.reshape({B * R}).nonzero().squeeze(1);       // (N) real tokens
-    auto logits = g.logits(hid.reshape({B * R, hid.size(2)}).index_select(0, keep));  // (N, V)
-    auto logp = torch::log_softmax(logits, -1);
-    auto lpk = logp.gather(1, q.resp.reshape({B * R}).index_select(0, keep).unsqueeze(1)).squeeze(1);
+    auto hk = hid.reshape({B * R, hid.size(2)}).index_select(0, keep);   // (N, C)
+    auto yk = q.resp.reshape({B * R}).index_select(0, keep);             // (N)
+    torch::Tensor lpk, ent;
+    if (fused) {
+        torch::Tensor rep, rows;
+        distinct_states(q, &rep, &rows);
+        lpk = g.token_logprobs(rep.defined() ? hk.index_select(0, rep) : hk, yk, rows, entropy ? &ent : nullptr);
+    } else {
+        auto logp = torch::log_softmax(g.logits(hk), -1);            // (N, V)
+        lpk = logp.gather(1, yk.unsqueeze(1)).squeeze(1);
+        if (entropy) {
+            // Only logged: kept out of the graph so that backward does not
+            // carry two more (N, V) tensors.
+            torch::NoGradGuard ng;
+            auto lpd = logp.detach();
+            ent = -(lpd.exp() * lpd).sum(-1);
+        }
+    }
     *lp = torch::zeros({B * R}, lpk.options()).index_copy(0, keep, lpk).reshape({B, R});
     if (values) *values = g.v_head->forward(hid);
     if (entropy) {
-        // Only logged: kept out of the graph so that backward does not
-        // carry two more (N, V) tensors.
         torch::NoGradGuard ng;
-        auto lpd = logp.detach();
-        auto ent = -(lpd.exp() * lpd).sum(-1);
-        *entropy = torch::zeros({B * R}, ent.options()).index_copy(0, keep, ent).reshape({B, R});
+        *entropy = torch::zeros({B * R}, ent.options()).index_copy(0, keep, ent.detach()).reshape({B, R});
     }
 }
 
@@ -360,6 +463,96 @@ extern "C" int sf_gpt2_sft(sf_gpt2_t *m, const int32_t *seqs, const int *prompt_
     return 0;
 }
 
+// ---- Adam in one pass ----
+
+// torch::optim::Adam's step (no weight decay, no AMSGrad) on one float32
+// parameter, written as libtorch writes it:
+//   m = m b1 + (1 - b1) g;  v = v b2 + (1 - b2) g g;
+//   p += -step (m / (sqrt(v) / sqrt(bc2) + eps)),  step = lr / bc1,
+// but in one pass over p, g, m, v instead of eight (the policy's 3.2 M
+// embedding weights are stepped 16 times an update).  Equal to libtorch's up
+// to the rounding of each operation (an ulp).
+struct AdamConsts {
+    float b1, b2, omb1, omb2, sbc2, eps, neg_step;
+};
+
+static void adam_scalar(float *p, const float *g, float *m, float *v, int64_t n, const AdamConsts &k) {
+    for (int64_t i = 0; i < n; i++) {
+        const float mi = m[i] * k.b1 + k.omb1 * g[i];
+        const float vi = v[i] * k.b2 + k.omb2 * g[i] * g[i];
+        m[i] = mi;
+        v[i] = vi;
+        p[i] += k.neg_step * mi / (std::sqrt(vi) / k.sbc2 + k.eps);
+    }
+}
+
+// The same four floats at a time: the compiler does not vectorise the loop
+// above (sqrt sets errno), and the pass is bound by memory (AVX2 gains
+// nothing measurable).
+static void adam_span(float *p, const float *g, float *m, float *v, int64_t n, const AdamConsts &k) {
+    int64_t i = 0;
+#if defined(__SSE2__)
+    const __m128 b1 = _mm_set1_ps(k.b1), b2 = _mm_set1_ps(k.b2), omb1 = _mm_set1_ps(k.omb1),
+                 omb2 = _mm_set1_ps(k.omb2), sbc2 = _mm_set1_ps(k.sbc2), eps = _mm_set1_ps(k.eps),
+                 ns = _mm_set1_ps(k.neg_step);
+    for (; i + 4 <= n; i += 4) {
+        const __m128 gi = _mm_loadu_ps(g + i);
+        const __m128 mi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + i), b1), _mm_mul_ps(omb1, gi));
+        const __m128 vi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), b2), _mm_mul_ps(_mm_mul_ps(omb2, gi), gi));
+        _mm_storeu_ps(m + i, mi);
+        _mm_storeu_ps(v + i, vi);
+        const __m128 d = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vi), sbc2), eps);
+        _mm_storeu_ps(p + i, _mm_add_ps(_mm_loadu_ps(p + i), _mm_div_ps(_mm_mul_ps(ns, mi), d)));
+    }
+#endif
+    adam_scalar(p + i, g + i, m + i, v + i, n - i, k);
+}
+
+struct FusedAdam {
+    std::vector<torch::Tensor> params, m, v;
+    std::vector<int64_t> steps;
+    double lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;   // torch::optim::AdamOptions' defaults
+
+    FusedAdam(std::vector<torch::Tensor> ps, double lr_) : params(std::move(ps)), lr(lr_) {
+        torch::NoGradGuard ng;
+        for (auto &p : params) {
+            m.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+            v.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+            steps.push_back(0);
+        }
+    }
+    // Gradients are released, not zeroed: the next backward pass then takes
+    // its gradient tensors over instead of adding them to zeros.
+    void zero_grad() {
+        for (auto &p : params) p.mutable_grad().reset();
+    }
+    void step() {
+        torch::NoGradGuard ng;
+        for (size_t i = 0; i < params.size(); i++) {
+            torch::Tensor &p = params[i];
+            const torch::Tensor &g = p.grad();
+            if (!g.defined()) continue;
+            const int64_t t = ++steps[i];
+            const double bc1 = 1 - std::pow(beta1, (double)t), bc2 = 1 - std::pow(beta2, (double)t);
+            const double step_size = lr / bc1;
+            if (p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && g.scalar_type() == torch::kFloat32 &&
+                p.is_contiguous() && g.is_contiguous() && !g.is_sparse()) {
+                const AdamConsts k{(float)beta1, (float)beta2, (float)(1 - beta1), (float)(1 - beta2),
+                                   (float)std::sqrt(bc2), (float)eps, (float)-step_size};
+                float *pp = p.data_ptr<float>(), *mp = m[i].data_ptr<float>(), *vp = v[i].data_ptr<float>();
+                const float *gp = g.data_ptr<float>();
+                at::parallel_for(0, p.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+                    adam_span(pp + b, gp + b, mp + b, vp + b, e - b, k);
+                });
+            } else {
+                m[i].mul_(beta1).add_(g, 1 - beta1);
+                v[i].mul_(beta2).addcmul_(g, g, 1 - beta2);
+                p.addcdiv_(m[i], (v[i].sqrt() / std::sqrt(bc2)).add_(eps), -step_size);
+            }
+        }
+    }
+};
+
 // ---- the PPO trainer ----
 
 extern "C" void sf_ppo_config_default(sf_ppo_config_t *c) {
@@ -414,7 +607,9 @@ struct sf_ppo_s {
     sf_ppo_config_t cfg;
     double kl_coef = 0.2;
     uint64_t steps = 0;
-    std::unique_ptr<torch::optim::Adam> opt;
+    std::unique_ptr<FusedAdam> fopt;
+    std::unique_ptr<torch::optim::Adam> opt;   // the reference path's
+    bool reference = false;                    // sf__ppo_reference
     sf_ml_err_t e;
 };
 
@@ -447,6 +642,7 @@ extern "C" int sf_ppo_new(sf_gpt2_t *policy, sf_gpt2_t *ref, const sf_ppo_config
     }
     try {
         for (auto &t : p->ref->model->parameters()) t.set_requires_grad(false);
+        p->fopt = std::make_unique<FusedAdam>(policy->model->parameters(), c.learning_rate);
         p->opt = std::make_unique<torch::optim::Adam>(policy->model->parameters(),
                                                       torch::optim::AdamOptions(c.learning_rate));
     } catch (const std::exception &ex) {
@@ -463,6 +659,13 @@ extern "C" void sf_ppo_free(sf_ppo_t **pp) {
     if ((*pp)->own_ref) sf_gpt2_free(&(*pp)->ref);
     delete *pp;
     *pp = nullptr;
+}
+
+// Tests only (test_ml_ppo.c declares it): on, the steps take the
+// straightforward path, to which the fast one must stay equal up to
+// rounding.  Set before the first step.
+extern "C" void sf__ppo_reference(sf_ppo_t *p, int on) {
+    if (p) p->reference = on != 0;
 }
 
 extern "C" const char *sf_ppo_errstr(const sf_ppo_t *p) { return p ? p->e.errstr : ""; }
@@ -537,7 +740,7 @@ static std::vector<float> prompt_baseline(const sf_ppo_batch_t *b) {
 
 // Rows of the batch per forward pass without grad: bounds the (rows, R, V)
 // logits tensor for a 50257-word vocabulary.
-#define FORWARD_CHUNK 16
+#define FORWARD_CHUNK 32
 
 extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t *st) {
     if (!p) return SF_EINVAL;
@@ -547,6 +750,7 @@ extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t 
     memset(&s, 0, sizeof s);
     SF_ML_TRY {
         const sf_ppo_config_t &c = p->cfg;
+        const bool fused = !p->reference;
         GPT2Impl &g = *p->policy->model, &ref = *p->ref->model;
         const torch::Device dev = p->policy->device;
         const int n = b->n;
@@ -561,15 +765,15 @@ extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t 
             std::vector<torch::Tensor> lps, vs, rlps;
             for (int i0 = 0; i0 < n; i0 += FORWARD_CHUNK) {
                 auto rows = torch::arange(i0, std::min(n, i0 + FORWARD_CHUNK), torch::kLong);
-                QR sub = qr_rows(q, rows);
+                QR sub = qr_rows(q, rows, fused);
                 torch::Tensor lp, v, rlp;
                 if (!c.use_rollout_logprobs) {
-                    qr_forward(g, sub, &lp, &v, nullptr);
-                    lps.push_back(lp);
-                    vs.push_back(v);
+                    qr_forward(g, sub, &lp, &v, nullptr, fused);
+                    lps.push_back(pad_cols(lp, q.R));
+                    vs.push_back(pad_cols(v, q.R));
                 }
-                qr_forward(ref, sub, &rlp, nullptr, nullptr);
-                rlps.push_back(rlp);
+                qr_forward(ref, sub, &rlp, nullptr, nullptr, fused);
+                rlps.push_back(pad_cols(rlp, q.R));
             }
             ref_lp = torch::cat(rlps, 0);
             if (c.use_rollout_logprobs) {
@@ -617,12 +821,11 @@ extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t 
             for (int i0 = 0; i0 < n && !stop; i0 += c.mini_batch_size) {
                 auto rows = perm.narrow(0, i0, std::min(c.mini_batch_size, n - i0));
                 auto rd = rows.to(dev);
-                QR sub = qr_rows(q, rows);
+                QR sub = qr_rows(q, rows, fused);
                 torch::Tensor lp, vpred, ent;
-                qr_forward(g, sub, &lp, &vpred, &ent);
-                LossOut o = ppo_loss(old_lp.index_select(0, rd), lp, old_v.index_select(0, rd),
-                                     vpred, adv.index_select(0, rd), returns.index_select(0, rd),
-                                     sub.rmask, c);
+                qr_forward(g, sub, &lp, &vpred, &ent, fused);
+                auto mb = [&](const torch::Tensor &x) { return x.index_select(0, rd).narrow(1, 0, sub.R); };
+                LossOut o = ppo_loss(mb(old_lp), lp, mb(old_v), vpred, mb(adv), mb(returns), sub.rmask, c);
                 acc_pg += o.pg_loss_v;
                 acc_vf += o.vf_loss_v;
                 acc_tot += o.loss.item<float>();
@@ -640,16 +843,19 @@ extern "C" int sf_ppo_step(sf_ppo_t *p, const sf_ppo_batch_t *b, sf_ppo_stats_t 
                     s.skipped++;
                     continue;
                 }
-                p->opt->zero_grad();
+                if (fused) p->fopt->zero_grad();
+                else p->opt->zero_grad();
                 o.loss.backward();
                 if (c.max_grad_norm > 0)
                     torch::nn::utils::clip_grad_norm_(g.parameters(), c.max_grad_norm);
-                p->opt->step();
+                if (fused) p->fopt->step();
+                else p->opt->step();
                 s.minibatches++;
                 if (c.early_stopping && o.approxkl > 1.5 * c.target_kl) stop = true;
             }
         }
-        p->opt->zero_grad();
+        if (fused) p->fopt->zero_grad();
+        else p->opt->zero_grad();
 
         // 5. Statistics and the KL controller.
         torch::NoGradGuard ng;

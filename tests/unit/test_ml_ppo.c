@@ -1,6 +1,7 @@
 /* test_ml_ppo.c: the PPO pieces against hand-computed values, the SFT step,
- * the ratio guard, and an RL sanity run: a tiny GPT-2 rewarded for one word
- * learns to say it while its KL to the reference stays bounded. */
+ * the ratio guard, the fast PPO step against the straightforward one, and an
+ * RL sanity run: a tiny GPT-2 rewarded for one word learns to say it while
+ * its KL to the reference stays bounded. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -449,6 +450,132 @@ TEST(test_prompt_baseline) {
     CHECK(gap[1] < 1e-3);   /* float rounding of the shifted scores, through 16 Adam steps */
 }
 
+/* ---- the fast step against the straightforward one ---- */
+
+/* ml/ppo.cpp's hook for this test: on, a trainer's steps take the
+ * straightforward path (log_softmax and gather on the full logits, dense
+ * embedding gradient, torch::optim::Adam), which the fast path (fused
+ * vocabulary head, oneDNN or BLAS products, sparse embedding gradient, Adam
+ * in one pass, minibatches without their all-padding columns) must equal up
+ * to rounding. */
+void sf__ppo_reference(sf_ppo_t *p, int on);
+/* ml/gpt2.cpp's: on, the fast path takes the tensor operations and torch's
+ * products that other CPUs and GPUs take, instead of its AVX2 and oneDNN
+ * code (the chunked vocabulary head, attention of packed sequences). */
+void sf__gpt2_portable(int on);
+
+/* A vocabulary of three of the head's 2,048-word chunks, the last short and
+ * no multiple of its 8-float vectors. */
+enum { WV = 5003, WQ = 5, WR = 9 };
+
+static sf_gpt2_t *new_wide(uint64_t seed) {
+    sf_gpt2_config_t c = {2, 2, 32, 16, WV, WV - 1, 1e-5f};
+    sf_gpt2_t *m = NULL;
+    char err[256];
+    if (sf_gpt2_new(&c, "cpu", seed, &m, err, sizeof err)) fprintf(stderr, "%s\n", err);
+    return m;
+}
+
+/* Max |difference| of two models' logits and values on fixed rows. */
+static double wide_gap(sf_gpt2_t *a, sf_gpt2_t *b) {
+    enum { B = 3, T = 7 };
+    int32_t tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((i * 131 + 17) % (WV - 1));
+    float *la = malloc(sizeof(float) * B * T * WV), *lb = malloc(sizeof(float) * B * T * WV);
+    float va[B * T], vb[B * T];
+    double gap = -1;
+    if (la && lb && !sf_gpt2_forward(a, tok, NULL, B, T, la, va) && !sf_gpt2_forward(b, tok, NULL, B, T, lb, vb)) {
+        gap = 0;
+        for (int i = 0; i < B * T * WV; i++) gap = fmax(gap, fabs((double)la[i] - lb[i]));
+        for (int i = 0; i < B * T; i++) gap = fmax(gap, fabs((double)va[i] - vb[i]));
+    }
+    free(la);
+    free(lb);
+    return gap;
+}
+
+TEST(test_fast_step_matches_reference) {
+    /* Two copies of a policy, one trained by each path on the same three
+     * batches (four prompts, responses of 1 to 9 tokens, prompts of 2 to 5),
+     * first sampled by the policy with the old log-probs recomputed, then
+     * sampled by the initial policy with the rollouts' own log-probs (stale
+     * rollouts, ratios away from 1), then as the first with the fast path's
+     * portable head: the statistics of every step agree, and the two
+     * policies after three updates differ by rounding, a thousandth of what
+     * the updates moved them. */
+    for (int run = 0; run < 3; run++) {
+        const int own = run == 1, portable = run == 2;
+        sf__gpt2_portable(portable);
+        sf_gpt2_t *mr = new_wide(31), *mf = new_wide(31), *m0 = new_wide(31);
+        CHECK(mr && mf && m0);
+        sf_ppo_config_t c;
+        sf_ppo_config_default(&c);
+        c.mini_batch_size = 8;
+        c.learning_rate = 3e-3f;
+        c.init_kl_coef = 0.1f;
+        c.prompt_baseline = 1;
+        c.use_rollout_logprobs = own;
+        c.seed = 4;
+        sf_ppo_t *pr, *pf;
+        char err[256];
+        CHECK_EQ_INT(sf_ppo_new(mr, NULL, &c, &pr, err, sizeof err), 0);
+        CHECK_EQ_INT(sf_ppo_new(mf, NULL, &c, &pf, err, sizeof err), 0);
+        sf__ppo_reference(pr, 1);
+        for (int step = 0; step < 3; step++) {
+            int32_t q[NB * WQ] = {0};
+            int ql[NB];
+            for (int i = 0; i < NB; i++) {
+                ql[i] = 2 + (i % 4);
+                for (int t = 0; t < ql[i]; t++) q[i * WQ + t] = (int32_t)((i % 4) * 97 + t * 13 + 1);
+            }
+            sf_sample_opts_t o;
+            sf_sample_opts_default(&o);
+            o.max_new_tokens = WR;
+            o.eos_id = -2;
+            o.seed = 100 + (uint64_t)step;
+            sf_samples_t smp;
+            CHECK_EQ_INT(sf_gpt2_sample(own ? m0 : mr, q, ql, NB, WQ, &o, &smp), 0);
+            float sc[NB];
+            for (int i = 0; i < NB; i++) {
+                smp.lengths[i] = 1 + (i * 5 + step) % WR;
+                sc[i] = 0;
+                for (int t = 0; t < smp.lengths[i]; t++) sc[i] += (float)(smp.tokens[i * WR + t] % 7) / 7.0f;
+            }
+            sf_ppo_batch_t b = {NB, WQ, WR, q, ql, smp.tokens, smp.lengths, smp.logprobs, smp.values, sc};
+            sf_ppo_stats_t sr, sf;
+            CHECK_EQ_INT(sf_ppo_step(pr, &b, &sr), 0);
+            CHECK_EQ_INT(sf_ppo_step(pf, &b, &sf), 0);
+            printf("# %s log-probs%s, step %d: pg %.6f / %.6f, vf %.6f / %.6f, entropy %.5f / %.5f, kl %.6f / %.6f, "
+                   "clipfrac %.3f / %.3f\n", own ? "own" : "recomputed", portable ? " (portable)" : "", step, sr.pg_loss, sf.pg_loss, sr.vf_loss,
+                   sf.vf_loss, sr.policy_entropy, sf.policy_entropy, sr.kl, sf.kl, sr.clipfrac, sf.clipfrac);
+            CHECK_NEAR(sf.pg_loss, sr.pg_loss, 2e-4);
+            CHECK_NEAR(sf.vf_loss, sr.vf_loss, 2e-4);
+            CHECK_NEAR(sf.total_loss, sr.total_loss, 2e-4);
+            CHECK_NEAR(sf.policy_entropy, sr.policy_entropy, 2e-4);
+            CHECK_NEAR(sf.kl, sr.kl, 2e-4);
+            CHECK_NEAR(sf.entropy, sr.entropy, 2e-4);
+            CHECK_NEAR(sf.approxkl, sr.approxkl, 2e-5);
+            CHECK_NEAR(sf.policykl, sr.policykl, 2e-5);
+            CHECK_NEAR(sf.ratio_mean, sr.ratio_mean, 2e-5);
+            CHECK_NEAR(sf.clipfrac, sr.clipfrac, 0.02);
+            CHECK_NEAR(sf.values_mean, sr.values_mean, 2e-4);
+            CHECK_EQ_INT(sf.minibatches, sr.minibatches);
+            sf_samples_free(&smp);
+        }
+        double moved = wide_gap(m0, mr), apart = wide_gap(mr, mf);
+        printf("# %s log-probs%s: three updates moved logits and values by %.3g, the two paths are %.3g apart\n",
+               own ? "own" : "recomputed", portable ? " (portable)" : "", moved, apart);
+        CHECK(moved > 0.05);
+        CHECK(apart >= 0 && apart < 1e-3 * moved);
+        sf_ppo_free(&pr);
+        sf_ppo_free(&pf);
+        sf_gpt2_free(&m0);
+        sf_gpt2_free(&mf);
+        sf_gpt2_free(&mr);
+    }
+    sf__gpt2_portable(0);
+}
+
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -516,6 +643,7 @@ int main(void) {
     SF_RUN(test_rollout_logprobs_and_explicit_ref);
     SF_RUN(test_stale_rollouts_keep_their_ratio);
     SF_RUN(test_prompt_baseline);
+    SF_RUN(test_fast_step_matches_reference);
     SF_RUN(test_rl_learns_a_word);
     SF_DONE();
 }
