@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# make bench: every benchmark program, the job-system benchmark, then the
+# make bench: every benchmark program, the shim against eager PyTorch
+# (tools/bench_parity.py), the learner's PPO update before and after its
+# speed-up (tools/bench_learner.sh), the job-system benchmarks, then the
 # method end to end on a local cluster of 4 workers (needs models/, which
 # `make bench` trains first when they are missing).
 # Benchmarks measure speed; they are not tests and assert nothing.
@@ -8,10 +10,25 @@ cd "$(dirname "$0")/.." || exit 1
 B=${SF_BUILD:-build}
 for b in "$B"/bench/bench_*; do
     [ -x "$b" ] || continue
+    # The parity bench is half of a comparison: it runs below, through its
+    # script, next to the same computations in eager PyTorch.
+    [ "$(basename "$b")" = bench_ml_parity ] && continue
     echo "== $(basename "$b")"
     "$b"
     echo
 done
+if [ -x "$B/bench/bench_ml_parity" ]; then
+    echo "== the shim against eager PyTorch: training and inference steps, one thread (tools/bench_parity.py)"
+    if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+        SF_BUILD="$B" /usr/bin/python3 tools/bench_parity.py
+    else
+        echo "skipped: /usr/bin/python3 cannot import torch (Debian's python3-torch; make deps installs it)"
+    fi
+    echo
+fi
+echo "== the learner's PPO update on the demo's settings, before the speed-up and now (tools/bench_learner.sh; --curve 200 adds the demo's PPO curve)"
+SF_BUILD="$B" tools/bench_learner.sh
+echo
 echo "== job system (noop jobs, whole path, 8 workers, the default credit and fixed ones; Redis appendfsync always, as shipped, against everysec)"
 SF_BIN="$PWD/$B/bin" SF_APPENDFSYNC="always everysec" tools/bench_jobs.sh 1000 default 2 16 128
 echo
