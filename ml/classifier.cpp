@@ -138,8 +138,8 @@ struct VitAttnImpl : torch::nn::Module {
         proj = register_module("proj", torch::nn::Linear(C, C));
     }
     torch::Tensor forward(const torch::Tensor &x) {
-        auto q = qkv->forward(x).chunk(3, -1);
-        return proj->forward(sf_vision_attention(q[0], q[1], q[2], heads, torch::Tensor()));
+        auto q = sf_linear(qkv, x).chunk(3, -1);
+        return sf_linear(proj, sf_vision_attention(q[0], q[1], q[2], heads, torch::Tensor()));
     }
 };
 TORCH_MODULE(VitAttn);
@@ -150,7 +150,7 @@ struct VitMlpImpl : torch::nn::Module {
         fc1 = register_module("fc1", torch::nn::Linear(C, M));
         fc2 = register_module("fc2", torch::nn::Linear(M, C));
     }
-    torch::Tensor forward(const torch::Tensor &x) { return fc2->forward(torch::gelu(fc1->forward(x))); }
+    torch::Tensor forward(const torch::Tensor &x) { return sf_linear(fc2, torch::gelu(sf_linear(fc1, x))); }
 };
 TORCH_MODULE(VitMlp);
 

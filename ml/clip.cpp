@@ -116,8 +116,8 @@ struct ClipAttnImpl : torch::nn::Module {
         out_proj = register_module("out_proj", torch::nn::Linear(C, C));
     }
     torch::Tensor forward(const torch::Tensor &x, const torch::Tensor &mask) {
-        return out_proj->forward(sf_vision_attention(q_proj->forward(x), k_proj->forward(x),
-                                                     v_proj->forward(x), heads, mask));
+        return sf_linear(out_proj, sf_vision_attention(sf_linear(q_proj, x), sf_linear(k_proj, x),
+                                                       sf_linear(v_proj, x), heads, mask));
     }
 };
 TORCH_MODULE(ClipAttn);
@@ -129,7 +129,7 @@ struct ClipMLPImpl : torch::nn::Module {
         fc1 = register_module("fc1", torch::nn::Linear(C, M));
         fc2 = register_module("fc2", torch::nn::Linear(M, C));
     }
-    torch::Tensor forward(const torch::Tensor &x) { return fc2->forward(act(fc1->forward(x), quick)); }
+    torch::Tensor forward(const torch::Tensor &x) { return sf_linear(fc2, act(sf_linear(fc1, x), quick)); }
 };
 TORCH_MODULE(ClipMLP);
 

@@ -48,6 +48,16 @@ struct ParamList {
     }
 };
 
+// A torch::nn::Linear layer applied as at::linear, which Python's F.linear
+// calls: on a (B, T, C) input it folds the rows into one addmm with the
+// bias, where torch::nn::Linear's forward (torch::nn::functional::linear)
+// multiplies and then adds the bias in a second pass, and its backward
+// reduces the bias's gradient in another (tools/bench_parity.py: 3-6 % of a
+// ViT training step).
+inline torch::Tensor sf_linear(const torch::nn::Linear &l, const torch::Tensor &x) {
+    return torch::linear(x, l->weight, l->bias);
+}
+
 // Multi-head attention over (B, T, C) with an optional additive mask
 // (broadcast to (B, H, T, T)).
 torch::Tensor sf_vision_attention(const torch::Tensor &q, const torch::Tensor &k,
