@@ -36,12 +36,7 @@ extern "C" void sf_samples_free(sf_samples_t *s) {
     memset(s, 0, sizeof *s);
 }
 
-static inline double uniform01(uint64_t *s) { return (double)(sf_splitmix64(s) >> 11) * 0x1.0p-53; }
-
-// Draws one id from a row of V probabilities (softmax of the logits over
-// the temperature), after top-k and top-p filtering, with the uniform u.
-// idx is scratch space.
-static int draw(const float *p, int V, int top_k, float top_p, double u, std::vector<int> &idx) {
+int sf_ml_draw(const float *p, int V, int top_k, float top_p, double u, std::vector<int> &idx) {
     const bool filter = (top_k > 0 && top_k < V) || top_p < 1.0f;
     if (!filter) {
         // Pure sampling, the PPO default: inverse CDF over the ids in order.
@@ -203,11 +198,11 @@ extern "C" int sf_gpt2_sample(sf_gpt2_t *m, const int32_t *prompts, const int *p
             // One draw per row per step, finished or not and in row order, so
             // that a row's draws do not depend on when the others stop; the
             // rows then draw in parallel (each from its own u).
-            for (int i = 0; i < n; i++) us[i] = uniform01(&rng);
+            for (int i = 0; i < n; i++) us[i] = sf_ml_uniform01(&rng);
             at::parallel_for(0, n, grain, [&](int64_t i0, int64_t i1) {
                 std::vector<int> idx;
                 for (int64_t i = i0; i < i1; i++)
-                    if (!done[i]) drawn[i] = draw(PR + (size_t)i * V, (int)V, o.top_k, o.top_p, us[i], idx);
+                    if (!done[i]) drawn[i] = sf_ml_draw(PR + (size_t)i * V, (int)V, o.top_k, o.top_p, us[i], idx);
             });
             for (int i = 0; i < n; i++) {
                 int64_t next_pos = pos_a[i][cur - 1] + 1;

@@ -27,6 +27,14 @@ extern "C" {
 // splitmix64 is common/runtime/hash.h's sf_splitmix64, the same everywhere
 // (the sampler's draws, the SFT loop's batches).
 
+// A uniform double in [0, 1) from the splitmix64 state s: a sampler's draw.
+inline double sf_ml_uniform01(uint64_t *s) { return (double)(sf_splitmix64(s) >> 11) * 0x1.0p-53; }
+
+// Draws one id from a row of V probabilities (softmax of the logits over
+// the temperature), after HF's top-k and top-p filtering, with the uniform
+// u; every language model's sampler (ml/sample.cpp).  idx is scratch space.
+int sf_ml_draw(const float *p, int V, int top_k, float top_p, double u, std::vector<int> &idx);
+
 
 // The last failure of an object, as the house style wants (err, errstr).
 struct sf_ml_err_t {
