@@ -80,9 +80,13 @@ LDLIBS_image   := -lpng -ljpeg
 LDLIBS_method  := -lcjson -lm
 LDLIBS_world   := -lm
 LDLIBS_ml      :=
+# ml/spm.cpp is a shared object of its own, libsfspm.so, that the ml
+# library loads at run time (ml/spm_shim.cpp says why).
+LDLIBS_spm     := -lsentencepiece
 
 WORLD_SRC  := $(wildcard world/*.c)
-ML_SRC     := $(if $(NO_TORCH),,$(wildcard ml/*.cpp))
+ML_SRC     := $(if $(NO_TORCH),,$(filter-out ml/spm.cpp,$(wildcard ml/*.cpp)))
+SPM_SO     := $(if $(NO_TORCH),,$(BUILD)/lib/libsfspm.so)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst %.cpp,$(BUILD)/obj/%.o,$(1)))
 
@@ -133,7 +137,7 @@ all: deps
 deps:
 	@tools/deps.sh
 
-build: $(BINS) $(UNIT_BINS) $(BENCH_BINS) $(ITOOL_BINS)
+build: $(BINS) $(UNIT_BINS) $(BENCH_BINS) $(ITOOL_BINS) $(SPM_SO)
 	@ln -sfn $(CURDIR)/$(BUILD)/bin $(CURDIR)/build/current
 
 $(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
@@ -161,6 +165,12 @@ $(BUILD)/obj/proto/%.o: $(BUILD)/proto/%.c
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The SentencePiece tokenizers' implementation (ml/spm.cpp), loaded by the
+# ml library from ../lib beside the program's folder.
+$(BUILD)/lib/libsfspm.so: $(BUILD)/obj/ml/spm.o $(BUILD)/lib/libsfruntime.a
+	@mkdir -p $(dir $@)
+	$(CXX) -shared $(LDFLAGS) -Wl,--no-undefined -o $@ $^ $(LDLIBS_spm) $(LDLIBS_runtime)
 
 .SECONDARY:
 .SECONDEXPANSION:
@@ -203,6 +213,8 @@ UNIT_EXTRA_test_worker_jobs   := $(call obj,worker/jobq.c)
 UNIT_EXTRA_test_learner_batch := $(call obj,learner/batch.c)
 # sfctl's terminal escaping (cli/ builds no library).
 UNIT_EXTRA_test_term := $(call obj,cli/term.c)
+# The tokenizer test loads libsfspm.so (not linked: only a prerequisite).
+UNIT_EXTRA_test_ml_spm := $(SPM_SO)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(UNIT_EXTRA_$$*) $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $(filter %.o,$^) $(call libs_for,$*) $(call ldlibs_for,$*)

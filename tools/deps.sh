@@ -14,7 +14,10 @@ command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 if [ -z "${NO_TORCH:-}" ]; then
     # python3-torch and python3-torchvision: the independent references some
     # tests load datasets and models with (Debian's, the same libtorch 1.13).
-    PKGS+=(libtorch-dev libopenblas0-pthread python3-torch python3-torchvision)
+    # libsentencepiece-dev: the T5 and LLaMA tokenizers (ml/spm.cpp);
+    # python3-sentencepiece and sentencepiece (spm_train): their tests.
+    PKGS+=(libtorch-dev libopenblas0-pthread python3-torch python3-torchvision
+           libsentencepiece-dev python3-sentencepiece sentencepiece)
 fi
 
 missing=()
