@@ -54,17 +54,14 @@ static void head_gemm(const torch::Tensor &a, bool ta, const torch::Tensor &b, b
     torch::mm_out(out, ta ? a.t() : a, tb ? b.t() : b);
 }
 
-// C_i = alpha op(A_i) @ op(B_i) for i < count, matrices at a fixed stride
-// apart (row-major, rows lda / ldb / ldc apart), through oneDNN, which the
-// caller has found there.
-static void batch_gemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                       int64_t lda, int64_t sa, const float *B, int64_t ldb, int64_t sb, float *C, int64_t ldc,
-                       int64_t sc, int64_t count) {
+// C = alpha op(A) @ op(B) (row-major, rows lda / ldb / ldc apart) through
+// oneDNN, which the caller has found there.
+static void dnnl_gemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float *C, int64_t ldc) {
     const dnnl_sgemm_fn f = dnnl_sgemm_ptr();
     at::internal::lazy_init_num_threads();
-    for (int64_t i = 0; i < count; i++)
-        if (!f || f(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, 0.0f, C + i * sc, ldc) != 0)
-            throw sf_ml_error(SF_ETORCH, "oneDNN sgemm failed");
+    if (!f || f(ta, tb, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc) != 0)
+        throw sf_ml_error(SF_ETORCH, "oneDNN sgemm failed");
 }
 
 // ---- the architecture ----
@@ -112,7 +109,7 @@ struct SeqAttn : torch::autograd::Function<SeqAttn> {
             for (int64_t h = 0; h < H; h++, off += L * L) {
                 float *P = pp + off;
                 const float *Q = q + o * 3 * C + h * D;
-                batch_gemm('N', 'T', L, L, D, scale, Q, 3 * C, 0, Q + C, 3 * C, 0, P, L, 0, 1);
+                dnnl_gemm('N', 'T', L, L, D, scale, Q, 3 * C, Q + C, 3 * C, P, L);
                 for (int64_t i = 0; i < L; i++) {                       // softmax over keys 0..i
                     float *r = P + i * L, m = r[0], sum = 0;
                     for (int64_t j = 1; j <= i; j++) m = std::max(m, r[j]);
@@ -120,7 +117,7 @@ struct SeqAttn : torch::autograd::Function<SeqAttn> {
                     for (int64_t j = 0; j <= i; j++) r[j] /= sum;
                     for (int64_t j = i + 1; j < L; j++) r[j] = 0;
                 }
-                batch_gemm('N', 'N', L, D, L, 1.0f, P, L, 0, Q + 2 * C, 3 * C, 0, yp + o * C + h * D, C, 0, 1);
+                dnnl_gemm('N', 'N', L, D, L, 1.0f, P, L, Q + 2 * C, 3 * C, yp + o * C + h * D, C);
             }
         }
         ctx->save_for_backward({qkv, seq_t, p});
@@ -147,8 +144,8 @@ struct SeqAttn : torch::autograd::Function<SeqAttn> {
             for (int64_t h = 0; h < H; h++, off += L * L) {
                 const float *P = pp + off, *Q = q + o * 3 * C + h * D, *dY = dyp + o * C + h * D;
                 float *dQ = dq + o * 3 * C + h * D;
-                batch_gemm('N', 'T', L, L, D, 1.0f, dY, C, 0, Q + 2 * C, 3 * C, 0, ds, L, 0, 1);     // dP = dy v^T
-                batch_gemm('T', 'N', L, D, L, 1.0f, P, L, 0, dY, C, 0, dQ + 2 * C, 3 * C, 0, 1);     // dv = P^T dy
+                dnnl_gemm('N', 'T', L, L, D, 1.0f, dY, C, Q + 2 * C, 3 * C, ds, L);     // dP = dy v^T
+                dnnl_gemm('T', 'N', L, D, L, 1.0f, P, L, dY, C, dQ + 2 * C, 3 * C);     // dv = P^T dy
                 for (int64_t i = 0; i < L; i++) {                       // dS = P (dP - sum P dP)
                     const float *pr = P + i * L;
                     float *r = ds + i * L, dot = 0;
@@ -156,8 +153,8 @@ struct SeqAttn : torch::autograd::Function<SeqAttn> {
                     for (int64_t j = 0; j <= i; j++) r[j] = pr[j] * (r[j] - dot);
                     for (int64_t j = i + 1; j < L; j++) r[j] = 0;
                 }
-                batch_gemm('N', 'N', L, D, L, scale, ds, L, 0, Q + C, 3 * C, 0, dQ, 3 * C, 0, 1);    // dq = s dS k
-                batch_gemm('T', 'N', L, D, L, scale, ds, L, 0, Q, 3 * C, 0, dQ + C, 3 * C, 0, 1);    // dk = s dS^T q
+                dnnl_gemm('N', 'N', L, D, L, scale, ds, L, Q + C, 3 * C, dQ, 3 * C);    // dq = s dS k
+                dnnl_gemm('T', 'N', L, D, L, scale, ds, L, Q, 3 * C, dQ + C, 3 * C);    // dk = s dS^T q
             }
         }
         return {dqkv, torch::Tensor(), torch::Tensor()};
