@@ -52,6 +52,20 @@ static int fail(sf_spm_t *t, int code, const char *fmt, ...) {
     return code;
 }
 
+// Runs f, an entry point's work on tokenizer t, with whatever C++ it
+// throws turned into t's error.
+template <class F> static int guarded(sf_spm_t *t, F f) {
+    try {
+        return f();
+    } catch (const std::bad_alloc &) {
+        return fail(t, SF_ENOMEM, "out of memory");
+    } catch (const std::exception &ex) {
+        return fail(t, SF_EINVAL, "libsentencepiece: %s", ex.what());
+    } catch (...) {
+        return fail(t, SF_EINVAL, "unknown C++ exception");
+    }
+}
+
 // ---- the model file's framing ----
 
 // Reads a protobuf varint at p[*at..n); false when it runs past the end or
@@ -274,22 +288,14 @@ static int spm_encode(sf_spm_t *t, const char *text, int max_length, int32_t *id
     if (!t) return SF_EINVAL;
     if (!text || max_length < 0 || cap < 0 || (cap > 0 && !ids))
         return fail(t, SF_EINVAL, "sf_spm_encode: bad arguments (max_length %d, cap %d)", max_length, cap);
-    try {
-        return encode(t, text, max_length, ids, cap);
-    } catch (const std::bad_alloc &) {
-        return fail(t, SF_ENOMEM, "out of memory");
-    } catch (const std::exception &ex) {
-        return fail(t, SF_EINVAL, "libsentencepiece: %s", ex.what());
-    } catch (...) {
-        return fail(t, SF_EINVAL, "unknown C++ exception");
-    }
+    return guarded(t, [&] { return encode(t, text, max_length, ids, cap); });
 }
 
 static int spm_decode(sf_spm_t *t, const int32_t *ids, int n, char **text) {
     if (!t) return SF_EINVAL;
     if (!text || n < 0 || (n > 0 && !ids)) return fail(t, SF_EINVAL, "sf_spm_decode: bad arguments (n %d)", n);
     *text = nullptr;
-    try {
+    return guarded(t, [&] {
         std::vector<int> v(ids, ids + n);
         for (int i = 0; i < n; i++)
             if (v[i] < 0 || v[i] >= t->n)
@@ -305,13 +311,7 @@ static int spm_decode(sf_spm_t *t, const int32_t *ids, int n, char **text) {
         out[s.size()] = 0;
         *text = out;
         return (int)s.size();
-    } catch (const std::bad_alloc &) {
-        return fail(t, SF_ENOMEM, "out of memory");
-    } catch (const std::exception &ex) {
-        return fail(t, SF_EINVAL, "libsentencepiece: %s", ex.what());
-    } catch (...) {
-        return fail(t, SF_EINVAL, "unknown C++ exception");
-    }
+    });
 }
 
 // ---- the vocabulary ----
