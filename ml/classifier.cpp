@@ -345,7 +345,6 @@ extern "C" int sf_classifier_config_check(const sf_classifier_config_t *c, char 
 // Kept with their sections: only the timm folder reader parses JSON and
 // looks at folders, only the training state needs the optimiser's keys.
 #include <cjson/cJSON.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cmath>
@@ -674,10 +673,7 @@ extern "C" int sf_classifier_load_dir(const char *dir, const char *device, sf_cl
     if (!out) return SF_EINVAL;
     *out = nullptr;
     if (!dir) return SF_EINVAL;
-    struct stat sb;
-    if (stat(dir, &sb) != 0) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(sb.st_mode))
-        return sf_errf(SF_EINVAL, err, errlen, "%s is not a folder (sf_classifier_load reads one file)", dir);
+    if (int rc = sf_ml_need_dir(dir, "sf_classifier_load reads one file", err, errlen)) return rc;
     const std::string d = dir, cfg = d + "/config.json";
     sf_classifier_config_t c;
     int rc = timm_config_file(cfg, &c, err, errlen);

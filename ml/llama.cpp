@@ -12,7 +12,6 @@
 #include "ml/sf_llama.h"
 
 #include <cjson/cJSON.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -365,10 +364,7 @@ extern "C" int sf_llama_load(const char *dir, const char *device, const char *dt
     if (!out) return SF_EINVAL;
     *out = nullptr;
     if (!dir) return SF_EINVAL;
-    struct stat sb;
-    if (stat(dir, &sb) != 0) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(sb.st_mode))
-        return sf_errf(SF_EINVAL, err, errlen, "%s is not a folder (want an HF folder with config.json)", dir);
+    if (int rc = sf_ml_need_dir(dir, "want an HF folder with config.json", err, errlen)) return rc;
     sf_llama_config_t c;
     const std::string d = dir, cfg = d + "/config.json";
     int rc = sf_llama_config_load(cfg.c_str(), &c, err, errlen);

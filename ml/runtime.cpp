@@ -244,6 +244,13 @@ static bool file_exists(const std::string &p) {
     return stat(p.c_str(), &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+int sf_ml_need_dir(const char *dir, const char *hint, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return sf_errf(SF_EIO, err, errlen, "cannot open %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return sf_errf(SF_EINVAL, err, errlen, "%s is not a folder (%s)", dir, hint);
+    return 0;
+}
+
 bool sf_ml_read_file(const char *path, std::string *out) {
     size_t len;
     char *text = sf_file_text(path, &len);

@@ -117,6 +117,10 @@ torch::Tensor sf_ml_mask_to(const torch::Tensor &mask, torch::ScalarType t);
 // master copy that the shim does not keep.
 void sf_ml_require_fp32_training(const torch::Tensor &w, const char *what);
 
+// 0 when dir is a folder; else SF_EIO "cannot open DIR: why", or SF_EINVAL
+// "DIR is not a folder (HINT)": what a loader of model folders says first.
+int sf_ml_need_dir(const char *dir, const char *hint, char *err, size_t errlen);
+
 // Reads a whole (small) file, e.g. a config.json, with common/runtime's
 // sf_file_text; false when it cannot, errno saying why.
 bool sf_ml_read_file(const char *path, std::string *out);
