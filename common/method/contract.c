@@ -43,6 +43,7 @@ static const struct { const char *name; unsigned bit; } kinds[] = {
     {"embed", SF_K_EMBED},       {"rollout", SF_K_ROLLOUT}, {"captions", SF_K_CAPTIONS}, {"generate", SF_K_GENERATE},
     {"filter", SF_K_FILTER},     {"manifest", SF_K_MANIFEST}, {"finetune", SF_K_FINETUNE},
     {"classify", SF_K_CLASSIFY}, {"evaluate", SF_K_EVALUATE}, {"summarize", SF_K_SUMMARIZE},
+    {"corpus", SF_K_CORPUS},
 };
 
 unsigned sf_job_kind_bit(const char *kind) {
@@ -192,7 +193,12 @@ const char *const *sf_job_result_fields(const char *kind) {
     static const char *const evaluate[] = {"images", "unreadable", "absent_sets", NULL};
     static const char *const summarize[] = {"classifiers", "test_sets", "images_per_class", "steps", "batch",
                                             "learning_rate", "seeds", NULL};
+    /* The corpus phase: a class's captions, those dropped after every
+     * attempt failed the check, the redraws, and whether an earlier run's
+     * corpus was reused (docs/method.md). */
+    static const char *const corpus[] = {"captions", "rejected", "resampled", "cached", "corpus", NULL};
     switch (sf_job_kind_bit(kind)) {
+    case SF_K_CORPUS: return corpus;
     case SF_K_EMBED: return embed;
     case SF_K_ROLLOUT: return rollout;
     case SF_K_CAPTIONS: return captions;

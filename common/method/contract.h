@@ -36,6 +36,9 @@ typedef enum { SF_SET_UINT = 0, SF_SET_NUM, SF_SET_STR } sf_set_type_t;
  * a run uses when its spec names no policy. */
 #define SF_POLICY_SFT_FILE "policy-sft.safetensors"
 
+/* The corpus phase's default instruction (common/method/corpus.h). */
+#define SF_CORPUS_INSTRUCTION "Write a one-sentence caption for a photo of a {class}."
+
 /* Job kinds of method "shift" (bits, for "which kinds read this setting"). */
 enum {
     SF_K_EMBED = 1 << 0,
@@ -48,6 +51,7 @@ enum {
     SF_K_CLASSIFY = 1 << 7,
     SF_K_EVALUATE = 1 << 8,
     SF_K_SUMMARIZE = 1 << 9,
+    SF_K_CORPUS = 1 << 10,
 };
 
 /* The kinds of the real classifiers' evaluation (Table 2 and Fig. 6 with
@@ -74,11 +78,27 @@ enum {
     X(policy, STR, SF_POLICY_SFT_FILE, 0, 0, SF_K_CAPTIONS, "--policy",                                          \
       "the SFT policy, a path inside the learner's and workers' models_dir")                                           \
     X(world, STR, "builtin:imagenet-a-r-86", 0, 0,                                                                     \
-      SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER | SF_K_REAL_EVAL, NULL,                    \
+      SF_K_CORPUS | SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_GENERATE | SF_K_FILTER | SF_K_REAL_EVAL, NULL,                    \
       "the class list whose world workers render (planner: the 86 when every class is one of them, else all 1000)")   \
     X(run_classes, STR, "none", 0, 0, SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_REAL_EVAL, NULL,                             \
       "the run's classes as a hex mask over the world's list, for the reward's other-class check; none: no check "     \
       "(planner: from the run's classes)")                                                                             \
+    X(corpus_model, STR, "none", 0, 0, SF_K_CORPUS, "--corpus-model",                                                  \
+      "the corpus phase's instruction model, an HF LLaMA folder (with tokenizer.model) inside the learner's and "     \
+      "workers' models_dir; none: no corpus phase (the SFT reads sft.corpus or the world's corpus)")                    \
+    X(corpus_template, STR, "alpaca", 0, 0, SF_K_CORPUS, "--corpus-template",                                          \
+      "the corpus prompt's template: alpaca (Stanford Alpaca's, no input) or a text with {instruction}")               \
+    X(corpus_instruction, STR, SF_CORPUS_INSTRUCTION, 0, 0, SF_K_CORPUS, "--corpus-instruction",                      \
+      "the instruction put into the template; {class} becomes the class's name")                                      \
+    X(corpus_captions, UINT, 16, 1, 256, SF_K_CORPUS, "--corpus-captions",                                            \
+      "captions the instruction model writes per class (the paper: 16)")                                              \
+    X(corpus_attempts, UINT, 4, 1, 64, SF_K_CORPUS, "--corpus-attempts",                                              \
+      "samples per caption at most: one that is not a sentence naming its class is drawn again, then dropped")        \
+    X(corpus_temperature, NUM, 0.8, 0.05, 10, SF_K_CORPUS, "--corpus-temperature",                                    \
+      "the instruction model's sampling temperature")                                                                  \
+    X(corpus_top_p, NUM, 0.95, 0.01, 1, SF_K_CORPUS, "--corpus-top-p", "the instruction model's nucleus (top-p)")     \
+    X(corpus_max_new_tokens, UINT, 48, 4, 512, SF_K_CORPUS, "--corpus-max-new-tokens",                                \
+      "longest corpus caption, in the instruction model's tokens")                                                     \
     X(reference_source, STR, "world", 0, 0,                                                                          \
       SF_K_EMBED | SF_K_ROLLOUT | SF_K_CAPTIONS | SF_K_FILTER | SF_K_CLASSIFY | SF_K_FINETUNE, "--reference",         \
       "reference images: world, or a folder name under each worker's reference_root")                                  \

@@ -417,6 +417,8 @@ static void keys_of(const cJSON *o, char *out, size_t n) {
 
 /* What each kind reads, sorted: the workers' handlers depend on it. */
 static const struct { const char *kind, *keys; } kind_keys[] = {
+    {"corpus", "corpus_attempts,corpus_captions,corpus_instruction,corpus_max_new_tokens,corpus_model,"
+               "corpus_temperature,corpus_template,corpus_top_p,world"},
     {"embed", "reference_source,world"},
     {"rollout", "generator,image_check,max_new_tokens,reference_images,reference_source,run_classes,seed,temperature,"
                 "world"},
@@ -536,7 +538,10 @@ static const char every_setting[] =
     "\"temperature\":0.7,\"shard_size\":9,\"filter_threshold\":0.31,\"diffusion_steps\":25,"
     "\"guidance_scale\":7.5,\"eta\":0.3,\"hook_scale\":-2.5,\"finetune_images_per_class\":4,"
     "\"finetune_steps\":11,\"finetune_seeds\":2,\"finetune_learning_rate\":3e-5,\"finetune_batch\":16,"
-    "\"classifiers\":\"timm/a,timm/b\",\"eval_sets\":\"imagenet-a\",\"eval_images_per_class\":50}";
+    "\"classifiers\":\"timm/a,timm/b\",\"eval_sets\":\"imagenet-a\",\"eval_images_per_class\":50,"
+    "\"corpus_model\":\"llama/alpaca\",\"corpus_template\":\"{instruction}\",\"corpus_instruction\":\"A {class}.\","
+    "\"corpus_captions\":8,\"corpus_attempts\":2,\"corpus_temperature\":0.6,\"corpus_top_p\":0.9,"
+    "\"corpus_max_new_tokens\":40}";
 
 /* The comma-separated settings (classifiers, eval_sets). */
 TEST(test_setting_list) {
