@@ -96,6 +96,38 @@ static int sft_progress(void *arg, int step, int steps, float loss) {
     return atomic_load(&L.sft_stop);
 }
 
+/* The lines {"class", "caption"} of a JSONL corpus file as token rows;
+ * with only >= 0, every line must be of that class (a corpus phase's file
+ * holds one class). */
+static int corpus_file_rows(const char *path, const sf_world_t *w, int only, const sf_bpe_t *bpe,
+                            sf_sft_rows_t *rows, char *err, size_t n) {
+    FILE *f = fopen(path, "r");
+    if (!f) return sf_errf(SF_EIO, err, n, "SFT: cannot open the corpus %s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, rc = 0;
+    while (rc == 0 && getline(&line, &cap, f) > 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == strlen(line)) continue;
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "class"), *t = cJSON_GetObjectItemCaseSensitive(o, "caption");
+        int k = cJSON_IsString(c) ? sf_world_class_find(w, c->valuestring) : -1;
+        if (!cJSON_IsString(c) || !cJSON_IsString(t))
+            rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: want {\"class\": ..., \"caption\": ...}", path,
+                         lineno);
+        else if (k < 0 || (only >= 0 && k != only))
+            rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: %s class '%.64s'", path, lineno,
+                         k < 0 ? "unknown" : "another", c->valuestring);
+        else if (sf_sft_rows_add(rows, bpe, sf_world_class(w, k)->name, t->valuestring) != 0)
+            rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: the caption is empty or has control characters",
+                         path, lineno);
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
 /* The SFT corpus of run r as token rows: the world's corpus captions of
  * the run's classes, or the lines {"class", "caption"} of a JSONL file. */
 static int sft_rows(lrun_t *r, sf_sft_rows_t *rows, int stride, char *err, size_t n) {
@@ -122,30 +154,7 @@ static int sft_rows(lrun_t *r, sf_sft_rows_t *rows, int stride, char *err, size_
             }
         }
     } else {
-        FILE *f = fopen(r->sft_corpus, "r");
-        if (!f) { rc = sf_errf(SF_EIO, err, n, "SFT: cannot open the corpus %s: %s", r->sft_corpus, strerror(errno)); goto out; }
-        char *line = NULL;
-        size_t cap = 0;
-        int lineno = 0;
-        while (rc == 0 && getline(&line, &cap, f) > 0) {
-            lineno++;
-            if (strspn(line, " \t\r\n") == strlen(line)) continue;
-            cJSON *o = cJSON_Parse(line);
-            const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "class"), *t = cJSON_GetObjectItemCaseSensitive(o, "caption");
-            int k = cJSON_IsString(c) ? sf_world_class_find(w, c->valuestring) : -1;
-            if (!cJSON_IsString(c) || !cJSON_IsString(t))
-                rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: want {\"class\": ..., \"caption\": ...}",
-                             r->sft_corpus, lineno);
-            else if (k < 0)
-                rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: unknown class '%.64s'", r->sft_corpus, lineno,
-                             c->valuestring);
-            else if (sf_sft_rows_add(rows, bpe, sf_world_class(w, k)->name, t->valuestring) != 0)
-                rc = sf_errf(SF_EINVAL, err, n, "SFT: corpus %s line %d: the caption is empty or has control characters",
-                             r->sft_corpus, lineno);
-            cJSON_Delete(o);
-        }
-        free(line);
-        fclose(f);
+        rc = corpus_file_rows(r->sft_corpus, w, -1, bpe, rows, err, n);
     }
     if (rc == 0 && rows->n == 0) rc = sf_errf(SF_EINVAL, err, n, "SFT: the corpus has no captions");
 out:
