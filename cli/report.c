@@ -208,7 +208,7 @@ static void b64(FILE *f, const unsigned char *p, size_t n) {
     }
 }
 
-static void html_text(FILE *f, const char *s) {
+void sfctl_html_text(FILE *f, const char *s) {
     for (; *s; s++) {
         if (*s == '<') fputs("&lt;", f);
         else if (*s == '>') fputs("&gt;", f);
@@ -233,7 +233,7 @@ static void table_row(FILE *md, FILE *html, int header, int n, char cells[][64])
     for (int i = 0; i < n; i++) {
         fprintf(md, "| %s ", cells[i]);
         fputs(header ? "<th>" : "<td>", html);
-        html_text(html, cells[i]);
+        sfctl_html_text(html, cells[i]);
         fputs(header ? "</th>" : "</td>", html);
     }
     fputs("|\n", md);
@@ -712,7 +712,7 @@ static void bars_svg(FILE *f, const char *id, const char *title, const char *uni
     const int W = 90 + 70 * ns, y0 = 40, y1 = 200; /* plot from y0 (top) to y1 (zero) */
     fprintf(f, "<svg class=\"plot\" id=\"%s\" width=\"%d\" height=\"290\"><text x=\"10\" y=\"16\" font-size=\"12\">",
             id, W);
-    html_text(f, title);
+    sfctl_html_text(f, title);
     fprintf(f, "</text><line x1=\"60\" y1=\"%d\" x2=\"60\" y2=\"%d\" stroke=\"black\"/>"
                "<line x1=\"60\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>", y0, y1, y1, W - 10, y1);
     for (int t = 0; t <= 2; t++) {
@@ -722,7 +722,7 @@ static void bars_svg(FILE *f, const char *id, const char *title, const char *uni
     }
     fprintf(f, "<text x=\"14\" y=\"%d\" font-size=\"10\" transform=\"rotate(-90 14 %d)\" text-anchor=\"middle\">",
             (y0 + y1) / 2, (y0 + y1) / 2);
-    html_text(f, unit);
+    sfctl_html_text(f, unit);
     fputs("</text>", f);
     for (int s = 0; s < ns; s++) {
         spread_t sp = spread_of(x, of, nr, s);
@@ -743,7 +743,7 @@ static void bars_svg(FILE *f, const char *id, const char *title, const char *uni
                 fprintf(f, "<circle cx=\"%d\" cy=\"%.1f\" r=\"3\" fill=\"black\"><title>%s: %.3g</title></circle>",
                         bx + 8 + 8 * (k++ % 4), y1 - (y1 - y0) * x[r] / top, runs[r].id, x[r]);
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" transform=\"rotate(30 %d %d)\">", bx, y1 + 14, bx, y1 + 14);
-        html_text(f, label(runs[first[s]].strategy));
+        sfctl_html_text(f, label(runs[first[s]].strategy));
         fputs("</text>", f);
     }
     fputs("</svg>", f);
@@ -840,9 +840,9 @@ static void write_diversity(FILE *md, FILE *f, cJSON *js, const rrun_t *runs, in
     const char *unread = parsed ? "" : " Not read here: ";
     fprintf(md, "\n%s%s%s\n", note, unread, parsed ? "" : why);
     fputs("</table><p>", f);
-    html_text(f, note);
-    html_text(f, unread);
-    html_text(f, parsed ? "" : why);
+    sfctl_html_text(f, note);
+    sfctl_html_text(f, unread);
+    sfctl_html_text(f, parsed ? "" : why);
     fputs("</p>\n", f);
     if (!parsed) return;
     fputs("<div class=\"plots\">", f);
@@ -1201,7 +1201,7 @@ int sfctl_report(int argc, char **argv) {
                ".bad{color:#b00}.wide{overflow-x:auto}#strategies td{white-space:nowrap}</style></head><body>\n<h1>shiftforge report</h1>\n<p>Runs:", runs[0].id);
     for (int r = 0; r < nr; r++) fprintf(f, " %s (%s)", runs[r].id, label(runs[r].strategy));
     fprintf(f, "; %d classes; embedder ", nc);
-    html_text(f, tag->valuestring);
+    sfctl_html_text(f, tag->valuestring);
     fputs(".</p>\n<h2>Table 1: distance from the base distribution</h2>\n<table id=\"table1\">", f);
     fputs("### Table 1: distance from the base distribution\n\n", md);
     char cell[8][64];
@@ -1430,7 +1430,7 @@ int sfctl_report(int argc, char **argv) {
     for (int c = 0; c < nc; c++) {
         int x = 60 + c * (12 * nr + 8) + 2;
         fprintf(f, "<text x=\"%d\" y=\"262\" font-size=\"10\" transform=\"rotate(35 %d 262)\">", x, x);
-        html_text(f, cls[c].name);
+        sfctl_html_text(f, cls[c].name);
         fputs("</text>", f);
     }
     fputs("</svg><p>", f);
@@ -1452,7 +1452,7 @@ int sfctl_report(int argc, char **argv) {
                 }
         double s0 = 260 / (hi0 - lo0 > 1e-9 ? hi0 - lo0 : 1), s1 = 260 / (hi1 - lo1 > 1e-9 ? hi1 - lo1 : 1);
         fprintf(f, "<svg class=\"plot\" width=\"300\" height=\"300\"><text x=\"10\" y=\"15\">");
-        html_text(f, cls[c].name);
+        sfctl_html_text(f, cls[c].name);
         fputs("</text><text x=\"200\" y=\"296\" font-size=\"10\">PC 1 →</text>"
               "<text x=\"4\" y=\"60\" font-size=\"10\" transform=\"rotate(-90 4 60)\">← PC 2</text>", f);
         for (int i = 0; i < cls[c].nb; i++) {
@@ -1489,7 +1489,7 @@ int sfctl_report(int argc, char **argv) {
     for (int c = 0; c < nc && c < 4; c++)
         for (int r = 0; r < nr; r++) {
             fputs("<tr><td>", f);
-            html_text(f, cls[c].name);
+            sfctl_html_text(f, cls[c].name);
             fprintf(f, "<br>%s</td><td>", label(runs[r].strategy));
             int shown = 0;
             for (int j = 0; j < runs[r].n && shown < 6; j++) {
@@ -1504,11 +1504,11 @@ int sfctl_report(int argc, char **argv) {
                             *dc = cJSON_GetObjectItem(e, "drawn_class");
                 const char *ctext = cJSON_IsString(cap) ? cap->valuestring : "";
                 fputs("<figure><img title=\"", f);
-                html_text(f, ctext);
+                sfctl_html_text(f, ctext);
                 fputs("\" alt=\"generated image\" src=\"data:image/png;base64,", f);
                 b64(f, (const unsigned char *)png, len);
                 fputs("\"><figcaption>", f);
-                html_text(f, ctext);
+                sfctl_html_text(f, ctext);
                 /* What the world's generator drew, where it is known. */
                 int d = drew_target(e);
                 if (d == 1) fputs("<br><b>drew the class</b>", f);
@@ -1516,7 +1516,7 @@ int sfctl_report(int argc, char **argv) {
                     const int none = cJSON_IsNull(dc) || (!dc && cJSON_IsString(oc) && !strcmp(oc->valuestring, "no-object"));
                     fputs("<br><b class=\"bad\">drew ", f);
                     if (none) fputs("no object", f);
-                    else if (cJSON_IsString(dc)) fputs("another class, ", f), html_text(f, dc->valuestring);
+                    else if (cJSON_IsString(dc)) fputs("another class, ", f), sfctl_html_text(f, dc->valuestring);
                     else fputs("another class", f);
                     fputs("</b>", f);
                 }

@@ -4,6 +4,7 @@
 #define SFCTL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "cli/client.h"
 
@@ -21,6 +22,8 @@ int sfctl_top(int argc, char **argv);
 int sfctl_export(int argc, char **argv);
 /* `sfctl report RUN [--compare RUN…] --out DIR [--data DIR] [--redis ADDR]` (report.c). */
 int sfctl_report(int argc, char **argv);
+/* Text into HTML, with <, >, & and " escaped (report.c). */
+void sfctl_html_text(FILE *f, const char *s);
 
 /* keys.c: `sfctl keygen --out PREFIX`. */
 int sfctl_keygen(int argc, char **argv);
