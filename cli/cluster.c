@@ -505,7 +505,7 @@ int sfctl_up(int argc, char **argv) {
     snprintf(lbin, sizeof lbin, "%s/sf-learner", bdir);
     if (access(lbin, X_OK) == 0) {
         char *largv[] = {lbin, "--redis", redis, "--endpoint", lep, "--checkpoint-dir", ackpt,
-                         "--models-dir", amodels, "--gpt2-vocab", avocab, NULL};
+                         "--models-dir", amodels, "--data-dir", adata, "--gpt2-vocab", avocab, NULL};
         if (spawn("learner", largv) != 0) return start_failed(lockfd);
         join.learner_ipc = lipc;
     }

@@ -1,5 +1,9 @@
 /* shift.c: the planner of method "shift", the paper's method as phases.
  *
+ *   corpus    (with a corpus_model) the SFT corpus of each class, written by
+ *             the instruction model before the learner's SFT reads it (one
+ *             job per class; workers reuse a corpus an earlier run made with
+ *             the same model, prompt and settings);
  *   embed     reference statistics: CLIP image embeddings of N base images
  *             per class, reduced to the class mean (one job per class;
  *             workers reuse what an earlier run stored);
@@ -53,6 +57,7 @@
 #include <string.h>
 
 #include "common/method/contract.h"
+#include "common/method/corpus.h"
 #include "common/method/run_spec.h"
 #include "common/runtime/error.h"
 #include "coordinator/coord.h"
@@ -168,6 +173,38 @@ static int check_learner_keys(const cJSON *spec, int ppo, long *updates, long *b
     return rc;
 }
 
+/* The corpus phase's settings: an instruction model inside models_dir, a
+ * run that fine-tunes (the corpus is the SFT's) and names no corpus file
+ * too, a prompt with its placeholders; corpus settings without a model
+ * would be ignored, so they are refused. */
+static int check_corpus(const cJSON *spec, const sf_shift_params_t *p, int ppo, char *err, size_t n) {
+    if (!strcmp(p->corpus_model, "none")) {
+        for (const cJSON *it = spec->child; it; it = it->next)
+            if (!strncmp(it->string, "corpus_", 7) && strcmp(it->string, "corpus_model"))
+                return sf_errf(SF_EINVAL, err, n, "run spec: '%s' is a setting of the corpus phase, which runs only "
+                               "with a 'corpus_model'", it->string);
+        return 0;
+    }
+    if (!sf_spec_models_path_ok(p->corpus_model))
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'corpus_model' = \"%.100s\" must be an HF LLaMA folder inside "
+                       "the workers' models_dir (letters, digits, '.', '_', '-', '/'; not absolute, no '..')",
+                       p->corpus_model);
+    sf_sft_spec_t sft;
+    char e[256];
+    if (!ppo || sf_sft_spec_parse(spec, &sft, e, sizeof e) != 0 || !sft.on)
+        return sf_errf(SF_EINVAL, err, n, "run spec: the corpus phase writes the SFT corpus: 'corpus_model' needs "
+                       "strategy ppo and an 'sft' object");
+    if (sft.corpus[0])
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'corpus_model' and 'sft.corpus' both name the SFT corpus; "
+                       "give one");
+    char prompt[4096];
+    int rc = sf_corpus_prompt(sf_corpus_template(p), p->corpus_instruction, "x", prompt, sizeof prompt);
+    if (rc == SF_EINVAL)
+        return sf_errf(SF_EINVAL, err, n, "run spec: 'corpus_template' needs {instruction}, and it or "
+                       "'corpus_instruction' needs {class}");
+    return rc ? sf_errf(rc, err, n, "run spec: the corpus prompt is longer than 4095 bytes") : 0;
+}
+
 /* A phase of `kind` whose payload is the settings that kind reads (a kind
  * that reads none, the manifest, has no payload); `single`: one job for the
  * run (sf_plan_add_single). */
@@ -219,7 +256,10 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     if ((rc = check_real_eval(&p, err, n))) return rc;
     const int ppo = strcmp(p.strategy, "ppo") == 0;
     long updates = 0, batch = 0;
-    if ((rc = check_learner_keys(spec, ppo, &updates, &batch, err, n))) return rc;
+    if ((rc = check_learner_keys(spec, ppo, &updates, &batch, err, n)) ||
+        (rc = check_corpus(spec, &p, ppo, err, n)))
+        return rc;
+    const int corpus = strcmp(p.corpus_model, "none") != 0;
     /* The low-density baseline pushes away from dense regions unless told
      * otherwise (the table's default, 0, is every other strategy's). */
     if (!cJSON_GetObjectItemCaseSensitive(spec, "hook_scale") && !strcmp(p.strategy, "low-density"))
@@ -242,12 +282,18 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
         roll_jobs = ((uint64_t)updates * (uint64_t)batch * 3 + rpj - 1) / rpj + 2 * C;
         roll_items = (roll_jobs + C - 1) / C * rpj;
     }
-    uint64_t total = C * (1 + (ppo ? roll_items / rpj : 0) + 1 + 2 * ((images + shard - 1) / shard));
+    uint64_t total = C * ((uint64_t)corpus + 1 + (ppo ? roll_items / rpj : 0) + 1 + 2 * ((images + shard - 1) / shard));
     if (images > 100000000 || roll_items > 100000000 || total > (uint64_t)max_jobs)
         return sf_errf(SF_ERANGE, err, n, "run spec: %llu jobs is over max_jobs_per_run (%ld)",
                        (unsigned long long)total, max_jobs);
 
     const uint32_t nref = (uint32_t)p.reference_images, ncap = (uint32_t)p.captions_per_class;
+    /* The corpus first: the learner's SFT, at the first rollout, reads it. */
+    if (corpus) {
+        const uint32_t nc = (uint32_t)p.corpus_captions;
+        if ((rc = add_phase(r, "corpus", nc, nc, 0, &p, err, n))) return rc;
+        r->phases[r->n_phases - 1].required = 1;
+    }
     if ((rc = add_phase(r, "embed", nref, nref, 0, &p, err, n))) return rc;
     /* Every later phase reads the reference statistics of every class. */
     r->phases[r->n_phases - 1].required = 1;

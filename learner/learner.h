@@ -46,7 +46,7 @@
 
 typedef struct {
     char *redis, *redis_prefix, *redis_user, *redis_password_file, *endpoint, *curve_key_file, *curve_allowed_dir;
-    char *checkpoint_dir, *models_dir, *device, *gpt2_vocab;
+    char *checkpoint_dir, *models_dir, *data_dir, *device, *gpt2_vocab;
     long threads;
     long run_lease_ms;
     char *metrics_host;
@@ -87,6 +87,7 @@ typedef struct lrun_s {
     int sft_steps, sft_batch, sft_warmup, sft_per_class;
     float sft_lr, sft_lr_min;
     char sft_corpus[PATH_MAX]; /* "" for the world's corpus */
+    char corpus_dir[PATH_MAX]; /* the corpus phase's: data_dir/corpus/<key>/<wnid>.jsonl; "" for none */
     char world[64];
     char **classes;            /* the run's classes (wnids or names) */
     int n_classes;

@@ -38,6 +38,8 @@ static const sf_cfg_field_t l_schema[] = {
       "folder of the *.pub files of allowed workers (reread on SIGHUP); needs curve_key_file"),
     F(checkpoint_dir, SF_CFG_STRING, "checkpoints", 1, 0, "where each run's policy checkpoints go"),
     F(models_dir, SF_CFG_STRING, "models", 1, 0, "where a run spec's relative \"policy\" path is looked up"),
+    F(data_dir, SF_CFG_STRING, "sf-data", 1, 0,
+      "the workers' shared data_dir: where the SFT reads the corpus of runs with a corpus phase"),
     F(device, SF_CFG_STRING, "cpu", 1, 0, "device for PPO: cpu or cuda:N"),
     F(gpt2_vocab, SF_CFG_STRING, "data/gpt2", 1, 0,
       "folder with GPT-2's encoder.json and vocab.bpe (tokenises the SFT corpus of runs with \"sft\")"),

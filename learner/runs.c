@@ -16,6 +16,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "common/method/corpus.h"
 #include "common/method/run_spec.h"
 #include "common/net/wire.h"
 #include "common/redis/keys.h"
@@ -93,6 +94,17 @@ static int configure(lrun_t *r, const char *spec_json) {
         r->sft_warmup = (int)ss.warmup;
         r->sft_per_class = (int)ss.captions_per_class;
         if (ss.corpus[0]) snprintf(r->sft_corpus, sizeof r->sft_corpus, "%s/%s", L.cfg.models_dir, ss.corpus);
+        /* The corpus phase's corpus, where its workers stored it. */
+        sf_shift_params_t sp;
+        if ((rc = sf_shift_params_from_spec(spec, &sp, e, n))) goto out;
+        if (strcmp(sp.corpus_model, "none")) {
+            if (!sf_spec_models_path_ok(sp.corpus_model)) {
+                rc = sf_errf(SF_EINVAL, e, n, "run spec: 'corpus_model' = \"%.100s\" must be a path inside "
+                                              "models_dir", sp.corpus_model);
+                goto out;
+            }
+            sf_corpus_paths(L.cfg.data_dir, &sp, "", r->corpus_dir, sizeof r->corpus_dir, NULL, 0, NULL, 0);
+        }
         const cJSON *wl = cJSON_GetObjectItemCaseSensitive(spec, "world");
         snprintf(r->world, sizeof r->world, "%s", cJSON_IsString(wl) ? wl->valuestring : "builtin:imagenet-a-r-86");
         const cJSON *cl = cJSON_GetObjectItemCaseSensitive(spec, "classes");

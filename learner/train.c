@@ -128,8 +128,9 @@ static int corpus_file_rows(const char *path, const sf_world_t *w, int only, con
     return rc;
 }
 
-/* The SFT corpus of run r as token rows: the world's corpus captions of
- * the run's classes, or the lines {"class", "caption"} of a JSONL file. */
+/* The SFT corpus of run r as token rows: the corpus phase's files of the
+ * run's classes, the world's corpus captions of them, or the lines
+ * {"class", "caption"} of a JSONL file. */
 static int sft_rows(lrun_t *r, sf_sft_rows_t *rows, int stride, char *err, size_t n) {
     char e[256];
     sf_bpe_t *bpe = NULL;
@@ -143,7 +144,17 @@ static int sft_rows(lrun_t *r, sf_sft_rows_t *rows, int stride, char *err, size_
         goto out;
     }
     if ((rc = sf_sft_rows_init(rows, stride)) != 0) goto out;
-    if (!r->sft_corpus[0]) {
+    if (r->corpus_dir[0]) {
+        /* The corpus phase's: every caption its workers stored for the
+         * run's classes (they were checked when they were written). */
+        for (int i = 0; rc == 0 && i < r->n_classes; i++) {
+            int k = sf_world_class_find(w, r->classes[i]);
+            if (k < 0) { rc = sf_errf(SF_EINVAL, err, n, "SFT: class '%s' is not in %s", r->classes[i], r->world); break; }
+            char path[PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/%s.jsonl", r->corpus_dir, sf_world_class(w, k)->wnid);
+            rc = corpus_file_rows(path, w, k, bpe, rows, err, n);
+        }
+    } else if (!r->sft_corpus[0]) {
         for (int i = 0; rc == 0 && i < r->n_classes; i++) {
             int k = sf_world_class_find(w, r->classes[i]);
             if (k < 0) { rc = sf_errf(SF_EINVAL, err, n, "SFT: class '%s' is not in %s", r->classes[i], r->world); break; }

@@ -13,6 +13,7 @@ const sf_handler_t sf_handlers[] = {
     {"fail", SF_RUN_INLINE, sf_fail_job, "fails payload times attempts, then succeeds"},
     {"crash", SF_RUN_INLINE, sf_crash_job, "kills the worker process"},
 #if SF_HAVE_TORCH
+    {"corpus", SF_RUN_THREAD, sf_corpus_job, "a class's SFT corpus from the instruction model (kept and reused)"},
     {"embed", SF_RUN_THREAD, sf_embed_job, "CLIP embeddings of a class's reference images -> its statistics"},
     {"rollout", SF_RUN_ASYNC, sf_rollout_job, "PPO rollouts with the learner's policy, scored, sent to the learner"},
     {"captions", SF_RUN_ASYNC, sf_captions_job, "a class's captions from the final (or SFT) policy"},

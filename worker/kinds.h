@@ -1,7 +1,8 @@
 /* kinds.h: the handlers of the job kinds, one file each, that the table in
  * kinds.c lists (the handler contract is worker.h's):
  *   kind_builtin.c   noop, sleep, fail, crash (tests, benchmarks, drills);
- *   kind_embed.c     embed        \
+ *   kind_corpus.c    corpus       \
+ *   kind_embed.c     embed         |
  *   kind_rollout.c   rollout       |
  *   kind_captions.c  captions      | the method's, built with libtorch; they
  *   kind_generate.c  generate      | share the model cache (model_cache.h),
@@ -19,6 +20,7 @@ int sf_sleep_job(sf_wk_t *wk, sf_job_t *job);
 int sf_fail_job(sf_wk_t *wk, sf_job_t *job);
 int sf_crash_job(sf_wk_t *wk, sf_job_t *job);
 
+int sf_corpus_job(sf_wk_t *wk, sf_job_t *job);
 int sf_embed_job(sf_wk_t *wk, sf_job_t *job);
 int sf_rollout_job(sf_wk_t *wk, sf_job_t *job);
 int sf_captions_job(sf_wk_t *wk, sf_job_t *job);

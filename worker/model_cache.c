@@ -43,13 +43,14 @@ int sf_mc_ensure_ml(const sf_wk_env_t *env, sf_job_t *job) {
  * `keep` frees the others and hands their memory back to the device (a GPU
  * worker that holds CLIP, the policy and a diffusion model at once may not
  * fit).  The small world classifiers stay. */
-enum { KEEP_CLIP = 1, KEEP_POLICY = 2, KEEP_DIFFUSION = 4 };
+enum { KEEP_CLIP = 1, KEEP_POLICY = 2, KEEP_DIFFUSION = 4, KEEP_INSTRUCT = 8 };
 static void swap_to(const sf_wk_env_t *env, int keep) {
     if (!env->swap_models) return;
     int freed = 0;
     if (!(keep & KEEP_CLIP) && sf_mc.clip) sf_clip_free(&sf_mc.clip), freed = 1;
     if (!(keep & KEEP_POLICY) && sf_mc.policy) sf_gpt2_free(&sf_mc.policy), sf_mc.policy_key[0] = 0, freed = 1;
     if (!(keep & KEEP_DIFFUSION) && sf_mc.diff) sf_diffusion_free(&sf_mc.diff), freed = 1;
+    if (!(keep & KEEP_INSTRUCT) && sf_mc.llama) sf_llama_free(&sf_mc.llama), freed = 1;
     if (freed) sf_ml_empty_cache();
 }
 
@@ -149,6 +150,37 @@ int sf_mc_ensure_diffusion(const sf_wk_env_t *env, sf_job_t *job) {
     if (sf_diffusion_load(env->diffusion_dir, env->device, env->dtype, &sf_mc.diff, err, sizeof err) != 0)
         return sf_kind_fail(job, SF_JOB_FATAL, "diffusion pipeline: %s", err);
     sf_info("loaded diffusion pipeline %s (%s on %s)", env->diffusion_dir, env->dtype, env->device);
+    return 0;
+}
+
+int sf_mc_ensure_instruct(const sf_wk_env_t *env, sf_job_t *job, const char *model) {
+    char dir[1100], tok[1200], err[400];
+    snprintf(dir, sizeof dir, "%s/%s", env->models_dir, model);
+    swap_to(env, KEEP_INSTRUCT);
+    if (sf_mc.llama && sf_mc.spm && !strcmp(sf_mc.llama_dir, dir)) return 0;
+    if (sf_mc_ensure_ml(env, job)) return -1;
+    sf_llama_free(&sf_mc.llama);
+    sf_spm_free(&sf_mc.spm);
+    sf_mc.llama_dir[0] = 0;
+    /* LLaMA's tokenizer rules: <s> before the prompt, </s> ends a caption. */
+    sf_spm_opts_t so = {.family = SF_SPM_LLAMA};
+    snprintf(tok, sizeof tok, "%s/tokenizer.model", dir);
+    if (sf_llama_load(dir, env->device, env->dtype, &sf_mc.llama, err, sizeof err) != 0)
+        return sf_kind_fail(job, SF_JOB_FATAL, "instruction model: %s", err);
+    if (sf_spm_load(tok, &so, &sf_mc.spm, err, sizeof err) != 0) {
+        sf_llama_free(&sf_mc.llama);
+        return sf_kind_fail(job, SF_JOB_FATAL, "instruction model's tokenizer: %s", err);
+    }
+    if (sf_spm_vocab_size(sf_mc.spm) > sf_llama_config(sf_mc.llama)->vocab_size) {
+        int v = sf_spm_vocab_size(sf_mc.spm);
+        sf_spm_free(&sf_mc.spm);
+        sf_llama_free(&sf_mc.llama);
+        return sf_kind_fail(job, SF_JOB_FATAL, "instruction model %s: tokenizer.model has %d pieces, more than the "
+                            "model's vocab_size", dir, v);
+    }
+    snprintf(sf_mc.llama_dir, sizeof sf_mc.llama_dir, "%s", dir);
+    sf_info("loaded instruction model %s (%lld parameters, %s on %s)", dir, (long long)sf_llama_num_params(sf_mc.llama),
+            sf_llama_dtype(sf_mc.llama), env->device);
     return 0;
 }
 

@@ -22,7 +22,9 @@
 #include "common/text/bpe.h"
 #include "common/text/clip_bpe.h"
 #include "ml/sf_diffusion.h"
+#include "ml/sf_llama.h"
 #include "ml/sf_ml.h"
+#include "ml/sf_spm.h"
 #include "ml/sf_vision.h"
 #include "world/world.h"
 #include "worker/learner_client.h"
@@ -45,6 +47,9 @@ typedef struct {
     sf_classifier_t *cls[2];  /* the world's ConvNeXt and ViT (trained on the 86-class world) */
     int cls_tried;
     sf_diffusion_t *diff;     /* the TorchScript pipeline of diffusion_dir */
+    sf_llama_t *llama;        /* the corpus phase's instruction model */
+    sf_spm_t *spm;            /* and its tokenizer.model */
+    char llama_dir[1100];     /* the folder they came from */
     sf_lc_t *lc;              /* loop thread only */
 } sf_mc_t;
 
@@ -59,6 +64,9 @@ int sf_mc_ensure_ml(const sf_wk_env_t *env, sf_job_t *job);
 int sf_mc_ensure_clip(const sf_wk_env_t *env, sf_job_t *job);
 int sf_mc_ensure_bpe(const sf_wk_env_t *env, sf_job_t *job);
 int sf_mc_ensure_diffusion(const sf_wk_env_t *env, sf_job_t *job);
+/* Makes sf_mc.llama and sf_mc.spm the instruction model in `model`, an HF
+ * LLaMA folder inside models_dir with its tokenizer.model. */
+int sf_mc_ensure_instruct(const sf_wk_env_t *env, sf_job_t *job, const char *model);
 /* Makes sf_mc.policy the file `file` (a path inside models_dir, or
  * absolute: strategy sft), or when file is NULL the run's policy at
  * `version` from the learner's image blob (len bytes, borrowed). */
