@@ -1409,6 +1409,10 @@ int sfctl_report(int argc, char **argv) {
     /* The strategies over their runs, and their captions' diversity. */
     write_strategies(md, f, js, runs, nr, base_acc);
     write_diversity(md, f, js, runs, nr, parsed, why);
+    /* Where the SFT's captions came from, for runs with a corpus phase. */
+    const char *ids[MAX_RUNS];
+    for (int r = 0; r < nr; r++) ids[r] = runs[r].id;
+    sfctl_report_corpus(md, f, js, data, ids, nr);
     fclose(md);
     /* Fig. 4: per-class reduction bars. */
     fprintf(f, "<h2>Per-class reduction of similarity (Fig. 4)</h2>\n<svg class=\"plot\" id=\"fig4\" width=\"%d\" height=\"330\">"

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli/client.h"
 
 /* view.c */
@@ -24,6 +26,9 @@ int sfctl_export(int argc, char **argv);
 int sfctl_report(int argc, char **argv);
 /* Text into HTML, with <, >, & and " escaped (report.c). */
 void sfctl_html_text(FILE *f, const char *s);
+/* The report's "SFT corpus" section for the runs with a corpus phase, into
+ * the Markdown, the HTML and the JSON (report_corpus.c). */
+void sfctl_report_corpus(FILE *md, FILE *html, cJSON *js, const char *data, const char *const *runs, int nr);
 
 /* keys.c: `sfctl keygen --out PREFIX`. */
 int sfctl_keygen(int argc, char **argv);
