@@ -8,6 +8,7 @@
 // gives the same bytes in any batch, which the tests rely on.
 #include "ml/shim_internal.hpp"
 #include "ml/sf_diffusion.h"
+#include "ml/sf_spm.h"
 
 #include <torch/script.h>
 
@@ -72,6 +73,29 @@ int copy_tokenizer(const std::string &dir, const char *vocab, const char *merges
     return copy_file(merges, dir + "/merges.txt", err, errlen);
 }
 
+// TorchScript lines (at the forward's indentation, using x's device) that
+// set `betas`, float64 (N), for the schedules the toys use.
+std::string betas_source(const sf_ddim_config_t &sc) {
+    const int N = sc.num_train_timesteps;
+    char src[512];
+    if (sc.beta_schedule == SF_BETA_SQUAREDCOS) {
+        // diffusers' betas_for_alpha_bar: 1 - f((i+1)/N) / f(i/N), capped at 0.999.
+        snprintf(src, sizeof src,
+                 "ti = torch.arange(%d, device=x.device).double() / %d.0\n"
+                 "    fa = torch.cos((ti + 0.008) / 1.008 * 1.5707963267948966) ** 2\n"
+                 "    betas = torch.clamp(1.0 - fa[1:] / fa[:-1], max=0.999)",
+                 N + 1, N);
+    } else {
+        // scaled_linear: linspace(sqrt(beta_start), sqrt(beta_end), N)^2.
+        const double b0 = std::sqrt((double)sc.beta_start), b1 = std::sqrt((double)sc.beta_end);
+        snprintf(src, sizeof src,
+                 "sb = %.17g + %.17g * torch.arange(%d, device=x.device).double() / %d.0\n"
+                 "    betas = sb * sb",
+                 b0, b1 - b0, N, N - 1);
+    }
+    return src;
+}
+
 torch::jit::Module new_module(const char *name) {
     return torch::jit::Module(c10::QualifiedName(std::string("__torch__.sf_toy.") + name));
 }
@@ -81,12 +105,13 @@ torch::Tensor randn(at::Generator &g, std::vector<int64_t> shape, double sd) {
 }
 
 // tokens (B, T) -> the rows of an embedding table (B, T, D).  The end
-// token's row is zero, so that the padding (end tokens) adds nothing to the
-// unet's sum over tokens and the words decide it.
-torch::jit::Module text_encoder(at::Generator &g, int vocab, int eot) {
+// token's row (and T5's pad row, pad) is zero, so that the padding adds
+// nothing to the unet's sum over tokens and the words decide it.
+torch::jit::Module text_encoder(at::Generator &g, int vocab, int eot, int pad = -1) {
     auto m = new_module("TextEncoder");
     torch::Tensor emb = randn(g, {vocab, kToyWidth}, 1.0);
     emb[eot].zero_();
+    if (pad >= 0 && pad < vocab) emb[pad].zero_();
     m.register_parameter("emb", emb, false);
     m.define(R"(
 def forward(self, tokens: Tensor) -> Tensor:
@@ -103,9 +128,10 @@ def forward(self, tokens: Tensor) -> Tensor:
 //   eps    = (x - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t),
 // so DDIM carries the seed's noise into the image (x0 ~ m + s * noise), the
 // prompt moves m, and images stay in range at guidance scales up to ~2.
-// abar comes from the schedule the toy's JSON names (scaled_linear, sc),
-// recomputed in float64 inside: in bf16, values near 1 would round to 1.
-// out_channels > C appends 0.1 x, IF's learned variance in shape only.
+// abar comes from the schedule the toy's JSON names (sc: scaled_linear or
+// squaredcos_cap_v2), recomputed in float64 inside: in bf16, values near 1
+// would round to 1.  out_channels > C appends 0.1 x, IF's learned variance
+// in shape only (|0.1 x| stays well inside [-1, 1]).
 torch::jit::Module toy_unet(at::Generator &g, const ToyShape &s, const sf_ddim_config_t &sc) {
     const int C = s.channels;
     auto m = new_module("Unet");
@@ -113,12 +139,7 @@ torch::jit::Module toy_unet(at::Generator &g, const ToyShape &s, const sf_ddim_c
     m.register_parameter("proj", randn(g, {kToyWidth, C}, 0.05), false);             // (D, C)
     m.register_parameter("w", randn(g, {C, C, 3, 3}, 0.3), false);                  // (out, in, 3, 3)
     m.register_parameter("tw", randn(g, {C}, 0.5), false);
-    // scaled_linear: linspace(sqrt(beta_start), sqrt(beta_end), N)^2.
-    const double b0 = std::sqrt((double)sc.beta_start), b1 = std::sqrt((double)sc.beta_end);
     const int N = sc.num_train_timesteps;
-    char sched[256];
-    snprintf(sched, sizeof sched, "%.17g + %.17g * torch.arange(%d, device=x.device).double() / %d.0", b0, b1 - b0,
-             N, N - 1);
     std::string extra = s.out_channels > C
                             ? "torch.cat([eps, 0.1 * x[:, :" + std::to_string(s.out_channels - C) + "]], 1)"
                             : "eps";
@@ -138,8 +159,7 @@ def forward(self, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
     cm = context.float().sum(1)
     cp = (cm.unsqueeze(2) * self.proj.float().unsqueeze(0)).sum(1)
     m = 0.6 * torch.tanh(self.pattern.float().unsqueeze(0) + cp.reshape(cp.size(0), -1, 1, 1))
-    sb = )" + std::string(sched) + R"(
-    betas = sb * sb
+    )" + betas_source(sc) + R"(
     a = torch.cumprod(1.0 - betas, 0)[t].float().reshape(-1, 1, 1, 1)
     s2 = 0.09
     k = a.sqrt() * s2 / (a * s2 + 1.0 - a)
@@ -191,18 +211,43 @@ def forward(self, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
     return m;
 }
 
-void add_schedule(cJSON *root, const sf_ddim_config_t &c, int steps, double eta, double gs) {
+// A float as the shortest decimal that reads back as the same float, so the
+// JSON says 0.95 and not 0.949999988.
+double short_num(float f) {
+    char buf[32];
+    for (int digits = 6; digits < 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+        if ((float)strtod(buf, nullptr) == f) return strtod(buf, nullptr);
+    }
+    return (double)f;
+}
+
+// A schedule object under key; DDPM's keys only where they differ from
+// DDIM's defaults, so SD's toys keep the JSON they always had.
+cJSON *schedule_json(cJSON *parent, const char *key, const sf_ddim_config_t &c) {
     static const char *const betas[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
-    cJSON *s = cJSON_AddObjectToObject(root, "schedule");
+    cJSON *s = cJSON_AddObjectToObject(parent, key);
     cJSON_AddStringToObject(s, "beta_schedule", betas[c.beta_schedule]);
-    cJSON_AddNumberToObject(s, "beta_start", c.beta_start);
-    cJSON_AddNumberToObject(s, "beta_end", c.beta_end);
+    cJSON_AddNumberToObject(s, "beta_start", short_num(c.beta_start));
+    cJSON_AddNumberToObject(s, "beta_end", short_num(c.beta_end));
     cJSON_AddNumberToObject(s, "num_train_timesteps", c.num_train_timesteps);
     cJSON_AddNumberToObject(s, "steps_offset", c.steps_offset);
     cJSON_AddBoolToObject(s, "set_alpha_to_one", c.set_alpha_to_one);
     cJSON_AddStringToObject(s, "prediction_type", c.prediction_type == SF_PRED_V ? "v_prediction" : "epsilon");
     cJSON_AddBoolToObject(s, "clip_sample", c.clip_sample);
-    cJSON_AddNumberToObject(s, "clip_sample_range", c.clip_sample_range);
+    cJSON_AddNumberToObject(s, "clip_sample_range", short_num(c.clip_sample_range));
+    if (c.sampler == SF_SAMPLER_DDPM) cJSON_AddStringToObject(s, "sampler", "ddpm");
+    if (c.variance_type == SF_VAR_LEARNED_RANGE) cJSON_AddStringToObject(s, "variance_type", "learned_range");
+    if (c.thresholding) {
+        cJSON_AddBoolToObject(s, "thresholding", 1);
+        cJSON_AddNumberToObject(s, "dynamic_thresholding_ratio", short_num(c.dynamic_thresholding_ratio));
+        cJSON_AddNumberToObject(s, "sample_max_value", short_num(c.sample_max_value));
+    }
+    return s;
+}
+
+void add_schedule(cJSON *root, const sf_ddim_config_t &c, int steps, double eta, double gs) {
+    schedule_json(root, "schedule", c);
     cJSON *d = cJSON_AddObjectToObject(root, "defaults");
     cJSON_AddNumberToObject(d, "steps", steps);
     cJSON_AddNumberToObject(d, "eta", eta);
@@ -312,5 +357,181 @@ extern "C" int sf_diffusion_write_const(const char *dir, const char *clip_vocab,
     sc.clip_sample = 0;
     cJSON *root = base_json(s);
     add_schedule(root, sc, 10, 0.0, 1.0);
+    return write_json(d, root, err, errlen);
+}
+
+// ---- DeepFloyd IF ----
+
+namespace {
+
+// Copies a T5 spiece.model into the pipeline; returns its vocabulary size
+// and its end and pad ids.
+int copy_spm(const std::string &dir, const char *model, int *vocab, int *eos, int *pad, char *err, size_t errlen) {
+    if (!model) return sf_errf(SF_EINVAL, err, errlen, "toy IF pipeline: no spiece.model given");
+    const sf_spm_opts_t so = {SF_SPM_T5, 0};
+    sf_spm_t *t = nullptr;
+    char sub[400];
+    int rc = sf_spm_load(model, &so, &t, sub, sizeof sub);
+    if (rc) return sf_errf(rc, err, errlen, "tokenizer: %s", sub);
+    *vocab = sf_spm_vocab_size(t);
+    *eos = sf_spm_eos_id(t);
+    *pad = sf_spm_pad_id(t);
+    sf_spm_free(&t);
+    return copy_file(model, dir + "/spiece.model", err, errlen);
+}
+
+// IF's stage I scheduler (DeepFloyd/IF-I-XL-v1.0's scheduler_config.json),
+// with stage II's sample_max_value where max_value says so.
+sf_ddim_config_t if_schedule(float max_value) {
+    sf_ddim_config_t c;
+    sf_ddim_config_default(&c);
+    c.beta_schedule = SF_BETA_SQUAREDCOS;
+    c.sampler = SF_SAMPLER_DDPM;
+    c.variance_type = SF_VAR_LEARNED_RANGE;
+    c.thresholding = 1;
+    c.dynamic_thresholding_ratio = 0.95f;
+    c.sample_max_value = max_value;
+    return c;
+}
+
+// Stage II: the exact noise prediction for data x0 ~ N(m, s^2 I), s = 0.1,
+// around m = 0.8 img + 0.15 tanh(proj(sum of context)), where img is the
+// upscaled image recovered (roughly) from its noised copy u:
+// clamp(u / sqrt(abar_noise_level), -1, 1).  The variance channels are
+// tanh(0.1 x).  Elementwise only, so batches do not change results.
+torch::jit::Module toy_upscaler(at::Generator &g, const sf_ddim_config_t &sc) {
+    auto m = new_module("Upscaler");
+    m.register_parameter("proj", randn(g, {kToyWidth, 3}, 0.05), false);   // (D, 3)
+    m.define(R"(
+def forward(self, x: Tensor, t: Tensor, context: Tensor, noise_level: Tensor) -> Tensor:
+    xf = x.float()
+    z = xf[:, 0:3]
+    u = xf[:, 3:6]
+    )" + betas_source(sc) + R"(
+    ab = torch.cumprod(1.0 - betas, 0)
+    an = ab[noise_level].float().reshape(-1, 1, 1, 1)
+    img = torch.clamp(u / an.sqrt(), -1.0, 1.0)
+    cm = context.float().sum(1)
+    cp = (cm.unsqueeze(2) * self.proj.float().unsqueeze(0)).sum(1)
+    m = 0.8 * img + 0.15 * torch.tanh(cp).reshape(cp.size(0), -1, 1, 1)
+    a = ab[t].float().reshape(-1, 1, 1, 1)
+    s2 = 0.01
+    k = a.sqrt() * s2 / (a * s2 + 1.0 - a)
+    x0 = m + k * (z - a.sqrt() * m)
+    eps = (z - a.sqrt() * x0) / (1.0 - a).sqrt()
+    return torch.cat([eps, torch.tanh(0.1 * z)], 1).to(x.dtype)
+)");
+    return m;
+}
+
+// Returns `value` in the noise channels and `var` in the variance channels;
+// `upscaler` gives it stage II's four arguments, and adds a quarter of the
+// conditioning channels (the noised upscaled image) to the noise, so that
+// a test sees what stage II was given.
+torch::jit::Module const_if_unet(float value, float var, bool upscaler) {
+    auto m = new_module(upscaler ? "ConstUpscaler" : "ConstIfUnet");
+    m.register_parameter("value", torch::tensor(value), false);
+    m.register_parameter("var", torch::tensor(var), false);
+    m.define(std::string(R"(
+def forward(self, x: Tensor, t: Tensor, context: Tensor)") + (upscaler ? ", noise_level: Tensor" : "") +
+             R"() -> Tensor:
+    y = torch.zeros([x.size(0), 3, x.size(2), x.size(3)], dtype=x.dtype, device=x.device)
+    e = y + self.value
+    if x.size(1) == 6:
+        e = e + 0.25 * x[:, 3:6]
+    return torch.cat([e, y + self.var], 1)
+)");
+    return m;
+}
+
+cJSON *if_json(int sample_size, int image_size) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "source", "sf-train toy-diffusion --if (random weights)");
+    cJSON_AddStringToObject(root, "text_encoder", "text_encoder.pt");
+    cJSON_AddStringToObject(root, "unet", "unet.pt");
+    cJSON *t = cJSON_AddObjectToObject(root, "tokenizer");
+    cJSON_AddStringToObject(t, "kind", "t5");
+    cJSON_AddStringToObject(t, "model", "spiece.model");
+    cJSON_AddNumberToObject(t, "context", 77);
+    cJSON_AddNumberToObject(root, "channels", 3);
+    cJSON_AddNumberToObject(root, "sample_size", sample_size);
+    cJSON_AddNumberToObject(root, "image_size", image_size);
+    return root;
+}
+
+void add_upscaler(cJSON *root, int size, const sf_ddim_config_t &sc, const sf_ddim_config_t &noise, int level,
+                  int steps, double gs) {
+    cJSON *u = cJSON_AddObjectToObject(root, "upscaler");
+    cJSON_AddStringToObject(u, "unet", "unet_2.pt");
+    cJSON_AddNumberToObject(u, "sample_size", size);
+    schedule_json(u, "schedule", sc);
+    schedule_json(u, "noise_schedule", noise);
+    cJSON_AddNumberToObject(u, "noise_level", level);
+    cJSON *d = cJSON_AddObjectToObject(u, "defaults");
+    cJSON_AddNumberToObject(d, "steps", steps);
+    cJSON_AddNumberToObject(d, "guidance_scale", gs);
+}
+
+}  // namespace
+
+extern "C" int sf_diffusion_write_toy_if(const char *dir, const char *spm_model, int upscaler, uint64_t seed,
+                                         char *err, size_t errlen) {
+    int rc = make_dir(dir, err, errlen), vocab = 0, eos = 0, pad = 0;
+    if (rc) return rc;
+    const std::string d = dir;
+    if ((rc = copy_spm(d, spm_model, &vocab, &eos, &pad, err, errlen))) return rc;
+    const ToyShape s{3, 64, 64, 6, false, false};
+    const sf_ddim_config_t s1 = if_schedule(1.5f), s2 = if_schedule(1.0f);
+    try {
+        torch::NoGradGuard ng;
+        at::Generator g = at::detail::createCPUGenerator(seed);
+        save_module(text_encoder(g, vocab, eos, pad), d + "/text_encoder.pt");
+        save_module(toy_unet(g, s, s1), d + "/unet.pt");
+        if (upscaler) save_module(toy_upscaler(g, s2), d + "/unet_2.pt");
+    } catch (const c10::Error &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "toy IF pipeline: %s", ex.what());
+    } catch (const std::exception &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "toy IF pipeline: %s", ex.what());
+    }
+    cJSON *root = if_json(64, upscaler ? 256 : 64);
+    add_schedule(root, s1, 8, 0.0, 2.0);
+    if (upscaler) add_upscaler(root, 256, s2, s2, 250, 4, 2.0);
+    return write_json(d, root, err, errlen);
+}
+
+extern "C" int sf_diffusion_write_const_if(const char *dir, const char *spm_model, float value, float var,
+                                           int upscaler, char *err, size_t errlen) {
+    int rc = make_dir(dir, err, errlen), vocab = 0, eos = 0, pad = 0;
+    if (rc) return rc;
+    const std::string d = dir;
+    if ((rc = copy_spm(d, spm_model, &vocab, &eos, &pad, err, errlen))) return rc;
+    // Short linear schedules (20 timesteps) on which thresholding bites;
+    // the noising schedule differs from stage II's so that a mix-up shows.
+    sf_ddim_config_t s1 = if_schedule(1.5f), s2 = if_schedule(1.2f), noise;
+    for (sf_ddim_config_t *c : {&s1, &s2}) {
+        c->beta_schedule = SF_BETA_LINEAR;
+        c->beta_start = 0.01f;
+        c->beta_end = 0.2f;
+        c->num_train_timesteps = 20;
+        c->dynamic_thresholding_ratio = 0.9f;
+    }
+    sf_ddim_config_default(&noise);
+    noise.beta_start = 0.02f;
+    noise.beta_end = 0.3f;
+    noise.num_train_timesteps = 20;
+    try {
+        torch::NoGradGuard ng;
+        at::Generator g = at::detail::createCPUGenerator(1);
+        save_module(text_encoder(g, vocab, eos, pad), d + "/text_encoder.pt");
+        save_module(const_if_unet(value, var, false), d + "/unet.pt");
+        if (upscaler) save_module(const_if_unet(value, var, true), d + "/unet_2.pt");
+    } catch (const c10::Error &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "const IF pipeline: %s", ex.what());
+    } catch (const std::exception &ex) {
+        return sf_errf(SF_ETORCH, err, errlen, "const IF pipeline: %s", ex.what());
+    }
+    cJSON *root = if_json(8, upscaler ? 20 : 8);
+    add_schedule(root, s1, 5, 0.0, 1.0);
+    if (upscaler) add_upscaler(root, 20, s2, noise, 6, 4, 1.0);
     return write_json(d, root, err, errlen);
 }

@@ -26,14 +26,31 @@ What it writes, for Stable Diffusion 1.x (StableDiffusionPipeline):
                    positive hook_scale moves samples away from where grad log q
                    points (the low-density baseline), see ml/sf_diffusion.h.
 
-DeepFloyd IF stage I (IFPipeline) exports the same modules (a T5 encoder
-wrapped to take tokens only, the pixel UNet with its 6 output channels; no
-decoder), but shiftforge cannot run it yet: IF's text encoder is T5, whose
-tokenizer is SentencePiece, and the C backend only has CLIP's BPE.  The JSON
-would need tokenizer kind "t5", which sf_diffusion_load refuses.  IF's
-scheduler also uses dynamic thresholding, which the C sampler does not do.
-The script says so and stops, unless --allow-unsupported, in which case it
-writes the folder for the day the tokenizer lands.
+For DeepFloyd IF (IFPipeline, stage I, plus --stage2 for IFSuperResolutionPipeline):
+
+    python3 tools/export_diffusion.py DeepFloyd/IF-I-XL-v1.0 /models/if-ts \\
+        --stage2 DeepFloyd/IF-II-L-v1.0 --device cuda --dtype fp16
+
+  text_encoder.pt  forward(tokens int64[B,77]) -> T5EncoderModel's last_hidden_state
+                   [B,77,4096], with attention_mask = tokens != 0 (T5's pad id)
+                   computed inside, as IFPipeline.encode_prompt passes it
+  unet.pt          stage I: forward(x [B,3,64,64], t int64[B], context [B,77,4096])
+                   -> [B,6,64,64]: the noise, then the learned variance
+  unet_2.pt        stage II: forward(x [B,6,256,256], t int64[B], context [B,77,4096],
+                   noise_level int64[B]) -> [B,6,256,256]; x is the sample with the
+                   noised upscaled stage I image concatenated, noise_level the UNet's
+                   class_labels (IFSuperResolutionPipeline's call, exactly)
+  spiece.model     the T5 SentencePiece model (tokenizer kind "t5")
+  sf-diffusion.json  the DDPMScheduler settings of both stages (sampler "ddpm",
+                   variance_type learned_range, dynamic thresholding), the
+                   image_noising_scheduler's betas, noise_level 250 and IF's
+                   defaults (stage I: 100 steps, guidance 7; stage II: 50 steps,
+                   guidance 4)
+Stage II reuses stage I's T5 embeddings (its pipeline is loaded without a
+text encoder), as the IF examples do.  Stage III (the x4 upscaler to 1024) is
+not part of the contract.  shiftforge lower-cases and strips prompts as
+IFPipeline does with clean_caption=False; clean_caption's URL and HTML
+scrubbing is not done (the captions shiftforge writes have none).
 
 Caveats of tracing (torch.jit.trace):
   * Trace on the kind of device you will run on (--device cuda).  Diffusers'
@@ -53,15 +70,13 @@ import os
 import shutil
 import sys
 
-UNSUPPORTED_IF = (
-    "DeepFloyd IF is not supported by shiftforge's C backend yet: its text encoder "
-    "is T5, whose SentencePiece tokenizer (tokenizer kind \"t5\") is not implemented, "
-    "and its scheduler's dynamic thresholding is not either.  Use a Stable Diffusion "
-    "1.x pipeline, or pass --allow-unsupported to write the folder anyway."
-)
-
 DDIM_KEYS = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps", "steps_offset",
              "set_alpha_to_one", "prediction_type", "clip_sample", "clip_sample_range")
+# DDPMScheduler's keys that sf-diffusion.json holds (it has no set_alpha_to_one).
+DDPM_KEYS = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps", "steps_offset",
+             "prediction_type", "clip_sample", "clip_sample_range", "variance_type", "thresholding",
+             "dynamic_thresholding_ratio", "sample_max_value")
+BETA_KEYS = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps")
 
 
 def parse_args(argv):
@@ -73,14 +88,18 @@ def parse_args(argv):
                    help="device to trace on (default: cuda when there is one)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"),
                    help="dtype to trace in: the workers' dtype")
-    p.add_argument("--steps", type=int, default=50, help="defaults.steps (diffusers: 50)")
+    p.add_argument("--steps", type=int, default=None, help="defaults.steps (SD: 50, IF stage I: 100)")
     p.add_argument("--eta", type=float, default=0.0, help="defaults.eta (diffusers: 0)")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="defaults.guidance_scale (SD: 7.5, IF: 7)")
     p.add_argument("--guidance-module", default=None,
                    help="a TorchScript file forward(x0, t) -> direction, copied as guidance.pt")
-    p.add_argument("--allow-unsupported", action="store_true",
-                   help="write an IF folder although shiftforge cannot load it yet")
+    p.add_argument("--stage2", default=None,
+                   help="IF only: the IFSuperResolutionPipeline (e.g. DeepFloyd/IF-II-L-v1.0) for the upscaler")
+    p.add_argument("--stage2-steps", type=int, default=50, help="upscaler.defaults.steps (IF: 50)")
+    p.add_argument("--stage2-guidance-scale", type=float, default=4.0,
+                   help="upscaler.defaults.guidance_scale (IF: 4)")
+    p.add_argument("--noise-level", type=int, default=250, help="upscaler.noise_level (IF: 250)")
     return p.parse_args(argv)
 
 
@@ -109,7 +128,32 @@ def scheduler_config(pipe):
         sys.exit("export_diffusion: beta_schedule %r is not supported" % out["beta_schedule"])
     if out["prediction_type"] not in ("epsilon", "v_prediction"):
         sys.exit("export_diffusion: prediction_type %r is not supported" % out["prediction_type"])
-    return out, bool(cfg.get("thresholding"))
+    if cfg.get("thresholding"):
+        for k in ("thresholding", "dynamic_thresholding_ratio", "sample_max_value"):
+            out[k] = cfg[k]
+    return out
+
+
+def ddpm_config(scheduler, what):
+    """An IF stage's DDPMScheduler settings as sf-diffusion.json's schedule holds them."""
+    cfg = dict(scheduler.config)
+    if type(scheduler).__name__ != "DDPMScheduler":
+        sys.exit("export_diffusion: %s's scheduler is %s; shiftforge runs IF with its DDPMScheduler"
+                 % (what, type(scheduler).__name__))
+    if cfg.get("trained_betas") is not None:
+        sys.exit("export_diffusion: %s: trained_betas cannot be held by sf-diffusion.json" % what)
+    if cfg.get("timestep_spacing", "leading") != "leading" or cfg.get("rescale_betas_zero_snr"):
+        sys.exit("export_diffusion: %s: only \"leading\" timesteps without zero-SNR rescaling are "
+                 "implemented" % what)
+    cfg.setdefault("steps_offset", 0)
+    out = {k: cfg[k] for k in DDPM_KEYS if k in cfg}
+    if out.get("variance_type", "fixed_small") not in ("fixed_small", "learned_range"):
+        sys.exit("export_diffusion: %s: variance_type %r is not implemented"
+                 % (what, out["variance_type"]))
+    if out.get("prediction_type", "epsilon") not in ("epsilon", "v_prediction"):
+        sys.exit("export_diffusion: %s: prediction_type %r is not supported" % (what, out["prediction_type"]))
+    out["sampler"] = "ddpm"
+    return out
 
 
 def trace(module, inputs, path):
@@ -180,10 +224,7 @@ def export_sd(pipe, args, dev, dt):
     ctx = torch.randn(2, T, D, device=dev, dtype=dt)
     trace(Unet(pipe.unet), (x, t, ctx), os.path.join(args.out, "unet.pt"))
     trace(Decoder(pipe.vae), (x,), os.path.join(args.out, "decoder.pt"))
-    sched, thresholding = scheduler_config(pipe)
-    if thresholding:
-        print("export_diffusion: warning: the scheduler uses dynamic thresholding, which "
-              "shiftforge's DDIM does not do", file=sys.stderr)
+    sched = scheduler_config(pipe)
     return {
         "text_encoder": "text_encoder.pt",
         "unet": "unet.pt",
@@ -195,16 +236,18 @@ def export_sd(pipe, args, dev, dt):
         "image_size": H * factor,
         "latent_scale": pipe.vae.config.scaling_factor,
         "schedule": sched,
-        "defaults": {"steps": args.steps, "eta": args.eta,
+        "defaults": {"steps": 50 if args.steps is None else args.steps, "eta": args.eta,
                      "guidance_scale": 7.5 if args.guidance_scale is None else args.guidance_scale},
     }
 
 
 def export_if(pipe, args, dev, dt):
+    import diffusers
     import torch
 
     class T5Encoder(torch.nn.Module):
-        # IF passes an attention mask; T5 pads with id 0, so it is tokens != 0.
+        # IF passes the tokenizer's attention mask; T5 pads with id 0, and
+        # shiftforge's rows are padded with 0 after </s>, so it is tokens != 0.
         def __init__(self, te):
             super().__init__()
             self.te = te
@@ -221,9 +264,25 @@ def export_if(pipe, args, dev, dt):
         def forward(self, x, t, context):
             return self.unet(x, t, encoder_hidden_states=context, return_dict=False)[0]   # 6 channels
 
+    class Upscaler(torch.nn.Module):
+        # IFSuperResolutionPipeline's call: x is [sample, noised upscaled
+        # image] on channels, the noise level is the class label.
+        def __init__(self, unet):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, x, t, context, noise_level):
+            return self.unet(x, t, encoder_hidden_states=context, class_labels=noise_level,
+                             return_dict=False)[0]
+
     tok = pipe.tokenizer
-    T = 77
-    tok.save_pretrained(args.out)                                  # spiece.model
+    T = 77                                  # IFPipeline.encode_prompt's max_length
+    tok.save_pretrained(args.out)           # spiece.model (and HF's own files)
+    if not os.path.exists(os.path.join(args.out, "spiece.model")):
+        sys.exit("export_diffusion: the tokenizer wrote no spiece.model (not T5's?)")
+    if tok.pad_token_id != 0 or tok.eos_token_id != 1:
+        sys.exit("export_diffusion: the T5 tokenizer has pad %d and eos %d; shiftforge's t5 kind "
+                 "pads with 0 after </s> (1)" % (tok.pad_token_id, tok.eos_token_id))
     C = pipe.unet.config.in_channels
     H = pipe.unet.config.sample_size
     D = pipe.text_encoder.config.d_model
@@ -235,18 +294,41 @@ def export_if(pipe, args, dev, dt):
     t = torch.tensor([999, 1], device=dev, dtype=torch.long)
     ctx = torch.randn(2, T, D, device=dev, dtype=dt)
     trace(Unet(pipe.unet), (x, t, ctx), os.path.join(args.out, "unet.pt"))
-    sched, _ = scheduler_config(pipe)
-    return {
+    conf = {
         "text_encoder": "text_encoder.pt",
         "unet": "unet.pt",
-        "tokenizer": {"kind": "t5", "vocab": "spiece.model", "context": T},
+        "tokenizer": {"kind": "t5", "model": "spiece.model", "context": T},
         "channels": C,
         "sample_size": H,
         "image_size": H,
-        "schedule": sched,
-        "defaults": {"steps": args.steps, "eta": args.eta,
+        "schedule": ddpm_config(pipe.scheduler, "stage I"),
+        "defaults": {"steps": 100 if args.steps is None else args.steps, "eta": args.eta,
                      "guidance_scale": 7.0 if args.guidance_scale is None else args.guidance_scale},
     }
+    if args.stage2:
+        # Stage II without its own T5: the embeddings are stage I's.
+        sr = diffusers.IFSuperResolutionPipeline.from_pretrained(
+            args.stage2, text_encoder=None, torch_dtype=dt,
+            **({"variant": "fp16"} if args.dtype == "fp16" else {}))
+        sr.to(dev)
+        S = sr.unet.config.sample_size
+        if sr.unet.config.in_channels != 2 * C:
+            sys.exit("export_diffusion: stage II's UNet takes %d channels, not 2 x %d"
+                     % (sr.unet.config.in_channels, C))
+        x2 = torch.randn(2, 2 * C, S, S, device=dev, dtype=dt)
+        level = torch.tensor([250, 250], device=dev, dtype=torch.long)
+        trace(Upscaler(sr.unet), (x2, t, ctx, level), os.path.join(args.out, "unet_2.pt"))
+        noising = {k: v for k, v in dict(sr.image_noising_scheduler.config).items() if k in BETA_KEYS}
+        conf["image_size"] = S
+        conf["upscaler"] = {
+            "unet": "unet_2.pt",
+            "sample_size": S,
+            "schedule": ddpm_config(sr.scheduler, "stage II"),
+            "noise_schedule": noising,
+            "noise_level": args.noise_level,
+            "defaults": {"steps": args.stage2_steps, "guidance_scale": args.stage2_guidance_scale},
+        }
+    return conf
 
 
 def main(argv):
@@ -264,8 +346,8 @@ def main(argv):
     pipe = diffusers.DiffusionPipeline.from_pretrained(args.model, torch_dtype=dt)
     kind = type(pipe).__name__
     is_if = kind.startswith("IF")
-    if is_if and not args.allow_unsupported:
-        sys.exit("export_diffusion: " + UNSUPPORTED_IF)
+    if args.stage2 and not is_if:
+        sys.exit("export_diffusion: --stage2 is for DeepFloyd IF; %s is not an IF pipeline" % kind)
     if not is_if and not hasattr(pipe, "vae"):
         sys.exit("export_diffusion: %s is neither a Stable Diffusion 1.x nor an IF stage I pipeline" % kind)
     pipe.to(dev)
@@ -279,8 +361,6 @@ def main(argv):
         json.dump(conf, f, indent=2)
         f.write("\n")
     print("wrote %s" % os.path.join(args.out, "sf-diffusion.json"))
-    if is_if:
-        print("export_diffusion: note: " + UNSUPPORTED_IF.split("  Use")[0], file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -284,6 +284,11 @@ static int generate_diffusion(gen_t *g) {
         cJSON_AddNumberToObject(m, "guidance_scale", o.guidance_scale);
         cJSON_AddNumberToObject(m, "eta", o.eta);
         if (o.hook_scale != 0) cJSON_AddNumberToObject(m, "hook_scale", o.hook_scale);
+        if (o.sr_steps > 0) {   /* IF's stage II, with the pipeline's settings */
+            cJSON_AddNumberToObject(m, "upscaler_steps", o.sr_steps);
+            cJSON_AddNumberToObject(m, "upscaler_guidance_scale", o.sr_guidance_scale);
+            cJSON_AddNumberToObject(m, "noise_level", o.noise_level);
+        }
         lowdens_meta(&ld, m, c, dist);
         if (write_generated(g, i, rgb + (size_t)(j * M + c) * S * S * 3, S, m)) goto out;
         made++;
