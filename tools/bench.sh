@@ -13,7 +13,13 @@ for b in "$B"/bench/bench_*; do
     # The parity bench is half of a comparison: it runs below, through its
     # script, next to the same computations in eager PyTorch.
     [ "$(basename "$b")" = bench_ml_parity ] && continue
-    echo "== $(basename "$b")"
+    # The model benches with no arguments run CPU shapes; say which.
+    what=
+    case $(basename "$b") in
+        bench_ml_llama) what=": the instruction model, LLaMA-7B widths on 2 of its 32 layers and a world-sized LLaMA" ;;
+        bench_ml_t5) what=": IF's text encoder, T5-v1.1-XXL's encoder widths on 2 of its 24 layers" ;;
+    esac
+    echo "== $(basename "$b")$what"
     "$b"
     echo
 done

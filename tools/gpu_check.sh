@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2054  # linker flags hold commas inside one array element
-# tools/gpu_check.sh: the real models' GPU check (issue #8) in one command.
+# tools/gpu_check.sh: the real models' GPU check (issues #8 and #23) in one
+# command.
 #
-# Builds the model shim (ml/runtime, gpt2, sample, clip, classifier;
-# common/runtime/error, fileio, common/formats/safetensors,
-# common/image/resample) and two benchmarks straight with g++ against the
-# machine's libtorch, then runs them with random weights:
+# Builds the model shim's modules that the benchmarks use (ml/runtime, gpt2,
+# sample, clip, classifier, llama, t5, spm_shim; common/runtime/error,
+# fileio, common/formats/safetensors, common/image/resample) and four
+# benchmarks straight with g++ against the machine's libtorch, then runs
+# them with random weights:
 #   - tests/bench/bench_ml_classifier.c: ConvNeXt-Atto and ViT-Tiny shapes
 #     (1000 classes, 224x224): classification images/s (batch 32),
 #     fine-tuning steps/s and images/s (AdamW, batch 16), and timm's
@@ -14,17 +16,35 @@
 #   - tests/bench/bench_ml_real.c: GPT-2 124M and CLIP ViT-B/32 shapes in
 #     fp32 and bf16: sampling tokens/s (64 prompts x 32 new tokens, KV
 #     cache), image embeddings/s (256 of 224x224), text embeddings/s, and how
-#     far bf16 is from fp32.
+#     far bf16 is from fp32;
+#   - tests/bench/bench_ml_llama.c: the instruction model, LLaMA-7B's shapes
+#     on all 32 layers (--full; a 13 GB BF16 checkpoint written to $TMPDIR
+#     and loaded per dtype) and a world-sized LLaMA: load seconds, prompt
+#     processing tokens/s (4 x 128), sampling tokens/s (16 x 48 new tokens,
+#     KV cache, and one row);
+#   - tests/bench/bench_ml_t5.c: IF's text encoder, T5-v1.1-XXL's encoder on
+#     all 24 layers (--full), batch 64 of 77 tokens: embeddings/s through
+#     tokenisation and the TorchScript encoder.  The tokeniser needs
+#     libsentencepiece (for .gpu/lib/libsfspm.so, built here when its headers
+#     are installed) and spm_train on PATH; without them the bench runs the
+#     encoder on ids and says that the tokeniser was skipped.
+# With DEVICE=cpu (and no SMALL) the LLaMA and T5 benches keep their CPU
+# defaults (2 layers) rather than the full depth.
 # Each binary links only what it uses (bench_ml_real: runtime gpt2 sample
-# clip; bench_ml_classifier: runtime clip classifier and the resampler).
+# clip; bench_ml_classifier: runtime clip classifier and the resampler;
+# bench_ml_llama: runtime gpt2 sample clip llama; bench_ml_t5: runtime
+# spm_shim t5).
 # Nothing else of the project is built, so the GPU machine needs only g++,
 # python3 with torch (or a libtorch tree) and cJSON, which --prepare brings
 # along.  Measured on the 2-core Debian machine (CPU libtorch 1.13,
 # DEVICE=cpu SMALL=1): 75 s to build bench_ml_real alone (JOBS=2), 226 s to
-# build both with JOBS=1 while other builds ran, 2 s to run each, 1 s to
-# rebuild when nothing changed; the GPU run's own time is not measured yet.
-# The classifier bench stops after 120 s, and both together after 480 s in
-# any case.
+# build it and the classifier's with JOBS=1 while other builds ran, 2 s to run
+# each, 1 s to rebuild when nothing changed; with ONLY=llama 180 s to build
+# (clip and llama compiled, the others reused; JOBS=1 while other builds
+# ran) and 9 s to run, with ONLY=t5 60 s to build (t5, spm_shim,
+# libsfspm.so) and 1 s to run.  The GPU run's own time is not measured yet.
+# Each bench stops after its own limit (classifier 120 s, real 480 s, llama
+# 420 s, t5 300 s) or when the whole run reaches $TOTAL seconds.
 #
 #   tools/gpu_check.sh --prepare   here (Debian, with its package archive):
 #                                  libcjson's .debs into .gpu/ (git ignores
@@ -41,10 +61,13 @@
 #   DTYPE       fp32 | bf16 | fp16 | all (default all: fp32 and bf16)
 #   THREADS     CPU threads for torch (default: all cores on a GPU, 1 on cpu)
 #   JOBS        parallel compiles (default: the number of cores)
-#   ONLY        real | classifier: build and run that benchmark alone
-#               (default: both, the classifier's first)
+#   ONLY        classifier | real | llama | t5: build and run that benchmark
+#               alone (default: all four, in that order)
 #   BENCH_ARGS  more arguments for bench_ml_real (e.g. "--reps 5")
 #   CLS_ARGS    more arguments for bench_ml_classifier (e.g. "--batch 64")
+#   LLAMA_ARGS  more arguments for bench_ml_llama (e.g. "--layers 8")
+#   T5_ARGS     more arguments for bench_ml_t5 (e.g. "--batch 16")
+#   TOTAL       seconds for all the runs together (default 1200)
 #   CXXSTD      the C++ standard (default: gnu++20 when the torch headers
 #               demand C++20, else gnu++17)
 #   CJSON=deb   use the .debs of --prepare even where the system has cJSON
@@ -76,7 +99,7 @@ if [ "${1:-}" = "--prepare" ]; then
 fi
 [ $# -eq 0 ] || die "usage: tools/gpu_check.sh [--prepare]"
 ONLY=${ONLY:-all}
-case "$ONLY" in all | real | classifier) ;; *) die "ONLY=$ONLY: real or classifier (or unset: both)" ;; esac
+case "$ONLY" in all | classifier | real | llama | t5) ;; *) die "ONLY=$ONLY: classifier, real, llama or t5 (or unset: all)" ;; esac
 
 start=$SECONDS
 CC=${CC:-gcc}
@@ -183,20 +206,32 @@ mkdir -p "$B"
 ensure_ignored
 # What each benchmark links: its modules of the shim and its C files.
 # bench_ml_classifier needs clip.cpp for the vision models' shared AdamW and
-# config helpers, and the resampler for sf_classifier_preprocess.
-REAL_ML=(runtime gpt2 sample clip)
-REAL_C=(common/runtime/error.c common/runtime/fileio.c common/formats/safetensors.c tests/bench/bench_ml_real.c)
-CLS_ML=(runtime clip classifier)
-CLS_C=(common/runtime/error.c common/runtime/fileio.c common/formats/safetensors.c common/image/resample.c
-       tests/bench/bench_ml_classifier.c)
+# config helpers, and the resampler for sf_classifier_preprocess;
+# bench_ml_llama needs sample.cpp (the sampler every language model shares),
+# which needs gpt2.cpp, and clip.cpp (its fine-tuning step's AdamW and
+# initialisation helpers); bench_ml_t5 the tokenizers' loader (spm_shim.cpp).
+bench_ml() {  # BENCH: its modules of ml/, one a line
+    case $1 in
+        classifier) printf '%s\n' runtime clip classifier ;;
+        real) printf '%s\n' runtime gpt2 sample clip ;;
+        llama) printf '%s\n' runtime gpt2 sample clip llama ;;
+        t5) printf '%s\n' runtime spm_shim t5 ;;
+    esac
+}
+bench_c() {  # BENCH: its C files, one a line
+    printf '%s\n' common/runtime/error.c common/runtime/fileio.c common/formats/safetensors.c
+    [ "$1" = classifier ] && echo common/image/resample.c
+    echo "tests/bench/bench_ml_$1.c"
+}
 BENCHES=()
-[ "$ONLY" != real ] && BENCHES+=(classifier)
-[ "$ONLY" != classifier ] && BENCHES+=(real)
+for b in classifier real llama t5; do
+    [ "$ONLY" = all ] || [ "$ONLY" = "$b" ] && BENCHES+=("$b")
+done
 ML=()
 CSRC=()
 for b in "${BENCHES[@]}"; do
-    if [ "$b" = real ]; then ML+=("${REAL_ML[@]}"); CSRC+=("${REAL_C[@]}")
-    else ML+=("${CLS_ML[@]}"); CSRC+=("${CLS_C[@]}"); fi
+    mapfile -t -O "${#ML[@]}" ML < <(bench_ml "$b")
+    mapfile -t -O "${#CSRC[@]}" CSRC < <(bench_c "$b")
 done
 mapfile -t ML < <(printf '%s\n' "${ML[@]}" | awk '!seen[$0]++')
 mapfile -t CSRC < <(printf '%s\n' "${CSRC[@]}" | awk '!seen[$0]++')
@@ -263,29 +298,59 @@ link() {  # NAME ML-MODULES… -- C-SOURCES…
 }
 built=()
 for b in "${BENCHES[@]}"; do
-    if [ "$b" = real ]; then link bench_ml_real "${REAL_ML[@]}" -- "${REAL_C[@]}"; built+=("$B/bench_ml_real")
-    else link bench_ml_classifier "${CLS_ML[@]}" -- "${CLS_C[@]}"; built+=("$B/bench_ml_classifier"); fi
+    mapfile -t bml < <(bench_ml "$b")
+    mapfile -t bc < <(bench_c "$b")
+    link "bench_ml_$b" "${bml[@]}" -- "${bc[@]}"
+    built+=("$B/bench_ml_$b")
 done
+# The T5 bench's tokeniser: libsfspm.so (ml/spm.cpp over libsentencepiece),
+# which ml/spm_shim.cpp opens from lib/ beside the program's folder.  A
+# machine without libsentencepiece's headers goes without: the bench says
+# so and runs the encoder on ids.
+SPM_NOTE=
+if [[ " ${BENCHES[*]} " = *" t5 "* ]]; then
+    if printf '#include <sentencepiece_processor.h>\nint main(){return 0;}\n' |
+            "$CXX" -std="$CXXSTD" -x c++ - -o /dev/null -lsentencepiece -lsentencepiece_train >/dev/null 2>&1; then
+        mkdir -p "$OUT/lib"
+        if ! fresh "$OUT/lib/libsfspm.so" ml/spm.cpp; then
+            "$CXX" "${CPP[@]}" "${CXXFLAGS[@]}" -shared -Wl,--no-undefined -o "$OUT/lib/libsfspm.so" ml/spm.cpp \
+                "$B/error.o" "$B/fileio.o" -lsentencepiece -lsentencepiece_train 2>"$B/spm.log" ||
+                { cat "$B/spm.log" >&2; die "building libsfspm.so failed"; }
+            mv "$OUT/lib/libsfspm.so.sum.new" "$OUT/lib/libsfspm.so.sum"
+        fi
+        built+=("$OUT/lib/libsfspm.so")
+    else
+        SPM_NOTE="no libsentencepiece here: bench_ml_t5 runs the encoder on ids"
+    fi
+fi
 say "built ${built[*]} in $((SECONDS - start)) s ($reused of $((${#ML[@]} + ${#CSRC[@]})) objects reused, $warnings compiler warnings; logs in $B/*.log)"
+[ -n "$SPM_NOTE" ] && say "$SPM_NOTE"
 
 # ---- run ----
-# The classifier's bench first (seconds on a GPU, at most 120 s), then
-# bench_ml_real with what is left of 480 s.
+# In order, each bench within its own limit and what is left of TOTAL.
+TOTAL=${TOTAL:-1200}
 args=(--device "$DEVICE" --dtype "${DTYPE:-all}" --threads "$THREADS")
 [ "${SMALL:-0}" = 1 ] && args+=(--small)
+# The full depths on a GPU; a CPU keeps the benches' own 2 layers.
+deep=0
+[ "${SMALL:-0}" != 1 ] && [ "$DEVICE" != cpu ] && deep=1
 rc=0
 run_start=$SECONDS
 for b in "${BENCHES[@]}"; do
-    if [ "$b" = real ]; then
-        exe=$B/bench_ml_real limit=$((480 - (SECONDS - run_start))) more=${BENCH_ARGS:-}
-        [ $limit -ge 60 ] || limit=60
-    else
-        exe=$B/bench_ml_classifier limit=120 more=${CLS_ARGS:-}
-    fi
+    exe=$B/bench_ml_$b
     bargs=("${args[@]}")
+    case $b in
+        classifier) cap=120 more=${CLS_ARGS:-} ;;
+        real) cap=480 more=${BENCH_ARGS:-} ;;
+        llama) cap=420 more=${LLAMA_ARGS:-}; [ $deep = 1 ] && bargs+=(--full --reps 3) ;;
+        t5) cap=300 more=${T5_ARGS:-}; [ $deep = 1 ] && bargs+=(--full --batch 64) ;;
+    esac
+    limit=$((TOTAL - (SECONDS - run_start)))
+    [ "$limit" -le "$cap" ] || limit=$cap
+    [ "$limit" -ge 60 ] || limit=60
     # shellcheck disable=SC2206
     [ -n "$more" ] && bargs+=($more)
-    say "running: $exe ${bargs[*]}"
+    say "running: $exe ${bargs[*]} (at most $limit s)"
     r=0
     timeout "$limit" "$exe" "${bargs[@]}" || r=$?
     [ $r = 124 ] && say "$(basename "$exe") stopped after $limit s"
