@@ -81,8 +81,9 @@ LDLIBS_method  := -lcjson -lm
 LDLIBS_world   := -lm
 LDLIBS_ml      :=
 # ml/spm.cpp is a shared object of its own, libsfspm.so, that the ml
-# library loads at run time (ml/spm_shim.cpp says why).
-LDLIBS_spm     := -lsentencepiece
+# library loads at run time (ml/spm_shim.cpp says why); its tokenizer trainer
+# (sf_spm_train_llama) is in libsentencepiece_train, of the same package.
+LDLIBS_spm     := -lsentencepiece_train -lsentencepiece
 
 WORLD_SRC  := $(wildcard world/*.c)
 ML_SRC     := $(if $(NO_TORCH),,$(filter-out ml/spm.cpp,$(wildcard ml/*.cpp)))
@@ -215,6 +216,8 @@ UNIT_EXTRA_test_learner_batch := $(call obj,learner/batch.c)
 UNIT_EXTRA_test_term := $(call obj,cli/term.c)
 # The tokenizer test loads libsfspm.so (not linked: only a prerequisite).
 UNIT_EXTRA_test_ml_spm := $(SPM_SO)
+UNIT_EXTRA_test_ml_diffusion_if := $(SPM_SO)
+UNIT_EXTRA_test_ml_llama_train := $(SPM_SO)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(UNIT_EXTRA_$$*) $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $(filter %.o,$^) $(call libs_for,$*) $(call ldlibs_for,$*)
@@ -229,6 +232,8 @@ $(BUILD)/itest/%: $(BUILD)/obj/tests/integration/%.o $$(ITOOL_EXTRA_$$*) $(forea
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $$(call libs_for,$$*)
 	@mkdir -p $(dir $@)
 	$(call link_for,$*) $(LDFLAGS) -o $@ $< $(call libs_for,$*) $(call ldlibs_for,$*)
+# The T5 bench's tokeniser loads libsfspm.so (not linked: only a prerequisite).
+$(BUILD)/bench/bench_ml_t5: $(SPM_SO)
 
 test: deps
 	@$(MAKE) $(BUILD_JOBS) --no-print-directory build

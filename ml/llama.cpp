@@ -1,6 +1,8 @@
 // llama.cpp: HF's LlamaForCausalLM for inference — the architecture, its
 // config.json, loading an HF folder (single file or shards) in the dtype
-// asked for, the forward pass and KV-cache sampling (ml/sf_llama.h).
+// asked for, the forward pass and KV-cache sampling, and the training the
+// world's instruction model needs: fresh weights, supervised fine-tuning
+// with AdamW and saving as an HF folder (ml/sf_llama.h).
 //
 // The module's parameter names are HF's (model.embed_tokens,
 // model.layers.N.self_attn.q_proj, ..., model.norm, lm_head), so that
@@ -10,6 +12,11 @@
 // initialisation that the checkpoint overwrites.
 #include "ml/model_file.hpp"
 #include "ml/sf_llama.h"
+#include "ml/vision_internal.hpp"   // sf_vision_init, sf_vision_adamw, sf_vision_set_lr
+
+extern "C" {
+#include "common/runtime/fileio.h"
+}
 
 #include <cjson/cJSON.h>
 
@@ -216,6 +223,9 @@ struct sf_llama_s {
     torch::Device device{torch::kCPU};
     sf_ml_err_t e;
 };
+
+// HF's initializer_range, the std of every matrix's fresh weights.
+static const double LLAMA_INIT_STD = 0.02;
 
 // ---- configuration ----
 
@@ -546,6 +556,266 @@ extern "C" int sf_llama_sample(sf_llama_t *m, const int32_t *prompt, int prompt_
                 if (tok == eos) done[i] = 1, n_done++;
             }
         }
+        return 0;
+    }
+    SF_ML_CATCH(&m->e)
+}
+
+// ---- training ----
+
+extern "C" void sf_llama_config_small(sf_llama_config_t *c) {
+    memset(c, 0, sizeof *c);
+    c->num_hidden_layers = 4;
+    c->num_attention_heads = 4;
+    c->num_key_value_heads = 2;
+    c->hidden_size = 128;
+    c->intermediate_size = 352;
+    c->vocab_size = 2000;
+    c->head_dim = 32;
+    c->max_position_embeddings = 256;
+    c->bos_token_id = 1;
+    c->eos_token_id = 2;
+    c->tie_word_embeddings = 1;
+    c->rms_norm_eps = 1e-6f;
+    c->rope_theta = 10000.0f;
+}
+
+extern "C" int sf_llama_new(const sf_llama_config_t *cin, const char *device, uint64_t seed, sf_llama_t **out,
+                            char *err, size_t errlen) {
+    if (!out) return SF_EINVAL;
+    *out = nullptr;
+    if (!cin) return SF_EINVAL;
+    sf_llama_config_t c = *cin;
+    // head_dim follows from the sizes (what config.json's reader does).
+    if (c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
+    if (int rc = check_config(&c, err, errlen)) return rc;
+    sf_ml_err_t e;
+    torch::Device dev(torch::kCPU);
+    if (int rc = sf_ml_parse_device(device, &dev, &e)) {
+        sf_ml_copy_err(err, errlen, e.errstr);
+        return rc;
+    }
+    auto *m = new (std::nothrow) sf_llama_s();
+    if (!m) return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
+    m->device = dev;
+    try {
+        // HF's LlamaPreTrainedModel._init_weights: N(0, initializer_range)
+        // for the embeddings and every projection, RMSNorm weights 1.  The
+        // draws are made on the CPU from the seed alone, so the same seed
+        // gives the same model on any device.
+        m->model = Llama(c, torch::TensorOptions().dtype(torch::kFloat32));
+        sf_vision_init(*m->model, seed, LLAMA_INIT_STD);
+        m->model->to(dev);
+    } catch (const std::bad_alloc &) {
+        delete m;
+        return sf_errf(SF_ENOMEM, err, errlen, "out of memory for the weights");
+    } catch (const std::exception &ex) {
+        delete m;
+        return sf_errf(SF_ETORCH, err, errlen, "cannot build the model: %s", ex.what());
+    }
+    *out = m;
+    return 0;
+}
+
+extern "C" void sf_llama_sft_opts_default(sf_llama_sft_opts_t *o) {
+    memset(o, 0, sizeof *o);
+    o->steps = 1000, o->batch = 32, o->warmup = 100;
+    o->lr = 2e-3f, o->lr_min = 2e-4f, o->decay = SF_LLAMA_DECAY_COSINE;
+    o->weight_decay = 0.1f, o->beta1 = 0.9f, o->beta2 = 0.95f, o->eps = 1e-8f;
+    o->max_grad_norm = 1.0f;
+    o->seed = 5;
+}
+
+// The learning rate of step s (0-based): linear warmup over the first
+// `warmup` steps to lr, then cosine or linear decay to lr_min at the last.
+static double sft_lr(const sf_llama_sft_opts_t *o, int s) {
+    if (s < o->warmup) return (double)o->lr * (s + 1) / o->warmup;
+    const int span = o->steps - o->warmup;
+    const double p = span > 1 ? (double)(s - o->warmup) / (span - 1) : 1.0;
+    if (o->decay == SF_LLAMA_DECAY_LINEAR) return o->lr + (o->lr_min - (double)o->lr) * p;
+    return o->lr_min + 0.5 * ((double)o->lr - o->lr_min) * (1.0 + std::cos(M_PI * p));
+}
+
+// A Fisher-Yates permutation of 0..n-1 drawn from splitmix64 state *r.
+static void shuffle(std::vector<int> &v, uint64_t *r) {
+    for (size_t i = v.size(); i > 1; i--) std::swap(v[i - 1], v[sf_splitmix64(r) % i]);
+}
+
+extern "C" int sf_llama_sft(sf_llama_t *m, const int32_t *seqs, const int *prompt_lens, const int *seq_lens, int n,
+                            int stride, const sf_llama_sft_opts_t *o, sf_llama_progress_cb progress, void *arg,
+                            float *first_loss, float *last_loss) {
+    if (!m) return SF_EINVAL;
+    if (!seqs || !prompt_lens || !seq_lens || n < 1 || stride < 2 || !o || o->steps < 1 || o->batch < 1 ||
+        o->warmup < 0 || !(o->lr > 0) || !(o->lr_min >= 0) || !(o->weight_decay >= 0) || !(o->beta1 >= 0) ||
+        !(o->beta1 < 1) || !(o->beta2 >= 0) || !(o->beta2 < 1) || !(o->eps > 0) || !(o->max_grad_norm >= 0) ||
+        (o->decay != SF_LLAMA_DECAY_COSINE && o->decay != SF_LLAMA_DECAY_LINEAR))
+        return sf_ml_fail(&m->e, SF_EINVAL, "sf_llama_sft: bad arguments (n %d, stride %d)", n, stride);
+    const sf_llama_config_t &c = m->model->cfg;
+    if (stride > c.max_position_embeddings)
+        return sf_ml_fail(&m->e, SF_ERANGE, "rows of %d > max_position_embeddings %d", stride,
+                          c.max_position_embeddings);
+    // Bad rows are refused whole, before any step, with the row named.
+    for (int i = 0; i < n; i++) {
+        if (prompt_lens[i] < 1 || seq_lens[i] <= prompt_lens[i] || seq_lens[i] > stride)
+            return sf_ml_fail(&m->e, SF_EINVAL, "row %d: prompt %d and length %d (need 1 <= prompt < length <= %d)",
+                              i, prompt_lens[i], seq_lens[i], stride);
+        for (int t = 0; t < seq_lens[i]; t++) {
+            const int32_t id = seqs[(size_t)i * stride + t];
+            if (id < 0 || id >= c.vocab_size)
+                return sf_ml_fail(&m->e, SF_EINVAL, "row %d: token id %d at %d outside the vocabulary of %d", i, id,
+                                  t, c.vocab_size);
+        }
+    }
+    if (m->model->dtype() != torch::kFloat32)
+        return sf_ml_fail(&m->e, SF_EUNSUPPORTED, "training needs float32 weights (the model is %s)",
+                          sf_ml_dtype_name(m->model->dtype()));
+    SF_ML_TRY {
+        LlamaImpl &g = *m->model;
+        for (auto &p : g.parameters()) p.set_requires_grad(true);
+        auto opt = sf_vision_adamw(g, torch::optim::AdamWOptions(o->lr)
+                                          .betas(std::make_tuple((double)o->beta1, (double)o->beta2))
+                                          .eps(o->eps),
+                                   o->weight_decay);
+        g.train();
+        const int B = o->batch;
+        std::vector<int> order(n);
+        std::iota(order.begin(), order.end(), 0);
+        uint64_t r = o->seed;
+        size_t next = order.size();   // an exhausted epoch: shuffle before the first batch
+        std::vector<float> tail;
+        std::vector<int> rows(B);
+        std::vector<int64_t> tok, sel, tgt;
+        for (int step = 0; step < o->steps; step++) {
+            // Batches walk shuffled epochs, so every row is seen once per
+            // epoch; the order depends only on the seed and n.
+            int L = 0;
+            for (int j = 0; j < B; j++) {
+                if (next == order.size()) shuffle(order, &r), next = 0;
+                rows[j] = order[next++];
+                L = std::max(L, seq_lens[rows[j]]);
+            }
+            // Right-padded to the batch's longest row (padding id 0 sits
+            // after a row's end, where causal attention keeps it from the
+            // real positions).  The loss is over the response tokens only:
+            // position t predicts t + 1 for prompt_len - 1 <= t < len - 1.
+            tok.assign((size_t)B * L, 0);
+            sel.clear();
+            tgt.clear();
+            for (int j = 0; j < B; j++) {
+                const int i = rows[j], P = prompt_lens[i], S = seq_lens[i];
+                const int32_t *row = seqs + (size_t)i * stride;
+                for (int t = 0; t < S; t++) tok[(size_t)j * L + t] = row[t];
+                for (int t = P - 1; t < S - 1; t++) {
+                    sel.push_back((int64_t)j * L + t);
+                    tgt.push_back(row[t + 1]);
+                }
+            }
+            auto tk = torch::from_blob(tok.data(), {B, L}, torch::kLong).to(m->device);
+            auto si = torch::from_blob(sel.data(), {(int64_t)sel.size()}, torch::kLong).to(m->device);
+            auto tg = torch::from_blob(tgt.data(), {(int64_t)tgt.size()}, torch::kLong).to(m->device);
+            auto h = g.hidden(tk, nullptr, 0).reshape({(int64_t)B * L, c.hidden_size}).index_select(0, si);
+            auto loss = torch::nn::functional::cross_entropy(g.logits(h), tg);   // mean over response tokens
+            const double lr = sft_lr(o, step);
+            sf_vision_set_lr(*opt, lr);
+            opt->zero_grad();
+            loss.backward();
+            if (o->max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(g.parameters(), o->max_grad_norm);
+            opt->step();
+            const float lv = loss.item<float>();
+            if (!std::isfinite(lv)) {
+                g.eval();
+                for (auto &p : g.parameters()) p.set_requires_grad(false);
+                return sf_ml_fail(&m->e, SF_ERANGE, "the loss is %g at step %d (lr %g too high?)", lv, step + 1, lr);
+            }
+            if (step == 0 && first_loss) *first_loss = lv;
+            if (o->steps - step <= 25) tail.push_back(lv);
+            if (progress && progress(arg, step + 1, o->steps, lv, (float)lr)) {
+                g.eval();
+                for (auto &p : g.parameters()) p.set_requires_grad(false);
+                return sf_ml_fail(&m->e, SF_ECANCELED, "stopped by the progress callback at step %d", step + 1);
+            }
+        }
+        g.eval();
+        for (auto &p : g.parameters()) p.set_requires_grad(false);
+        if (last_loss) {
+            double s = 0;
+            for (float x : tail) s += x;
+            *last_loss = tail.empty() ? 0.0f : (float)(s / (double)tail.size());
+        }
+        return 0;
+    }
+    SF_ML_CATCH(&m->e)
+}
+
+// ---- saving ----
+
+// config.json as HF's LlamaConfig.to_json_string writes the fields that
+// matter, so that transformers' AutoModelForCausalLM reads it unchanged.
+static char *config_json(const sf_llama_config_t &c) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return nullptr;
+    cJSON *ar = cJSON_AddArrayToObject(j, "architectures");
+    if (ar) cJSON_AddItemToArray(ar, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddStringToObject(j, "model_type", "llama");
+    cJSON_AddNumberToObject(j, "hidden_size", c.hidden_size);
+    cJSON_AddNumberToObject(j, "intermediate_size", c.intermediate_size);
+    cJSON_AddNumberToObject(j, "num_hidden_layers", c.num_hidden_layers);
+    cJSON_AddNumberToObject(j, "num_attention_heads", c.num_attention_heads);
+    cJSON_AddNumberToObject(j, "num_key_value_heads", c.num_key_value_heads);
+    cJSON_AddNumberToObject(j, "vocab_size", c.vocab_size);
+    cJSON_AddNumberToObject(j, "max_position_embeddings", c.max_position_embeddings);
+    if (c.bos_token_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", c.bos_token_id);
+    else cJSON_AddNullToObject(j, "bos_token_id");
+    if (c.eos_token_id >= 0) cJSON_AddNumberToObject(j, "eos_token_id", c.eos_token_id);
+    else cJSON_AddNullToObject(j, "eos_token_id");
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", c.tie_word_embeddings);
+    // Floats as the shortest decimal that reads back to the same float, not
+    // cJSON's %.17g of the widened double (1e-6f would be 9.9999999747524271e-07).
+    char buf[32];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)c.rms_norm_eps);
+        if ((float)strtod(buf, nullptr) == c.rms_norm_eps) break;
+    }
+    cJSON_AddRawToObject(j, "rms_norm_eps", buf);
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)c.rope_theta);
+        if ((float)strtod(buf, nullptr) == c.rope_theta) break;
+    }
+    cJSON_AddRawToObject(j, "rope_theta", buf);
+    cJSON_AddStringToObject(j, "hidden_act", "silu");
+    cJSON_AddNumberToObject(j, "initializer_range", LLAMA_INIT_STD);
+    cJSON_AddBoolToObject(j, "attention_bias", 0);
+    cJSON_AddNumberToObject(j, "pretraining_tp", 1);
+    cJSON_AddNullToObject(j, "rope_scaling");
+    cJSON_AddStringToObject(j, "torch_dtype", "float32");
+    cJSON_AddBoolToObject(j, "use_cache", 1);
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+extern "C" int sf_llama_save(sf_llama_t *m, const char *dir) {
+    if (!m || !dir) return SF_EINVAL;
+    if (sf_mkdir_p(dir, 0777)) return sf_ml_fail(&m->e, SF_EIO, "cannot create %s: %s", dir, strerror(errno));
+    SF_ML_TRY {
+        const std::string d = dir;
+        sf_st_writer_t *w = nullptr;
+        std::vector<torch::Tensor> keep;
+        int rc = sf_st_writer_new(&w);
+        if (rc) return sf_ml_fail(&m->e, rc, "out of memory");
+        // HF's save_pretrained marks its safetensors "format": "pt"; a tied
+        // model has no lm_head.weight (the module has no such parameter).
+        rc = sf_st_writer_meta(w, "format", "pt");
+        if (rc == 0) rc = sf_ml_params_writer(*m->model, w, keep, &m->e);
+        if (rc == 0 && (rc = sf_st_writer_save(w, (d + "/model.safetensors").c_str())) != 0)
+            sf_ml_fail(&m->e, rc, "cannot write %s/model.safetensors", dir);
+        sf_st_writer_free(&w);
+        if (rc) return rc;
+        char *js = config_json(m->model->cfg);
+        if (!js) return sf_ml_fail(&m->e, SF_ENOMEM, "out of memory");
+        rc = sf_write_file_atomic((d + "/config.json").c_str(), js, strlen(js));
+        free(js);
+        if (rc) return sf_ml_fail(&m->e, SF_EIO, "cannot write %s/config.json: %s", dir, strerror(errno));
         return 0;
     }
     SF_ML_CATCH(&m->e)

@@ -6,8 +6,11 @@
  * num_key_value_heads < num_attention_heads, a SwiGLU MLP, a final RMSNorm
  * and an lm_head tied to the embeddings or not, per tie_word_embeddings),
  * loaded from an HF folder: config.json and model.safetensors, or the
- * shards of model.safetensors.index.json.  Inference only: there is no
- * training step, and the weights live in the dtype asked for at load.
+ * shards of model.safetensors.index.json, in the dtype asked for.  For the
+ * world's own instruction model (trainer/instruct.c) it also trains: fresh
+ * weights from a seed, supervised fine-tuning on (prompt, response) rows
+ * with AdamW, and saving as an HF folder that sf_llama_load and
+ * transformers read.
  *
  * Tensors cross the boundary as row-major int32 ids and float32 logits.
  * Every C++ exception is caught inside; functions return 0 or a negative
@@ -117,6 +120,71 @@ int sf_llama_forward(sf_llama_t *m, const int32_t *tokens, const int *lengths, i
  * SF_ERANGE when prompt_len + max_new_tokens > max_position_embeddings. */
 int sf_llama_sample(sf_llama_t *m, const int32_t *prompt, int prompt_len, int rows, const sf_sample_opts_t *opts,
                     int32_t *out, int *lengths);
+
+/* ---- training ---- */
+
+/* A small config for tests and the world's model: 4 layers, hidden 128, 4
+ * heads over 2 key-value heads (head_dim 32), intermediate 352, vocab 2000,
+ * 256 positions, tied embeddings, bos 1, eos 2, HF's eps and theta. */
+void sf_llama_config_small(sf_llama_config_t *c);
+
+/* A model of config c (borrowed; head_dim is taken from the sizes, the rest
+ * checked as for a config.json) on `device` with fresh float32 weights, as
+ * HF's _init_weights makes them: the embeddings and every projection
+ * N(0, 0.02), the RMSNorm weights 1, drawn on the CPU from `seed` alone
+ * (the same seed gives the same weights on any device).  SF_EINVAL for a
+ * config that does not fit together; the caller frees *out. */
+int sf_llama_new(const sf_llama_config_t *c, const char *device, uint64_t seed, sf_llama_t **out, char *err,
+                 size_t errlen);
+
+#define SF_LLAMA_DECAY_COSINE 0
+#define SF_LLAMA_DECAY_LINEAR 1
+
+typedef struct {
+    int steps;             /* optimiser steps (1000) */
+    int batch;             /* rows a step (32) */
+    int warmup;            /* steps of linear warmup from lr / warmup to lr (100) */
+    float lr, lr_min;      /* peak and final learning rate (2e-3, 2e-4) */
+    int decay;             /* after warmup, SF_LLAMA_DECAY_COSINE or _LINEAR to lr_min at the last step */
+    float weight_decay;    /* AdamW's, on the matrices only, not the norms (0.1) */
+    float beta1, beta2, eps; /* 0.9, 0.95, 1e-8 */
+    float max_grad_norm;   /* clip the global gradient norm; 0 = no clipping (1) */
+    uint64_t seed;         /* the batches' order (5) */
+} sf_llama_sft_opts_t;
+
+void sf_llama_sft_opts_default(sf_llama_sft_opts_t *o);
+
+/* Called after each step (1-based) with its loss and learning rate; a
+ * non-zero return stops the training (SF_ECANCELED). */
+typedef int (*sf_llama_progress_cb)(void *arg, int step, int steps, float loss, float lr);
+
+/* Supervised fine-tuning: o->steps AdamW steps of next-token cross-entropy
+ * on the response tokens only.
+ *   seqs        (n, stride)  rows of prompt then response ids (borrowed)
+ *   prompt_lens (n)          1 <= prompt_lens[i] < seq_lens[i] <= stride
+ *   seq_lens    (n)
+ * Position t's logits are scored against token t + 1 for prompt_len - 1 <=
+ * t < seq_len - 1 (the first response token to the last, typically </s>),
+ * and the loss is their mean over the batch.  A step takes o->batch rows
+ * from shuffled epochs over the n rows (splitmix64 from o->seed: each row
+ * once per epoch), right-padded to the batch's longest row; rows never
+ * see each other's padding (causal attention, positions 0.. in each row).
+ * With the same rows, options, seed and torch thread count the weights
+ * come out bit for bit the same.  A fresh optimiser each call; the model
+ * is in float32 (SF_EUNSUPPORTED otherwise).  *first_loss is the first
+ * step's loss, *last_loss the mean of the last min(25, steps) (either may
+ * be NULL).  SF_EINVAL names a bad row before any step; SF_ERANGE for a
+ * non-finite loss; SF_ECANCELED when progress asked to stop. */
+int sf_llama_sft(sf_llama_t *m, const int32_t *seqs, const int *prompt_lens, const int *seq_lens, int n, int stride,
+                 const sf_llama_sft_opts_t *o, sf_llama_progress_cb progress, void *arg, float *first_loss,
+                 float *last_loss);
+
+/* Writes the model as an HF folder `dir` (created if needed): config.json
+ * (model_type llama, LlamaForCausalLM, the config's fields) and
+ * model.safetensors (float32, HF's tensor names, no lm_head.weight when
+ * tied), each written atomically.  The tokenizer is the caller's to add
+ * (tokenizer.model).  SF_EIO names the file that could not be written. */
+int sf_llama_save(sf_llama_t *m, const char *dir);
 
 #ifdef __cplusplus
 }

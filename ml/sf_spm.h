@@ -129,6 +129,33 @@ sf_spm_family_t sf_spm_family(const sf_spm_t *t);
 /* The tokenizer's last failure ("" if none). */
 const char *sf_spm_errstr(const sf_spm_t *t);
 
+/* ---- training ---- */
+
+/* A LLaMA-style tokenizer.model as spm_train makes one: BPE with byte
+ * fallback (every byte has a piece <0xNN>, so no text is ever <unk>), unk 0,
+ * <s> 1, </s> 2 and no pad, digits split one by one, no normalisation
+ * (identity) beyond the dummy prefix "▁", whitespace kept as it is. */
+typedef struct {
+    int vocab_size;            /* pieces in all: the 3 specials, the 256 bytes, the merges; >= 260.
+                                  At most: a text with fewer possible merges gives fewer pieces
+                                  (spm_train's hard_vocab_limit=false); sf_spm_vocab_size tells. */
+    int max_sentence_length;   /* longer sentences (bytes) are skipped; 0: spm_train's 4192 */
+} sf_spm_train_opts_t;
+
+/* Trains a tokenizer from `n` sentences in memory (borrowed; NUL-terminated
+ * UTF-8; may hold newlines) or, when sentences is NULL, from the text file
+ * `input` (one sentence a line).  The result is deterministic for the same
+ * sentences in the same order: libsentencepiece runs on one thread and
+ * neither samples nor shuffles them.  On success *model holds the model
+ * file's bytes (malloc'd; ownership moves to the caller, who may write them
+ * out as tokenizer.model or give them to sf_spm_load_mem) and *len their
+ * length.  Errors, in err: SF_EINVAL for bad arguments, a vocabulary too
+ * small for the bytes and specials, or a text libsentencepiece refuses;
+ * SF_ENOTFOUND / SF_EIO for the input
+ * file; SF_EUNSUPPORTED when libsfspm.so cannot be loaded. */
+int sf_spm_train_llama(const char *const *sentences, size_t n, const char *input, const sf_spm_train_opts_t *o,
+                       uint8_t **model, size_t *len, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

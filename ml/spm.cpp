@@ -19,6 +19,7 @@ extern "C" {
 }
 
 #include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
 #include <cerrno>
 #include <climits>
@@ -29,6 +30,7 @@ extern "C" {
 #include <memory>
 #include <new>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 struct sf_spm_s {
@@ -343,12 +345,102 @@ static int spm_pad_id(const sf_spm_t *t) { return t->pad; }
 static sf_spm_family_t spm_family(const sf_spm_t *t) { return t->family; }
 static const char *spm_errstr(const sf_spm_t *t) { return t ? t->errstr : ""; }
 
+// ---- training ----
+
+// Hands libsentencepiece's trainer the caller's sentences one by one, so
+// that a corpus in memory needs no temporary file.
+class ArrayIterator : public sentencepiece::SentenceIterator {
+  public:
+    ArrayIterator(const char *const *s, size_t n) : s_(s), n_(n) {}
+    bool done() const override { return i_ >= n_; }
+    void Next() override { i_++; }
+    const std::string &value() const override {
+        cur_ = s_[i_];
+        return cur_;
+    }
+    sentencepiece::util::Status status() const override { return sentencepiece::util::Status(); }
+
+  private:
+    const char *const *s_;
+    size_t n_, i_ = 0;
+    mutable std::string cur_;
+};
+
+static int train_llama(const char *const *sentences, size_t n, const char *input, const sf_spm_train_opts_t *o,
+                       uint8_t **model, size_t *len, char *err, size_t errlen) {
+    if (!o || !model || !len || (!sentences && !input) || (sentences && n == 0))
+        return sf_errf(SF_EINVAL, err, errlen, "sf_spm_train_llama: bad arguments (no sentences or no output)");
+    *model = nullptr;
+    *len = 0;
+    // 3 specials and 256 bytes, and at least one piece of text.
+    if (o->vocab_size < 260 || o->vocab_size > (1 << 20) || o->max_sentence_length < 0)
+        return sf_errf(SF_EINVAL, err, errlen, "vocab_size %d out of range (260 to %d: the 3 special and 256 byte "
+                       "pieces come first)", o->vocab_size, 1 << 20);
+    for (size_t i = 0; sentences && i < n; i++) {
+        if (!sentences[i]) return sf_errf(SF_EINVAL, err, errlen, "sentence %zu is NULL", i);
+        size_t l = strlen(sentences[i]);
+        long bad = utf8_bad((const unsigned char *)sentences[i], l);
+        if (bad >= 0)
+            return sf_errf(SF_EINVAL, err, errlen, "sentence %zu: invalid UTF-8 at byte %ld of %zu", i, bad, l);
+    }
+    if (!sentences) {
+        FILE *f = fopen(input, "rb");
+        if (!f) return sf_errf(errno == ENOENT ? SF_ENOTFOUND : SF_EIO, err, errlen, "cannot open '%s': %s", input,
+                               strerror(errno));
+        fclose(f);
+    }
+    // The settings of LLaMA's own tokenizer.model (its trainer_spec), less
+    // what only matters for a web-scale corpus; num_threads 1 and no
+    // sampling or shuffling make the result a function of the sentences.
+    std::unordered_map<std::string, std::string> kw = {
+        {"model_type", "bpe"},
+        {"vocab_size", std::to_string(o->vocab_size)},
+        {"byte_fallback", "true"},
+        {"split_digits", "true"},
+        {"character_coverage", "1.0"},
+        {"normalization_rule_name", "identity"},
+        {"add_dummy_prefix", "true"},
+        {"remove_extra_whitespaces", "false"},
+        {"allow_whitespace_only_pieces", "true"},
+        {"split_by_unicode_script", "true"},
+        {"unk_id", "0"},
+        {"bos_id", "1"},
+        {"eos_id", "2"},
+        {"pad_id", "-1"},
+        {"num_threads", "1"},
+        {"input_sentence_size", "0"},
+        {"shuffle_input_sentence", "false"},
+        {"hard_vocab_limit", "false"},
+        {"minloglevel", "2"},
+    };
+    if (o->max_sentence_length > 0) kw["max_sentence_length"] = std::to_string(o->max_sentence_length);
+    if (!sentences) kw["input"] = input;
+    std::string proto;
+    try {
+        std::unique_ptr<ArrayIterator> it(sentences ? new ArrayIterator(sentences, n) : nullptr);
+        auto st = sentencepiece::SentencePieceTrainer::Train(kw, it.get(), &proto);
+        if (!st.ok())
+            return sf_errf(SF_EINVAL, err, errlen, "libsentencepiece cannot train: %s", st.ToString().c_str());
+    } catch (const std::bad_alloc &) {
+        return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
+    } catch (const std::exception &ex) {
+        return sf_errf(SF_EINVAL, err, errlen, "libsentencepiece: %s", ex.what());
+    }
+    if (proto.empty()) return sf_errf(SF_EINVAL, err, errlen, "libsentencepiece wrote an empty model");
+    uint8_t *buf = (uint8_t *)malloc(proto.size());
+    if (!buf) return sf_errf(SF_ENOMEM, err, errlen, "out of memory");
+    memcpy(buf, proto.data(), proto.size());
+    *model = buf;
+    *len = proto.size();
+    return 0;
+}
+
 // The one symbol this shared object exports for ml/spm_shim.cpp.
 extern "C" const sf_spm__impl_t *sf_spm__impl(void) {
     static const sf_spm__impl_t impl = {
         SF_SPM__ABI,     spm_load,       spm_load_mem,    spm_free,   spm_encode, spm_decode,
         spm_vocab_size,  spm_id_to_piece, spm_piece_to_id, spm_unk_id, spm_bos_id, spm_eos_id,
-        spm_pad_id,      spm_family,     spm_errstr,
+        spm_pad_id,      spm_family,     spm_errstr,      train_llama,
     };
     return &impl;
 }

@@ -15,7 +15,7 @@ extern "C" {
 
 /* Bumped whenever the table changes, so that a stale libsfspm.so is refused
  * rather than called through the wrong pointers. */
-#define SF_SPM__ABI 1
+#define SF_SPM__ABI 2
 
 typedef struct {
     int abi;   /* SF_SPM__ABI */
@@ -34,6 +34,8 @@ typedef struct {
     int (*pad_id)(const sf_spm_t *t);
     sf_spm_family_t (*family)(const sf_spm_t *t);
     const char *(*errstr)(const sf_spm_t *t);
+    int (*train_llama)(const char *const *sentences, size_t n, const char *input, const sf_spm_train_opts_t *o,
+                       uint8_t **model, size_t *len, char *err, size_t errlen);
 } sf_spm__impl_t;
 
 const sf_spm__impl_t *sf_spm__impl(void);

@@ -105,6 +105,15 @@ extern "C" int sf_spm_load_mem(const void *buf, size_t len, const char *name, co
     return m ? m->load_mem(buf, len, name, opts, out, err, errlen) : SF_EUNSUPPORTED;
 }
 
+extern "C" int sf_spm_train_llama(const char *const *sentences, size_t n, const char *input,
+                                  const sf_spm_train_opts_t *o, uint8_t **model, size_t *len, char *err,
+                                  size_t errlen) {
+    if (model) *model = nullptr;
+    if (len) *len = 0;
+    const sf_spm__impl_t *m = get(err, errlen);
+    return m ? m->train_llama(sentences, n, input, o, model, len, err, errlen) : SF_EUNSUPPORTED;
+}
+
 // A tokenizer exists only once the implementation is loaded, so the
 // functions below need no check.
 extern "C" void sf_spm_free(sf_spm_t **t) {

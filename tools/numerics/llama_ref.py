@@ -1,6 +1,7 @@
 """llama_ref.py: the torch.nn reference of tests/unit/test_ml_llama.c.
 
     /usr/bin/python3 tools/numerics/llama_ref.py OUTDIR [CASE...]
+    /usr/bin/python3 tools/numerics/llama_ref.py --folder DIR IN.json OUT.f32
 
 Writes, for each case, an HF folder OUTDIR/CASE (config.json and
 model.safetensors, or shards with model.safetensors.index.json) with random
@@ -19,6 +20,12 @@ rotate dimension i with dimension i + D/2 by the angle pos * theta^(-2i/D)
 with num_key_value_heads key-value heads shared by consecutive query heads,
 the SwiGLU MLP down(silu(gate(x)) * up(x)), a final RMSNorm and the lm_head
 (or the embedding matrix when tied).
+
+With --folder, the reference reads an HF folder that someone else wrote
+(sf_llama_save's: config.json and an F32 model.safetensors, parsed here from
+the file format, not with the C code's reader), runs the rows of IN.json
+({"tokens": (B, T), "lengths": (B)}) each alone at its length, in float64,
+and writes OUT.f32 as above.
 
 Cases:
     small    2 layers, hidden 64, 4 heads (no GQA), intermediate 160, vocab
@@ -270,7 +277,43 @@ BIG = dict(SMALL, num_hidden_layers=1, hidden_size=4096, num_attention_heads=32,
            rope_theta=10000.0, tie_word_embeddings=True, torch_dtype="bfloat16")
 
 
+def read_safetensors(path):
+    """{name: float64 tensor} of an F32 safetensors file."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        if h["dtype"] != "F32":
+            raise SystemExit("%s: %s is %s (only F32 is read here)" % (path, name, h["dtype"]))
+        a, b = h["data_offsets"]
+        t = torch.frombuffer(bytearray(data[a:b]), dtype=torch.float32)
+        out[name] = t.reshape(h["shape"]).to(torch.float64)
+    return out
+
+
+def run_folder(d, inp, outp):
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    model = LlamaRef(cfg).to(torch.float64)
+    state = read_safetensors(os.path.join(d, "model.safetensors"))
+    # strict: a tensor missing from the file, or one the model lacks, fails.
+    model.load_state_dict(state, strict=True)
+    with open(inp) as f:
+        rows = json.load(f)
+    logits = reference(model, rows["tokens"], rows["lengths"], cfg["vocab_size"])
+    with open(outp, "wb") as f:
+        f.write(logits.contiguous().numpy().astype("<f4").tobytes())
+    print("%s: %d tensors, logits max |x| %.3f" % (d, len(state), float(logits.abs().max())))
+
+
 def main():
+    if sys.argv[1] == "--folder":
+        run_folder(sys.argv[2], sys.argv[3], sys.argv[4])
+        return
     out = sys.argv[1]
     want = sys.argv[2:] or ["small", "gqa", "sharded", "big7b"]
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
