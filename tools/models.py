@@ -35,8 +35,11 @@ SHIPPED = [
     "vit-world.safetensors",
     "policy-sft.safetensors",
     "clip-world/filter.json",
+    "instruct-world/config.json",
+    "instruct-world/model.safetensors",
+    "instruct-world/tokenizer.model",
 ]
-MODELS = ["clip", "convnext", "vit", "sft", "filter"]
+MODELS = ["clip", "convnext", "vit", "sft", "instruct", "filter"]
 RESTORE = ("restore the shipped files with `git checkout -- models/` (a clone with git-lfs or a partial "
            "checkout may lack them), or retrain them with `make models-train` (see docs/models.md)")
 

@@ -13,6 +13,7 @@ mkdir -p "$OUT"
 "$BIN/sf-train" clip --out "$OUT" --threads 1 --scale 0.03 >>"$OUT/train-clip.log" 2>&1 &
 clip=$!
 "$BIN/sf-train" sft --out "$OUT" --threads 1 --scale 0.1 >>"$OUT/train.log" 2>&1 &&
+    "$BIN/sf-train" instruct --out "$OUT" --threads 1 --scale 0.15 >>"$OUT/train.log" 2>&1 &&
     "$BIN/sf-train" convnext --out "$OUT" --threads 1 --scale 0.02 >>"$OUT/train.log" 2>&1 &&
     "$BIN/sf-train" vit --out "$OUT" --threads 1 --scale 0.02 >>"$OUT/train.log" 2>&1
 rc=$?
