@@ -12,16 +12,16 @@
 
 static char root[64];
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+static inline int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(p);
 }
 
-static void rm_rf(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static inline void rm_rf(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* A fresh folder root/name (emptied if it exists); the path is valid until
  * the next call. */
-static const char *folder(const char *name) {
+static inline const char *folder(const char *name) {
     static char p[256];
     snprintf(p, sizeof p, "%s/%s", root, name);
     rm_rf(p);
@@ -29,7 +29,7 @@ static const char *folder(const char *name) {
     return p;
 }
 
-static int write_text(const char *dir, const char *file, const char *text) {
+static inline int write_text(const char *dir, const char *file, const char *text) {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, file);
     FILE *f = fopen(p, "w");
@@ -38,7 +38,7 @@ static int write_text(const char *dir, const char *file, const char *text) {
     return fclose(f);
 }
 
-static int contains(const char *s, const char *sub) {
+static inline int contains(const char *s, const char *sub) {
     if (!strstr(s, sub)) {
         fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", s, sub);
         return 0;

@@ -6,7 +6,6 @@
  * IF's preprocessing (tools/numerics/t5_rows_ref.py); the whole cascade
  * (stage I, upsampling, noising, stage II) against the same loop in plain
  * C; the toy cascade to 256x256; and the errors of a broken IF pipeline. */
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,33 +22,16 @@
 #include "ml/sf_ml.h"
 #include "ml/sf_spm.h"
 #include "sf_test.h"
+#include "sf_test_dirs.h"
 
 #define PY "/usr/bin/python3"
 
-static char root[] = "/tmp/sf_diffusion_if_XXXXXX";
 static char t5_model[300];
 static int have_spm;   /* python's sentencepiece made t5.model and libsfspm loads */
 
 static const char *src_root(void) { return getenv("SF_ROOT") ? getenv("SF_ROOT") : "."; }
 
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char p[1024];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_tree(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static void cleanup(void) { rm_tree(root); }
+static void cleanup(void) { rm_rf(root); }
 
 static const char *sub(const char *name) {
     static char p[8][512];
@@ -613,6 +595,7 @@ TEST(errors_name_the_culprit) {
 }
 
 int main(void) {
+    snprintf(root, sizeof root, "/tmp/sf_diffusion_if_XXXXXX");
     if (!mkdtemp(root)) {
         perror("mkdtemp");
         return 1;

@@ -51,6 +51,8 @@ import sys
 
 import torch
 import torch.nn as nn
+
+from st_torch import read_safetensors
 import torch.nn.functional as F
 
 
@@ -275,24 +277,6 @@ GQA = dict(SMALL, num_attention_heads=8, num_key_value_heads=2, intermediate_siz
 BIG = dict(SMALL, num_hidden_layers=1, hidden_size=4096, num_attention_heads=32, num_key_value_heads=32,
            intermediate_size=11008, vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-6,
            rope_theta=10000.0, tie_word_embeddings=True, torch_dtype="bfloat16")
-
-
-def read_safetensors(path):
-    """{name: float64 tensor} of an F32 safetensors file."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, h in header.items():
-        if name == "__metadata__":
-            continue
-        if h["dtype"] != "F32":
-            raise SystemExit("%s: %s is %s (only F32 is read here)" % (path, name, h["dtype"]))
-        a, b = h["data_offsets"]
-        t = torch.frombuffer(bytearray(data[a:b]), dtype=torch.float32)
-        out[name] = t.reshape(h["shape"]).to(torch.float64)
-    return out
 
 
 def run_folder(d, inp, outp):

@@ -30,29 +30,12 @@ from the architecture, not from ml/t5.cpp:
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn as nn
 
-
-def read_safetensors(path):
-    """{name: float64 tensor} of an F32 safetensors file."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, h in header.items():
-        if name == "__metadata__":
-            continue
-        if h["dtype"] != "F32":
-            raise SystemExit("%s: %s is %s (only F32 is read here)" % (path, name, h["dtype"]))
-        a, b = h["data_offsets"]
-        t = torch.frombuffer(bytearray(data[a:b]), dtype=torch.float32)
-        out[name] = t.reshape(h["shape"]).to(torch.float64)
-    return out
+from st_torch import read_safetensors
 
 
 def bucket(offset, num_buckets, max_distance):
