@@ -98,20 +98,18 @@ static int draw(sf_job_t *job, const sf_shift_params_t *p, const sf_class_t *cls
         if (a > 0) d->resampled += np;
         int still = 0;
         for (int j = 0; j < np; j++) {
-            char *txt = NULL;
-            if (sf_spm_decode(sf_mc.spm, out + (size_t)j * T, lengths[j], &txt) < 0) {
-                rc = sf_kind_fail(job, SF_JOB_FATAL, "corpus: the instruction model wrote an id its tokenizer "
-                                  "does not have: %s", sf_spm_errstr(sf_mc.spm));
-                break;
-            }
-            char *line = first_line(txt);
+            /* A model whose vocabulary outgrew its tokenizer (an added pad
+             * token) may draw an id the tokenizer lacks: a failed draw. */
+            char *txt = NULL, none[1] = "";
+            if (sf_spm_decode(sf_mc.spm, out + (size_t)j * T, lengths[j], &txt) < 0) txt = NULL;
+            char *line = first_line(txt ? txt : none);
             const int i = pending[j];
             if (*line && sf_reward_check(cls, NULL, line) == SF_REWARD_OK) {
                 d->text[i] = strdup(line);
                 d->seed[i] = o.seed, d->row[i] = j, d->attempt[i] = a;
                 if (!d->text[i]) rc = sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
             } else {
-                snprintf(d->last_bad, sizeof d->last_bad, "%s", line);
+                snprintf(d->last_bad, sizeof d->last_bad, "%s", txt ? line : "(an id the tokenizer does not have)");
                 pending[still++] = i;
             }
             free(txt);
