@@ -101,18 +101,18 @@ for i, what in ((0, "wall"), (1, "CPU")):
 PY
 [ "$CURVE" -gt 0 ] || exit 0
 
-# The demo's PPO run (tools/demo.sh's settings).
-CLASSES="stingray,junco,bald eagle,chameleon,scorpion,jellyfish,ladybug,accordion,lighthouse,pretzel"
+# The demo's PPO run (its classes and settings: tools/demo_settings.sh).
+# shellcheck source=tools/demo_settings.sh
+. tools/demo_settings.sh
 OUTS=$(mktemp -d /tmp/sf-learner-curve.XXXXXX)
 trap 'rm -f "$RESULTS"; rm -rf "$OUTS"' EXIT
 curve() {  # label bin-dir workers
     local dir="$OUTS/$1" r
     mkdir -p "$dir"
     "$2/sfctl" up --dir "$dir" --workers "$3" --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach >/dev/null
-    r=$(SF_COORDINATOR="ipc://$dir/clients.ipc" "$2/sfctl" submit --method shift --classes "$CLASSES" \
+    r=$(SF_COORDINATOR="ipc://$dir/clients.ipc" "$2/sfctl" submit --method shift --classes "$DEMO_CLASSES" \
         --captions-per-class 16 --images-per-caption 1 --reference-images 128 --seed 1 --ppo-updates "$CURVE" \
-        --ppo batch_size=32 --ppo mini_batch_size=8 --ppo learning_rate=0.0002 --ppo init_kl_coef=0.03 \
-        --ppo prompt_baseline=1 --rollouts-per-job 8 --name "bench_learner: $1")
+        "${DEMO_PPO[@]}" --name "bench_learner: $1")
     echo "$1: run $r, $CURVE PPO updates on $3 worker(s)" >&2
     SF_COORDINATOR="ipc://$dir/clients.ipc" "$2/sfctl" watch "$r" --interval 2000 >/dev/null
     redis-cli -s "$dir/redis.sock" XRANGE "sf:run:$r:ppo" - + >"$dir/ppo.txt"

@@ -17,8 +17,9 @@ DIR=$(mktemp -d /tmp/sf-bench-method.XXXXXX)
 trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null 2>&1; rm -rf "$DIR"' EXIT
 "$BIN/sfctl" up --dir "$DIR" --workers "$WORKERS" --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach >/dev/null
 export SF_COORDINATOR="ipc://$DIR/clients.ipc"
-CLASSES="stingray,junco,bald eagle,chameleon,scorpion,jellyfish,ladybug,accordion,lighthouse,pretzel"
-run=$("$BIN/sfctl" submit --method shift --classes "$CLASSES" --ppo-updates "$UPDATES" --ppo batch_size=32 \
+# shellcheck source=tools/demo_settings.sh
+. tools/demo_settings.sh
+run=$("$BIN/sfctl" submit --method shift --classes "$DEMO_CLASSES" --ppo-updates "$UPDATES" --ppo batch_size=32 \
       --rollouts-per-job 8 --captions-per-class 32 --images-per-caption "$IPC" --shard-size 16 --reference-images 128)
 "$BIN/sfctl" watch "$run" --interval 1000 >/dev/null
 "$BIN/sfctl" down --dir "$DIR" >/dev/null 2>&1 || true

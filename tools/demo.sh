@@ -25,16 +25,12 @@ mkdir -p "$DIR"
 "$BIN/sfctl" up --dir "$DIR" --workers "$WORKERS" --models "${SF_MODELS:-models}" --vocab data/gpt2 --detach
 trap '"$BIN/sfctl" down --dir "$DIR" >/dev/null' EXIT
 export SF_COORDINATOR="ipc://$DIR/clients.ipc"
-# Ten of the 86 classes (the world models know those): fish, birds, reptiles,
-# arthropods, objects, food.
-CLASSES=${SF_DEMO_CLASSES:-"stingray,junco,bald eagle,chameleon,scorpion,jellyfish,ladybug,accordion,lighthouse,pretzel"}
+# The classes and PPO settings (tools/demo_settings.sh says why these).
+# shellcheck source=tools/demo_settings.sh
+. tools/demo_settings.sh
+CLASSES=${SF_DEMO_CLASSES:-$DEMO_CLASSES}
 read -r -a SEEDS <<<"${SF_DEMO_PPO_SEEDS:-1}"
 COMMON=(--method shift --classes "$CLASSES" --captions-per-class 16 --images-per-caption 1 --reference-images 128)
-# PPO for the small world policy: TRL's defaults are tuned for GPT-2 124M;
-# this 3-layer policy needs a larger step (2e-4) and a lighter KL penalty
-# (0.03) to move its images within a couple of hundred updates; the prompt
-# baseline (the default, named here) keeps the nonsense share low meanwhile
-# (docs/method.md, "The prompt baseline").
 # The corpus phase (SF_DEMO_CORPUS): 16 captions per class from the
 # instruction model, then 200 SFT steps of 16 on them at a tenth of sf-train
 # sft's peak rate, so the shipped policy adapts to that corpus rather than
@@ -44,9 +40,8 @@ CORPUS=()
     --set 'sft={"steps":200,"batch_size":16,"learning_rate":0.0001}')
 ppo=()
 for seed in "${SEEDS[@]}"; do
-    r=$("$BIN/sfctl" submit "${COMMON[@]}" --seed "$seed" --ppo-updates "$UPDATES" --ppo batch_size=32 \
-        --ppo mini_batch_size=8 --ppo learning_rate=0.0002 --ppo init_kl_coef=0.03 --ppo prompt_baseline=1 \
-        --rollouts-per-job 8 "${CORPUS[@]}" --name "demo: the method (PPO, seed $seed)")
+    r=$("$BIN/sfctl" submit "${COMMON[@]}" --seed "$seed" --ppo-updates "$UPDATES" "${DEMO_PPO[@]}" \
+        "${CORPUS[@]}" --name "demo: the method (PPO, seed $seed)")
     echo "submitted $r: the method (seed $seed) on $CLASSES, $UPDATES PPO updates of 32 rollouts, 16 captions per class"
     ppo+=("$r")
 done
