@@ -12,7 +12,7 @@
 # waiting for a busy core does not inflate), then the median of each build
 # and the ratio.
 #   tools/bench_learner.sh [--curve N] [REV] [ROUNDS] [UPDATES]
-# --curve N then runs the demo's PPO run (tools/demo.sh's settings, seed 1, N
+# --curve N then runs the demo's PPO run (tools/demo_settings.sh, seed 1, N
 # updates) three times, one after the other: on a one-worker cluster of each
 # build (one worker keeps the rollouts in a fixed order, so these two differ
 # only by what the builds compute), and on a two-worker cluster of the base
