@@ -3,7 +3,6 @@
  * sampling loop against the same loop in plain C, the toy pipelines
  * (seeds, prompts, batches, the decoder, bf16, the hook) and the errors a
  * user meets with a broken pipeline directory. */
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,34 +18,12 @@
 #include "ml/sf_diffusion.h"
 #include "ml/sf_ml.h"
 #include "sf_test.h"
+#include "sf_test_dirs.h"
+#include "diffusion_test_util.h"
 
-static char root[] = "/tmp/sf_diffusion_XXXXXX";
 static char vocab[256], merges[256];
 
-static void rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        char p[1024];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_tree(p);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
-static const char *sub(const char *name) {
-    static char p[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(p[k], sizeof p[k], "%s/%s", root, name);
-    return p[k];
-}
 
 static const char *in(const char *dir, const char *file) {
     static char p[8][512];
@@ -68,33 +45,6 @@ static int make_tokenizer(void) {
     return rc;
 }
 
-static cJSON *json_read(const char *dir) {
-    FILE *f = fopen(in(dir, "sf-diffusion.json"), "rb");
-    if (!f) return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return cJSON_Parse(buf);
-}
-
-static int json_write(const char *dir, cJSON *j) {
-    char *s = cJSON_Print(j);
-    FILE *f = fopen(in(dir, "sf-diffusion.json"), "w");
-    int ok = f && s && fputs(s, f) >= 0;
-    if (f) fclose(f);
-    free(s);
-    return ok ? 0 : -1;
-}
-
-static int max_diff(const uint8_t *a, const uint8_t *b, size_t n) {
-    int m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = abs((int)a[i] - (int)b[i]);
-        if (d > m) m = d;
-    }
-    return m;
-}
 
 static double mean_diff(const uint8_t *a, const uint8_t *b, size_t n) {
     double s = 0;
@@ -102,11 +52,6 @@ static double mean_diff(const uint8_t *a, const uint8_t *b, size_t n) {
     return s / (double)n;
 }
 
-static int distinct_values(const uint8_t *a, size_t n) {
-    int seen[256] = {0}, k = 0;
-    for (size_t i = 0; i < n; i++) k += !seen[a[i]]++;
-    return k;
-}
 
 /* Writes a toy pipeline, saying why if it cannot. */
 static int write_toy(const char *dir, int latent, int hook, uint64_t seed) {
@@ -505,13 +450,6 @@ TEST(toy_hook) {
 
 /* ---- errors ---- */
 
-static int load_err(const char *dir, char *err, size_t n) {
-    sf_diffusion_t *m = NULL;
-    int rc = sf_diffusion_load(dir, "cpu", NULL, &m, err, n);
-    if (rc == 0) sf_diffusion_free(&m);
-    if (rc && m) return 999;   /* a failed load must leave no object */
-    return rc;
-}
 
 /* A copy of the toy pipeline to break. */
 static const char *fresh(const char *name) {
@@ -520,20 +458,6 @@ static const char *fresh(const char *name) {
     return dir;
 }
 
-static int edit(const char *dir, const char *obj, const char *key, cJSON *v) {
-    cJSON *j = json_read(dir);
-    if (!j) return -1;
-    cJSON *o = obj ? cJSON_GetObjectItem(j, obj) : j;
-    if (v) {
-        if (cJSON_GetObjectItem(o, key)) cJSON_ReplaceItemInObject(o, key, v);
-        else cJSON_AddItemToObject(o, key, v);
-    } else {
-        cJSON_DeleteItemFromObject(o, key);
-    }
-    int rc = json_write(dir, j);
-    cJSON_Delete(j);
-    return rc;
-}
 
 static int copy(const char *from, const char *to, long limit) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
@@ -635,6 +559,7 @@ TEST(errors_name_the_culprit) {
 
 int main(void) {
     sf_ml_opts_t mo = {.threads = 2, .quiet = 1};
+    snprintf(root, sizeof root, "/tmp/sf_diffusion_XXXXXX");
     if (sf_ml_init(&mo) != 0 || !mkdtemp(root) || make_tokenizer() != 0) {
         fprintf(stderr, "test_ml_diffusion: set-up failed\n");
         return 1;
@@ -648,6 +573,6 @@ int main(void) {
     SF_RUN(toy_latent_decoder_and_dtypes);
     SF_RUN(toy_hook);
     SF_RUN(errors_name_the_culprit);
-    rm_tree(root);
+    rm_rf(root);
     SF_DONE();
 }

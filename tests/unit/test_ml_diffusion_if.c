@@ -23,6 +23,7 @@
 #include "ml/sf_spm.h"
 #include "sf_test.h"
 #include "sf_test_dirs.h"
+#include "diffusion_test_util.h"
 
 #define PY "/usr/bin/python3"
 
@@ -33,48 +34,6 @@ static const char *src_root(void) { return getenv("SF_ROOT") ? getenv("SF_ROOT")
 
 static void cleanup(void) { rm_rf(root); }
 
-static const char *sub(const char *name) {
-    static char p[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(p[k], sizeof p[k], "%s/%s", root, name);
-    return p[k];
-}
-
-static cJSON *json_read(const char *dir) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/sf-diffusion.json", dir);
-    char *text = sf_file_text(path, NULL);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    return j;
-}
-
-static int json_write(const char *dir, cJSON *j) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/sf-diffusion.json", dir);
-    char *s = cJSON_Print(j);
-    FILE *f = fopen(path, "w");
-    int ok = f && s && fputs(s, f) >= 0;
-    if (f) fclose(f);
-    free(s);
-    return ok ? 0 : -1;
-}
-
-static int max_diff(const uint8_t *a, const uint8_t *b, size_t n) {
-    int m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = abs((int)a[i] - (int)b[i]);
-        if (d > m) m = d;
-    }
-    return m;
-}
-
-static int distinct_values(const uint8_t *a, size_t n) {
-    int seen[256] = {0}, k = 0;
-    for (size_t i = 0; i < n; i++) k += !seen[a[i]]++;
-    return k;
-}
 
 /* ---- the maths ---- */
 
@@ -508,40 +467,6 @@ TEST(toy_cascade_to_256) {
     sf_diffusion_free(&m);
 }
 
-static int load_err(const char *dir, char *err, size_t n) {
-    sf_diffusion_t *m = NULL;
-    int rc = sf_diffusion_load(dir, "cpu", NULL, &m, err, n);
-    if (rc == 0) sf_diffusion_free(&m);
-    if (rc && m) return 999;
-    return rc;
-}
-
-/* Sets obj.key (obj a path of one or two keys: "upscaler", "upscaler.schedule";
- * NULL = the top) to v, or deletes it when v is NULL. */
-static int edit(const char *dir, const char *obj, const char *key, cJSON *v) {
-    cJSON *j = json_read(dir);
-    if (!j) return -1;
-    cJSON *o = j;
-    if (obj) {
-        char path[100];
-        snprintf(path, sizeof path, "%s", obj);
-        for (char *p = strtok(path, "."); p && o; p = strtok(NULL, ".")) o = cJSON_GetObjectItem(o, p);
-    }
-    if (!o) {
-        cJSON_Delete(j);
-        cJSON_Delete(v);
-        return -1;
-    }
-    if (v) {
-        if (cJSON_GetObjectItem(o, key)) cJSON_ReplaceItemInObject(o, key, v);
-        else cJSON_AddItemToObject(o, key, v);
-    } else {
-        cJSON_DeleteItemFromObject(o, key);
-    }
-    int rc = json_write(dir, j);
-    cJSON_Delete(j);
-    return rc;
-}
 
 TEST(errors_name_the_culprit) {
     if (!have_spm) return;
