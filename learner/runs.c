@@ -103,7 +103,9 @@ static int configure(lrun_t *r, const char *spec_json) {
                                               "models_dir", sp.corpus_model);
                 goto out;
             }
-            sf_corpus_paths(L.cfg.data_dir, &sp, "", r->corpus_dir, sizeof r->corpus_dir, NULL, 0, NULL, 0);
+            char key[17];
+            sf_corpus_key(&sp, key);
+            sf_corpus_paths(L.cfg.data_dir, key, "", r->corpus_dir, sizeof r->corpus_dir, NULL, 0, NULL, 0);
         }
         const cJSON *wl = cJSON_GetObjectItemCaseSensitive(spec, "world");
         snprintf(r->world, sizeof r->world, "%s", cJSON_IsString(wl) ? wl->valuestring : "builtin:imagenet-a-r-86");

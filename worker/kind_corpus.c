@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/method/corpus.h"
 #include "common/method/reward.h"
@@ -42,25 +43,14 @@ static char *first_line(char *s) {
     return s;
 }
 
-/* How many lines of a stored corpus, or -1 when it is not there whole (no
- * meta file: a job that died between the two writes). */
-static int stored_lines(const char *jsonl, const char *meta, cJSON **meta_out) {
-    size_t len;
-    char *m = sf_file_text(meta, &len);
-    if (!m) return -1;
-    *meta_out = cJSON_Parse(m);
-    free(m);
-    char *t = sf_file_text(jsonl, &len);
-    if (!t || !*meta_out) {
-        free(t);
-        cJSON_Delete(*meta_out);
-        *meta_out = NULL;
-        return -1;
-    }
-    int n = 0;
-    for (size_t i = 0; i < len; i++) n += t[i] == '\n';
+/* A stored corpus's meta object (new), or NULL when the corpus is not there
+ * whole: no readable meta file (a job that died between the two writes)
+ * or no lines file. */
+static cJSON *stored(const char *jsonl, const char *meta) {
+    char *t = access(jsonl, R_OK) == 0 ? sf_file_text(meta, NULL) : NULL;
+    cJSON *m = t ? cJSON_Parse(t) : NULL;
     free(t);
-    return n;
+    return m;
 }
 
 typedef struct {
@@ -68,28 +58,29 @@ typedef struct {
     uint64_t *seed; /* the seed of the round that drew it */
     int *row;       /* its row in that round */
     int *attempt;   /* 0-based round */
-    int rejected, resampled;
+    int kept, rejected, resampled;
     char last_bad[200];
 } draws_t;
 
 /* Samples the class's n captions in rounds (see the top).  0, or -1 with
  * the job failed. */
-static int draw(sf_job_t *job, const sf_shift_params_t *p, const sf_class_t *cls, const int32_t *prompt, int plen,
-                int n, draws_t *d) {
-    const int V = sf_llama_config(sf_mc.llama)->vocab_size, T = (int)p->corpus_max_new_tokens;
+static int draw(sf_job_t *job, const sf_shift_params_t *p, const char *key, const sf_class_t *cls,
+                const int32_t *prompt, int plen, int n, draws_t *d) {
+    const int V = sf_llama_config(sf_mc.llama)->vocab_size, T = (int)p->corpus_max_new_tokens,
+              eos = sf_spm_eos_id(sf_mc.spm);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)n * T);
     int *lengths = malloc(sizeof(int) * (size_t)n), *pending = malloc(sizeof(int) * (size_t)n), np = n, rc = 0;
     if (!out || !lengths || !pending) rc = sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
     for (int i = 0; i < n; i++) pending[i] = i;
+    sf_sample_opts_t o;
+    sf_sample_opts_default(&o);
+    o.max_new_tokens = T;
+    o.temperature = (float)p->corpus_temperature;
+    o.top_p = (float)p->corpus_top_p;
+    o.top_k = 0;
+    o.eos_id = eos >= 0 && eos < V ? eos : -1;
     for (int a = 0; rc == 0 && np > 0 && a < (int)p->corpus_attempts; a++) {
-        sf_sample_opts_t o;
-        sf_sample_opts_default(&o);
-        o.max_new_tokens = T;
-        o.temperature = (float)p->corpus_temperature;
-        o.top_p = (float)p->corpus_top_p;
-        o.top_k = 0;
-        o.eos_id = sf_spm_eos_id(sf_mc.spm) >= 0 && sf_spm_eos_id(sf_mc.spm) < V ? sf_spm_eos_id(sf_mc.spm) : -1;
-        o.seed = sf_corpus_seed(p, job->wnid, 0, a);
+        o.seed = sf_corpus_seed(key, job->wnid, a);
         if (sf_llama_sample(sf_mc.llama, prompt, plen, np, &o, out, lengths) != 0) {
             rc = sf_kind_fail(job, SF_JOB_FAILED, "corpus: sampling the instruction model: %s",
                               sf_llama_errstr(sf_mc.llama));
@@ -107,6 +98,7 @@ static int draw(sf_job_t *job, const sf_shift_params_t *p, const sf_class_t *cls
             if (*line && sf_reward_check(cls, NULL, line) == SF_REWARD_OK) {
                 d->text[i] = strdup(line);
                 d->seed[i] = o.seed, d->row[i] = j, d->attempt[i] = a;
+                d->kept++;
                 if (!d->text[i]) rc = sf_kind_fail(job, SF_JOB_FAILED, "out of memory");
             } else {
                 snprintf(d->last_bad, sizeof d->last_bad, "%s", txt ? line : "(an id the tokenizer does not have)");
@@ -121,13 +113,15 @@ static int draw(sf_job_t *job, const sf_shift_params_t *p, const sf_class_t *cls
     return rc;
 }
 
-/* The class's corpus lines (JSONL) and how it was made (the meta file). */
+/* The class's corpus lines (JSONL), then the meta file that says they are
+ * whole; *meta_out (new) is that file's object.  0, or -1 with the job
+ * failed. */
 static int write_corpus(sf_job_t *job, const sf_shift_params_t *p, const sf_class_t *cls, const char *prompt,
-                        const draws_t *d, int n, const char *dir, const char *jsonl, const char *meta, int *kept) {
+                        const draws_t *d, int n, const char *dir, const char *jsonl, const char *meta,
+                        cJSON **meta_out) {
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc = 0;
-    *kept = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         if (!d->text[i]) continue;
         cJSON *o = cJSON_CreateObject();
@@ -143,12 +137,11 @@ static int write_corpus(sf_job_t *job, const sf_shift_params_t *p, const sf_clas
         cJSON_AddStringToObject(o, "prompt", prompt);
         rc = sf_kind_jsonl_add(&buf, &len, &cap, o);
         cJSON_Delete(o);
-        ++*kept;
     }
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "class", cls->wnid);
     cJSON_AddStringToObject(m, "name", cls->name);
-    cJSON_AddNumberToObject(m, "captions", *kept);
+    cJSON_AddNumberToObject(m, "captions", d->kept);
     cJSON_AddNumberToObject(m, "rejected", d->rejected);
     cJSON_AddNumberToObject(m, "resampled", d->resampled);
     cJSON_AddStringToObject(m, "model", p->corpus_model);
@@ -162,13 +155,55 @@ static int write_corpus(sf_job_t *job, const sf_shift_params_t *p, const sf_clas
     cJSON_AddNumberToObject(m, "max_new_tokens", (double)p->corpus_max_new_tokens);
     cJSON_AddStringToObject(m, "made_by_run", job->run);
     char *mt = cJSON_PrintUnformatted(m);
-    cJSON_Delete(m);
-    /* The lines first, then the meta file that says they are whole. */
     if (rc || !mt || sf_mkdir_p(dir, 0775) != 0 || sf_write_file_atomic(jsonl, buf ? buf : "", len) != 0 ||
         sf_write_file_atomic(meta, mt, strlen(mt)) != 0)
         rc = sf_kind_fail(job, SF_JOB_FAILED, "cannot write %s: %s", jsonl, strerror(errno));
     free(buf);
     cJSON_free(mt);
+    if (rc) cJSON_Delete(m);
+    else *meta_out = m;
+    return rc;
+}
+
+/* Samples and stores the class's corpus (*meta_out: its meta object, new).
+ * 0, or -1 with the job failed. */
+static int make_corpus(const sf_wk_env_t *env, sf_job_t *job, const char *key, const sf_class_t *cls,
+                       const char *dir, const char *jsonl, const char *meta, int *resampled, cJSON **meta_out) {
+    const sf_shift_params_t *p = job->params;
+    const int n = (int)job->item_count;
+    char prompt[4096];
+    int prc = sf_corpus_prompt(sf_corpus_template(p), p->corpus_instruction, cls->name, prompt, sizeof prompt);
+    if (prc)
+        return sf_kind_fail(job, SF_JOB_FATAL, "corpus: the prompt of %s: %s", job->wnid,
+                            prc == SF_ERANGE ? "longer than 4095 bytes" : "the template needs {instruction} and "
+                                                                          "one of them {class}");
+    if (sf_mc_ensure_instruct(env, job, p->corpus_model)) return -1;
+    const sf_llama_config_t *c = sf_llama_config(sf_mc.llama);
+    int32_t ids[4096];
+    int plen = sf_spm_encode(sf_mc.spm, prompt, 0, ids, 4096);
+    if (plen < 0) return sf_kind_fail(job, SF_JOB_FATAL, "corpus: tokenizing the prompt: %s", sf_spm_errstr(sf_mc.spm));
+    if (plen + p->corpus_max_new_tokens > c->max_position_embeddings)
+        return sf_kind_fail(job, SF_JOB_FATAL, "corpus: the prompt of %s is %d tokens; with corpus_max_new_tokens "
+                            "%ld that is more than the model's %d positions", job->wnid, plen,
+                            p->corpus_max_new_tokens, c->max_position_embeddings);
+    draws_t d = {0};
+    d.text = calloc((size_t)n, sizeof *d.text);
+    d.seed = calloc((size_t)n, sizeof *d.seed);
+    d.row = calloc((size_t)n, sizeof *d.row);
+    d.attempt = calloc((size_t)n, sizeof *d.attempt);
+    int rc = !d.text || !d.seed || !d.row || !d.attempt ? sf_kind_fail(job, SF_JOB_FAILED, "out of memory") : 0;
+    if (rc == 0) rc = draw(job, p, key, cls, ids, plen, n, &d);
+    if (rc == 0 && d.rejected == n)
+        rc = sf_kind_fail(job, SF_JOB_FATAL, "corpus: the instruction model %s wrote no caption of %s (%s) that is "
+                          "a sentence naming the class, in %ld draws each; the last: \"%s\"", p->corpus_model,
+                          job->wnid, cls->name, p->corpus_attempts, d.last_bad);
+    if (rc == 0) rc = write_corpus(job, p, cls, prompt, &d, n, dir, jsonl, meta, meta_out);
+    if (rc == 0 && d.rejected)
+        sf_warn("corpus of %s: %d of %d captions dropped after %ld draws each failed the check; the last: \"%s\"",
+                job->wnid, d.rejected, n, p->corpus_attempts, d.last_bad);
+    *resampled = d.resampled;
+    sf_kind_free_texts(d.text, n);
+    free(d.seed), free(d.row), free(d.attempt);
     return rc;
 }
 
@@ -193,79 +228,31 @@ static int write_run_record(const sf_wk_env_t *env, sf_job_t *job, const char *k
 
 static int corpus_locked(const sf_wk_env_t *env, sf_job_t *job) {
     const sf_shift_params_t *p = job->params;
-    const int n = (int)job->item_count;
     sf_world_t *w;
     int k;
     if (!strcmp(p->corpus_model, "none"))
         return sf_kind_fail(job, SF_JOB_FATAL, "corpus: the run names no corpus_model");
     if (!(w = sf_mc_world(p->world, job)) || (k = sf_kind_class(w, job)) < 0) return -1;
-    const sf_class_t *cls = sf_world_class(w, k);
     char dir[1400], jsonl[1500], meta[1500], key_dir[64], key[17];
     sf_corpus_key(p, key);
     snprintf(key_dir, sizeof key_dir, "corpus/%s", key);
-    sf_corpus_paths(env->data_dir, p, job->wnid, dir, sizeof dir, jsonl, sizeof jsonl, meta, sizeof meta);
-    cJSON *stored = NULL;
-    int have = stored_lines(jsonl, meta, &stored);
-    if (have >= 0) {
-        int rc = write_run_record(env, job, key_dir, stored, 1);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "captions", have);
-        cJSON_AddNumberToObject(o, "rejected", cJSON_GetNumberValue(cJSON_GetObjectItem(stored, "rejected")));
-        cJSON_AddNumberToObject(o, "resampled", 0);
-        cJSON_AddBoolToObject(o, "cached", 1);
-        cJSON_AddStringToObject(o, "corpus", key_dir);
-        cJSON_Delete(stored);
-        if (rc) {
-            cJSON_Delete(o);
-            return rc;
-        }
-        return sf_kind_result(job, o);
-    }
-    char prompt[4096];
-    int prc = sf_corpus_prompt(sf_corpus_template(p), p->corpus_instruction, cls->name, prompt, sizeof prompt);
-    if (prc)
-        return sf_kind_fail(job, SF_JOB_FATAL, "corpus: the prompt of %s: %s", job->wnid,
-                            prc == SF_ERANGE ? "longer than 4095 bytes" : "the template needs {instruction} and "
-                                                                          "one of them {class}");
-    if (sf_mc_ensure_instruct(env, job, p->corpus_model)) return -1;
-    const sf_llama_config_t *c = sf_llama_config(sf_mc.llama);
-    int32_t ids[4096];
-    int plen = sf_spm_encode(sf_mc.spm, prompt, 0, ids, 4096);
-    if (plen < 0) return sf_kind_fail(job, SF_JOB_FATAL, "corpus: tokenizing the prompt: %s", sf_spm_errstr(sf_mc.spm));
-    if (plen + p->corpus_max_new_tokens > c->max_position_embeddings)
-        return sf_kind_fail(job, SF_JOB_FATAL, "corpus: the prompt of %s is %d tokens; with corpus_max_new_tokens "
-                            "%ld that is more than the model's %d positions", job->wnid, plen,
-                            p->corpus_max_new_tokens, c->max_position_embeddings);
-    draws_t d = {0};
-    d.text = calloc((size_t)n, sizeof *d.text);
-    d.seed = calloc((size_t)n, sizeof *d.seed);
-    d.row = calloc((size_t)n, sizeof *d.row);
-    d.attempt = calloc((size_t)n, sizeof *d.attempt);
-    int rc = !d.text || !d.seed || !d.row || !d.attempt ? sf_kind_fail(job, SF_JOB_FAILED, "out of memory") : 0;
-    if (rc == 0) rc = draw(job, p, cls, ids, plen, n, &d);
-    int kept = 0;
-    if (rc == 0 && d.rejected == n)
-        rc = sf_kind_fail(job, SF_JOB_FATAL, "corpus: the instruction model %s wrote no caption of %s (%s) that is "
-                          "a sentence naming the class, in %ld draws each; the last: \"%s\"", p->corpus_model,
-                          job->wnid, cls->name, p->corpus_attempts, d.last_bad);
-    if (rc == 0) rc = write_corpus(job, p, cls, prompt, &d, n, dir, jsonl, meta, &kept);
-    if (rc == 0 && d.rejected)
-        sf_warn("corpus of %s: %d of %d captions dropped after %ld draws each failed the check; the last: \"%s\"",
-                job->wnid, d.rejected, n, p->corpus_attempts, d.last_bad);
-    if (rc == 0 && (stored_lines(jsonl, meta, &stored) < 0 || (rc = write_run_record(env, job, key_dir, stored, 0))))
-        rc = rc ? rc : sf_kind_fail(job, SF_JOB_FAILED, "cannot read back %s", meta);
-    cJSON_Delete(stored);
-    if (rc == 0) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "captions", kept);
-        cJSON_AddNumberToObject(o, "rejected", d.rejected);
-        cJSON_AddNumberToObject(o, "resampled", d.resampled);
-        cJSON_AddBoolToObject(o, "cached", 0);
+    sf_corpus_paths(env->data_dir, key, job->wnid, dir, sizeof dir, jsonl, sizeof jsonl, meta, sizeof meta);
+    /* Reused as stored, or made now; either way its meta object says how. */
+    cJSON *m = NULL;
+    int resampled = 0;
+    const int cached = (m = stored(jsonl, meta)) != NULL;
+    if (!cached && make_corpus(env, job, key, sf_world_class(w, k), dir, jsonl, meta, &resampled, &m)) return -1;
+    int rc = write_run_record(env, job, key_dir, m, cached);
+    cJSON *o = rc ? NULL : cJSON_CreateObject();
+    if (o) {
+        cJSON_AddNumberToObject(o, "captions", cJSON_GetNumberValue(cJSON_GetObjectItem(m, "captions")));
+        cJSON_AddNumberToObject(o, "rejected", cJSON_GetNumberValue(cJSON_GetObjectItem(m, "rejected")));
+        cJSON_AddNumberToObject(o, "resampled", resampled);
+        cJSON_AddBoolToObject(o, "cached", cached);
         cJSON_AddStringToObject(o, "corpus", key_dir);
         rc = sf_kind_result(job, o);
     }
-    sf_kind_free_texts(d.text, n);
-    free(d.seed), free(d.row), free(d.attempt);
+    cJSON_Delete(m);
     return rc;
 }
 

@@ -54,17 +54,13 @@ void sf_corpus_key(const sf_shift_params_t *p, char out[17]) {
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-void sf_corpus_paths(const char *data_dir, const sf_shift_params_t *p, const char *wnid, char *dir, size_t dn,
-                     char *jsonl, size_t jn, char *meta, size_t mn) {
-    char key[17];
-    sf_corpus_key(p, key);
+void sf_corpus_paths(const char *data_dir, const char *key, const char *wnid, char *dir, size_t dn, char *jsonl,
+                     size_t jn, char *meta, size_t mn) {
     if (dir) snprintf(dir, dn, "%s/corpus/%s", data_dir, key);
     if (jsonl) snprintf(jsonl, jn, "%s/corpus/%s/%s.jsonl", data_dir, key, wnid);
     if (meta) snprintf(meta, mn, "%s/corpus/%s/%s.json", data_dir, key, wnid);
 }
 
-uint64_t sf_corpus_seed(const sf_shift_params_t *p, const char *wnid, int i, int a) {
-    char key[17];
-    sf_corpus_key(p, key);
-    return sf_mix2(sf_mix2(sf_fnv1a_str(key), sf_fnv1a_str(wnid)), (uint64_t)i * 64 + (uint64_t)a);
+uint64_t sf_corpus_seed(const char *key, const char *wnid, int round) {
+    return sf_mix2(sf_mix2(sf_fnv1a_str(key), sf_fnv1a_str(wnid)), (uint64_t)round);
 }

@@ -44,9 +44,10 @@ const char *sf_corpus_template(const sf_shift_params_t *p);
  * model to this key: give a new model a new folder. */
 void sf_corpus_key(const sf_shift_params_t *p, char out[17]);
 /* data_dir/corpus/<key>, and in it <wnid>.jsonl / .json (NULL: not wanted). */
-void sf_corpus_paths(const char *data_dir, const sf_shift_params_t *p, const char *wnid, char *dir, size_t dn,
-                     char *jsonl, size_t jn, char *meta, size_t mn);
-/* The seed of attempt a at caption i of class wnid. */
-uint64_t sf_corpus_seed(const sf_shift_params_t *p, const char *wnid, int i, int a);
+void sf_corpus_paths(const char *data_dir, const char *key, const char *wnid, char *dir, size_t dn, char *jsonl,
+                     size_t jn, char *meta, size_t mn);
+/* The seed of draw round `round` of class wnid in the corpus of `key`
+ * (every pending caption of the class is drawn in each round). */
+uint64_t sf_corpus_seed(const char *key, const char *wnid, int round);
 
 #endif

@@ -73,19 +73,20 @@ TEST(test_paths_and_seeds) {
     snprintf(p.corpus_model, sizeof p.corpus_model, "instruct-world");
     char key[17], dir[256], jsonl[256], meta[256], want[256];
     sf_corpus_key(&p, key);
-    sf_corpus_paths("/d", &p, "n01534433", dir, sizeof dir, jsonl, sizeof jsonl, meta, sizeof meta);
+    sf_corpus_paths("/d", key, "n01534433", dir, sizeof dir, jsonl, sizeof jsonl, meta, sizeof meta);
     snprintf(want, sizeof want, "/d/corpus/%s", key);
     CHECK_EQ_STR(dir, want);
     snprintf(want, sizeof want, "/d/corpus/%s/n01534433.jsonl", key);
     CHECK_EQ_STR(jsonl, want);
     snprintf(want, sizeof want, "/d/corpus/%s/n01534433.json", key);
     CHECK_EQ_STR(meta, want);
-    const uint64_t s = sf_corpus_seed(&p, "n01534433", 0, 0);
-    CHECK(s == sf_corpus_seed(&p, "n01534433", 0, 0));
-    CHECK(s != sf_corpus_seed(&p, "n01534433", 0, 1));
-    CHECK(s != sf_corpus_seed(&p, "n01498041", 0, 0));
+    const uint64_t s = sf_corpus_seed(key, "n01534433", 0);
+    CHECK(s == sf_corpus_seed(key, "n01534433", 0));
+    CHECK(s != sf_corpus_seed(key, "n01534433", 1));
+    CHECK(s != sf_corpus_seed(key, "n01498041", 0));
     p.seed = 5; /* the run's seed does not move it */
-    CHECK(s == sf_corpus_seed(&p, "n01534433", 0, 0));
+    sf_corpus_key(&p, key);
+    CHECK(s == sf_corpus_seed(key, "n01534433", 0));
 }
 
 int main(void) {
