@@ -159,12 +159,12 @@ static int check_real_eval(const sf_shift_params_t *p, char *err, size_t n) {
 
 /* "sft" and "ppo" are the learner's (common/method/run_spec.c reads them for both);
  * only the ppo strategy has a learner to fine-tune the policy. */
-static int check_learner_keys(const cJSON *spec, int ppo, long *updates, long *batch, char *err, size_t n) {
-    sf_sft_spec_t sft;
+static int check_learner_keys(const cJSON *spec, int ppo, sf_sft_spec_t *sft, long *updates, long *batch, char *err,
+                              size_t n) {
     sf_ppo_spec_t p;
     sf_ppo_spec_init(&p);
-    int rc = sf_sft_spec_parse(spec, &sft, err, n);
-    if (!rc && sft.on && !ppo)
+    int rc = sf_sft_spec_parse(spec, sft, err, n);
+    if (!rc && sft->on && !ppo)
         rc = sf_errf(SF_EINVAL, err, n, "run spec: 'sft' needs strategy ppo (the learner fine-tunes the policy; "
                                         "other strategies name an already fine-tuned \"policy\")");
     if (!rc) rc = sf_ppo_spec_parse(spec, &p, err, n);
@@ -177,7 +177,8 @@ static int check_learner_keys(const cJSON *spec, int ppo, long *updates, long *b
  * run that fine-tunes (the corpus is the SFT's) and names no corpus file
  * too, a prompt with its placeholders; corpus settings without a model
  * would be ignored, so they are refused. */
-static int check_corpus(const cJSON *spec, const sf_shift_params_t *p, int ppo, char *err, size_t n) {
+static int check_corpus(const cJSON *spec, const sf_shift_params_t *p, int ppo, const sf_sft_spec_t *sft, char *err,
+                        size_t n) {
     if (!strcmp(p->corpus_model, "none")) {
         for (const cJSON *it = spec->child; it; it = it->next)
             if (!strncmp(it->string, "corpus_", 7) && strcmp(it->string, "corpus_model"))
@@ -189,12 +190,10 @@ static int check_corpus(const cJSON *spec, const sf_shift_params_t *p, int ppo, 
         return sf_errf(SF_EINVAL, err, n, "run spec: 'corpus_model' = \"%.100s\" must be an HF LLaMA folder inside "
                        "the workers' models_dir (letters, digits, '.', '_', '-', '/'; not absolute, no '..')",
                        p->corpus_model);
-    sf_sft_spec_t sft;
-    char e[256];
-    if (!ppo || sf_sft_spec_parse(spec, &sft, e, sizeof e) != 0 || !sft.on)
+    if (!ppo || !sft->on)
         return sf_errf(SF_EINVAL, err, n, "run spec: the corpus phase writes the SFT corpus: 'corpus_model' needs "
                        "strategy ppo and an 'sft' object");
-    if (sft.corpus[0])
+    if (sft->corpus[0])
         return sf_errf(SF_EINVAL, err, n, "run spec: 'corpus_model' and 'sft.corpus' both name the SFT corpus; "
                        "give one");
     char prompt[4096];
@@ -256,8 +255,9 @@ int sf_plan_shift(sf_run_t *r, cJSON *spec, long max_jobs, char *err, size_t n) 
     if ((rc = check_real_eval(&p, err, n))) return rc;
     const int ppo = strcmp(p.strategy, "ppo") == 0;
     long updates = 0, batch = 0;
-    if ((rc = check_learner_keys(spec, ppo, &updates, &batch, err, n)) ||
-        (rc = check_corpus(spec, &p, ppo, err, n)))
+    sf_sft_spec_t sft;
+    if ((rc = check_learner_keys(spec, ppo, &sft, &updates, &batch, err, n)) ||
+        (rc = check_corpus(spec, &p, ppo, &sft, err, n)))
         return rc;
     const int corpus = strcmp(p.corpus_model, "none") != 0;
     /* The low-density baseline pushes away from dense regions unless told
